@@ -1,0 +1,68 @@
+//! One error type for everything `provision` does. Its `Display` is a sentence a user can
+//! act on (the page and the CLI show it as is); it names fields and apps, never a secret.
+
+/// What went wrong, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {problem}")]
+    InvalidSpec { field: &'static str, problem: String },
+
+    #[error(
+        "Fly did not accept the token. Create an org token with `fly tokens create org --expiry 720h` \
+         (or in the Fly dashboard under Tokens) and paste the whole value it prints, including `FlyV1`."
+    )]
+    BadToken,
+
+    #[error(
+        "The token is not allowed to {action}. Use an org token (`fly tokens create org`); \
+         app deploy tokens cannot create apps."
+    )]
+    Forbidden { action: String },
+
+    #[error("The app name `{app}` is already taken on Fly.io (names are global). Pick another prefix.")]
+    NameTaken { app: String },
+
+    #[error("Fly has no capacity for this machine in region `{region}` right now. Pick another region, or retry later.")]
+    NoCapacity { region: String },
+
+    #[error("Fly is rate-limiting requests. Wait a minute and retry; the deploy resumes where it stopped.")]
+    RateLimited,
+
+    #[error("Fly's API had a problem on its side (HTTP {status}) while trying to {action}. Retry in a minute; the deploy resumes where it stopped.")]
+    Server { status: u16, action: String },
+
+    #[error("Could not reach {host}: {detail}. Check the connection and retry; the deploy resumes where it stopped.")]
+    Unreachable { host: String, detail: String },
+
+    #[error(
+        "This page cannot reach the Fly API at {api_base} from the browser (it blocked the request). \
+         Use the `textslash` CLI instead, or set an API proxy as `api_base` in config.json."
+    )]
+    Blocked { api_base: String },
+
+    #[error("Fly refused to {action}: {message} (HTTP {status}).")]
+    Api { status: u16, action: String, message: String },
+
+    #[error("{what} is not there any more (HTTP 404). Check the deployment's status; it may have been deleted outside textslash.")]
+    NotFound { what: String },
+
+    #[error("Timed out waiting for {what}. Retry; the deploy resumes where it stopped.")]
+    Timeout { what: String },
+
+    #[error("Fly answered something unexpected while trying to {action}: {detail}")]
+    BadResponse { action: String, detail: String },
+}
+
+impl Error {
+    /// A failure that may go away by itself: worth another observe-then-act round.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::RateLimited | Error::Server { .. } | Error::Unreachable { .. } | Error::Timeout { .. }
+        )
+    }
+
+    pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        Error::InvalidSpec { field, problem: problem.into() }
+    }
+}

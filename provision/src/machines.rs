@@ -1,0 +1,195 @@
+//! What a [`DeploymentSpec`] turns into on Fly: the two machine configs, their environment
+//! and their secrets. The fly.toml templates in `deploy/fly/` must agree with these (a test
+//! in `deploy` checks it), so this is the one place that knows ports, checks and policies.
+//!
+//! Secrets never go into `env`: Fly returns a machine's env to anyone who can read the app.
+
+use crate::fly::{Check, CreateMachineRequest, MachineConfig, Mount, Port, Restart, Service};
+use crate::spec::{Channel, DeploymentSpec};
+use std::collections::BTreeMap;
+
+/// The port both runtimes listen on inside their machine.
+pub const INTERNAL_PORT: u16 = 8080;
+/// Where the vm's volume is mounted.
+pub const DATA_PATH: &str = "/data";
+/// The volume's name in the vm app.
+pub const VOLUME_NAME: &str = "data";
+/// Machine metadata key that tells textslash's machines apart from anything else in an app.
+pub const ROLE_KEY: &str = "textslash_role";
+
+/// Which of the two runtimes a machine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Relay,
+    Vm,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Relay => "relay",
+            Role::Vm => "vm",
+        }
+    }
+}
+
+/// `https://{app}.fly.dev` with the app filled in.
+pub fn app_url(template: &str, app: &str) -> String {
+    template.replace("{app}", app).trim_end_matches('/').to_string()
+}
+
+/// The vm's address on the private network (Flycast, through the proxy, so it autostarts).
+pub fn flycast_url(app: &str) -> String {
+    format!("http://{app}.flycast")
+}
+
+fn health_check() -> BTreeMap<String, Check> {
+    BTreeMap::from([(
+        "health".to_string(),
+        Check {
+            kind: "http".into(),
+            port: INTERNAL_PORT,
+            method: Some("GET".into()),
+            path: Some("/health".into()),
+            interval: Some("15s".into()),
+            timeout: Some("5s".into()),
+            grace_period: Some("10s".into()),
+        },
+    )])
+}
+
+fn metadata(role: Role) -> BTreeMap<String, String> {
+    BTreeMap::from([(ROLE_KEY.to_string(), role.as_str().to_string())])
+}
+
+/// The relay: always on, public HTTPS on 443 with 80 redirecting, restarted whatever happens.
+pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
+    let relay = spec.relay_app();
+    let env = BTreeMap::from([
+        ("PORT".to_string(), INTERNAL_PORT.to_string()),
+        ("PUBLIC_URL".to_string(), app_url(&spec.app_url, &relay)),
+        ("DATA_DIR".to_string(), "/var/lib/textslash".to_string()),
+        ("VM_URL".to_string(), flycast_url(&spec.vm_app())),
+        ("ALLOWED_SENDERS".to_string(), spec.allowed_senders.join(",")),
+    ]);
+    MachineConfig {
+        image: spec.images.relay.clone(),
+        env,
+        guest: Some(spec.relay_guest.clone()),
+        services: vec![Service {
+            protocol: "tcp".into(),
+            internal_port: INTERNAL_PORT,
+            ports: vec![
+                Port { port: 443, handlers: vec!["tls".into(), "http".into()], force_https: None },
+                Port { port: 80, handlers: vec!["http".into()], force_https: Some(true) },
+            ],
+            autostop: Some("off".into()),
+            autostart: Some(true),
+            min_machines_running: Some(1),
+        }],
+        checks: health_check(),
+        mounts: Vec::new(),
+        restart: Some(Restart { policy: "always".into(), max_retries: None }),
+        metadata: metadata(Role::Relay),
+    }
+}
+
+/// The vm: private (Flycast on port 80), started by the proxy on demand, stopping itself
+/// when idle (so never stopped by the proxy in the middle of a job), its work on a volume.
+pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
+    let env = BTreeMap::from([
+        ("PORT".to_string(), INTERNAL_PORT.to_string()),
+        ("DATA_DIR".to_string(), DATA_PATH.to_string()),
+        ("RELAY_CALLBACK_URL".to_string(), format!("{}/callback", app_url(&spec.app_url, &spec.relay_app()))),
+    ]);
+    MachineConfig {
+        image: spec.images.vm.clone(),
+        env,
+        guest: Some(spec.vm_guest.clone()),
+        services: vec![Service {
+            protocol: "tcp".into(),
+            internal_port: INTERNAL_PORT,
+            ports: vec![Port { port: 80, handlers: vec!["http".into()], force_https: None }],
+            autostop: Some("off".into()),
+            autostart: Some(true),
+            min_machines_running: Some(0),
+        }],
+        checks: health_check(),
+        mounts: vec![Mount { volume: volume_id.into(), path: DATA_PATH.into() }],
+        restart: Some(Restart { policy: "on-failure".into(), max_retries: Some(3) }),
+        metadata: metadata(Role::Vm),
+    }
+}
+
+pub fn machine_request(spec: &DeploymentSpec, config: MachineConfig, role: Role, min_secrets_version: Option<u64>) -> CreateMachineRequest {
+    CreateMachineRequest {
+        name: Some(format!("{}-{}", spec.prefix, role.as_str())),
+        region: Some(spec.region.clone()),
+        config,
+        min_secrets_version,
+    }
+}
+
+/// Secrets the relay needs. `vm_token` is shared with the vm; `webhook_secret` is what
+/// Telegram sends back in `X-Telegram-Bot-Api-Secret-Token`.
+pub fn relay_secrets(spec: &DeploymentSpec, vm_token: &str, webhook_secret: &str) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::from([("VM_TOKEN".to_string(), vm_token.to_string())]);
+    match &spec.channel {
+        Channel::Telegram { bot_token } => {
+            values.insert("TELEGRAM_BOT_TOKEN".into(), bot_token.expose().into());
+            values.insert("TELEGRAM_WEBHOOK_SECRET".into(), webhook_secret.into());
+        }
+        Channel::WhatsappTwilio { account_sid, auth_token, whatsapp_number } => {
+            values.insert("TWILIO_ACCOUNT_SID".into(), account_sid.expose().into());
+            values.insert("TWILIO_AUTH_TOKEN".into(), auth_token.expose().into());
+            let number = crate::spec::normalise_phone(whatsapp_number).unwrap_or_else(|| whatsapp_number.clone());
+            values.insert("TWILIO_WHATSAPP_NUMBER".into(), number);
+        }
+    }
+    values
+}
+
+pub fn vm_secrets(spec: &DeploymentSpec, vm_token: &str) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::from([
+        ("VM_TOKEN".to_string(), vm_token.to_string()),
+        ("ANTHROPIC_API_KEY".to_string(), spec.anthropic_api_key.expose().to_string()),
+    ]);
+    if let Some(token) = &spec.github_token {
+        values.insert("GITHUB_TOKEN".into(), token.expose().into());
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::tests::telegram_spec;
+
+    #[test]
+    fn no_secret_ends_up_in_env() {
+        let spec = telegram_spec("t");
+        let secrets: Vec<String> = relay_secrets(&spec, "vmtoken", "hook").into_values().chain(vm_secrets(&spec, "vmtoken").into_values()).collect();
+        for config in [relay_config(&spec), vm_config(&spec, "vol_1")] {
+            for value in config.env.values() {
+                for secret in &secrets {
+                    assert!(!value.contains(secret.as_str()), "a secret is in env");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_vm_is_private_and_the_relay_public() {
+        let spec = telegram_spec("t");
+        let vm = vm_config(&spec, "vol_1");
+        assert_eq!(vm.services[0].ports.len(), 1);
+        assert_eq!(vm.services[0].ports[0].port, 80);
+        assert_eq!(vm.mounts[0].path, "/data");
+        assert_eq!(vm.restart.as_ref().unwrap().policy, "on-failure");
+        let relay = relay_config(&spec);
+        assert!(relay.services[0].ports.iter().any(|p| p.port == 443));
+        assert_eq!(relay.env["VM_URL"], "http://t-vm.flycast");
+        assert_eq!(relay.env["PUBLIC_URL"], "https://t-relay.fly.dev");
+        assert_eq!(vm.env["RELAY_CALLBACK_URL"], "https://t-relay.fly.dev/callback");
+    }
+}

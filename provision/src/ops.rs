@@ -1,0 +1,196 @@
+//! What can be done to a deployment after it exists: [`status`], [`update`], [`set_vm_running`]
+//! and [`teardown`]. They find resources by app name and listing, not by remembered ids, so
+//! they also work on a deploy that stopped half-way.
+
+use crate::error::Error;
+use crate::fly::{AppName, CheckStatus, FlyClient, IpAssignment, Volume};
+use crate::machines::{ROLE_KEY, Role};
+use crate::plan::{Event, Progress, StepId, StepState, fetch_health, find_machine};
+use crate::spec::Images;
+use crate::transport::{Clock, Transport};
+use serde::{Deserialize, Serialize};
+
+/// One app's live state.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub exists: bool,
+    pub machines: Vec<MachineStatus>,
+    pub volumes: Vec<VolumeStatus>,
+    pub ips: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct MachineStatus {
+    pub id: String,
+    pub role: Option<String>,
+    pub state: String,
+    pub image: Option<String>,
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct VolumeStatus {
+    pub id: String,
+    pub name: String,
+    pub size_gb: u32,
+    pub state: String,
+}
+
+/// Everything the page's detail screen and `textslash status` show.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Status {
+    pub relay: AppStatus,
+    pub vm: AppStatus,
+    /// The relay's `/health` document, or why it could not be read.
+    pub relay_health: Result<serde_json::Value, String>,
+}
+
+pub async fn status<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    relay_app: &str,
+    vm_app: &str,
+    relay_url: &str,
+) -> Result<Status, Error> {
+    let (relay, vm) = futures::future::try_join(app_status(fly, relay_app), app_status(fly, vm_app)).await?;
+    let relay_health = if relay.exists {
+        fetch_health(fly.transport(), relay_url).await.map_err(|e| e.to_string())
+    } else {
+        Err("the relay app does not exist".into())
+    };
+    Ok(Status { relay, vm, relay_health })
+}
+
+async fn app_status<T: Transport, C: Clock>(fly: &FlyClient<T, C>, app: &str) -> Result<AppStatus, Error> {
+    match fly.app_name(app).await? {
+        AppName::Ours(_) => {}
+        AppName::Free => return Ok(AppStatus { name: app.into(), ..Default::default() }),
+        AppName::TakenElsewhere => return Err(Error::Forbidden { action: format!("read {app}") }),
+    }
+    let machines = fly.list_machines(app).await?;
+    let volumes = fly.list_volumes(app).await?;
+    let ips = fly.list_ips(app).await?;
+    Ok(AppStatus {
+        name: app.into(),
+        exists: true,
+        machines: machines
+            .iter()
+            .filter(|m| m.is_live())
+            .map(|m| MachineStatus {
+                id: m.id.clone(),
+                role: m.metadata(ROLE_KEY).map(str::to_string),
+                state: m.state.clone(),
+                image: m.config.as_ref().map(|c| c.image.clone()),
+                checks: m.checks.clone(),
+            })
+            .collect(),
+        volumes: volumes
+            .iter()
+            .filter(|v| v.is_live())
+            .map(|v| VolumeStatus { id: v.id.clone(), name: v.name.clone(), size_gb: v.size_gb, state: v.state.clone() })
+            .collect(),
+        ips: ips.iter().map(|ip| format!("{} {}", ip.kind().as_str(), ip.ip)).collect(),
+    })
+}
+
+/// Moves both machines to new images, keeping everything else (the vm keeps its volume).
+/// Returns the ids of the machines that changed.
+pub async fn update<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    relay_app: &str,
+    vm_app: &str,
+    images: &Images,
+) -> Result<Vec<String>, Error> {
+    let mut changed = Vec::new();
+    for (app, role, image) in [(relay_app, Role::Relay, &images.relay), (vm_app, Role::Vm, &images.vm)] {
+        let machines = fly.list_machines(app).await?;
+        let machine = find_machine(&machines, role).ok_or_else(|| Error::NotFound { what: format!("the {} machine of {app}", role.as_str()) })?;
+        let mut config = machine.config.clone().ok_or_else(|| Error::BadResponse {
+            action: "read the machine's config".into(),
+            detail: "Fly returned a machine without a config".into(),
+        })?;
+        if &config.image == image {
+            continue;
+        }
+        config.image = image.clone();
+        let request = crate::fly::CreateMachineRequest {
+            name: None,
+            region: machine.region.clone(),
+            config,
+            min_secrets_version: None,
+        };
+        fly.update_machine(app, &machine.id, &request).await?;
+        changed.push(machine.id.clone());
+    }
+    Ok(changed)
+}
+
+/// Starts or stops the vm machine (the relay stays up: it is the front door).
+pub async fn set_vm_running<T: Transport, C: Clock>(fly: &FlyClient<T, C>, vm_app: &str, running: bool) -> Result<(), Error> {
+    let machines = fly.list_machines(vm_app).await?;
+    let machine = find_machine(&machines, Role::Vm).ok_or_else(|| Error::NotFound { what: format!("the vm machine of {vm_app}") })?;
+    if running {
+        fly.start_machine(vm_app, &machine.id).await
+    } else {
+        fly.stop_machine(vm_app, &machine.id).await
+    }
+}
+
+/// Something teardown could not remove.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Leftover {
+    pub what: String,
+    pub why: String,
+}
+
+/// Removes machines, volumes, IPs and both apps, then checks each app is gone (404).
+/// Returns what is left over; an empty list means nothing is.
+pub async fn teardown<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    apps: &[&str],
+    progress: &dyn Progress,
+) -> Result<Vec<Leftover>, Error> {
+    let mut leftovers = Vec::new();
+    for &app in apps {
+        let emit = |state, message: String| progress.report(&Event { step: StepId::Apps, state, message });
+        emit(StepState::Running, format!("tearing down {app}"));
+        match fly.app_name(app).await? {
+            AppName::Free => {
+                emit(StepState::AlreadyDone, format!("{app} does not exist"));
+                continue;
+            }
+            AppName::TakenElsewhere => {
+                leftovers.push(Leftover { what: app.into(), why: "it belongs to another org".into() });
+                continue;
+            }
+            AppName::Ours(_) => {}
+        }
+        let mut removed = Vec::new();
+        for machine in fly.list_machines(app).await?.iter().filter(|m| m.is_live()) {
+            record(&mut leftovers, &mut removed, format!("machine {}", machine.id), fly.delete_machine(app, &machine.id).await);
+        }
+        for volume in fly.list_volumes(app).await?.iter().filter(|v: &&Volume| v.is_live()) {
+            record(&mut leftovers, &mut removed, format!("volume {}", volume.id), fly.delete_volume(app, &volume.id).await);
+        }
+        for ip in fly.list_ips(app).await?.iter().map(|ip: &IpAssignment| ip.ip.clone()) {
+            record(&mut leftovers, &mut removed, format!("IP {ip}"), fly.delete_ip(app, &ip).await);
+        }
+        record(&mut leftovers, &mut removed, format!("app {app}"), fly.delete_app(app).await);
+        match fly.app_name(app).await {
+            Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
+            Ok(_) => {
+                leftovers.push(Leftover { what: format!("app {app}"), why: "it still exists after deletion".into() });
+                emit(StepState::Failed, format!("{app} still exists"));
+            }
+            Err(e) => leftovers.push(Leftover { what: format!("app {app}"), why: e.to_string() }),
+        }
+    }
+    Ok(leftovers)
+}
+
+fn record(leftovers: &mut Vec<Leftover>, removed: &mut Vec<String>, what: String, result: Result<(), Error>) {
+    match result {
+        Ok(()) | Err(Error::NotFound { .. }) => removed.push(what),
+        Err(e) => leftovers.push(Leftover { what, why: e.to_string() }),
+    }
+}

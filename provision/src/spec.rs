@@ -1,0 +1,346 @@
+//! What the user asked for: a [`DeploymentSpec`], and its validation.
+//!
+//! Validation errors name the field and say what is wrong with it, never echoing the value
+//! (it may be a secret pasted into the wrong box).
+
+use crate::error::Error;
+use crate::fly::Guest;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A credential. Its `Debug` never shows the value, so a spec can be logged safely.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into().trim().to_string())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "Secret(empty)" } else { "Secret(***)" })
+    }
+}
+
+/// The messaging channel and its credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Channel {
+    Telegram {
+        bot_token: Secret,
+    },
+    WhatsappTwilio {
+        account_sid: Secret,
+        auth_token: Secret,
+        /// The Twilio WhatsApp sender, `+14155238886` (a `whatsapp:` prefix is accepted).
+        whatsapp_number: String,
+    },
+}
+
+impl Channel {
+    pub fn kind(&self) -> ChannelKind {
+        match self {
+            Channel::Telegram { .. } => ChannelKind::Telegram,
+            Channel::WhatsappTwilio { .. } => ChannelKind::WhatsappTwilio,
+        }
+    }
+}
+
+/// The channel without its credentials: what a bookmark remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Telegram,
+    WhatsappTwilio,
+}
+
+impl ChannelKind {
+    /// The sender prefix the relay's allowlist uses for this channel.
+    pub fn sender_prefix(self) -> &'static str {
+        match self {
+            ChannelKind::Telegram => "telegram:",
+            ChannelKind::WhatsappTwilio => "whatsapp:",
+        }
+    }
+    /// The relay path the channel delivers webhooks to.
+    pub fn webhook_path(self) -> &'static str {
+        match self {
+            ChannelKind::Telegram => "/webhook/telegram",
+            ChannelKind::WhatsappTwilio => "/webhook/twilio",
+        }
+    }
+}
+
+/// Container images of the two runtimes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Images {
+    pub relay: String,
+    pub vm: String,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            relay: "ghcr.io/textslash/textslash-relay:latest".into(),
+            vm: "ghcr.io/textslash/textslash-vm:latest".into(),
+        }
+    }
+}
+
+/// Everything a deploy needs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeploymentSpec {
+    /// Apps are named `<prefix>-relay` and `<prefix>-vm`.
+    pub prefix: String,
+    /// The Fly org slug; `None` takes the token's own org.
+    pub org: Option<String>,
+    pub region: String,
+    pub channel: Channel,
+    pub anthropic_api_key: Secret,
+    /// `whatsapp:+15551234567` or `telegram:123456789`.
+    pub allowed_senders: Vec<String>,
+    pub github_token: Option<Secret>,
+    pub images: Images,
+    pub relay_guest: Guest,
+    pub vm_guest: Guest,
+    pub volume_gb: u32,
+    /// Where each app answers publicly; `{app}` is replaced by the app name.
+    pub app_url: String,
+}
+
+pub const DEFAULT_APP_URL: &str = "https://{app}.fly.dev";
+pub const DEFAULT_API_BASE: &str = "https://api.machines.dev";
+
+/// Longest prefix such that `<prefix>-relay` still fits a 63-character DNS label.
+pub const MAX_PREFIX_LEN: usize = 63 - "-relay".len();
+
+impl DeploymentSpec {
+    /// A spec with the design's defaults for everything but the credentials.
+    pub fn new(prefix: &str, region: &str, channel: Channel, anthropic_api_key: Secret) -> Self {
+        DeploymentSpec {
+            prefix: prefix.trim().to_string(),
+            org: None,
+            region: region.trim().to_string(),
+            channel,
+            anthropic_api_key,
+            allowed_senders: Vec::new(),
+            github_token: None,
+            images: Images::default(),
+            relay_guest: Guest { cpu_kind: "shared".into(), cpus: 1, memory_mb: 256 },
+            // Claude Code plus Chromium: 1 GB is known to run out of memory.
+            vm_guest: Guest { cpu_kind: "shared".into(), cpus: 2, memory_mb: 2048 },
+            volume_gb: 1,
+            app_url: DEFAULT_APP_URL.into(),
+        }
+    }
+
+    pub fn relay_app(&self) -> String {
+        format!("{}-relay", self.prefix)
+    }
+
+    pub fn vm_app(&self) -> String {
+        format!("{}-vm", self.prefix)
+    }
+
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_prefix(&self.prefix)?;
+        if let Some(org) = &self.org {
+            if org.is_empty() || !org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(Error::invalid("org", "an org slug is lowercase letters, digits and hyphens"));
+            }
+        }
+        validate_region(&self.region)?;
+        match &self.channel {
+            Channel::Telegram { bot_token } => validate_telegram_token(bot_token)?,
+            Channel::WhatsappTwilio { account_sid, auth_token, whatsapp_number } => {
+                validate_twilio(account_sid, auth_token)?;
+                normalise_phone(whatsapp_number)
+                    .ok_or_else(|| Error::invalid("whatsapp_number", "expected an international number such as +14155238886"))?;
+            }
+        }
+        if self.anthropic_api_key.is_empty() || self.anthropic_api_key.expose().contains(char::is_whitespace) {
+            return Err(Error::invalid("anthropic_api_key", "paste the key from console.anthropic.com (it starts with sk-ant-)"));
+        }
+        let kind = self.channel.kind();
+        for sender in &self.allowed_senders {
+            validate_sender(kind, sender)?;
+        }
+        if kind == ChannelKind::WhatsappTwilio && self.allowed_senders.is_empty() {
+            return Err(Error::invalid("allowed_senders", "add your own WhatsApp number, e.g. whatsapp:+15551234567"));
+        }
+        if let Some(token) = &self.github_token {
+            if token.expose().contains(char::is_whitespace) {
+                return Err(Error::invalid("github_token", "a GitHub token has no spaces"));
+            }
+        }
+        if self.images.relay.trim().is_empty() || self.images.vm.trim().is_empty() {
+            return Err(Error::invalid("images", "both image references are needed"));
+        }
+        if !(1..=500).contains(&self.volume_gb) {
+            return Err(Error::invalid("volume_gb", "between 1 and 500 GB"));
+        }
+        if !self.app_url.contains("{app}") {
+            return Err(Error::invalid("app_url", "must contain {app}, e.g. https://{app}.fly.dev"));
+        }
+        Ok(())
+    }
+}
+
+pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
+    let field = "prefix";
+    if prefix.is_empty() {
+        return Err(Error::invalid(field, "choose a name such as my-agent"));
+    }
+    if prefix.len() > MAX_PREFIX_LEN {
+        return Err(Error::invalid(field, format!("at most {MAX_PREFIX_LEN} characters")));
+    }
+    if !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(Error::invalid(field, "only lowercase letters, digits and hyphens"));
+    }
+    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(Error::invalid(field, "must start with a letter"));
+    }
+    if prefix.ends_with('-') || prefix.contains("--") {
+        return Err(Error::invalid(field, "no hyphen at the end and no two hyphens in a row"));
+    }
+    Ok(())
+}
+
+pub fn validate_region(region: &str) -> Result<(), Error> {
+    if region.len() == 3 && region.chars().all(|c| c.is_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(Error::invalid("region", "a Fly region code is three lowercase letters, e.g. ams or iad"))
+    }
+}
+
+/// Bot API tokens look like `123456789:AA…` (digits, a colon, then 30+ URL-safe characters).
+pub fn validate_telegram_token(token: &Secret) -> Result<(), Error> {
+    let ok = token.expose().split_once(':').is_some_and(|(id, rest)| {
+        !id.is_empty()
+            && id.chars().all(|c| c.is_ascii_digit())
+            && rest.len() >= 30
+            && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    if ok { Ok(()) } else { Err(Error::invalid("telegram_bot_token", "paste the whole token @BotFather gave you (digits, a colon, then letters)")) }
+}
+
+pub fn validate_twilio(account_sid: &Secret, auth_token: &Secret) -> Result<(), Error> {
+    let is_hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
+    let sid = account_sid.expose();
+    if !(sid.len() == 34 && sid.starts_with("AC") && is_hex(&sid[2..])) {
+        return Err(Error::invalid("twilio_account_sid", "starts with AC followed by 32 hexadecimal characters (Twilio console, Account info)"));
+    }
+    let token = auth_token.expose();
+    if !(token.len() == 32 && is_hex(token)) {
+        return Err(Error::invalid("twilio_auth_token", "32 hexadecimal characters (Twilio console, Account info)"));
+    }
+    Ok(())
+}
+
+/// `+14155238886`, `whatsapp:+1 415 523 8886` → `+14155238886`.
+pub fn normalise_phone(number: &str) -> Option<String> {
+    let digits: String = number
+        .trim()
+        .trim_start_matches("whatsapp:")
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let rest = digits.strip_prefix('+')?;
+    (rest.len() >= 7 && rest.len() <= 15 && rest.chars().all(|c| c.is_ascii_digit())).then_some(digits)
+}
+
+pub fn validate_sender(kind: ChannelKind, sender: &str) -> Result<(), Error> {
+    let field = "allowed_senders";
+    let Some(id) = sender.strip_prefix(kind.sender_prefix()) else {
+        return Err(Error::invalid(field, format!("each sender starts with {} for this channel", kind.sender_prefix())));
+    };
+    let ok = match kind {
+        ChannelKind::Telegram => !id.is_empty() && id.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()),
+        ChannelKind::WhatsappTwilio => normalise_phone(id).as_deref() == Some(id),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, match kind {
+            ChannelKind::Telegram => "a Telegram sender is telegram: followed by the numeric chat id",
+            ChannelKind::WhatsappTwilio => "a WhatsApp sender is whatsapp: followed by +country code and number, no spaces",
+        }))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn telegram_spec(prefix: &str) -> DeploymentSpec {
+        let mut spec = DeploymentSpec::new(
+            prefix,
+            "ams",
+            Channel::Telegram { bot_token: Secret::new("123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw") },
+            Secret::new("sk-ant-test-key"),
+        );
+        spec.allowed_senders = vec!["telegram:42".into()];
+        spec
+    }
+
+    #[test]
+    fn a_good_spec_validates() {
+        telegram_spec("my-agent").validate().unwrap();
+    }
+
+    #[test]
+    fn prefixes_follow_fly_app_name_rules() {
+        for bad in ["", "My-agent", "9lives", "a_b", "agent-", "a--b", &"a".repeat(58)] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["a", "my-agent-2", &"a".repeat(57)] {
+            validate_prefix(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_never_the_value() {
+        let mut spec = telegram_spec("x");
+        spec.channel = Channel::Telegram { bot_token: Secret::new("not-a-token-SECRETVALUE") };
+        let message = spec.validate().unwrap_err().to_string();
+        assert!(message.starts_with("telegram_bot_token:"), "{message}");
+        assert!(!message.contains("SECRETVALUE"));
+        assert!(!format!("{spec:?}").contains("sk-ant-test-key"));
+    }
+
+    #[test]
+    fn whatsapp_needs_well_formed_credentials_and_an_allowed_sender() {
+        let mut spec = DeploymentSpec::new(
+            "wa",
+            "iad",
+            Channel::WhatsappTwilio {
+                account_sid: Secret::new(format!("AC{}", "a".repeat(32))),
+                auth_token: Secret::new("b".repeat(32)),
+                whatsapp_number: "whatsapp:+1 415 523 8886".into(),
+            },
+            Secret::new("sk-ant-x"),
+        );
+        assert!(spec.validate().unwrap_err().to_string().starts_with("allowed_senders"));
+        spec.allowed_senders = vec!["whatsapp:+15551234567".into()];
+        spec.validate().unwrap();
+        spec.allowed_senders = vec!["telegram:1".into()];
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn phones_are_normalised() {
+        assert_eq!(normalise_phone("whatsapp:+1 (415) 523-8886").as_deref(), Some("+14155238886"));
+        assert_eq!(normalise_phone("4155238886"), None);
+    }
+}

@@ -1,0 +1,490 @@
+//! The Machines API emulator (`/v1/…`) and the sim's control routes (`/sim/…`).
+//!
+//! Every `/v1` call passes [`guard`] first: injected latency, the bearer/FlyV1 token check
+//! (401 with Fly's body), then the fault rules. Error bodies are Fly's `{error, status}`.
+
+use crate::faults::{FaultConfig, Verdict};
+use crate::world::{App, Ip, Machine, Volume, now_rfc3339};
+use crate::{Sim, supervisor};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{Any, CorsLayer};
+
+type S = State<Arc<Sim>>;
+type ApiResult = Result<Response, Response>;
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/tokens/current", get(current_token))
+        .route("/v1/platform/regions", get(regions))
+        .route("/v1/apps", get(list_apps).post(create_app))
+        .route("/v1/apps/{app}", get(show_app).delete(delete_app))
+        .route("/v1/apps/{app}/secrets", get(list_secrets).post(set_secrets))
+        .route("/v1/apps/{app}/volumes", get(list_volumes).post(create_volume))
+        .route("/v1/apps/{app}/volumes/{id}", get(show_volume).delete(delete_volume))
+        .route("/v1/apps/{app}/machines", get(list_machines).post(create_machine))
+        .route("/v1/apps/{app}/machines/{id}", get(show_machine).post(update_machine).delete(delete_machine))
+        .route("/v1/apps/{app}/machines/{id}/start", post(start_machine))
+        .route("/v1/apps/{app}/machines/{id}/stop", post(stop_machine))
+        .route("/v1/apps/{app}/machines/{id}/wait", get(wait_machine))
+        .route("/v1/apps/{app}/ip_assignments", get(list_ips).post(assign_ip))
+        .route("/v1/apps/{app}/ip_assignments/{ip}", axum::routing::delete(delete_ip))
+        .layer(middleware::from_fn_with_state(sim.clone(), guard));
+    let control = Router::new()
+        .route("/sim/state", get(state_dump))
+        .route("/sim/apps/{app}", get(app_urls))
+        .route("/sim/faults", get(faults_fired).post(set_faults).delete(clear_faults));
+    v1.merge(control)
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE]),
+        )
+        .with_state(sim)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("{what} not found"))
+}
+
+async fn guard(State(sim): S, request: Request, next: Next) -> Response {
+    let latency = sim.faults.latency_ms();
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if !authorised(&sim, request.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Authenticate: token validation error");
+    }
+    let path = request.uri().path().to_string();
+    match sim.faults.verdict(request.method().as_str(), &path) {
+        Verdict::Proceed => next.run(request).await,
+        Verdict::FailWith(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, "sim: injected failure")
+        }
+        Verdict::ActThenDrop => {
+            let _ = next.run(request).await;
+            error(StatusCode::GATEWAY_TIMEOUT, "sim: the answer was lost on the way")
+        }
+    }
+}
+
+fn authorised(sim: &Sim, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
+    let token = value.strip_prefix("FlyV1 ").or_else(|| value.strip_prefix("Bearer ")).unwrap_or(value);
+    token.split(',').any(|t| sim.config.tokens.iter().any(|ok| ok == t.trim()))
+}
+
+// ---- tokens, regions, apps ----
+
+async fn current_token(State(sim): S) -> Response {
+    Json(json!({"tokens": [{"org_slug": sim.config.org, "organization": sim.config.org, "apps": [], "token_id": "sim"}]}))
+        .into_response()
+}
+
+async fn regions() -> Response {
+    let rows: Vec<Value> = [("ams", "Amsterdam, Netherlands"), ("fra", "Frankfurt, Germany"), ("iad", "Ashburn, Virginia (US)"), ("lhr", "London, United Kingdom"), ("sin", "Singapore"), ("syd", "Sydney, Australia")]
+        .iter()
+        .map(|(code, name)| json!({"code": code, "name": name, "deprecated": false, "requires_paid_plan": false}))
+        .collect();
+    Json(json!({"nearest": "ams", "regions": rows})).into_response()
+}
+
+fn app_json(app: &App) -> Value {
+    json!({
+        "id": app.id, "name": app.name, "status": if app.machines.is_empty() { "pending" } else { "deployed" },
+        "network": "default", "machine_count": app.machines.len(), "volume_count": app.volumes.len(),
+        "organization": {"name": app.org, "slug": app.org},
+    })
+}
+
+async fn list_apps(State(sim): S) -> Response {
+    let apps: Vec<Value> = sim.world.with(|apps| apps.values().map(app_json).collect());
+    Json(json!({"total_apps": apps.len(), "apps": apps})).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateApp {
+    #[serde(alias = "app_name")]
+    name: String,
+    org_slug: String,
+}
+
+async fn create_app(State(sim): S, body: Result<Json<CreateApp>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    if body.org_slug != sim.config.org && body.org_slug != "personal" {
+        return Err(error(StatusCode::FORBIDDEN, "unauthorized for this organization"));
+    }
+    let taken = || (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "Name has already been taken", "status": "name_taken"}))).into_response();
+    if sim.config.names_taken_elsewhere.contains(&body.name) {
+        return Err(taken());
+    }
+    let id = sim.world.new_id(16);
+    sim.world.with(|apps| {
+        if apps.contains_key(&body.name) {
+            return Err(taken());
+        }
+        apps.insert(body.name.clone(), App { name: body.name.clone(), id: id.clone(), org: sim.config.org.clone(), ..Default::default() });
+        Ok(())
+    })?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "created_at": 0}))).into_response())
+}
+
+fn with_app<R>(sim: &Sim, name: &str, f: impl FnOnce(&mut App) -> Result<R, Response>) -> Result<R, Response> {
+    if sim.config.names_taken_elsewhere.iter().any(|n| n == name) {
+        return Err(error(StatusCode::FORBIDDEN, "unauthorized"));
+    }
+    sim.world.with(|apps| match apps.get_mut(name) {
+        Some(app) => f(app),
+        None => Err(not_found("app")),
+    })
+}
+
+async fn show_app(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |a| Ok(Json(app_json(a)).into_response()))
+}
+
+async fn delete_app(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |_| Ok(()))?;
+    let removed = sim.world.with(|apps| apps.remove(&app));
+    if let Some(mut removed) = removed {
+        for machine in removed.machines.values_mut() {
+            if let Some(kill) = machine.kill.take() {
+                let _ = kill.send(());
+            }
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+// ---- secrets ----
+
+async fn list_secrets(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |a| {
+        let secrets: Vec<Value> = a.secrets.keys().map(|k| json!({"name": k, "digest": "sim"})).collect();
+        Ok(Json(json!({"secrets": secrets})).into_response())
+    })
+}
+
+#[derive(Deserialize)]
+struct SetSecrets {
+    values: BTreeMap<String, Option<String>>,
+}
+
+async fn set_secrets(State(sim): S, Path(app): Path<String>, body: Result<Json<SetSecrets>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    with_app(&sim, &app, |a| {
+        for (name, value) in body.values {
+            match value {
+                Some(v) => a.secrets.insert(name, v),
+                None => a.secrets.remove(&name),
+            };
+        }
+        a.secrets_version += 1;
+        let secrets: Vec<Value> = a.secrets.keys().map(|k| json!({"name": k})).collect();
+        Ok(Json(json!({"version": a.secrets_version, "secrets": secrets})).into_response())
+    })
+}
+
+// ---- volumes ----
+
+async fn list_volumes(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |a| Ok(Json(a.volumes.values().map(Volume::json).collect::<Vec<_>>()).into_response()))
+}
+
+#[derive(Deserialize)]
+struct CreateVolume {
+    name: String,
+    region: String,
+    #[serde(default)]
+    size_gb: Option<u64>,
+}
+
+async fn create_volume(State(sim): S, Path(app): Path<String>, body: Result<Json<CreateVolume>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    let id = format!("vol_{}", sim.world.new_id(16));
+    with_app(&sim, &app, |a| {
+        let volume = Volume { id: id.clone(), name: body.name, region: body.region, size_gb: body.size_gb.unwrap_or(3), attached_machine_id: None, created_at: now_rfc3339() };
+        let json = volume.json();
+        a.volumes.insert(id, volume);
+        Ok(Json(json).into_response())
+    })
+}
+
+async fn show_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
+    with_app(&sim, &app, |a| a.volumes.get(&id).map(|v| Json(v.json()).into_response()).ok_or_else(|| not_found("volume")))
+}
+
+async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
+    with_app(&sim, &app, |a| {
+        let volume = a.volumes.get(&id).ok_or_else(|| not_found("volume"))?;
+        if let Some(machine) = &volume.attached_machine_id {
+            if a.machines.contains_key(machine) {
+                return Err(error(StatusCode::PRECONDITION_FAILED, "volume is attached to a machine; destroy the machine first"));
+            }
+        }
+        let mut volume = a.volumes.remove(&id).expect("checked above").json();
+        volume["state"] = json!("destroyed");
+        Ok(Json(volume).into_response())
+    })
+}
+
+// ---- machines ----
+
+#[derive(Deserialize)]
+struct CreateMachine {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    config: Value,
+    #[serde(default)]
+    skip_launch: bool,
+}
+
+async fn create_machine(State(sim): S, Path(app): Path<String>, body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    let image = body.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    if image.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "config.image is required"));
+    }
+    if sim.config.images.program_for(&image).is_none() {
+        return Err(error(StatusCode::BAD_REQUEST, &format!("sim: no local program for image {image}; map one with --image")));
+    }
+    let id = sim.world.new_id(14);
+    with_app(&sim, &app, |a| {
+        for mount in body.config.get("mounts").and_then(Value::as_array).into_iter().flatten() {
+            let vol = mount.get("volume").and_then(Value::as_str).unwrap_or_default();
+            let volume = a.volumes.get_mut(vol).ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("volume {vol} not found")))?;
+            if volume.attached_machine_id.as_ref().is_some_and(|m| a.machines.contains_key(m)) {
+                return Err(error(StatusCode::BAD_REQUEST, &format!("volume {vol} is already attached to a machine")));
+            }
+            volume.attached_machine_id = Some(id.clone());
+        }
+        let machine = Machine {
+            id: id.clone(),
+            name: body.name.unwrap_or_else(|| id.clone()),
+            region: body.region.unwrap_or_else(|| "ams".into()),
+            config: body.config,
+            state: "created".into(),
+            instance_id: sim.world.new_id(26).to_uppercase(),
+            port: None,
+            kill: None,
+            generation: 0,
+            restarts: 0,
+            checks: Vec::new(),
+            created_at: now_rfc3339(),
+        };
+        a.machines.insert(id.clone(), machine);
+        Ok(())
+    })?;
+    if !body.skip_launch {
+        supervisor::start(&sim, &app, &id).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    }
+    machine_response(&sim, &app, &id).await
+}
+
+async fn machine_json(sim: &Sim, app: &str, id: &str) -> Result<Value, Response> {
+    let (config, port, mut json) = with_app(sim, app, |a| {
+        let m = a.machines.get(id).ok_or_else(|| not_found("machine"))?;
+        Ok((m.config.clone(), m.port, m.json()))
+    })?;
+    json["checks"] = Value::Array(supervisor::run_checks(sim, &config, port).await);
+    Ok(json)
+}
+
+async fn machine_response(sim: &Sim, app: &str, id: &str) -> ApiResult {
+    Ok(Json(machine_json(sim, app, id).await?).into_response())
+}
+
+async fn list_machines(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    let ids: Vec<String> = with_app(&sim, &app, |a| Ok(a.machines.keys().cloned().collect()))?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Ok(json) = machine_json(&sim, &app, &id).await {
+            out.push(json);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn show_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
+    machine_response(&sim, &app, &id).await
+}
+
+async fn update_machine(State(sim): S, Path((app, id)): Path<(String, String)>, body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    let image = body.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    if sim.config.images.program_for(&image).is_none() {
+        return Err(error(StatusCode::BAD_REQUEST, &format!("sim: no local program for image {image}; map one with --image")));
+    }
+    with_app(&sim, &app, |a| {
+        let m = a.machines.get_mut(&id).ok_or_else(|| not_found("machine"))?;
+        if m.config.get("mounts") != body.config.get("mounts") {
+            return Err(error(StatusCode::BAD_REQUEST, "a machine's volume cannot be changed by update"));
+        }
+        m.config = body.config;
+        Ok(())
+    })?;
+    // An update replaces the running machine with one on the new config.
+    supervisor::stop(&sim, &app, &id);
+    if !body.skip_launch {
+        supervisor::start(&sim, &app, &id).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    }
+    machine_response(&sim, &app, &id).await
+}
+
+async fn start_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
+    let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).ok_or_else(|| not_found("machine"))?.state.clone()))?;
+    if state != "started" && state != "starting" {
+        supervisor::start(&sim, &app, &id).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    }
+    Ok(Json(json!({"previous_state": state})).into_response())
+}
+
+async fn stop_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
+    with_app(&sim, &app, |a| a.machines.get(&id).map(|_| ()).ok_or_else(|| not_found("machine")))?;
+    supervisor::stop(&sim, &app, &id);
+    Ok(Json(json!({"ok": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct Force {
+    #[serde(default)]
+    force: Option<bool>,
+}
+
+async fn delete_machine(State(sim): S, Path((app, id)): Path<(String, String)>, Query(q): Query<Force>) -> ApiResult {
+    let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).ok_or_else(|| not_found("machine"))?.state.clone()))?;
+    if state == "started" && q.force != Some(true) {
+        return Err(error(StatusCode::PRECONDITION_FAILED, "machine is running; stop it first or use force=true"));
+    }
+    supervisor::stop(&sim, &app, &id);
+    with_app(&sim, &app, |a| {
+        a.machines.remove(&id);
+        for volume in a.volumes.values_mut() {
+            if volume.attached_machine_id.as_deref() == Some(id.as_str()) {
+                volume.attached_machine_id = None;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Json(json!({"ok": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct Wait {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+async fn wait_machine(State(sim): S, Path((app, id)): Path<(String, String)>, Query(q): Query<Wait>) -> ApiResult {
+    let wanted: Vec<String> = q.state.unwrap_or_else(|| "started".into()).split(',').map(str::to_string).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.timeout.unwrap_or(60).clamp(1, 60));
+    loop {
+        let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).map(|m| m.state.clone())));
+        let state = match state {
+            Ok(Some(s)) => s,
+            Ok(None) if wanted.iter().any(|w| w == "destroyed") => "destroyed".into(),
+            Ok(None) => return Err(not_found("machine")),
+            Err(e) => return Err(e),
+        };
+        if wanted.contains(&state) {
+            return Ok(Json(json!({"ok": true, "state": state})).into_response());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(error(StatusCode::REQUEST_TIMEOUT, "deadline_exceeded: machine did not reach the state in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- IPs ----
+
+fn ip_json(ip: &Ip) -> Value {
+    json!({"ip": ip.ip, "region": "global", "shared": ip.kind == "shared_v4", "created_at": now_rfc3339(), "service_name": ""})
+}
+
+async fn list_ips(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |a| Ok(Json(json!({"ips": a.ips.iter().map(ip_json).collect::<Vec<_>>()})).into_response()))
+}
+
+#[derive(Deserialize)]
+struct AssignIp {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn assign_ip(State(sim): S, Path(app): Path<String>, body: Result<Json<AssignIp>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
+    let n = u16::from_str_radix(&sim.world.new_id(4), 16).unwrap_or(1);
+    let ip = match body.kind.as_str() {
+        "private_v6" => format!("fdaa:0:1:a7b:{n:x}::1"),
+        "v6" => format!("2a09:8280:1::{n:x}"),
+        "shared_v4" => "66.241.124.100".to_string(),
+        "v4" => format!("137.66.{}.{}", n >> 8, n & 0xff),
+        other => return Err(error(StatusCode::BAD_REQUEST, &format!("unknown IP type {other}"))),
+    };
+    with_app(&sim, &app, |a| {
+        let assigned = Ip { ip, kind: body.kind };
+        let json = ip_json(&assigned);
+        a.ips.push(assigned);
+        Ok(Json(json).into_response())
+    })
+}
+
+async fn delete_ip(State(sim): S, Path((app, ip)): Path<(String, String)>) -> ApiResult {
+    with_app(&sim, &app, |a| {
+        let before = a.ips.len();
+        a.ips.retain(|i| i.ip != ip);
+        if a.ips.len() == before { Err(not_found("ip")) } else { Ok(StatusCode::NO_CONTENT.into_response()) }
+    })
+}
+
+// ---- control ----
+
+async fn state_dump(State(sim): S) -> Response {
+    Json(sim.world.dump()).into_response()
+}
+
+async fn app_urls(State(sim): S, Path(app): Path<String>) -> ApiResult {
+    with_app(&sim, &app, |a| {
+        let has = |kind: &str| a.ips.iter().any(|ip| ip.kind == kind);
+        Ok(Json(json!({
+            "public_url": (has("v6") || has("shared_v4") || has("v4")).then(|| format!("{}/apps/{}", sim.base_url, a.name)),
+            "flycast_url": has("private_v6").then(|| format!("{}/flycast/{}", sim.base_url, a.name)),
+        }))
+        .into_response())
+    })
+}
+
+async fn set_faults(State(sim): S, Json(config): Json<FaultConfig>) -> Response {
+    sim.faults.set(config);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn clear_faults(State(sim): S) -> Response {
+    sim.faults.set(FaultConfig::default());
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn faults_fired(State(sim): S) -> Response {
+    Json(json!({"fired": sim.faults.fired()})).into_response()
+}
+

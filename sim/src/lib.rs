@@ -1,0 +1,151 @@
+//! Local stand-ins for the outside world, so tests and the demo never reach the internet.
+//!
+//! One loopback port serves everything, so the page needs a single origin in its CSP:
+//! - `/v1/…`: a Fly Machines API emulator (same paths, shapes and status codes as
+//!   shared/fly/openapi3.json for what `provision` uses), answering CORS preflights;
+//! - `/apps/<app>/…`: the app's public address (what `https://<app>.fly.dev` is on Fly);
+//! - `/flycast/<app>/…`: its private Flycast address, which starts a stopped machine and
+//!   holds the request until it answers, as Fly's proxy does;
+//! - `/sim/…`: control for tests: app URLs, a state dump, fault injection.
+//!
+//! Machines are real processes: an image reference maps to a local binary ([`ImageMap`]),
+//! started with the machine's env, the app's secrets, `PORT` on a free loopback port and its
+//! volume as a directory. See [`supervisor`] for the lifecycle and restart policies.
+//!
+//! # Layout
+//! - [`world`]: the in-memory model (apps, machines, volumes, IPs, secrets).
+//! - [`api`]: the Machines API handlers.
+//! - [`supervisor`]: machine processes: start, stop, exit, restart.
+//! - [`proxy`]: the public and Flycast routes.
+//! - [`faults`]: injected latency and failures.
+
+pub mod api;
+pub mod echo;
+pub mod faults;
+pub mod proxy;
+pub mod supervisor;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// What runs a machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// A local executable, spawned as a child process.
+    Path(PathBuf),
+    /// The [`echo`] machine, in-process (for tests that have no binary path at hand).
+    Echo,
+}
+
+/// Which local program runs a machine of a given image.
+#[derive(Clone, Debug, Default)]
+pub struct ImageMap {
+    /// `(substring of the image reference, program)`, first match wins.
+    pub rules: Vec<(String, Program)>,
+}
+
+impl ImageMap {
+    pub fn program_for(&self, image: &str) -> Option<Program> {
+        self.rules.iter().find(|(needle, _)| image.contains(needle.as_str())).map(|(_, p)| p.clone())
+    }
+}
+
+/// How the sim is set up.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Tokens the API accepts (compared without their `FlyV1 `/`Bearer ` scheme).
+    pub tokens: Vec<String>,
+    /// The org every accepted token belongs to.
+    pub org: String,
+    /// App names held by "another org": GET answers 403, create answers 422.
+    pub names_taken_elsewhere: Vec<String>,
+    pub images: ImageMap,
+    /// Where volumes live as directories.
+    pub data_dir: PathBuf,
+    /// Extra environment for every machine (e.g. `TELEGRAM_API_BASE` pointing at a fake).
+    pub machine_env: Vec<(String, String)>,
+}
+
+impl SimConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        SimConfig {
+            tokens: vec!["sim-token".into()],
+            org: "personal".into(),
+            names_taken_elsewhere: vec!["taken-relay".into(), "taken-vm".into()],
+            images: ImageMap::default(),
+            data_dir,
+            machine_env: Vec::new(),
+        }
+    }
+}
+
+/// Shared state of a running sim.
+pub struct Sim {
+    pub config: SimConfig,
+    pub base_url: String,
+    pub world: world::World,
+    pub faults: faults::Faults,
+    pub http: reqwest::Client,
+}
+
+/// A running sim; dropping it stops the server and kills every machine process.
+pub struct SimHandle {
+    pub sim: Arc<Sim>,
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl SimHandle {
+    pub fn base_url(&self) -> &str {
+        &self.sim.base_url
+    }
+    /// The `app_url` template for provision: `http://127.0.0.1:PORT/apps/{app}`.
+    pub fn app_url_template(&self) -> String {
+        format!("{}/apps/{{app}}", self.sim.base_url)
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.sim.world.kill_all();
+    }
+}
+
+/// Starts the sim on `addr` (port 0 picks a free one).
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    start_with_extra_routes(config, addr, axum::Router::new()).await
+}
+
+/// As [`start`], with more routes merged in (the binary adds the page's static files).
+pub async fn start_with_extra_routes(
+    config: SimConfig,
+    addr: SocketAddr,
+    extra: axum::Router,
+) -> std::io::Result<SimHandle> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let sim = Arc::new(Sim {
+        config,
+        base_url: format!("http://{addr}"),
+        world: world::World::default(),
+        faults: faults::Faults::default(),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .expect("http client"),
+    });
+    let app = api::router(sim.clone()).merge(proxy::router(sim.clone())).merge(extra);
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async { let _ = rx.await; }).await;
+    });
+    Ok(SimHandle { sim, addr, shutdown: Some(tx) })
+}

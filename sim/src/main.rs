@@ -1,0 +1,56 @@
+//! `textslash-sim`: runs the sim on a loopback port until Ctrl-C, optionally also serving a
+//! built page directory (the demo). It never binds anything but loopback.
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Local Fly.io, Telegram and Twilio stand-ins for textslash tests and the demo")]
+struct Args {
+    /// Loopback port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 4280)]
+    port: u16,
+    /// Where volumes and state live.
+    #[arg(long, default_value = "target/sim")]
+    data_dir: PathBuf,
+    /// Image substring to local program, e.g. `relay=target/debug/relay`. Repeatable.
+    #[arg(long = "image", value_parser = parse_image)]
+    images: Vec<(String, PathBuf)>,
+    /// Accepted Fly API tokens (besides `sim-token`). Repeatable.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// A built page to serve at `/` (e.g. `dist`).
+    #[arg(long)]
+    page: Option<PathBuf>,
+}
+
+fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
+    let (needle, path) = s.split_once('=').ok_or("expected SUBSTRING=PROGRAM")?;
+    Ok((needle.to_string(), PathBuf::from(path)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let args = Args::parse();
+    let mut config = sim::SimConfig::new(args.data_dir);
+    config.images.rules = args.images.into_iter().map(|(n, p)| (n, sim::Program::Path(p))).collect();
+    config.tokens.extend(args.tokens);
+    let mut extra = axum::Router::new();
+    if let Some(page) = &args.page {
+        extra = extra.fallback_service(tower_http::services::ServeDir::new(page));
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let handle = sim::start_with_extra_routes(config, addr, extra).await.context("starting the sim")?;
+    println!("sim listening on {}", handle.base_url());
+    println!("  Fly Machines API: {}/v1   (token: sim-token)", handle.base_url());
+    println!("  app_url template: {}", handle.app_url_template());
+    if args.page.is_some() {
+        println!("  page:             {}/", handle.base_url());
+    }
+    tokio::signal::ctrl_c().await?;
+    drop(handle);
+    Ok(())
+}

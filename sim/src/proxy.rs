@@ -1,0 +1,114 @@
+//! Fly's proxy, locally: `/apps/<app>/…` is the app's public address and `/flycast/<app>/…`
+//! its private one. A request is forwarded to the app's running machine; when none runs and
+//! a machine has `autostart`, the proxy starts it and holds the request until the process
+//! accepts connections, as Flycast does for the vm. An app without the matching IP
+//! assignment is not reachable that way (502), as on Fly.
+
+use crate::{Sim, supervisor};
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_BODY: usize = 32 * 1024 * 1024;
+const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Door {
+    Public,
+    Flycast,
+}
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/apps/{app}", any(|s, Path(app): Path<String>, r| forward(s, Door::Public, app, String::new(), r)))
+        .route("/apps/{app}/{*rest}", any(|s, Path((app, rest)): Path<(String, String)>, r| forward(s, Door::Public, app, rest, r)))
+        .route("/flycast/{app}", any(|s, Path(app): Path<String>, r| forward(s, Door::Flycast, app, String::new(), r)))
+        .route("/flycast/{app}/{*rest}", any(|s, Path((app, rest)): Path<(String, String)>, r| forward(s, Door::Flycast, app, rest, r)))
+        .with_state(sim)
+}
+
+fn bad_gateway(message: String) -> Response {
+    (StatusCode::BAD_GATEWAY, message).into_response()
+}
+
+/// The port of a running machine of `app`, starting one if needed and allowed.
+async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Response> {
+    let found = sim.world.with(|apps| {
+        let a = apps.get(app).ok_or_else(|| bad_gateway(format!("sim proxy: no app {app}")))?;
+        let reachable = a.ips.iter().any(|ip| match door {
+            Door::Public => ip.kind != "private_v6",
+            Door::Flycast => ip.kind == "private_v6",
+        });
+        if !reachable {
+            return Err(bad_gateway(format!("sim proxy: {app} has no {} IP", if door == Door::Public { "public" } else { "Flycast" })));
+        }
+        if let Some(port) = a.machines.values().find_map(|m| (m.state == "started").then_some(m.port).flatten()) {
+            return Ok(Ok(port));
+        }
+        let sleeper = a.machines.values().find(|m| m.state == "stopped" || m.state == "created");
+        match sleeper {
+            Some(m) if m.autostart() => Ok(Err(m.id.clone())),
+            _ => Err(bad_gateway(format!("sim proxy: {app} has no machine that can serve"))),
+        }
+    })?;
+    let port = match found {
+        Ok(port) => port,
+        Err(id) => {
+            supervisor::start(sim, app, &id).map_err(bad_gateway)?;
+            sim.world
+                .with(|apps| apps.get(app).and_then(|a| a.machines.get(&id)).and_then(|m| m.port))
+                .ok_or_else(|| bad_gateway(format!("sim proxy: machine {id} did not start")))?
+        }
+    };
+    wait_until_listening(port).await.map_err(|_| bad_gateway(format!("sim proxy: {app} did not answer within {WAKE_TIMEOUT:?}")))?;
+    Ok(port)
+}
+
+async fn wait_until_listening(port: u16) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + WAKE_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(())
+}
+
+async fn forward(State(sim): State<Arc<Sim>>, door: Door, app: String, rest: String, request: Request) -> Response {
+    let port = match machine_port(&sim, door, &app).await {
+        Ok(port) => port,
+        Err(response) => return response,
+    };
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let url = format!("http://127.0.0.1:{port}/{rest}{query}");
+    let method = request.method().clone();
+    let mut headers = request.headers().clone();
+    for h in ["host", "content-length", "connection", "transfer-encoding"] {
+        headers.remove(HeaderName::from_static(h));
+    }
+    let body = match to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "sim proxy: body too large").into_response(),
+    };
+    let upstream = sim.http.request(method, &url).headers(headers).body(body).send().await;
+    let upstream = match upstream {
+        Ok(r) => r,
+        Err(e) => return bad_gateway(format!("sim proxy: {app}: {}", e.without_url())),
+    };
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    for h in ["content-length", "connection", "transfer-encoding"] {
+        headers.remove(HeaderName::from_static(h));
+    }
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -1,0 +1,229 @@
+//! Machines as processes: start (spawn with env, secrets, `PORT`, volume), stop (kill),
+//! and what happens when a process exits on its own: the machine becomes `stopped` and the
+//! restart policy decides (`always` restarts, `on-failure` only after a non-zero exit,
+//! `no` never), up to `restart.max_retries` in a row.
+
+use crate::{Program, Sim};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::process::Command;
+use tokio::sync::oneshot;
+
+/// Everything needed to spawn one machine, read from the model under its lock.
+struct Launch {
+    program: Program,
+    env: BTreeMap<String, String>,
+    generation: u64,
+    port: u16,
+}
+
+/// Starts the machine's process. Errors are sentences for the API's error body.
+pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
+    let launch = prepare(sim, app, id)?;
+    let mut running = match &launch.program {
+        Program::Path(path) => {
+            let mut command = Command::new(path);
+            command.envs(&launch.env).stdin(Stdio::null()).kill_on_drop(true);
+            Running::Child(command.spawn().map_err(|e| format!("sim: could not start {}: {e}", path.display()))?)
+        }
+        Program::Echo => Running::Task(tokio::spawn(crate::echo::serve(launch.env.clone()))),
+    };
+    let (kill_tx, kill_rx) = oneshot::channel();
+    sim.world.with(|apps| {
+        if let Some(m) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) {
+            m.state = "started".into();
+            m.port = Some(launch.port);
+            m.kill = Some(kill_tx);
+        }
+    });
+    let (sim, app, id, generation) = (sim.clone(), app.to_string(), id.to_string(), launch.generation);
+    tokio::spawn(async move {
+        tokio::select! {
+            success = running.wait() => exited(&sim, &app, &id, generation, success).await,
+            _ = kill_rx => running.kill().await,
+        }
+    });
+    Ok(())
+}
+
+/// A machine's process, or its in-process stand-in.
+enum Running {
+    Child(tokio::process::Child),
+    Task(tokio::task::JoinHandle<i32>),
+}
+
+impl Running {
+    /// Waits for the exit; `true` when it was a success (exit code 0).
+    async fn wait(&mut self) -> bool {
+        match self {
+            Running::Child(child) => child.wait().await.map(|s| s.success()).unwrap_or(false),
+            Running::Task(task) => matches!(task.await, Ok(0)),
+        }
+    }
+
+    async fn kill(self) {
+        match self {
+            Running::Child(mut child) => {
+                let _ = child.kill().await;
+            }
+            Running::Task(task) => task.abort(),
+        }
+    }
+}
+
+fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
+    let port = free_port().map_err(|e| format!("sim: no free port: {e}"))?;
+    sim.world.with(|apps| {
+        let names: Vec<String> = apps.keys().cloned().collect();
+        let app = apps.get_mut(app_name).ok_or("app not found")?;
+        let secrets = app.secrets.clone();
+        let machine = app.machines.get(id).ok_or("machine not found")?;
+        let image = machine.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+        let program = sim
+            .config
+            .images
+            .program_for(&image)
+            .ok_or_else(|| format!("sim: no local program for image {image}; map one with --image"))?;
+        let mounts: Vec<(String, String)> = machine
+            .config
+            .get("mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m.get("path")?.as_str()?.to_string(), m.get("volume")?.as_str()?.to_string())))
+            .collect();
+
+        let mut env = BTreeMap::new();
+        for (k, v) in &sim.config.machine_env {
+            env.insert(k.clone(), v.clone());
+        }
+        if let Some(vars) = machine.config.get("env").and_then(Value::as_object) {
+            for (k, v) in vars {
+                env.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            }
+        }
+        env.extend(secrets);
+        for value in env.values_mut() {
+            *value = rewrite_urls(value, &names, &sim.base_url);
+            for (path, volume) in &mounts {
+                let dir = sim.config.data_dir.join("volumes").join(volume);
+                if value == path || value.starts_with(&format!("{path}/")) {
+                    *value = value.replacen(path.as_str(), &dir.to_string_lossy(), 1);
+                }
+            }
+        }
+        for (_, volume) in &mounts {
+            let _ = std::fs::create_dir_all(sim.config.data_dir.join("volumes").join(volume));
+        }
+        env.insert("PORT".into(), port.to_string());
+        env.insert("FLY_APP_NAME".into(), app_name.into());
+        env.insert("FLY_MACHINE_ID".into(), id.into());
+        env.insert("FLY_REGION".into(), machine.region.clone());
+
+        let machine = app.machines.get_mut(id).expect("looked up above");
+        machine.generation += 1;
+        machine.state = "starting".into();
+        Ok(Launch { program, env, generation: machine.generation, port })
+    })
+}
+
+/// `https://<app>.fly.dev` and `http://<app>.flycast` become the sim's own routes.
+pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str) -> String {
+    let mut out = value.to_string();
+    for app in apps {
+        out = out
+            .replace(&format!("https://{app}.fly.dev"), &format!("{base_url}/apps/{app}"))
+            .replace(&format!("http://{app}.flycast"), &format!("{base_url}/flycast/{app}"));
+    }
+    out
+}
+
+async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, success: bool) {
+    let restart = sim.world.with(|apps| {
+        let Some(machine) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) else { return false };
+        if machine.generation != generation {
+            return false;
+        }
+        machine.state = "stopped".into();
+        machine.port = None;
+        machine.kill = None;
+        let wanted = match machine.restart_policy().as_str() {
+            "no" => false,
+            "on-failure" => !success,
+            _ => true,
+        };
+        if wanted && machine.restarts < machine.max_retries() {
+            machine.restarts += 1;
+            true
+        } else {
+            machine.restarts = 0;
+            false
+        }
+    });
+    if restart {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let Err(e) = start(sim, app, id) {
+            tracing::warn!("restarting machine {id} of {app} failed: {e}");
+        }
+    }
+}
+
+/// Kills the process, if any; the machine is `stopped` when this returns.
+pub fn stop(sim: &Sim, app: &str, id: &str) {
+    sim.world.with(|apps| {
+        if let Some(m) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) {
+            m.generation += 1;
+            if let Some(kill) = m.kill.take() {
+                let _ = kill.send(());
+            }
+            m.port = None;
+            m.state = "stopped".into();
+            m.restarts = 0;
+        }
+    });
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs the machine's http checks against its process, as Fly reports them in `checks[]`.
+pub async fn run_checks(sim: &Sim, config: &Value, port: Option<u16>) -> Vec<Value> {
+    let Some(checks) = config.get("checks").and_then(Value::as_object) else { return Vec::new() };
+    let mut out = Vec::new();
+    for (name, check) in checks {
+        let path = check.get("path").and_then(Value::as_str).unwrap_or("/");
+        let (status, output) = match port {
+            None => ("critical", "machine is not running".to_string()),
+            Some(port) => {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                match sim.http.get(&url).timeout(std::time::Duration::from_secs(2)).send().await {
+                    Ok(r) if r.status().is_success() => ("passing", format!("[✓] {}", r.status())),
+                    Ok(r) => ("critical", format!("[✗] {}", r.status())),
+                    Err(e) => ("critical", format!("[✗] {}", e.without_url())),
+                }
+            }
+        };
+        out.push(serde_json::json!({"name": name, "status": status, "output": output, "updated_at": crate::world::now_rfc3339()}));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fly_urls_are_rewritten_to_sim_routes() {
+        let apps = vec!["a-relay".to_string(), "a-vm".to_string()];
+        assert_eq!(
+            super::rewrite_urls("http://a-vm.flycast", &apps, "http://127.0.0.1:9"),
+            "http://127.0.0.1:9/flycast/a-vm"
+        );
+        assert_eq!(
+            super::rewrite_urls("https://a-relay.fly.dev/callback", &apps, "http://127.0.0.1:9"),
+            "http://127.0.0.1:9/apps/a-relay/callback"
+        );
+        assert_eq!(super::rewrite_urls("https://other.fly.dev", &apps, "x"), "https://other.fly.dev");
+    }
+}

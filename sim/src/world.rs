@@ -1,0 +1,207 @@
+//! The sim's in-memory model of one Fly org: apps with their secrets, volumes, machines and
+//! IPs. One mutex guards it; it is never held across an `.await`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct App {
+    pub name: String,
+    pub id: String,
+    pub org: String,
+    pub secrets: BTreeMap<String, String>,
+    pub secrets_version: u64,
+    pub volumes: BTreeMap<String, Volume>,
+    pub machines: BTreeMap<String, Machine>,
+    pub ips: Vec<Ip>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub size_gb: u64,
+    pub attached_machine_id: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ip {
+    pub ip: String,
+    pub kind: String,
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    /// As sent by the client, echoed back as Fly does.
+    pub config: Value,
+    pub state: String,
+    pub instance_id: String,
+    /// Where the process listens, while it runs.
+    pub port: Option<u16>,
+    /// Kills the process when sent or dropped.
+    pub kill: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Bumped on every start, so a watcher of an old process ignores its late exit.
+    pub generation: u64,
+    pub restarts: u32,
+    pub checks: Vec<Value>,
+    pub created_at: String,
+}
+
+impl Machine {
+    pub fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "private_ip": "fdaa:0:1:a7b:1::2",
+            "config": self.config,
+            "checks": self.checks,
+            "events": [],
+            "host_status": "ok",
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        })
+    }
+
+    pub fn restart_policy(&self) -> String {
+        self.config.pointer("/restart/policy").and_then(Value::as_str).unwrap_or("always").to_string()
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        self.config.pointer("/restart/max_retries").and_then(Value::as_u64).unwrap_or(10) as u32
+    }
+
+    pub fn autostart(&self) -> bool {
+        self.config
+            .pointer("/services/0/autostart")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+}
+
+impl Volume {
+    pub fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "state": "created",
+            "size_gb": self.size_gb,
+            "region": self.region,
+            "zone": "sim1",
+            "encrypted": true,
+            "attached_machine_id": self.attached_machine_id,
+            "created_at": self.created_at,
+            "fstype": "ext4",
+            "host_status": "ok",
+            "type": "local",
+        })
+    }
+}
+
+/// What teardown tests look at: everything, secret names but never values.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Dump {
+    pub apps: Vec<AppDump>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct AppDump {
+    pub name: String,
+    pub secret_names: Vec<String>,
+    pub secrets_version: u64,
+    pub volumes: Vec<String>,
+    pub machines: Vec<(String, String)>,
+    pub ips: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct World {
+    apps: Mutex<BTreeMap<String, App>>,
+    counter: AtomicU64,
+}
+
+impl World {
+    /// Runs `f` with the model locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<String, App>) -> R) -> R {
+        f(&mut self.apps.lock().expect("world lock"))
+    }
+
+    /// A fresh id made of lowercase hex, `len` characters long.
+    pub fn new_id(&self, len: usize) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
+        format!("{mixed:016x}{n:x}").chars().rev().take(len).collect()
+    }
+
+    pub fn dump(&self) -> Dump {
+        self.with(|apps| Dump {
+            apps: apps
+                .values()
+                .map(|a| AppDump {
+                    name: a.name.clone(),
+                    secret_names: a.secrets.keys().cloned().collect(),
+                    secrets_version: a.secrets_version,
+                    volumes: a.volumes.keys().cloned().collect(),
+                    machines: a.machines.values().map(|m| (m.id.clone(), m.state.clone())).collect(),
+                    ips: a.ips.iter().map(|ip| format!("{} {}", ip.kind, ip.ip)).collect(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Stops every machine process (sim shutdown).
+    pub fn kill_all(&self) {
+        self.with(|apps| {
+            for app in apps.values_mut() {
+                for machine in app.machines.values_mut() {
+                    if let Some(kill) = machine.kill.take() {
+                        let _ = kill.send(());
+                    }
+                }
+            }
+        })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    // Good enough for a sim: seconds since the epoch in an RFC 3339-shaped string is not
+    // needed by any client, so a fixed-format UTC time is built without a date library.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_779), (2026, 11, 22));
+    }
+}
