@@ -70,6 +70,10 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         return error(StatusCode::UNAUTHORIZED, "Authenticate: token validation error");
     }
     let path = request.uri().path().to_string();
+    let request = match check_body(request).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
     match sim.faults.verdict(request.method().as_str(), &path) {
         Verdict::Proceed => next.run(request).await,
         Verdict::FailWith(code) => {
@@ -81,6 +85,26 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
             error(StatusCode::GATEWAY_TIMEOUT, "sim: the answer was lost on the way")
         }
     }
+}
+
+/// Refuses a body that does not fit Fly's schema for the operation (400 naming it).
+async fn check_body(request: Request) -> Result<Request, Response> {
+    let method = request.method().as_str().to_string();
+    if method == "GET" || method == "DELETE" {
+        return Ok(request);
+    }
+    let path = request.uri().path().to_string();
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    if !bytes.is_empty() {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
+        crate::openapi::spec()
+            .check_request(&method, &path, &value)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("sim: {e}")))?;
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 fn authorised(sim: &Sim, headers: &HeaderMap) -> bool {

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod echo;
 pub mod faults;
+pub mod openapi;
 pub mod proxy;
 pub mod supervisor;
 pub mod world;

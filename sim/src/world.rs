@@ -91,7 +91,7 @@ impl Machine {
 
 impl Volume {
     pub fn json(&self) -> Value {
-        json!({
+        let mut json = json!({
             "id": self.id,
             "name": self.name,
             "state": "created",
@@ -99,12 +99,16 @@ impl Volume {
             "region": self.region,
             "zone": "sim1",
             "encrypted": true,
-            "attached_machine_id": self.attached_machine_id,
             "created_at": self.created_at,
             "fstype": "ext4",
             "host_status": "ok",
             "type": "local",
-        })
+        });
+        // Fly's docs show `null` here, but the schema types it as a string: omit it instead.
+        if let Some(machine) = &self.attached_machine_id {
+            json["attached_machine_id"] = json!(machine);
+        }
+        json
     }
 }
 

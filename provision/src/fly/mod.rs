@@ -407,6 +407,46 @@ mod tests {
         assert!(p.backoff(1) >= Duration::from_millis(500));
     }
 
+    /// A clock whose sleeps only advance its own time, and a transport that records calls.
+    #[derive(Default)]
+    struct Fake {
+        now: std::cell::Cell<u64>,
+        sent: std::cell::RefCell<Vec<(u64, String, Vec<(String, String)>)>>,
+    }
+
+    impl Clock for Fake {
+        async fn sleep(&self, duration: Duration) {
+            self.now.set(self.now.get() + duration.as_millis() as u64);
+        }
+        fn now_ms(&self) -> u64 {
+            self.now.get()
+        }
+    }
+
+    impl Transport for Fake {
+        async fn send(&self, request: HttpRequest) -> Result<crate::HttpResponse, TransportError> {
+            self.sent.borrow_mut().push((self.now.get(), format!("{} {}", request.method.as_str(), request.url), request.headers));
+            Ok(crate::HttpResponse { status: 200, body: r#"{"ip":"2a09::1"}"#.into() })
+        }
+    }
+
+    #[tokio::test]
+    async fn mutations_of_one_resource_are_spaced_a_second_apart() {
+        let fake = Fake::default();
+        let fly = FlyClient::new(&fake, &fake, "http://fly", "fm2_secret");
+        fly.assign_ip("a", IpKind::V6, "o").await.unwrap();
+        fly.assign_ip("a", IpKind::SharedV4, "o").await.unwrap();
+        fly.assign_ip("b", IpKind::V6, "o").await.unwrap();
+        fly.list_ips("a").await.unwrap();
+        let sent = fake.sent.borrow();
+        let times: Vec<u64> = sent.iter().map(|(t, _, _)| *t).collect();
+        // Second call to the same resource waits a second; another resource and reads do not.
+        assert_eq!(times, vec![0, 1000, 1000, 1000]);
+        assert_eq!(sent[0].2, vec![("Authorization".to_string(), "FlyV1 fm2_secret".to_string())]);
+        assert!(sent.iter().all(|(_, url, _)| !url.contains("secret")), "no token in a URL");
+        assert_eq!(fly.calls(), 4);
+    }
+
     #[test]
     fn ip_kinds_are_inferred_from_addresses() {
         let ip = |ip: &str, shared| IpAssignment { ip: ip.into(), region: None, shared };
