@@ -65,7 +65,8 @@ mod tests {
         let e = estimate(&telegram_spec("c"), 0.0);
         assert_eq!(e.relay, 1.94);
         assert_eq!(e.vm_running, 0.0);
-        assert_eq!(e.total, 1.94 + 0.3 + 0.15);
+        // Plus the stopped vm's 2 GB root filesystem and the 1 GB volume.
+        assert_eq!(e.total, 2.39);
     }
 
     #[test]
