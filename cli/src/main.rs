@@ -1,1 +1,37 @@
-fn main() {}
+//! `textslash`: deploy, check, update and tear down a textslash deployment from a terminal,
+//! with the same provisioning code as the page (`provision`).
+//!
+//! Secrets come from the environment or a hidden prompt, never from arguments (arguments end
+//! up in shell history and `ps`). Exit codes: 0 ok, 1 the operation failed, 2 bad usage.
+
+mod args;
+mod commands;
+mod render;
+mod secrets;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A failure, and which exit code it earns.
+pub enum Failure {
+    /// The user asked for something that cannot be done as asked (exit 2).
+    Usage(String),
+    /// The operation was attempted and failed (exit 1).
+    Failed(String),
+}
+
+fn main() -> ExitCode {
+    let args = args::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Command-line arguments. Nothing here is a secret: see `secrets` for those.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "textslash", version, about = "Run your own coding agent on Fly.io and talk to it from your phone")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create (or resume creating) a deployment.
+    Deploy(DeployArgs),
+    /// Print what `deploy` would create, touching nothing.
+    Plan(DeployArgs),
+    /// Show the live state of a deployment.
+    Status(Target),
+    /// Move both machines to new images, keeping the vm's volume.
+    Update(UpdateArgs),
+    /// Start the vm machine.
+    Start(Target),
+    /// Stop the vm machine (the relay stays up and wakes it on the next message).
+    Stop(Target),
+    /// Delete both apps and everything in them.
+    Teardown(TeardownArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ChannelArg {
+    Telegram,
+    Whatsapp,
+}
+
+/// Which deployment, and where Fly is.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Apps are named <prefix>-relay and <prefix>-vm.
+    #[arg(long)]
+    pub prefix: String,
+    /// The Fly Machines API.
+    #[arg(long, default_value = provision::spec::DEFAULT_API_BASE, env = "TEXTSLASH_API_URL")]
+    pub api_url: String,
+    /// Where apps answer publicly; {app} is replaced by the app name.
+    #[arg(long, default_value = provision::spec::DEFAULT_APP_URL, env = "TEXTSLASH_APP_URL")]
+    pub app_url: String,
+    /// Print events and results as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Fly region code.
+    #[arg(long, default_value = "iad")]
+    pub region: String,
+    /// Fly org slug (default: the token's org).
+    #[arg(long)]
+    pub org: Option<String>,
+    #[arg(long, value_enum, default_value = "telegram")]
+    pub channel: ChannelArg,
+    /// Who may talk to the agent: whatsapp:+15551234567 or telegram:123456789 (repeatable,
+    /// or comma-separated).
+    #[arg(long = "allow", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// The Twilio WhatsApp sender number (WhatsApp only; may also come from TWILIO_WHATSAPP_NUMBER).
+    #[arg(long, env = "TWILIO_WHATSAPP_NUMBER")]
+    pub whatsapp_number: Option<String>,
+    #[arg(long, env = "TEXTSLASH_RELAY_IMAGE")]
+    pub relay_image: Option<String>,
+    #[arg(long, env = "TEXTSLASH_VM_IMAGE")]
+    pub vm_image: Option<String>,
+    /// Size of the vm's /data volume in GB.
+    #[arg(long, default_value_t = 1)]
+    pub volume_gb: u32,
+}
+
+#[derive(Args, Clone)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long)]
+    pub relay_image: String,
+    #[arg(long)]
+    pub vm_image: String,
+}
+
+#[derive(Args, Clone)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Do not ask to type the prefix to confirm.
+    #[arg(long)]
+    pub yes: bool,
+}

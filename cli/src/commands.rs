@@ -1,0 +1,213 @@
+//! The subcommands: each builds what it needs from the arguments and the environment, then
+//! calls `provision`.
+
+use crate::Failure;
+use crate::args::{ChannelArg, Cli, Command, DeployArgs, Target, TeardownArgs, UpdateArgs};
+use crate::render::Renderer;
+use crate::secrets;
+use provision::native::{ReqwestTransport, TokioClock};
+use provision::spec::{Channel, DeploymentSpec, Images, Secret};
+use provision::{Error, Event, FlyClient, machines, ops, plan};
+use std::io::{BufRead, IsTerminal, Write};
+
+type Client = FlyClient<ReqwestTransport, TokioClock>;
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Deploy(args) => deploy(args).await,
+        Command::Plan(args) => show_plan(args),
+        Command::Status(target) => status(target).await,
+        Command::Update(args) => update(args).await,
+        Command::Start(target) => set_running(target, true).await,
+        Command::Stop(target) => set_running(target, false).await,
+        Command::Teardown(args) => teardown(args).await,
+    }
+}
+
+fn failed(error: Error) -> Failure {
+    Failure::Failed(error.to_string())
+}
+
+fn client(target: &Target) -> Result<Client, Failure> {
+    let token = secrets::required("FLY_API_TOKEN", "Fly org token")?;
+    Ok(FlyClient::new(ReqwestTransport::new(), TokioClock, &target.api_url, token.expose()))
+}
+
+fn apps(target: &Target) -> (String, String, String) {
+    let relay = format!("{}-relay", target.prefix);
+    let vm = format!("{}-vm", target.prefix);
+    let relay_url = machines::app_url(&target.app_url, &relay);
+    (relay, vm, relay_url)
+}
+
+/// The spec from flags and environment. With `for_real` off (the plan), missing credentials
+/// become placeholders instead of prompts.
+fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
+    let secret = |var: &str, what: &str| -> Result<Secret, Failure> {
+        if for_real { secrets::required(var, what) } else { Ok(secrets::optional(var).unwrap_or_else(|| Secret::new("unset"))) }
+    };
+    let channel = match args.channel {
+        ChannelArg::Telegram => Channel::Telegram { bot_token: secret("TELEGRAM_BOT_TOKEN", "Telegram bot token")? },
+        ChannelArg::Whatsapp => Channel::WhatsappTwilio {
+            account_sid: secret("TWILIO_ACCOUNT_SID", "Twilio Account SID")?,
+            auth_token: secret("TWILIO_AUTH_TOKEN", "Twilio auth token")?,
+            whatsapp_number: args.whatsapp_number.clone().ok_or_else(|| {
+                Failure::Usage("--whatsapp-number (or TWILIO_WHATSAPP_NUMBER) is needed for WhatsApp".into())
+            })?,
+        },
+    };
+    let mut spec = DeploymentSpec::new(&args.target.prefix, &args.region, channel, secret("ANTHROPIC_API_KEY", "Anthropic API key")?);
+    spec.org = args.org.clone();
+    spec.allowed_senders = args.allow.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    spec.github_token = secrets::optional("GITHUB_TOKEN");
+    let defaults = Images::default();
+    spec.images = Images {
+        relay: args.relay_image.clone().unwrap_or(defaults.relay),
+        vm: args.vm_image.clone().unwrap_or(defaults.vm),
+    };
+    spec.volume_gb = args.volume_gb;
+    spec.app_url = args.target.app_url.clone();
+    Ok(spec)
+}
+
+async fn deploy(args: DeployArgs) -> Result<(), Failure> {
+    let spec = spec(&args, true)?;
+    spec.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+    let fly = client(&args.target)?;
+    let renderer = Renderer::new(args.target.json);
+    let result = plan::deploy(&fly, &spec, &|e: &Event| renderer.event(e)).await;
+    let deployment = result.map_err(|e| {
+        Failure::Failed(format!("{e}\nRun the same command again to resume; `textslash teardown --prefix {}` undoes it.", spec.prefix))
+    })?;
+    renderer.result(&serde_json::json!({ "deployment": deployment, "api_calls": fly.calls() }), || {
+        let mut text = format!(
+            "\nDeployed {} and {} in {}.\nRelay: {}\nWebhook URL: {}\n",
+            deployment.relay_app, deployment.vm_app, deployment.region, deployment.relay_url, deployment.webhook_url
+        );
+        if spec.channel.kind() == provision::spec::ChannelKind::WhatsappTwilio {
+            text.push_str("Paste the webhook URL in Twilio: Messaging → WhatsApp sender → \"When a message comes in\" (HTTP POST).\n");
+        } else {
+            text.push_str("The relay registers this webhook with Telegram itself. Send your bot a message now.\n");
+        }
+        text
+    });
+    Ok(())
+}
+
+fn show_plan(args: DeployArgs) -> Result<(), Failure> {
+    let spec = spec(&args, false)?;
+    provision::spec::validate_prefix(&spec.prefix).map_err(|e| Failure::Usage(e.to_string()))?;
+    provision::spec::validate_region(&spec.region).map_err(|e| Failure::Usage(e.to_string()))?;
+    let estimate = provision::cost::estimate(&spec, 2.0);
+    let relay_secrets: Vec<String> = machines::relay_secrets(&spec, "", "").into_keys().collect();
+    let vm_secrets: Vec<String> = machines::vm_secrets(&spec, "").into_keys().collect();
+    let relay = machines::relay_config(&spec);
+    let vm = machines::vm_config(&spec, "<new volume>");
+    let plan = serde_json::json!({
+        "apps": [spec.relay_app(), spec.vm_app()],
+        "steps": provision::StepId::ALL.iter().map(|s| s.title()).collect::<Vec<_>>(),
+        "relay": {"machine": relay, "secrets": relay_secrets, "ips": ["v6", "shared_v4"]},
+        "vm": {"machine": vm, "secrets": vm_secrets, "volume_gb": spec.volume_gb, "ips": ["private_v6"]},
+        "monthly_cost_usd": estimate,
+    });
+    let renderer = Renderer::new(args.target.json);
+    renderer.result(&plan, || {
+        let mut text = format!("textslash deploy would, in {} (touching nothing now):\n", spec.region);
+        for (i, step) in provision::StepId::ALL.iter().enumerate() {
+            text.push_str(&format!("  {:>2}. {}\n", i + 1, step.title()));
+        }
+        text.push_str(&format!(
+            "\n  {}: {} cpu {} MB, public HTTPS, always on; secrets {}\n  {}: {} cpu {} MB, Flycast only, stops when idle, {} GB volume at /data; secrets {}\n",
+            spec.relay_app(), spec.relay_guest.cpus, spec.relay_guest.memory_mb, relay_secrets.join(", "),
+            spec.vm_app(), spec.vm_guest.cpus, spec.vm_guest.memory_mb, spec.volume_gb, vm_secrets.join(", "),
+        ));
+        text.push_str(&format!(
+            "\n  Estimated cost: ${:.2}/month (relay ${:.2}, vm ${:.2} at {} h/day, stopped vm ${:.2}, volume ${:.2}).",
+            estimate.total, estimate.relay, estimate.vm_running, estimate.vm_hours_per_day, estimate.vm_stopped, estimate.volume
+        ));
+        text
+    });
+    Ok(())
+}
+
+async fn status(target: Target) -> Result<(), Failure> {
+    let fly = client(&target)?;
+    let (relay, vm, relay_url) = apps(&target);
+    let status = ops::status(&fly, &relay, &vm, &relay_url).await.map_err(failed)?;
+    Renderer::new(target.json).result(&status, || {
+        let mut text = String::new();
+        for app in [&status.relay, &status.vm] {
+            if !app.exists {
+                text.push_str(&format!("{}: does not exist\n", app.name));
+                continue;
+            }
+            text.push_str(&format!("{}:\n", app.name));
+            for m in &app.machines {
+                let checks: Vec<String> = m.checks.iter().map(|c| format!("{} {}", c.name, c.status)).collect();
+                text.push_str(&format!("  machine {} {} ({}) {}\n", m.id, m.state, m.image.as_deref().unwrap_or("?"), checks.join(", ")));
+            }
+            for v in &app.volumes {
+                text.push_str(&format!("  volume {} {} GB {}\n", v.id, v.size_gb, v.state));
+            }
+            for ip in &app.ips {
+                text.push_str(&format!("  ip {ip}\n"));
+            }
+        }
+        match &status.relay_health {
+            Ok(health) => text.push_str(&format!("relay health: ok {health}")),
+            Err(e) => text.push_str(&format!("relay health: {e}")),
+        }
+        text
+    });
+    Ok(())
+}
+
+async fn update(args: UpdateArgs) -> Result<(), Failure> {
+    let fly = client(&args.target)?;
+    let (relay, vm, _) = apps(&args.target);
+    let images = Images { relay: args.relay_image, vm: args.vm_image };
+    let changed = ops::update(&fly, &relay, &vm, &images).await.map_err(failed)?;
+    Renderer::new(args.target.json).result(&serde_json::json!({ "updated_machines": changed }), || {
+        if changed.is_empty() { "Already on those images.".into() } else { format!("Updated machines: {}", changed.join(", ")) }
+    });
+    Ok(())
+}
+
+async fn set_running(target: Target, running: bool) -> Result<(), Failure> {
+    let fly = client(&target)?;
+    let (_, vm, _) = apps(&target);
+    ops::set_vm_running(&fly, &vm, running).await.map_err(failed)?;
+    Renderer::new(target.json).result(&serde_json::json!({ "vm": vm, "running": running }), || {
+        format!("{vm} {}", if running { "started" } else { "stopped" })
+    });
+    Ok(())
+}
+
+async fn teardown(args: TeardownArgs) -> Result<(), Failure> {
+    let target = &args.target;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::Usage("teardown deletes everything; pass --yes when not on a terminal".into()));
+        }
+        eprint!("This deletes {p}-relay and {p}-vm with their volume. Type the prefix to confirm: ", p = target.prefix);
+        let _ = std::io::stderr().flush();
+        let mut typed = String::new();
+        std::io::stdin().lock().read_line(&mut typed).map_err(|e| Failure::Usage(e.to_string()))?;
+        if typed.trim() != target.prefix {
+            return Err(Failure::Usage("the prefix did not match; nothing was deleted".into()));
+        }
+    }
+    let fly = client(target)?;
+    let (relay, vm, _) = apps(target);
+    let renderer = Renderer::new(target.json);
+    let leftovers = ops::teardown(&fly, &[&relay, &vm], &|e: &Event| renderer.event(e)).await.map_err(failed)?;
+    renderer.result(&serde_json::json!({ "leftovers": leftovers }), || {
+        if leftovers.is_empty() {
+            format!("Removed {relay} and {vm}; nothing is left.")
+        } else {
+            let lines: Vec<String> = leftovers.iter().map(|l| format!("  {}: {}", l.what, l.why)).collect();
+            format!("Some things are left over:\n{}", lines.join("\n"))
+        }
+    });
+    if leftovers.is_empty() { Ok(()) } else { Err(Failure::Failed("teardown left resources behind (listed above)".into())) }
+}
