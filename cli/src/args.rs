@@ -3,7 +3,11 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "textslash", version, about = "Run your own coding agent on Fly.io and talk to it from your phone")]
+#[command(
+    name = "textslash",
+    version,
+    about = "Run your own coding agent on Fly.io and talk to it from your phone"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -30,7 +30,12 @@ fn failed(error: Error) -> Failure {
 
 fn client(target: &Target) -> Result<Client, Failure> {
     let token = secrets::required("FLY_API_TOKEN", "Fly org token")?;
-    Ok(FlyClient::new(ReqwestTransport::new(), TokioClock, &target.api_url, token.expose()))
+    Ok(FlyClient::new(
+        ReqwestTransport::new(),
+        TokioClock,
+        &target.api_url,
+        token.expose(),
+    ))
 }
 
 fn apps(target: &Target) -> (String, String, String) {
@@ -44,21 +49,39 @@ fn apps(target: &Target) -> (String, String, String) {
 /// become placeholders instead of prompts.
 fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
     let secret = |var: &str, what: &str| -> Result<Secret, Failure> {
-        if for_real { secrets::required(var, what) } else { Ok(secrets::optional(var).unwrap_or_else(|| Secret::new("unset"))) }
+        if for_real {
+            secrets::required(var, what)
+        } else {
+            Ok(secrets::optional(var).unwrap_or_else(|| Secret::new("unset")))
+        }
     };
     let channel = match args.channel {
-        ChannelArg::Telegram => Channel::Telegram { bot_token: secret("TELEGRAM_BOT_TOKEN", "Telegram bot token")? },
+        ChannelArg::Telegram => Channel::Telegram {
+            bot_token: secret("TELEGRAM_BOT_TOKEN", "Telegram bot token")?,
+        },
         ChannelArg::Whatsapp => Channel::WhatsappTwilio {
             account_sid: secret("TWILIO_ACCOUNT_SID", "Twilio Account SID")?,
             auth_token: secret("TWILIO_AUTH_TOKEN", "Twilio auth token")?,
             whatsapp_number: args.whatsapp_number.clone().ok_or_else(|| {
-                Failure::Usage("--whatsapp-number (or TWILIO_WHATSAPP_NUMBER) is needed for WhatsApp".into())
+                Failure::Usage(
+                    "--whatsapp-number (or TWILIO_WHATSAPP_NUMBER) is needed for WhatsApp".into(),
+                )
             })?,
         },
     };
-    let mut spec = DeploymentSpec::new(&args.target.prefix, &args.region, channel, secret("ANTHROPIC_API_KEY", "Anthropic API key")?);
+    let mut spec = DeploymentSpec::new(
+        &args.target.prefix,
+        &args.region,
+        channel,
+        secret("ANTHROPIC_API_KEY", "Anthropic API key")?,
+    );
     spec.org = args.org.clone();
-    spec.allowed_senders = args.allow.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    spec.allowed_senders = args
+        .allow
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     spec.github_token = secrets::optional("GITHUB_TOKEN");
     let defaults = Images::default();
     spec.images = Images {
@@ -133,7 +156,9 @@ fn show_plan(args: DeployArgs) -> Result<(), Failure> {
 async fn status(target: Target) -> Result<(), Failure> {
     let fly = client(&target)?;
     let (relay, vm, relay_url) = apps(&target);
-    let status = ops::status(&fly, &relay, &vm, &relay_url).await.map_err(failed)?;
+    let status = ops::status(&fly, &relay, &vm, &relay_url)
+        .await
+        .map_err(failed)?;
     Renderer::new(target.json).result(&status, || {
         let mut text = String::new();
         for app in [&status.relay, &status.vm] {
@@ -143,8 +168,18 @@ async fn status(target: Target) -> Result<(), Failure> {
             }
             text.push_str(&format!("{}:\n", app.name));
             for m in &app.machines {
-                let checks: Vec<String> = m.checks.iter().map(|c| format!("{} {}", c.name, c.status)).collect();
-                text.push_str(&format!("  machine {} {} ({}) {}\n", m.id, m.state, m.image.as_deref().unwrap_or("?"), checks.join(", ")));
+                let checks: Vec<String> = m
+                    .checks
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.status))
+                    .collect();
+                text.push_str(&format!(
+                    "  machine {} {} ({}) {}\n",
+                    m.id,
+                    m.state,
+                    m.image.as_deref().unwrap_or("?"),
+                    checks.join(", ")
+                ));
             }
             for v in &app.volumes {
                 text.push_str(&format!("  volume {} {} GB {}\n", v.id, v.size_gb, v.state));
@@ -165,18 +200,32 @@ async fn status(target: Target) -> Result<(), Failure> {
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let fly = client(&args.target)?;
     let (relay, vm, _) = apps(&args.target);
-    let images = Images { relay: args.relay_image, vm: args.vm_image };
-    let changed = ops::update(&fly, &relay, &vm, &images).await.map_err(failed)?;
-    Renderer::new(args.target.json).result(&serde_json::json!({ "updated_machines": changed }), || {
-        if changed.is_empty() { "Already on those images.".into() } else { format!("Updated machines: {}", changed.join(", ")) }
-    });
+    let images = Images {
+        relay: args.relay_image,
+        vm: args.vm_image,
+    };
+    let changed = ops::update(&fly, &relay, &vm, &images)
+        .await
+        .map_err(failed)?;
+    Renderer::new(args.target.json).result(
+        &serde_json::json!({ "updated_machines": changed }),
+        || {
+            if changed.is_empty() {
+                "Already on those images.".into()
+            } else {
+                format!("Updated machines: {}", changed.join(", "))
+            }
+        },
+    );
     Ok(())
 }
 
 async fn set_running(target: Target, running: bool) -> Result<(), Failure> {
     let fly = client(&target)?;
     let (_, vm, _) = apps(&target);
-    ops::set_vm_running(&fly, &vm, running).await.map_err(failed)?;
+    ops::set_vm_running(&fly, &vm, running)
+        .await
+        .map_err(failed)?;
     Renderer::new(target.json).result(&serde_json::json!({ "vm": vm, "running": running }), || {
         format!("{vm} {}", if running { "started" } else { "stopped" })
     });
@@ -187,27 +236,48 @@ async fn teardown(args: TeardownArgs) -> Result<(), Failure> {
     let target = &args.target;
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            return Err(Failure::Usage("teardown deletes everything; pass --yes when not on a terminal".into()));
+            return Err(Failure::Usage(
+                "teardown deletes everything; pass --yes when not on a terminal".into(),
+            ));
         }
-        eprint!("This deletes {p}-relay and {p}-vm with their volume. Type the prefix to confirm: ", p = target.prefix);
+        eprint!(
+            "This deletes {p}-relay and {p}-vm with their volume. Type the prefix to confirm: ",
+            p = target.prefix
+        );
         let _ = std::io::stderr().flush();
         let mut typed = String::new();
-        std::io::stdin().lock().read_line(&mut typed).map_err(|e| Failure::Usage(e.to_string()))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut typed)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         if typed.trim() != target.prefix {
-            return Err(Failure::Usage("the prefix did not match; nothing was deleted".into()));
+            return Err(Failure::Usage(
+                "the prefix did not match; nothing was deleted".into(),
+            ));
         }
     }
     let fly = client(target)?;
     let (relay, vm, _) = apps(target);
     let renderer = Renderer::new(target.json);
-    let leftovers = ops::teardown(&fly, &[&relay, &vm], &|e: &Event| renderer.event(e)).await.map_err(failed)?;
+    let leftovers = ops::teardown(&fly, &[&relay, &vm], &|e: &Event| renderer.event(e))
+        .await
+        .map_err(failed)?;
     renderer.result(&serde_json::json!({ "leftovers": leftovers }), || {
         if leftovers.is_empty() {
             format!("Removed {relay} and {vm}; nothing is left.")
         } else {
-            let lines: Vec<String> = leftovers.iter().map(|l| format!("  {}: {}", l.what, l.why)).collect();
+            let lines: Vec<String> = leftovers
+                .iter()
+                .map(|l| format!("  {}: {}", l.what, l.why))
+                .collect();
             format!("Some things are left over:\n{}", lines.join("\n"))
         }
     });
-    if leftovers.is_empty() { Ok(()) } else { Err(Failure::Failed("teardown left resources behind (listed above)".into())) }
+    if leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(
+            "teardown left resources behind (listed above)".into(),
+        ))
+    }
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 pub enum Renderer {
     Json,
     Plain,
-    Live { bars: MultiProgress, running: RefCell<HashMap<StepId, ProgressBar>> },
+    Live {
+        bars: MultiProgress,
+        running: RefCell<HashMap<StepId, ProgressBar>>,
+    },
 }
 
 impl Renderer {
@@ -20,7 +23,10 @@ impl Renderer {
         if json {
             Renderer::Json
         } else if std::io::stderr().is_terminal() {
-            Renderer::Live { bars: MultiProgress::new(), running: RefCell::new(HashMap::new()) }
+            Renderer::Live {
+                bars: MultiProgress::new(),
+                running: RefCell::new(HashMap::new()),
+            }
         } else {
             Renderer::Plain
         }
@@ -29,13 +35,21 @@ impl Renderer {
     pub fn event(&self, event: &Event) {
         match self {
             Renderer::Json => self.json(&serde_json::json!({ "event": event })),
-            Renderer::Plain => eprintln!("[{}] {}: {}", state_word(event.state), event.step.title(), event.message),
+            Renderer::Plain => eprintln!(
+                "[{}] {}: {}",
+                state_word(event.state),
+                event.step.title(),
+                event.message
+            ),
             Renderer::Live { bars, running } => {
                 let mut running = running.borrow_mut();
                 match event.state {
                     StepState::Running => {
                         let bar = bars.add(ProgressBar::new_spinner());
-                        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}").expect("template"));
+                        bar.set_style(
+                            ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                                .expect("template"),
+                        );
                         bar.set_message(event.step.title());
                         bar.enable_steady_tick(Duration::from_millis(100));
                         running.insert(event.step, bar);
@@ -68,7 +82,10 @@ impl Renderer {
     }
 
     fn json<T: Serialize>(&self, value: &T) {
-        println!("{}", serde_json::to_string(value).expect("events serialise"));
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("events serialise")
+        );
     }
 }
 

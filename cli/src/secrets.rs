@@ -23,5 +23,8 @@ pub fn required(variable: &str, what: &str) -> Result<Secret, Failure> {
 
 /// The variable's value, when set and not empty.
 pub fn optional(variable: &str) -> Option<Secret> {
-    std::env::var(variable).ok().filter(|v| !v.trim().is_empty()).map(Secret::new)
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(Secret::new)
 }

@@ -7,15 +7,28 @@ use std::process::Output;
 async fn sim() -> (SimHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = SimConfig::new(dir.path().to_path_buf());
-    config.images.rules = vec![("relay".into(), Program::Echo), ("vm".into(), Program::Echo)];
-    (sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap(), dir)
+    config.images.rules = vec![
+        ("relay".into(), Program::Echo),
+        ("vm".into(), Program::Echo),
+    ];
+    (
+        sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+        dir,
+    )
 }
 
 async fn textslash(sim: &SimHandle, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_textslash"));
     command
         .args(args)
-        .args(["--api-url", sim.base_url(), "--app-url", &sim.app_url_template()])
+        .args([
+            "--api-url",
+            sim.base_url(),
+            "--app-url",
+            &sim.app_url_template(),
+        ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
@@ -25,16 +38,27 @@ async fn textslash(sim: &SimHandle, args: &[&str], env: &[(&str, &str)]) -> Outp
 
 const TELEGRAM: [(&str, &str); 3] = [
     ("FLY_API_TOKEN", "sim-token"),
-    ("TELEGRAM_BOT_TOKEN", "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+    (
+        "TELEGRAM_BOT_TOKEN",
+        "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+    ),
     ("ANTHROPIC_API_KEY", "sk-ant-cli-test"),
 ];
 
 fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 async fn dump(sim: &SimHandle) -> Value {
-    reqwest::get(format!("{}/sim/state", sim.base_url())).await.unwrap().json().await.unwrap()
+    reqwest::get(format!("{}/sim/state", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,29 +66,72 @@ async fn deploy_status_teardown_from_a_terminal() {
     let (sim, _dir) = sim().await;
     let images = ["--relay-image", "t/relay:1", "--vm-image", "t/vm:1"];
 
-    let deploy = textslash(&sim, &[&["deploy", "--prefix", "cli", "--region", "ams", "--allow", "telegram:42", "--json"][..], &images].concat(), &TELEGRAM).await;
-    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    let deploy = textslash(
+        &sim,
+        &[
+            &[
+                "deploy",
+                "--prefix",
+                "cli",
+                "--region",
+                "ams",
+                "--allow",
+                "telegram:42",
+                "--json",
+            ][..],
+            &images,
+        ]
+        .concat(),
+        &TELEGRAM,
+    )
+    .await;
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     let lines = json_lines(&deploy);
-    assert!(lines.iter().any(|l| l["event"]["step"] == "health" && l["event"]["state"] == "done"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"]["step"] == "health" && l["event"]["state"] == "done")
+    );
     let result = lines.last().unwrap();
     assert_eq!(result["deployment"]["relay_app"], "cli-relay");
     let calls = result["api_calls"].as_u64().unwrap();
-    assert!((20..=40).contains(&calls), "a deploy takes about 25 API calls, took {calls}");
-    let all_output = format!("{}{}", String::from_utf8_lossy(&deploy.stdout), String::from_utf8_lossy(&deploy.stderr));
-    assert!(!all_output.contains("sk-ant-cli-test") && !all_output.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"));
+    assert!(
+        (20..=40).contains(&calls),
+        "a deploy takes about 25 API calls, took {calls}"
+    );
+    let all_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&deploy.stdout),
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    assert!(
+        !all_output.contains("sk-ant-cli-test")
+            && !all_output.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")
+    );
 
     // Plain progress when stderr is not a terminal.
     let status = textslash(&sim, &["status", "--prefix", "cli"], &TELEGRAM).await;
     assert!(status.status.success());
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("cli-vm:") && text.contains("started") && text.contains("relay health: ok"), "{text}");
+    assert!(
+        text.contains("cli-vm:") && text.contains("started") && text.contains("relay health: ok"),
+        "{text}"
+    );
 
     // Teardown off a terminal needs --yes, and changes nothing without it.
     let refused = textslash(&sim, &["teardown", "--prefix", "cli"], &TELEGRAM).await;
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(dump(&sim).await["apps"].as_array().unwrap().len(), 2);
     let teardown = textslash(&sim, &["teardown", "--prefix", "cli", "--yes"], &TELEGRAM).await;
-    assert!(teardown.status.success(), "{}", String::from_utf8_lossy(&teardown.stderr));
+    assert!(
+        teardown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teardown.stderr)
+    );
     assert!(String::from_utf8_lossy(&teardown.stdout).contains("nothing is left"));
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 }
@@ -73,7 +140,12 @@ async fn deploy_status_teardown_from_a_terminal() {
 async fn usage_errors_exit_2_and_failures_exit_1_with_a_sentence() {
     let (sim, _dir) = sim().await;
     // A missing secret names the variable, and nothing is created.
-    let missing = textslash(&sim, &["deploy", "--prefix", "x", "--allow", "telegram:1"], &[("FLY_API_TOKEN", "sim-token")]).await;
+    let missing = textslash(
+        &sim,
+        &["deploy", "--prefix", "x", "--allow", "telegram:1"],
+        &[("FLY_API_TOKEN", "sim-token")],
+    )
+    .await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("TELEGRAM_BOT_TOKEN is not set"));
 
@@ -85,21 +157,49 @@ async fn usage_errors_exit_2_and_failures_exit_1_with_a_sentence() {
     assert_eq!(unknown_flag.status.code(), Some(2));
 
     let bad_token = [("FLY_API_TOKEN", "wrong"), TELEGRAM[1], TELEGRAM[2]];
-    let rejected = textslash(&sim, &["deploy", "--prefix", "x", "--relay-image", "r/relay", "--vm-image", "r/vm"], &bad_token).await;
+    let rejected = textslash(
+        &sim,
+        &[
+            "deploy",
+            "--prefix",
+            "x",
+            "--relay-image",
+            "r/relay",
+            "--vm-image",
+            "r/vm",
+        ],
+        &bad_token,
+    )
+    .await;
     assert_eq!(rejected.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&rejected.stderr);
-    assert!(stderr.contains("fly tokens create org") && !stderr.contains("wrong"), "{stderr}");
+    assert!(
+        stderr.contains("fly tokens create org") && !stderr.contains("wrong"),
+        "{stderr}"
+    );
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_touches_nothing_and_needs_no_secrets() {
     let (sim, _dir) = sim().await;
-    let plan = textslash(&sim, &["plan", "--prefix", "p", "--region", "fra", "--json"], &[]).await;
-    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan = textslash(
+        &sim,
+        &["plan", "--prefix", "p", "--region", "fra", "--json"],
+        &[],
+    )
+    .await;
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["apps"], serde_json::json!(["p-relay", "p-vm"]));
-    assert_eq!(plan["vm"]["secrets"], serde_json::json!(["ANTHROPIC_API_KEY", "VM_TOKEN"]));
+    assert_eq!(
+        plan["vm"]["secrets"],
+        serde_json::json!(["ANTHROPIC_API_KEY", "VM_TOKEN"])
+    );
     assert!(plan["monthly_cost_usd"]["total"].as_f64().unwrap() > 1.9);
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 }

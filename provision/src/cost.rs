@@ -32,7 +32,11 @@ pub struct Estimate {
 }
 
 fn running_per_month(guest: &crate::fly::Guest) -> f64 {
-    let cpu = if guest.cpu_kind == "performance" { PERFORMANCE_CPU_PER_MONTH } else { SHARED_CPU_PER_MONTH };
+    let cpu = if guest.cpu_kind == "performance" {
+        PERFORMANCE_CPU_PER_MONTH
+    } else {
+        SHARED_CPU_PER_MONTH
+    };
     cpu * f64::from(guest.cpus) + RAM_GB_PER_MONTH * f64::from(guest.memory_mb) / 1024.0
 }
 

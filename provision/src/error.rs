@@ -5,7 +5,10 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {problem}")]
-    InvalidSpec { field: &'static str, problem: String },
+    InvalidSpec {
+        field: &'static str,
+        problem: String,
+    },
 
     #[error(
         "Fly did not accept the token. Create an org token with `fly tokens create org --expiry 720h` \
@@ -19,19 +22,29 @@ pub enum Error {
     )]
     Forbidden { action: String },
 
-    #[error("The app name `{app}` is already taken on Fly.io (names are global). Pick another prefix.")]
+    #[error(
+        "The app name `{app}` is already taken on Fly.io (names are global). Pick another prefix."
+    )]
     NameTaken { app: String },
 
-    #[error("Fly has no capacity for this machine in region `{region}` right now. Pick another region, or retry later.")]
+    #[error(
+        "Fly has no capacity for this machine in region `{region}` right now. Pick another region, or retry later."
+    )]
     NoCapacity { region: String },
 
-    #[error("Fly is rate-limiting requests. Wait a minute and retry; the deploy resumes where it stopped.")]
+    #[error(
+        "Fly is rate-limiting requests. Wait a minute and retry; the deploy resumes where it stopped."
+    )]
     RateLimited,
 
-    #[error("Fly's API had a problem on its side (HTTP {status}) while trying to {action}. Retry in a minute; the deploy resumes where it stopped.")]
+    #[error(
+        "Fly's API had a problem on its side (HTTP {status}) while trying to {action}. Retry in a minute; the deploy resumes where it stopped."
+    )]
     Server { status: u16, action: String },
 
-    #[error("Could not reach {host}: {detail}. Check the connection and retry; the deploy resumes where it stopped.")]
+    #[error(
+        "Could not reach {host}: {detail}. Check the connection and retry; the deploy resumes where it stopped."
+    )]
     Unreachable { host: String, detail: String },
 
     #[error(
@@ -41,9 +54,15 @@ pub enum Error {
     Blocked { api_base: String },
 
     #[error("Fly refused to {action}: {message} (HTTP {status}).")]
-    Api { status: u16, action: String, message: String },
+    Api {
+        status: u16,
+        action: String,
+        message: String,
+    },
 
-    #[error("{what} is not there any more (HTTP 404). Check the deployment's status; it may have been deleted outside textslash.")]
+    #[error(
+        "{what} is not there any more (HTTP 404). Check the deployment's status; it may have been deleted outside textslash."
+    )]
     NotFound { what: String },
 
     #[error("Timed out waiting for {what}. Retry; the deploy resumes where it stopped.")]
@@ -58,11 +77,17 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::RateLimited | Error::Server { .. } | Error::Unreachable { .. } | Error::Timeout { .. }
+            Error::RateLimited
+                | Error::Server { .. }
+                | Error::Unreachable { .. }
+                | Error::Timeout { .. }
         )
     }
 
     pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
-        Error::InvalidSpec { field, problem: problem.into() }
+        Error::InvalidSpec {
+            field,
+            problem: problem.into(),
+        }
     }
 }

@@ -35,7 +35,10 @@ impl Role {
 
 /// `https://{app}.fly.dev` with the app filled in.
 pub fn app_url(template: &str, app: &str) -> String {
-    template.replace("{app}", app).trim_end_matches('/').to_string()
+    template
+        .replace("{app}", app)
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The vm's address on the private network (Flycast, through the proxy, so it autostarts).
@@ -70,7 +73,10 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
         ("PUBLIC_URL".to_string(), app_url(&spec.app_url, &relay)),
         ("DATA_DIR".to_string(), "/var/lib/textslash".to_string()),
         ("VM_URL".to_string(), flycast_url(&spec.vm_app())),
-        ("ALLOWED_SENDERS".to_string(), spec.allowed_senders.join(",")),
+        (
+            "ALLOWED_SENDERS".to_string(),
+            spec.allowed_senders.join(","),
+        ),
     ]);
     MachineConfig {
         image: spec.images.relay.clone(),
@@ -80,8 +86,16 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
             protocol: "tcp".into(),
             internal_port: INTERNAL_PORT,
             ports: vec![
-                Port { port: 443, handlers: vec!["tls".into(), "http".into()], force_https: None },
-                Port { port: 80, handlers: vec!["http".into()], force_https: Some(true) },
+                Port {
+                    port: 443,
+                    handlers: vec!["tls".into(), "http".into()],
+                    force_https: None,
+                },
+                Port {
+                    port: 80,
+                    handlers: vec!["http".into()],
+                    force_https: Some(true),
+                },
             ],
             autostop: Some("off".into()),
             autostart: Some(true),
@@ -89,7 +103,10 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
         }],
         checks: health_check(),
         mounts: Vec::new(),
-        restart: Some(Restart { policy: "always".into(), max_retries: None }),
+        restart: Some(Restart {
+            policy: "always".into(),
+            max_retries: None,
+        }),
         metadata: metadata(Role::Relay),
     }
 }
@@ -100,7 +117,10 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
     let env = BTreeMap::from([
         ("PORT".to_string(), INTERNAL_PORT.to_string()),
         ("DATA_DIR".to_string(), DATA_PATH.to_string()),
-        ("RELAY_CALLBACK_URL".to_string(), format!("{}/callback", app_url(&spec.app_url, &spec.relay_app()))),
+        (
+            "RELAY_CALLBACK_URL".to_string(),
+            format!("{}/callback", app_url(&spec.app_url, &spec.relay_app())),
+        ),
     ]);
     MachineConfig {
         image: spec.images.vm.clone(),
@@ -109,19 +129,34 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
         services: vec![Service {
             protocol: "tcp".into(),
             internal_port: INTERNAL_PORT,
-            ports: vec![Port { port: 80, handlers: vec!["http".into()], force_https: None }],
+            ports: vec![Port {
+                port: 80,
+                handlers: vec!["http".into()],
+                force_https: None,
+            }],
             autostop: Some("off".into()),
             autostart: Some(true),
             min_machines_running: Some(0),
         }],
         checks: health_check(),
-        mounts: vec![Mount { volume: volume_id.into(), path: DATA_PATH.into() }],
-        restart: Some(Restart { policy: "on-failure".into(), max_retries: Some(3) }),
+        mounts: vec![Mount {
+            volume: volume_id.into(),
+            path: DATA_PATH.into(),
+        }],
+        restart: Some(Restart {
+            policy: "on-failure".into(),
+            max_retries: Some(3),
+        }),
         metadata: metadata(Role::Vm),
     }
 }
 
-pub fn machine_request(spec: &DeploymentSpec, config: MachineConfig, role: Role, min_secrets_version: Option<u64>) -> CreateMachineRequest {
+pub fn machine_request(
+    spec: &DeploymentSpec,
+    config: MachineConfig,
+    role: Role,
+    min_secrets_version: Option<u64>,
+) -> CreateMachineRequest {
     CreateMachineRequest {
         name: Some(format!("{}-{}", spec.prefix, role.as_str())),
         region: Some(spec.region.clone()),
@@ -132,17 +167,26 @@ pub fn machine_request(spec: &DeploymentSpec, config: MachineConfig, role: Role,
 
 /// Secrets the relay needs. `vm_token` is shared with the vm; `webhook_secret` is what
 /// Telegram sends back in `X-Telegram-Bot-Api-Secret-Token`.
-pub fn relay_secrets(spec: &DeploymentSpec, vm_token: &str, webhook_secret: &str) -> BTreeMap<String, String> {
+pub fn relay_secrets(
+    spec: &DeploymentSpec,
+    vm_token: &str,
+    webhook_secret: &str,
+) -> BTreeMap<String, String> {
     let mut values = BTreeMap::from([("VM_TOKEN".to_string(), vm_token.to_string())]);
     match &spec.channel {
         Channel::Telegram { bot_token } => {
             values.insert("TELEGRAM_BOT_TOKEN".into(), bot_token.expose().into());
             values.insert("TELEGRAM_WEBHOOK_SECRET".into(), webhook_secret.into());
         }
-        Channel::WhatsappTwilio { account_sid, auth_token, whatsapp_number } => {
+        Channel::WhatsappTwilio {
+            account_sid,
+            auth_token,
+            whatsapp_number,
+        } => {
             values.insert("TWILIO_ACCOUNT_SID".into(), account_sid.expose().into());
             values.insert("TWILIO_AUTH_TOKEN".into(), auth_token.expose().into());
-            let number = crate::spec::normalise_phone(whatsapp_number).unwrap_or_else(|| whatsapp_number.clone());
+            let number = crate::spec::normalise_phone(whatsapp_number)
+                .unwrap_or_else(|| whatsapp_number.clone());
             values.insert("TWILIO_WHATSAPP_NUMBER".into(), number);
         }
     }
@@ -152,7 +196,10 @@ pub fn relay_secrets(spec: &DeploymentSpec, vm_token: &str, webhook_secret: &str
 pub fn vm_secrets(spec: &DeploymentSpec, vm_token: &str) -> BTreeMap<String, String> {
     let mut values = BTreeMap::from([
         ("VM_TOKEN".to_string(), vm_token.to_string()),
-        ("ANTHROPIC_API_KEY".to_string(), spec.anthropic_api_key.expose().to_string()),
+        (
+            "ANTHROPIC_API_KEY".to_string(),
+            spec.anthropic_api_key.expose().to_string(),
+        ),
     ]);
     if let Some(token) = &spec.github_token {
         values.insert("GITHUB_TOKEN".into(), token.expose().into());
@@ -168,7 +215,10 @@ mod tests {
     #[test]
     fn no_secret_ends_up_in_env() {
         let spec = telegram_spec("t");
-        let secrets: Vec<String> = relay_secrets(&spec, "vmtoken", "hook").into_values().chain(vm_secrets(&spec, "vmtoken").into_values()).collect();
+        let secrets: Vec<String> = relay_secrets(&spec, "vmtoken", "hook")
+            .into_values()
+            .chain(vm_secrets(&spec, "vmtoken").into_values())
+            .collect();
         for config in [relay_config(&spec), vm_config(&spec, "vol_1")] {
             for value in config.env.values() {
                 for secret in &secrets {
@@ -190,6 +240,9 @@ mod tests {
         assert!(relay.services[0].ports.iter().any(|p| p.port == 443));
         assert_eq!(relay.env["VM_URL"], "http://t-vm.flycast");
         assert_eq!(relay.env["PUBLIC_URL"], "https://t-relay.fly.dev");
-        assert_eq!(vm.env["RELAY_CALLBACK_URL"], "https://t-relay.fly.dev/callback");
+        assert_eq!(
+            vm.env["RELAY_CALLBACK_URL"],
+            "https://t-relay.fly.dev/callback"
+        );
     }
 }

@@ -41,11 +41,19 @@ impl Transport for ReqwestTransport {
             builder = builder.header(name, value);
         }
         if let Some(body) = request.body {
-            builder = builder.header("Content-Type", "application/json").body(body);
+            builder = builder
+                .header("Content-Type", "application/json")
+                .body(body);
         }
-        let response = builder.send().await.map_err(|e| TransportError::Network(e.without_url().to_string()))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| TransportError::Network(e.without_url().to_string()))?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| TransportError::Network(e.without_url().to_string()))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| TransportError::Network(e.without_url().to_string()))?;
         Ok(HttpResponse { status, body })
     }
 }
@@ -59,6 +67,8 @@ impl Clock for TokioClock {
         tokio::time::sleep(duration).await
     }
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }

@@ -52,20 +52,39 @@ pub async fn status<T: Transport, C: Clock>(
     vm_app: &str,
     relay_url: &str,
 ) -> Result<Status, Error> {
-    let (relay, vm) = futures::future::try_join(app_status(fly, relay_app), app_status(fly, vm_app)).await?;
+    let (relay, vm) =
+        futures::future::try_join(app_status(fly, relay_app), app_status(fly, vm_app)).await?;
     let relay_health = if relay.exists {
-        fetch_health(fly.transport(), relay_url).await.map_err(|e| e.to_string())
+        fetch_health(fly.transport(), relay_url)
+            .await
+            .map_err(|e| e.to_string())
     } else {
         Err("the relay app does not exist".into())
     };
-    Ok(Status { relay, vm, relay_health })
+    Ok(Status {
+        relay,
+        vm,
+        relay_health,
+    })
 }
 
-async fn app_status<T: Transport, C: Clock>(fly: &FlyClient<T, C>, app: &str) -> Result<AppStatus, Error> {
+async fn app_status<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+) -> Result<AppStatus, Error> {
     match fly.app_name(app).await? {
         AppName::Ours(_) => {}
-        AppName::Free => return Ok(AppStatus { name: app.into(), ..Default::default() }),
-        AppName::TakenElsewhere => return Err(Error::Forbidden { action: format!("read {app}") }),
+        AppName::Free => {
+            return Ok(AppStatus {
+                name: app.into(),
+                ..Default::default()
+            });
+        }
+        AppName::TakenElsewhere => {
+            return Err(Error::Forbidden {
+                action: format!("read {app}"),
+            });
+        }
     }
     let machines = fly.list_machines(app).await?;
     let volumes = fly.list_volumes(app).await?;
@@ -87,9 +106,17 @@ async fn app_status<T: Transport, C: Clock>(fly: &FlyClient<T, C>, app: &str) ->
         volumes: volumes
             .iter()
             .filter(|v| v.is_live())
-            .map(|v| VolumeStatus { id: v.id.clone(), name: v.name.clone(), size_gb: v.size_gb, state: v.state.clone() })
+            .map(|v| VolumeStatus {
+                id: v.id.clone(),
+                name: v.name.clone(),
+                size_gb: v.size_gb,
+                state: v.state.clone(),
+            })
             .collect(),
-        ips: ips.iter().map(|ip| format!("{} {}", ip.kind().as_str(), ip.ip)).collect(),
+        ips: ips
+            .iter()
+            .map(|ip| format!("{} {}", ip.kind().as_str(), ip.ip))
+            .collect(),
     })
 }
 
@@ -102,9 +129,14 @@ pub async fn update<T: Transport, C: Clock>(
     images: &Images,
 ) -> Result<Vec<String>, Error> {
     let mut changed = Vec::new();
-    for (app, role, image) in [(relay_app, Role::Relay, &images.relay), (vm_app, Role::Vm, &images.vm)] {
+    for (app, role, image) in [
+        (relay_app, Role::Relay, &images.relay),
+        (vm_app, Role::Vm, &images.vm),
+    ] {
         let machines = fly.list_machines(app).await?;
-        let machine = find_machine(&machines, role).ok_or_else(|| Error::NotFound { what: format!("the {} machine of {app}", role.as_str()) })?;
+        let machine = find_machine(&machines, role).ok_or_else(|| Error::NotFound {
+            what: format!("the {} machine of {app}", role.as_str()),
+        })?;
         let mut config = machine.config.clone().ok_or_else(|| Error::BadResponse {
             action: "read the machine's config".into(),
             detail: "Fly returned a machine without a config".into(),
@@ -126,9 +158,15 @@ pub async fn update<T: Transport, C: Clock>(
 }
 
 /// Starts or stops the vm machine (the relay stays up: it is the front door).
-pub async fn set_vm_running<T: Transport, C: Clock>(fly: &FlyClient<T, C>, vm_app: &str, running: bool) -> Result<(), Error> {
+pub async fn set_vm_running<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    vm_app: &str,
+    running: bool,
+) -> Result<(), Error> {
     let machines = fly.list_machines(vm_app).await?;
-    let machine = find_machine(&machines, Role::Vm).ok_or_else(|| Error::NotFound { what: format!("the vm machine of {vm_app}") })?;
+    let machine = find_machine(&machines, Role::Vm).ok_or_else(|| Error::NotFound {
+        what: format!("the vm machine of {vm_app}"),
+    })?;
     if running {
         fly.start_machine(vm_app, &machine.id).await
     } else {
@@ -152,7 +190,13 @@ pub async fn teardown<T: Transport, C: Clock>(
 ) -> Result<Vec<Leftover>, Error> {
     let mut leftovers = Vec::new();
     for &app in apps {
-        let emit = |state, message: String| progress.report(&Event { step: StepId::Apps, state, message });
+        let emit = |state, message: String| {
+            progress.report(&Event {
+                step: StepId::Apps,
+                state,
+                message,
+            })
+        };
         emit(StepState::Running, format!("tearing down {app}"));
         match fly.app_name(app).await? {
             AppName::Free => {
@@ -160,37 +204,84 @@ pub async fn teardown<T: Transport, C: Clock>(
                 continue;
             }
             AppName::TakenElsewhere => {
-                leftovers.push(Leftover { what: app.into(), why: "it belongs to another org".into() });
+                leftovers.push(Leftover {
+                    what: app.into(),
+                    why: "it belongs to another org".into(),
+                });
                 continue;
             }
             AppName::Ours(_) => {}
         }
         let mut removed = Vec::new();
         for machine in fly.list_machines(app).await?.iter().filter(|m| m.is_live()) {
-            record(&mut leftovers, &mut removed, format!("machine {}", machine.id), fly.delete_machine(app, &machine.id).await);
+            record(
+                &mut leftovers,
+                &mut removed,
+                format!("machine {}", machine.id),
+                fly.delete_machine(app, &machine.id).await,
+            );
         }
-        for volume in fly.list_volumes(app).await?.iter().filter(|v: &&Volume| v.is_live()) {
-            record(&mut leftovers, &mut removed, format!("volume {}", volume.id), fly.delete_volume(app, &volume.id).await);
+        for volume in fly
+            .list_volumes(app)
+            .await?
+            .iter()
+            .filter(|v: &&Volume| v.is_live())
+        {
+            record(
+                &mut leftovers,
+                &mut removed,
+                format!("volume {}", volume.id),
+                fly.delete_volume(app, &volume.id).await,
+            );
         }
-        for ip in fly.list_ips(app).await?.iter().map(|ip: &IpAssignment| ip.ip.clone()) {
-            record(&mut leftovers, &mut removed, format!("IP {ip}"), fly.delete_ip(app, &ip).await);
+        for ip in fly
+            .list_ips(app)
+            .await?
+            .iter()
+            .map(|ip: &IpAssignment| ip.ip.clone())
+        {
+            record(
+                &mut leftovers,
+                &mut removed,
+                format!("IP {ip}"),
+                fly.delete_ip(app, &ip).await,
+            );
         }
-        record(&mut leftovers, &mut removed, format!("app {app}"), fly.delete_app(app).await);
+        record(
+            &mut leftovers,
+            &mut removed,
+            format!("app {app}"),
+            fly.delete_app(app).await,
+        );
         match fly.app_name(app).await {
             Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
             Ok(_) => {
-                leftovers.push(Leftover { what: format!("app {app}"), why: "it still exists after deletion".into() });
+                leftovers.push(Leftover {
+                    what: format!("app {app}"),
+                    why: "it still exists after deletion".into(),
+                });
                 emit(StepState::Failed, format!("{app} still exists"));
             }
-            Err(e) => leftovers.push(Leftover { what: format!("app {app}"), why: e.to_string() }),
+            Err(e) => leftovers.push(Leftover {
+                what: format!("app {app}"),
+                why: e.to_string(),
+            }),
         }
     }
     Ok(leftovers)
 }
 
-fn record(leftovers: &mut Vec<Leftover>, removed: &mut Vec<String>, what: String, result: Result<(), Error>) {
+fn record(
+    leftovers: &mut Vec<Leftover>,
+    removed: &mut Vec<String>,
+    what: String,
+    result: Result<(), Error>,
+) {
     match result {
         Ok(()) | Err(Error::NotFound { .. }) => removed.push(what),
-        Err(e) => leftovers.push(Leftover { what, why: e.to_string() }),
+        Err(e) => leftovers.push(Leftover {
+            what,
+            why: e.to_string(),
+        }),
     }
 }

@@ -91,6 +91,7 @@ pub struct Event {
 
 /// What a finished deploy is made of: everything a bookmark keeps, and no secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct Deployment {
     pub prefix: String,
     pub org: String,
@@ -125,7 +126,11 @@ pub async fn deploy<T: Transport, C: Clock>(
     progress: &dyn Progress,
 ) -> Result<Deployment, Error> {
     spec.validate()?;
-    let run = Run { fly, spec, progress };
+    let run = Run {
+        fly,
+        spec,
+        progress,
+    };
     let relay = spec.relay_app();
     let vm = spec.vm_app();
 
@@ -142,27 +147,46 @@ pub async fn deploy<T: Transport, C: Clock>(
         let volume_id = run.step(StepId::Volume, || run.ensure_volume(&vm)).await?;
         let config = machines::vm_config(spec, &volume_id);
         let request = machines::machine_request(spec, config, Role::Vm, secrets_version.vm);
-        let machine = run.step(StepId::VmMachine, || run.ensure_machine(&vm, Role::Vm, &request)).await?;
-        run.step(StepId::VmIp, || run.ensure_ips(&vm, &org, &[IpKind::PrivateV6])).await?;
+        let machine = run
+            .step(StepId::VmMachine, || {
+                run.ensure_machine(&vm, Role::Vm, &request)
+            })
+            .await?;
+        run.step(StepId::VmIp, || {
+            run.ensure_ips(&vm, &org, &[IpKind::PrivateV6])
+        })
+        .await?;
         Ok::<_, Error>((volume_id, machine))
     };
     let relay_chain = async {
         let config = machines::relay_config(spec);
         let request = machines::machine_request(spec, config, Role::Relay, secrets_version.relay);
-        let machine = run.step(StepId::RelayMachine, || run.ensure_machine(&relay, Role::Relay, &request)).await?;
-        run.step(StepId::RelayIps, || run.ensure_ips(&relay, &org, &[IpKind::V6, IpKind::SharedV4])).await?;
+        let machine = run
+            .step(StepId::RelayMachine, || {
+                run.ensure_machine(&relay, Role::Relay, &request)
+            })
+            .await?;
+        run.step(StepId::RelayIps, || {
+            run.ensure_ips(&relay, &org, &[IpKind::V6, IpKind::SharedV4])
+        })
+        .await?;
         Ok::<_, Error>(machine)
     };
     let ((volume_id, vm_machine), relay_machine) = try_join(vm_chain, relay_chain).await?;
 
     run.step(StepId::Started, || async {
-        try_join(run.wait_started(&vm, &vm_machine), run.wait_started(&relay, &relay_machine)).await?;
+        try_join(
+            run.wait_started(&vm, &vm_machine),
+            run.wait_started(&relay, &relay_machine),
+        )
+        .await?;
         Ok(((), Outcome::Done("both machines started".into())))
     })
     .await?;
 
     let relay_url = machines::app_url(&spec.app_url, &relay);
-    run.step(StepId::Health, || run.check_health(&relay_url)).await?;
+    run.step(StepId::Health, || run.check_health(&relay_url))
+        .await?;
 
     Ok(Deployment {
         prefix: spec.prefix.clone(),
@@ -188,10 +212,13 @@ enum Outcome {
 
 fn combine(a: Outcome, b: Outcome) -> Outcome {
     match (a, b) {
-        (Outcome::AlreadyDone(x), Outcome::AlreadyDone(y)) => Outcome::AlreadyDone(format!("{x}; {y}")),
-        (Outcome::Done(x) | Outcome::AlreadyDone(x), Outcome::Done(y) | Outcome::AlreadyDone(y)) => {
-            Outcome::Done(format!("{x}; {y}"))
+        (Outcome::AlreadyDone(x), Outcome::AlreadyDone(y)) => {
+            Outcome::AlreadyDone(format!("{x}; {y}"))
         }
+        (
+            Outcome::Done(x) | Outcome::AlreadyDone(x),
+            Outcome::Done(y) | Outcome::AlreadyDone(y),
+        ) => Outcome::Done(format!("{x}; {y}")),
     }
 }
 
@@ -209,7 +236,11 @@ struct Run<'a, T, C> {
 
 impl<T: Transport, C: Clock> Run<'_, T, C> {
     fn emit(&self, step: StepId, state: StepState, message: impl Into<String>) {
-        self.progress.report(&Event { step, state, message: message.into() });
+        self.progress.report(&Event {
+            step,
+            state,
+            message: message.into(),
+        });
     }
 
     /// Runs one step: observe-then-act, again from the observation after a transient failure.
@@ -251,7 +282,10 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             (None, Some(org)) => org,
             (None, None) => "personal".to_string(),
         };
-        Ok((org.clone(), Outcome::Done(format!("token accepted, org {org}"))))
+        Ok((
+            org.clone(),
+            Outcome::Done(format!("token accepted, org {org}")),
+        ))
     }
 
     async fn check_names(&self) -> Result<((), Outcome), Error> {
@@ -266,11 +300,17 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                 AppName::Free => {}
             }
         }
-        Ok(((), if ours.is_empty() {
-            Outcome::Done("both names are free".into())
-        } else {
-            Outcome::Done(format!("resuming: {} already in your org", ours.join(" and ")))
-        }))
+        Ok((
+            (),
+            if ours.is_empty() {
+                Outcome::Done("both names are free".into())
+            } else {
+                Outcome::Done(format!(
+                    "resuming: {} already in your org",
+                    ours.join(" and ")
+                ))
+            },
+        ))
     }
 
     async fn ensure_app(&self, name: &str, org: &str) -> Result<Outcome, Error> {
@@ -291,25 +331,47 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         let relay_values = machines::relay_secrets(self.spec, &vm_token, &webhook_secret);
         let vm_values = machines::vm_secrets(self.spec, &vm_token);
 
-        let (have_relay, have_vm) = try_join(self.fly.list_secrets(&relay), self.fly.list_secrets(&vm)).await?;
-        let complete = |have: &crate::fly::AppSecrets, want: &std::collections::BTreeMap<String, String>| {
+        let (have_relay, have_vm) =
+            try_join(self.fly.list_secrets(&relay), self.fly.list_secrets(&vm)).await?;
+        let complete = |have: &crate::fly::AppSecrets,
+                        want: &std::collections::BTreeMap<String, String>| {
             let names: BTreeSet<&str> = have.secrets.iter().map(|s| s.name.as_str()).collect();
             want.keys().all(|k| names.contains(k.as_str()))
         };
         if complete(&have_relay, &relay_values) && complete(&have_vm, &vm_values) {
-            return Ok((SecretsVersion::default(), Outcome::AlreadyDone("secrets already set".into())));
+            return Ok((
+                SecretsVersion::default(),
+                Outcome::AlreadyDone("secrets already set".into()),
+            ));
         }
-        let names = |values: &std::collections::BTreeMap<String, String>| values.keys().cloned().collect::<Vec<_>>().join(", ");
+        let names = |values: &std::collections::BTreeMap<String, String>| {
+            values.keys().cloned().collect::<Vec<_>>().join(", ")
+        };
         let message = format!("relay: {}; vm: {}", names(&relay_values), names(&vm_values));
-        let (relay_version, vm_version) =
-            try_join(self.fly.set_secrets(&relay, relay_values), self.fly.set_secrets(&vm, vm_values)).await?;
-        Ok((SecretsVersion { relay: relay_version, vm: vm_version }, Outcome::Done(message)))
+        let (relay_version, vm_version) = try_join(
+            self.fly.set_secrets(&relay, relay_values),
+            self.fly.set_secrets(&vm, vm_values),
+        )
+        .await?;
+        Ok((
+            SecretsVersion {
+                relay: relay_version,
+                vm: vm_version,
+            },
+            Outcome::Done(message),
+        ))
     }
 
     async fn ensure_volume(&self, app: &str) -> Result<(String, Outcome), Error> {
         let existing = self.fly.list_volumes(app).await?;
-        if let Some(volume) = existing.iter().find(|v| v.name == VOLUME_NAME && v.is_live()) {
-            return Ok((volume.id.clone(), Outcome::AlreadyDone(format!("volume {} exists", volume.id))));
+        if let Some(volume) = existing
+            .iter()
+            .find(|v| v.name == VOLUME_NAME && v.is_live())
+        {
+            return Ok((
+                volume.id.clone(),
+                Outcome::AlreadyDone(format!("volume {} exists", volume.id)),
+            ));
         }
         let request = CreateVolumeRequest {
             name: VOLUME_NAME.into(),
@@ -318,7 +380,10 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             require_unique_zone: false,
         };
         let volume = self.fly.create_volume(app, &request).await?;
-        Ok((volume.id.clone(), Outcome::Done(format!("volume {} ({} GB)", volume.id, self.spec.volume_gb))))
+        Ok((
+            volume.id.clone(),
+            Outcome::Done(format!("volume {} ({} GB)", volume.id, self.spec.volume_gb)),
+        ))
     }
 
     async fn ensure_machine(
@@ -328,13 +393,24 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         request: &crate::fly::CreateMachineRequest,
     ) -> Result<(String, Outcome), Error> {
         if let Some(machine) = find_machine(&self.fly.list_machines(app).await?, role) {
-            return Ok((machine.id.clone(), Outcome::AlreadyDone(format!("machine {} exists", machine.id))));
+            return Ok((
+                machine.id.clone(),
+                Outcome::AlreadyDone(format!("machine {} exists", machine.id)),
+            ));
         }
         let machine = self.fly.create_machine(app, request).await?;
-        Ok((machine.id.clone(), Outcome::Done(format!("machine {} created", machine.id))))
+        Ok((
+            machine.id.clone(),
+            Outcome::Done(format!("machine {} created", machine.id)),
+        ))
     }
 
-    async fn ensure_ips(&self, app: &str, org: &str, kinds: &[IpKind]) -> Result<((), Outcome), Error> {
+    async fn ensure_ips(
+        &self,
+        app: &str,
+        org: &str,
+        kinds: &[IpKind],
+    ) -> Result<((), Outcome), Error> {
         let existing = self.fly.list_ips(app).await?;
         let mut added = Vec::new();
         for &kind in kinds {
@@ -343,11 +419,14 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                 added.push(format!("{} {}", kind.as_str(), ip.ip));
             }
         }
-        Ok(((), if added.is_empty() {
-            Outcome::AlreadyDone("addresses already assigned".into())
-        } else {
-            Outcome::Done(added.join(", "))
-        }))
+        Ok((
+            (),
+            if added.is_empty() {
+                Outcome::AlreadyDone("addresses already assigned".into())
+            } else {
+                Outcome::Done(added.join(", "))
+            },
+        ))
     }
 
     async fn wait_started(&self, app: &str, machine: &str) -> Result<(), Error> {
@@ -357,31 +436,63 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                 return Ok(());
             }
         }
-        Err(Error::Timeout { what: format!("machine {machine} of {app} to start") })
+        Err(Error::Timeout {
+            what: format!("machine {machine} of {app} to start"),
+        })
     }
 
     /// The relay's own `/health`, without the Fly token (it is not Fly's API).
     async fn check_health(&self, relay_url: &str) -> Result<((), Outcome), Error> {
         let health = fetch_health(self.fly.transport(), relay_url).await?;
-        let version = health.get("version").and_then(|v| v.as_str()).unwrap_or("unknown");
-        Ok(((), Outcome::Done(format!("relay {version} answers at {relay_url}"))))
+        let version = health
+            .get("version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown");
+        Ok((
+            (),
+            Outcome::Done(format!("relay {version} answers at {relay_url}")),
+        ))
     }
 }
 
 /// The live machine of `role` among an app's machines.
 pub fn find_machine(machines: &[Machine], role: Role) -> Option<&Machine> {
-    machines.iter().find(|m| m.is_live() && m.metadata(ROLE_KEY) == Some(role.as_str()))
+    machines
+        .iter()
+        .find(|m| m.is_live() && m.metadata(ROLE_KEY) == Some(role.as_str()))
 }
 
 /// `GET <relay_url>/health` as JSON. Errors are transient: a new relay takes a moment.
-pub async fn fetch_health<T: Transport>(transport: &T, relay_url: &str) -> Result<serde_json::Value, Error> {
+pub async fn fetch_health<T: Transport>(
+    transport: &T,
+    relay_url: &str,
+) -> Result<serde_json::Value, Error> {
     let url = format!("{relay_url}/health");
-    let host = relay_url.split("://").nth(1).unwrap_or(relay_url).to_string();
-    let request = HttpRequest { method: Method::Get, url, headers: Vec::new(), body: None };
+    let host = relay_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(relay_url)
+        .to_string();
+    let request = HttpRequest {
+        method: Method::Get,
+        url,
+        headers: Vec::new(),
+        body: None,
+    };
     match transport.send(request).await {
-        Ok(resp) if resp.status == 200 => serde_json::from_str(&resp.body)
-            .map_err(|e| Error::BadResponse { action: "read the relay's health".into(), detail: e.to_string() }),
-        Ok(resp) => Err(Error::Unreachable { host, detail: format!("its /health answered HTTP {}", resp.status) }),
-        Err(e) => Err(Error::Unreachable { host, detail: e.to_string() }),
+        Ok(resp) if resp.status == 200 => {
+            serde_json::from_str(&resp.body).map_err(|e| Error::BadResponse {
+                action: "read the relay's health".into(),
+                detail: e.to_string(),
+            })
+        }
+        Ok(resp) => Err(Error::Unreachable {
+            host,
+            detail: format!("its /health answered HTTP {}", resp.status),
+        }),
+        Err(e) => Err(Error::Unreachable {
+            host,
+            detail: e.to_string(),
+        }),
     }
 }

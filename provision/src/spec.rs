@@ -27,7 +27,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(empty)" } else { "Secret(***)" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(empty)"
+        } else {
+            "Secret(***)"
+        })
     }
 }
 
@@ -135,9 +139,17 @@ impl DeploymentSpec {
             allowed_senders: Vec::new(),
             github_token: None,
             images: Images::default(),
-            relay_guest: Guest { cpu_kind: "shared".into(), cpus: 1, memory_mb: 256 },
+            relay_guest: Guest {
+                cpu_kind: "shared".into(),
+                cpus: 1,
+                memory_mb: 256,
+            },
             // Claude Code plus Chromium: 1 GB is known to run out of memory.
-            vm_guest: Guest { cpu_kind: "shared".into(), cpus: 2, memory_mb: 2048 },
+            vm_guest: Guest {
+                cpu_kind: "shared".into(),
+                cpus: 2,
+                memory_mb: 2048,
+            },
             volume_gb: 1,
             app_url: DEFAULT_APP_URL.into(),
         }
@@ -156,31 +168,56 @@ impl DeploymentSpec {
         validate_prefix(&self.prefix)?;
         if let Some(org) = &self.org {
             if org.is_empty() || !org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(Error::invalid("org", "an org slug is lowercase letters, digits and hyphens"));
+                return Err(Error::invalid(
+                    "org",
+                    "an org slug is lowercase letters, digits and hyphens",
+                ));
             }
         }
         validate_region(&self.region)?;
         match &self.channel {
             Channel::Telegram { bot_token } => validate_telegram_token(bot_token)?,
-            Channel::WhatsappTwilio { account_sid, auth_token, whatsapp_number } => {
+            Channel::WhatsappTwilio {
+                account_sid,
+                auth_token,
+                whatsapp_number,
+            } => {
                 validate_twilio(account_sid, auth_token)?;
-                normalise_phone(whatsapp_number)
-                    .ok_or_else(|| Error::invalid("whatsapp_number", "expected an international number such as +14155238886"))?;
+                normalise_phone(whatsapp_number).ok_or_else(|| {
+                    Error::invalid(
+                        "whatsapp_number",
+                        "expected an international number such as +14155238886",
+                    )
+                })?;
             }
         }
-        if self.anthropic_api_key.is_empty() || self.anthropic_api_key.expose().contains(char::is_whitespace) {
-            return Err(Error::invalid("anthropic_api_key", "paste the key from console.anthropic.com (it starts with sk-ant-)"));
+        if self.anthropic_api_key.is_empty()
+            || self
+                .anthropic_api_key
+                .expose()
+                .contains(char::is_whitespace)
+        {
+            return Err(Error::invalid(
+                "anthropic_api_key",
+                "paste the key from console.anthropic.com (it starts with sk-ant-)",
+            ));
         }
         let kind = self.channel.kind();
         for sender in &self.allowed_senders {
             validate_sender(kind, sender)?;
         }
         if kind == ChannelKind::WhatsappTwilio && self.allowed_senders.is_empty() {
-            return Err(Error::invalid("allowed_senders", "add your own WhatsApp number, e.g. whatsapp:+15551234567"));
+            return Err(Error::invalid(
+                "allowed_senders",
+                "add your own WhatsApp number, e.g. whatsapp:+15551234567",
+            ));
         }
         if let Some(token) = &self.github_token {
             if token.expose().contains(char::is_whitespace) {
-                return Err(Error::invalid("github_token", "a GitHub token has no spaces"));
+                return Err(Error::invalid(
+                    "github_token",
+                    "a GitHub token has no spaces",
+                ));
             }
         }
         if self.images.relay.trim().is_empty() || self.images.vm.trim().is_empty() {
@@ -190,7 +227,10 @@ impl DeploymentSpec {
             return Err(Error::invalid("volume_gb", "between 1 and 500 GB"));
         }
         if !self.app_url.contains("{app}") {
-            return Err(Error::invalid("app_url", "must contain {app}, e.g. https://{app}.fly.dev"));
+            return Err(Error::invalid(
+                "app_url",
+                "must contain {app}, e.g. https://{app}.fly.dev",
+            ));
         }
         Ok(())
     }
@@ -202,16 +242,28 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
         return Err(Error::invalid(field, "choose a name such as my-agent"));
     }
     if prefix.len() > MAX_PREFIX_LEN {
-        return Err(Error::invalid(field, format!("at most {MAX_PREFIX_LEN} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_PREFIX_LEN} characters"),
+        ));
     }
-    if !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Err(Error::invalid(field, "only lowercase letters, digits and hyphens"));
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(Error::invalid(
+            field,
+            "only lowercase letters, digits and hyphens",
+        ));
     }
     if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(Error::invalid(field, "must start with a letter"));
     }
     if prefix.ends_with('-') || prefix.contains("--") {
-        return Err(Error::invalid(field, "no hyphen at the end and no two hyphens in a row"));
+        return Err(Error::invalid(
+            field,
+            "no hyphen at the end and no two hyphens in a row",
+        ));
     }
     Ok(())
 }
@@ -220,7 +272,10 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
     if region.len() == 3 && region.chars().all(|c| c.is_ascii_lowercase()) {
         Ok(())
     } else {
-        Err(Error::invalid("region", "a Fly region code is three lowercase letters, e.g. ams or iad"))
+        Err(Error::invalid(
+            "region",
+            "a Fly region code is three lowercase letters, e.g. ams or iad",
+        ))
     }
 }
 
@@ -230,20 +285,35 @@ pub fn validate_telegram_token(token: &Secret) -> Result<(), Error> {
         !id.is_empty()
             && id.chars().all(|c| c.is_ascii_digit())
             && rest.len() >= 30
-            && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     });
-    if ok { Ok(()) } else { Err(Error::invalid("telegram_bot_token", "paste the whole token @BotFather gave you (digits, a colon, then letters)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "telegram_bot_token",
+            "paste the whole token @BotFather gave you (digits, a colon, then letters)",
+        ))
+    }
 }
 
 pub fn validate_twilio(account_sid: &Secret, auth_token: &Secret) -> Result<(), Error> {
     let is_hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
     let sid = account_sid.expose();
     if !(sid.len() == 34 && sid.starts_with("AC") && is_hex(&sid[2..])) {
-        return Err(Error::invalid("twilio_account_sid", "starts with AC followed by 32 hexadecimal characters (Twilio console, Account info)"));
+        return Err(Error::invalid(
+            "twilio_account_sid",
+            "starts with AC followed by 32 hexadecimal characters (Twilio console, Account info)",
+        ));
     }
     let token = auth_token.expose();
     if !(token.len() == 32 && is_hex(token)) {
-        return Err(Error::invalid("twilio_auth_token", "32 hexadecimal characters (Twilio console, Account info)"));
+        return Err(Error::invalid(
+            "twilio_auth_token",
+            "32 hexadecimal characters (Twilio console, Account info)",
+        ));
     }
     Ok(())
 }
@@ -257,25 +327,45 @@ pub fn normalise_phone(number: &str) -> Option<String> {
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
         .collect();
     let rest = digits.strip_prefix('+')?;
-    (rest.len() >= 7 && rest.len() <= 15 && rest.chars().all(|c| c.is_ascii_digit())).then_some(digits)
+    (rest.len() >= 7 && rest.len() <= 15 && rest.chars().all(|c| c.is_ascii_digit()))
+        .then_some(digits)
 }
 
 pub fn validate_sender(kind: ChannelKind, sender: &str) -> Result<(), Error> {
     let field = "allowed_senders";
     let Some(id) = sender.strip_prefix(kind.sender_prefix()) else {
-        return Err(Error::invalid(field, format!("each sender starts with {} for this channel", kind.sender_prefix())));
+        return Err(Error::invalid(
+            field,
+            format!(
+                "each sender starts with {} for this channel",
+                kind.sender_prefix()
+            ),
+        ));
     };
     let ok = match kind {
-        ChannelKind::Telegram => !id.is_empty() && id.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()),
+        ChannelKind::Telegram => {
+            !id.is_empty()
+                && id
+                    .trim_start_matches('-')
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+        }
         ChannelKind::WhatsappTwilio => normalise_phone(id).as_deref() == Some(id),
     };
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(field, match kind {
-            ChannelKind::Telegram => "a Telegram sender is telegram: followed by the numeric chat id",
-            ChannelKind::WhatsappTwilio => "a WhatsApp sender is whatsapp: followed by +country code and number, no spaces",
-        }))
+        Err(Error::invalid(
+            field,
+            match kind {
+                ChannelKind::Telegram => {
+                    "a Telegram sender is telegram: followed by the numeric chat id"
+                }
+                ChannelKind::WhatsappTwilio => {
+                    "a WhatsApp sender is whatsapp: followed by +country code and number, no spaces"
+                }
+            },
+        ))
     }
 }
 
@@ -287,7 +377,9 @@ pub(crate) mod tests {
         let mut spec = DeploymentSpec::new(
             prefix,
             "ams",
-            Channel::Telegram { bot_token: Secret::new("123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw") },
+            Channel::Telegram {
+                bot_token: Secret::new("123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+            },
             Secret::new("sk-ant-test-key"),
         );
         spec.allowed_senders = vec!["telegram:42".into()];
@@ -301,7 +393,15 @@ pub(crate) mod tests {
 
     #[test]
     fn prefixes_follow_fly_app_name_rules() {
-        for bad in ["", "My-agent", "9lives", "a_b", "agent-", "a--b", &"a".repeat(58)] {
+        for bad in [
+            "",
+            "My-agent",
+            "9lives",
+            "a_b",
+            "agent-",
+            "a--b",
+            &"a".repeat(58),
+        ] {
             assert!(validate_prefix(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["a", "my-agent-2", &"a".repeat(57)] {
@@ -312,7 +412,9 @@ pub(crate) mod tests {
     #[test]
     fn errors_name_the_field_never_the_value() {
         let mut spec = telegram_spec("x");
-        spec.channel = Channel::Telegram { bot_token: Secret::new("not-a-token-SECRETVALUE") };
+        spec.channel = Channel::Telegram {
+            bot_token: Secret::new("not-a-token-SECRETVALUE"),
+        };
         let message = spec.validate().unwrap_err().to_string();
         assert!(message.starts_with("telegram_bot_token:"), "{message}");
         assert!(!message.contains("SECRETVALUE"));
@@ -331,7 +433,12 @@ pub(crate) mod tests {
             },
             Secret::new("sk-ant-x"),
         );
-        assert!(spec.validate().unwrap_err().to_string().starts_with("allowed_senders"));
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("allowed_senders")
+        );
         spec.allowed_senders = vec!["whatsapp:+15551234567".into()];
         spec.validate().unwrap();
         spec.allowed_senders = vec!["telegram:1".into()];
@@ -340,7 +447,10 @@ pub(crate) mod tests {
 
     #[test]
     fn phones_are_normalised() {
-        assert_eq!(normalise_phone("whatsapp:+1 (415) 523-8886").as_deref(), Some("+14155238886"));
+        assert_eq!(
+            normalise_phone("whatsapp:+1 (415) 523-8886").as_deref(),
+            Some("+14155238886")
+        );
         assert_eq!(normalise_phone("4155238886"), None);
     }
 }

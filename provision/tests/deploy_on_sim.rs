@@ -25,13 +25,28 @@ impl Harness {
     async fn start() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = SimConfig::new(dir.path().to_path_buf());
-        config.images.rules = vec![("relay".into(), Program::Echo), ("vm".into(), Program::Echo)];
-        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        Harness { sim, http: reqwest::Client::new(), _dir: dir }
+        config.images.rules = vec![
+            ("relay".into(), Program::Echo),
+            ("vm".into(), Program::Echo),
+        ];
+        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Harness {
+            sim,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
     fn client(&self, token: &str) -> Client {
-        FlyClient::new(ReqwestTransport::new(), TokioClock, self.sim.base_url(), token).with_policy(RetryPolicy {
+        FlyClient::new(
+            ReqwestTransport::new(),
+            TokioClock,
+            self.sim.base_url(),
+            token,
+        )
+        .with_policy(RetryPolicy {
             attempts: 4,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
@@ -43,22 +58,46 @@ impl Harness {
         let mut spec = DeploymentSpec::new(
             prefix,
             "ams",
-            Channel::Telegram { bot_token: Secret::new("123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw") },
+            Channel::Telegram {
+                bot_token: Secret::new("123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+            },
             Secret::new("sk-ant-test"),
         );
         spec.allowed_senders = vec!["telegram:42".into()];
-        spec.images = Images { relay: "test/relay:1".into(), vm: "test/vm:1".into() };
+        spec.images = Images {
+            relay: "test/relay:1".into(),
+            vm: "test/vm:1".into(),
+        };
         spec.app_url = self.sim.app_url_template();
         spec
     }
 
     async fn faults(&self, rules: Vec<FaultRule>) {
-        let config = FaultConfig { latency_ms: 0, rules };
-        assert_eq!(self.http.post(format!("{}/sim/faults", self.sim.base_url())).json(&config).send().await.unwrap().status(), 204);
+        let config = FaultConfig {
+            latency_ms: 0,
+            rules,
+        };
+        assert_eq!(
+            self.http
+                .post(format!("{}/sim/faults", self.sim.base_url()))
+                .json(&config)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
     }
 
     async fn dump(&self) -> Value {
-        self.http.get(format!("{}/sim/state", self.sim.base_url())).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/sim/state", self.sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The dump without ids and versions: what must be equal between two ways to the same end.
@@ -66,9 +105,19 @@ impl Harness {
         let mut dump = self.dump().await;
         for app in dump["apps"].as_array_mut().unwrap() {
             app["volumes"] = app["volumes"].as_array().unwrap().len().into();
-            let states: Vec<Value> = app["machines"].as_array().unwrap().iter().map(|m| m[1].clone()).collect();
+            let states: Vec<Value> = app["machines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[1].clone())
+                .collect();
             app["machines"] = states.into();
-            let kinds: Vec<Value> = app["ips"].as_array().unwrap().iter().map(|ip| ip.as_str().unwrap().split(' ').next().unwrap().into()).collect();
+            let kinds: Vec<Value> = app["ips"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|ip| ip.as_str().unwrap().split(' ').next().unwrap().into())
+                .collect();
             app["ips"] = kinds.into();
             app.as_object_mut().unwrap().remove("secrets_version");
         }
@@ -77,10 +126,16 @@ impl Harness {
 }
 
 fn recorder() -> (RefCell<Vec<Event>>, impl Fn(&RefCell<Vec<Event>>, &Event)) {
-    (RefCell::new(Vec::new()), |log: &RefCell<Vec<Event>>, e: &Event| log.borrow_mut().push(e.clone()))
+    (
+        RefCell::new(Vec::new()),
+        |log: &RefCell<Vec<Event>>, e: &Event| log.borrow_mut().push(e.clone()),
+    )
 }
 
-async fn deploy(fly: &Client, spec: &DeploymentSpec) -> (Result<provision::Deployment, Error>, Vec<Event>) {
+async fn deploy(
+    fly: &Client,
+    spec: &DeploymentSpec,
+) -> (Result<provision::Deployment, Error>, Vec<Event>) {
     let (log, push) = recorder();
     let result = provision::plan::deploy(fly, spec, &|e: &Event| push(&log, e)).await;
     (result, log.into_inner())
@@ -95,20 +150,34 @@ async fn a_full_deploy_creates_exactly_the_designed_resources() {
     let deployment = result.unwrap();
 
     for step in StepId::ALL {
-        assert!(events.iter().any(|e| e.step == step && e.state == StepState::Done), "step {step:?} never finished: {events:#?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.step == step && e.state == StepState::Done),
+            "step {step:?} never finished: {events:#?}"
+        );
     }
     assert_eq!(deployment.relay_app, "full-relay");
-    assert_eq!(deployment.webhook_url, format!("{}/apps/full-relay/webhook/telegram", h.sim.base_url()));
+    assert_eq!(
+        deployment.webhook_url,
+        format!("{}/apps/full-relay/webhook/telegram", h.sim.base_url())
+    );
     assert!(deployment.volume_id.starts_with("vol_"));
 
     let shape = h.shape().await;
     let relay = &shape["apps"][0];
     let vm = &shape["apps"][1];
     assert_eq!(relay["name"], "full-relay");
-    assert_eq!(relay["secret_names"], serde_json::json!(["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "VM_TOKEN"]));
+    assert_eq!(
+        relay["secret_names"],
+        serde_json::json!(["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "VM_TOKEN"])
+    );
     assert_eq!(relay["ips"], serde_json::json!(["v6", "shared_v4"]));
     assert_eq!(relay["machines"], serde_json::json!(["started"]));
-    assert_eq!(vm["secret_names"], serde_json::json!(["ANTHROPIC_API_KEY", "VM_TOKEN"]));
+    assert_eq!(
+        vm["secret_names"],
+        serde_json::json!(["ANTHROPIC_API_KEY", "VM_TOKEN"])
+    );
     assert_eq!(vm["ips"], serde_json::json!(["private_v6"]));
     assert_eq!(vm["volumes"], 1);
 
@@ -117,10 +186,37 @@ async fn a_full_deploy_creates_exactly_the_designed_resources() {
     assert!(!text.contains("sk-ant-test") && !text.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"));
 
     // Both machines got the same VM_TOKEN, and the relay knows where the vm is.
-    let relay_vm_url = h.http.get(format!("{}/apps/full-relay/env/VM_URL", h.sim.base_url())).send().await.unwrap().text().await.unwrap();
-    assert_eq!(relay_vm_url, format!("{}/flycast/full-vm", h.sim.base_url()));
-    let a = h.http.get(format!("{}/apps/full-relay/env/VM_TOKEN", h.sim.base_url())).send().await.unwrap().text().await.unwrap();
-    let b = h.http.get(format!("{}/flycast/full-vm/env/VM_TOKEN", h.sim.base_url())).send().await.unwrap().text().await.unwrap();
+    let relay_vm_url = h
+        .http
+        .get(format!("{}/apps/full-relay/env/VM_URL", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        relay_vm_url,
+        format!("{}/flycast/full-vm", h.sim.base_url())
+    );
+    let a = h
+        .http
+        .get(format!("{}/apps/full-relay/env/VM_TOKEN", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let b = h
+        .http
+        .get(format!("{}/flycast/full-vm/env/VM_TOKEN", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(a.len(), 64);
     assert_eq!(a, b);
 
@@ -129,7 +225,11 @@ async fn a_full_deploy_creates_exactly_the_designed_resources() {
     let (again, events) = deploy(&fly, &spec).await;
     assert_eq!(again.unwrap().vm_machine_id, deployment.vm_machine_id);
     assert_eq!(h.dump().await, before);
-    assert!(events.iter().any(|e| e.step == StepId::VmMachine && e.state == StepState::AlreadyDone));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.step == StepId::VmMachine && e.state == StepState::AlreadyDone)
+    );
 }
 
 /// Every call the plan makes, failed for good in turn: the run fails with a message, and a
@@ -140,7 +240,9 @@ async fn a_failure_at_any_step_resumes_to_the_same_state() {
     let fly = h.client("sim-token");
     deploy(&fly, &h.spec("base")).await.0.unwrap();
     let baseline = h.shape().await.to_string().replace("base-", "PREFIX-");
-    ops::teardown(&fly, &["base-relay", "base-vm"], &|_: &Event| {}).await.unwrap();
+    ops::teardown(&fly, &["base-relay", "base-vm"], &|_: &Event| {})
+        .await
+        .unwrap();
 
     let cut_points = [
         ("GET", "/tokens/current"),
@@ -161,12 +263,29 @@ async fn a_failure_at_any_step_resumes_to_the_same_state() {
         let (first, events) = deploy(&fly, &h.spec(&prefix)).await;
         let error = first.expect_err(&format!("a 400 on {method} {path} must stop the deploy"));
         assert!(matches!(error, Error::Api { status: 400, .. }), "{error:?}");
-        assert!(events.iter().any(|e| e.state == StepState::Failed && e.message == error.to_string()));
+        assert!(
+            events
+                .iter()
+                .any(|e| e.state == StepState::Failed && e.message == error.to_string())
+        );
         h.faults(vec![]).await;
-        deploy(&fly, &h.spec(&prefix)).await.0.unwrap_or_else(|e| panic!("resume after {method} {path}: {e}"));
-        let shape = h.shape().await.to_string().replace(&format!("{prefix}-"), "PREFIX-");
+        deploy(&fly, &h.spec(&prefix))
+            .await
+            .0
+            .unwrap_or_else(|e| panic!("resume after {method} {path}: {e}"));
+        let shape = h
+            .shape()
+            .await
+            .to_string()
+            .replace(&format!("{prefix}-"), "PREFIX-");
         assert_eq!(shape, baseline, "after a failure on {method} {path}");
-        let leftovers = ops::teardown(&fly, &[&format!("{prefix}-relay"), &format!("{prefix}-vm")], &|_: &Event| {}).await.unwrap();
+        let leftovers = ops::teardown(
+            &fly,
+            &[&format!("{prefix}-relay"), &format!("{prefix}-vm")],
+            &|_: &Event| {},
+        )
+        .await
+        .unwrap();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
@@ -183,13 +302,24 @@ async fn a_create_whose_answer_was_lost_is_not_repeated() {
     ])
     .await;
     deploy(&fly, &h.spec("lost")).await.0.unwrap();
-    let fired: Value = h.http.get(format!("{}/sim/faults", h.sim.base_url())).send().await.unwrap().json().await.unwrap();
+    let fired: Value = h
+        .http
+        .get(format!("{}/sim/faults", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fired["fired"].as_array().unwrap().len(), 4);
     let shape = h.shape().await;
     assert_eq!(shape["apps"].as_array().unwrap().len(), 2);
     assert_eq!(shape["apps"][1]["volumes"], 1);
     assert_eq!(shape["apps"][1]["machines"], serde_json::json!(["started"]));
-    assert_eq!(shape["apps"][0]["ips"], serde_json::json!(["v6", "shared_v4"]));
+    assert_eq!(
+        shape["apps"][0]["ips"],
+        serde_json::json!(["v6", "shared_v4"])
+    );
 }
 
 #[tokio::test]
@@ -204,9 +334,20 @@ async fn rate_limits_and_server_errors_are_retried() {
     ])
     .await;
     deploy(&fly, &h.spec("busy")).await.0.unwrap();
-    let fired: Value = h.http.get(format!("{}/sim/faults", h.sim.base_url())).send().await.unwrap().json().await.unwrap();
+    let fired: Value = h
+        .http
+        .get(format!("{}/sim/faults", h.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fired["fired"].as_array().unwrap().len(), 4);
-    assert_eq!(h.shape().await["apps"][0]["machines"], serde_json::json!(["started"]));
+    assert_eq!(
+        h.shape().await["apps"][0]["machines"],
+        serde_json::json!(["started"])
+    );
 }
 
 #[tokio::test]
@@ -219,19 +360,37 @@ async fn errors_tell_the_user_what_to_do() {
 
     let (taken, events) = deploy(&h.client("sim-token"), &h.spec("taken")).await;
     let taken = taken.unwrap_err();
-    assert_eq!(taken, Error::NameTaken { app: "taken-relay".into() });
+    assert_eq!(
+        taken,
+        Error::NameTaken {
+            app: "taken-relay".into()
+        }
+    );
     assert!(taken.to_string().contains("Pick another prefix"));
     assert_eq!(events.last().unwrap().step, StepId::Names);
-    assert_eq!(h.dump().await["apps"], serde_json::json!([]), "a refused deploy creates nothing");
+    assert_eq!(
+        h.dump().await["apps"],
+        serde_json::json!([]),
+        "a refused deploy creates nothing"
+    );
 
     let fly = h.client("sim-token");
-    h.faults(vec![FaultRule::fail("POST", "/v1/apps", 1, 500), FaultRule::fail("POST", "/v1/apps", 2, 500),
-                  FaultRule::fail("POST", "/v1/apps", 3, 500), FaultRule::fail("POST", "/v1/apps", 4, 500),
-                  FaultRule::fail("POST", "/v1/apps", 5, 500), FaultRule::fail("POST", "/v1/apps", 6, 500),
-                  FaultRule::fail("POST", "/v1/apps", 7, 500), FaultRule::fail("POST", "/v1/apps", 8, 500)])
-        .await;
+    h.faults(vec![
+        FaultRule::fail("POST", "/v1/apps", 1, 500),
+        FaultRule::fail("POST", "/v1/apps", 2, 500),
+        FaultRule::fail("POST", "/v1/apps", 3, 500),
+        FaultRule::fail("POST", "/v1/apps", 4, 500),
+        FaultRule::fail("POST", "/v1/apps", 5, 500),
+        FaultRule::fail("POST", "/v1/apps", 6, 500),
+        FaultRule::fail("POST", "/v1/apps", 7, 500),
+        FaultRule::fail("POST", "/v1/apps", 8, 500),
+    ])
+    .await;
     let down = deploy(&fly, &h.spec("down")).await.0.unwrap_err();
-    assert!(matches!(down, Error::Server { status: 500, .. }), "{down:?}");
+    assert!(
+        matches!(down, Error::Server { status: 500, .. }),
+        "{down:?}"
+    );
     assert!(down.to_string().contains("resumes where it stopped"));
 }
 
@@ -241,28 +400,49 @@ async fn status_update_stop_start_and_teardown() {
     let fly = h.client("sim-token");
     let d = deploy(&fly, &h.spec("ops")).await.0.unwrap();
 
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url).await.unwrap();
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
     assert_eq!(status.relay_health.as_ref().unwrap()["version"], "echo");
     assert_eq!(status.vm.machines[0].state, "started");
     assert_eq!(status.vm.machines[0].checks[0].status, "passing");
     assert_eq!(status.vm.volumes.len(), 1);
 
     ops::set_vm_running(&fly, &d.vm_app, false).await.unwrap();
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url).await.unwrap();
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
     assert_eq!(status.vm.machines[0].state, "stopped");
     ops::set_vm_running(&fly, &d.vm_app, true).await.unwrap();
 
-    let images = Images { relay: "test/relay:2".into(), vm: "test/vm:2".into() };
-    let changed = ops::update(&fly, &d.relay_app, &d.vm_app, &images).await.unwrap();
+    let images = Images {
+        relay: "test/relay:2".into(),
+        vm: "test/vm:2".into(),
+    };
+    let changed = ops::update(&fly, &d.relay_app, &d.vm_app, &images)
+        .await
+        .unwrap();
     assert_eq!(changed.len(), 2);
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url).await.unwrap();
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
     assert_eq!(status.vm.machines[0].image.as_deref(), Some("test/vm:2"));
     assert_eq!(status.vm.volumes[0].id, d.volume_id, "the volume is kept");
-    assert!(ops::update(&fly, &d.relay_app, &d.vm_app, &images).await.unwrap().is_empty(), "same images: nothing to do");
+    assert!(
+        ops::update(&fly, &d.relay_app, &d.vm_app, &images)
+            .await
+            .unwrap()
+            .is_empty(),
+        "same images: nothing to do"
+    );
 
-    let leftovers = ops::teardown(&fly, &[&d.relay_app, &d.vm_app], &|_: &Event| {}).await.unwrap();
+    let leftovers = ops::teardown(&fly, &[&d.relay_app, &d.vm_app], &|_: &Event| {})
+        .await
+        .unwrap();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(h.dump().await["apps"], serde_json::json!([]));
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url).await.unwrap();
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
     assert!(!status.relay.exists && !status.vm.exists);
 }

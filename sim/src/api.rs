@@ -28,27 +28,56 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/platform/regions", get(regions))
         .route("/v1/apps", get(list_apps).post(create_app))
         .route("/v1/apps/{app}", get(show_app).delete(delete_app))
-        .route("/v1/apps/{app}/secrets", get(list_secrets).post(set_secrets))
-        .route("/v1/apps/{app}/volumes", get(list_volumes).post(create_volume))
-        .route("/v1/apps/{app}/volumes/{id}", get(show_volume).delete(delete_volume))
-        .route("/v1/apps/{app}/machines", get(list_machines).post(create_machine))
-        .route("/v1/apps/{app}/machines/{id}", get(show_machine).post(update_machine).delete(delete_machine))
+        .route(
+            "/v1/apps/{app}/secrets",
+            get(list_secrets).post(set_secrets),
+        )
+        .route(
+            "/v1/apps/{app}/volumes",
+            get(list_volumes).post(create_volume),
+        )
+        .route(
+            "/v1/apps/{app}/volumes/{id}",
+            get(show_volume).delete(delete_volume),
+        )
+        .route(
+            "/v1/apps/{app}/machines",
+            get(list_machines).post(create_machine),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}",
+            get(show_machine)
+                .post(update_machine)
+                .delete(delete_machine),
+        )
         .route("/v1/apps/{app}/machines/{id}/start", post(start_machine))
         .route("/v1/apps/{app}/machines/{id}/stop", post(stop_machine))
         .route("/v1/apps/{app}/machines/{id}/wait", get(wait_machine))
-        .route("/v1/apps/{app}/ip_assignments", get(list_ips).post(assign_ip))
-        .route("/v1/apps/{app}/ip_assignments/{ip}", axum::routing::delete(delete_ip))
+        .route(
+            "/v1/apps/{app}/ip_assignments",
+            get(list_ips).post(assign_ip),
+        )
+        .route(
+            "/v1/apps/{app}/ip_assignments/{ip}",
+            axum::routing::delete(delete_ip),
+        )
         .layer(middleware::from_fn_with_state(sim.clone(), guard));
     let control = Router::new()
         .route("/sim/state", get(state_dump))
         .route("/sim/apps/{app}", get(app_urls))
-        .route("/sim/faults", get(faults_fired).post(set_faults).delete(clear_faults));
+        .route(
+            "/sim/faults",
+            get(faults_fired).post(set_faults).delete(clear_faults),
+        );
     v1.merge(control)
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods(Any)
-                .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE]),
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                ]),
         )
         .with_state(sim)
 }
@@ -67,7 +96,10 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if !authorised(&sim, request.headers()) {
-        return error(StatusCode::UNAUTHORIZED, "Authenticate: token validation error");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Authenticate: token validation error",
+        );
     }
     let path = request.uri().path().to_string();
     let request = match check_body(request).await {
@@ -82,7 +114,10 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         }
         Verdict::ActThenDrop => {
             let _ = next.run(request).await;
-            error(StatusCode::GATEWAY_TIMEOUT, "sim: the answer was lost on the way")
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "sim: the answer was lost on the way",
+            )
         }
     }
 }
@@ -99,7 +134,8 @@ async fn check_body(request: Request) -> Result<Request, Response> {
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     if !bytes.is_empty() {
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
         crate::openapi::spec()
             .check_request(&method, &path, &value)
             .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("sim: {e}")))?;
@@ -108,9 +144,16 @@ async fn check_body(request: Request) -> Result<Request, Response> {
 }
 
 fn authorised(sim: &Sim, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let token = value.strip_prefix("FlyV1 ").or_else(|| value.strip_prefix("Bearer ")).unwrap_or(value);
-    token.split(',').any(|t| sim.config.tokens.iter().any(|ok| ok == t.trim()))
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let token = value
+        .strip_prefix("FlyV1 ")
+        .or_else(|| value.strip_prefix("Bearer "))
+        .unwrap_or(value);
+    token
+        .split(',')
+        .any(|t| sim.config.tokens.iter().any(|ok| ok == t.trim()))
 }
 
 // ---- tokens, regions, apps ----
@@ -148,12 +191,24 @@ struct CreateApp {
     org_slug: String,
 }
 
-async fn create_app(State(sim): S, body: Result<Json<CreateApp>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn create_app(
+    State(sim): S,
+    body: Result<Json<CreateApp>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     if body.org_slug != sim.config.org && body.org_slug != "personal" {
-        return Err(error(StatusCode::FORBIDDEN, "unauthorized for this organization"));
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "unauthorized for this organization",
+        ));
     }
-    let taken = || (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "Name has already been taken", "status": "name_taken"}))).into_response();
+    let taken = || {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "Name has already been taken", "status": "name_taken"})),
+        )
+            .into_response()
+    };
     if sim.config.names_taken_elsewhere.contains(&body.name) {
         return Err(taken());
     }
@@ -162,13 +217,29 @@ async fn create_app(State(sim): S, body: Result<Json<CreateApp>, axum::extract::
         if apps.contains_key(&body.name) {
             return Err(taken());
         }
-        apps.insert(body.name.clone(), App { name: body.name.clone(), id: id.clone(), org: sim.config.org.clone(), ..Default::default() });
+        apps.insert(
+            body.name.clone(),
+            App {
+                name: body.name.clone(),
+                id: id.clone(),
+                org: sim.config.org.clone(),
+                ..Default::default()
+            },
+        );
         Ok(())
     })?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "created_at": 0}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "created_at": 0})),
+    )
+        .into_response())
 }
 
-fn with_app<R>(sim: &Sim, name: &str, f: impl FnOnce(&mut App) -> Result<R, Response>) -> Result<R, Response> {
+fn with_app<R>(
+    sim: &Sim,
+    name: &str,
+    f: impl FnOnce(&mut App) -> Result<R, Response>,
+) -> Result<R, Response> {
     if sim.config.names_taken_elsewhere.iter().any(|n| n == name) {
         return Err(error(StatusCode::FORBIDDEN, "unauthorized"));
     }
@@ -199,7 +270,11 @@ async fn delete_app(State(sim): S, Path(app): Path<String>) -> ApiResult {
 
 async fn list_secrets(State(sim): S, Path(app): Path<String>) -> ApiResult {
     with_app(&sim, &app, |a| {
-        let secrets: Vec<Value> = a.secrets.keys().map(|k| json!({"name": k, "digest": "sim"})).collect();
+        let secrets: Vec<Value> = a
+            .secrets
+            .keys()
+            .map(|k| json!({"name": k, "digest": "sim"}))
+            .collect();
         Ok(Json(json!({"secrets": secrets})).into_response())
     })
 }
@@ -209,7 +284,11 @@ struct SetSecrets {
     values: BTreeMap<String, Option<String>>,
 }
 
-async fn set_secrets(State(sim): S, Path(app): Path<String>, body: Result<Json<SetSecrets>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn set_secrets(
+    State(sim): S,
+    Path(app): Path<String>,
+    body: Result<Json<SetSecrets>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     with_app(&sim, &app, |a| {
         for (name, value) in body.values {
@@ -227,7 +306,9 @@ async fn set_secrets(State(sim): S, Path(app): Path<String>, body: Result<Json<S
 // ---- volumes ----
 
 async fn list_volumes(State(sim): S, Path(app): Path<String>) -> ApiResult {
-    with_app(&sim, &app, |a| Ok(Json(a.volumes.values().map(Volume::json).collect::<Vec<_>>()).into_response()))
+    with_app(&sim, &app, |a| {
+        Ok(Json(a.volumes.values().map(Volume::json).collect::<Vec<_>>()).into_response())
+    })
 }
 
 #[derive(Deserialize)]
@@ -238,11 +319,22 @@ struct CreateVolume {
     size_gb: Option<u64>,
 }
 
-async fn create_volume(State(sim): S, Path(app): Path<String>, body: Result<Json<CreateVolume>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn create_volume(
+    State(sim): S,
+    Path(app): Path<String>,
+    body: Result<Json<CreateVolume>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     let id = format!("vol_{}", sim.world.new_id(16));
     with_app(&sim, &app, |a| {
-        let volume = Volume { id: id.clone(), name: body.name, region: body.region, size_gb: body.size_gb.unwrap_or(3), attached_machine_id: None, created_at: now_rfc3339() };
+        let volume = Volume {
+            id: id.clone(),
+            name: body.name,
+            region: body.region,
+            size_gb: body.size_gb.unwrap_or(3),
+            attached_machine_id: None,
+            created_at: now_rfc3339(),
+        };
         let json = volume.json();
         a.volumes.insert(id, volume);
         Ok(Json(json).into_response())
@@ -250,7 +342,12 @@ async fn create_volume(State(sim): S, Path(app): Path<String>, body: Result<Json
 }
 
 async fn show_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
-    with_app(&sim, &app, |a| a.volumes.get(&id).map(|v| Json(v.json()).into_response()).ok_or_else(|| not_found("volume")))
+    with_app(&sim, &app, |a| {
+        a.volumes
+            .get(&id)
+            .map(|v| Json(v.json()).into_response())
+            .ok_or_else(|| not_found("volume"))
+    })
 }
 
 async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
@@ -258,7 +355,10 @@ async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -
         let volume = a.volumes.get(&id).ok_or_else(|| not_found("volume"))?;
         if let Some(machine) = &volume.attached_machine_id {
             if a.machines.contains_key(machine) {
-                return Err(error(StatusCode::PRECONDITION_FAILED, "volume is attached to a machine; destroy the machine first"));
+                return Err(error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "volume is attached to a machine; destroy the machine first",
+                ));
             }
         }
         let mut volume = a.volumes.remove(&id).expect("checked above").json();
@@ -280,22 +380,52 @@ struct CreateMachine {
     skip_launch: bool,
 }
 
-async fn create_machine(State(sim): S, Path(app): Path<String>, body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn create_machine(
+    State(sim): S,
+    Path(app): Path<String>,
+    body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
-    let image = body.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = body
+        .config
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if image.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "config.image is required"));
     }
     if sim.config.images.program_for(&image).is_none() {
-        return Err(error(StatusCode::BAD_REQUEST, &format!("sim: no local program for image {image}; map one with --image")));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("sim: no local program for image {image}; map one with --image"),
+        ));
     }
     let id = sim.world.new_id(14);
     with_app(&sim, &app, |a| {
-        for mount in body.config.get("mounts").and_then(Value::as_array).into_iter().flatten() {
-            let vol = mount.get("volume").and_then(Value::as_str).unwrap_or_default();
-            let volume = a.volumes.get_mut(vol).ok_or_else(|| error(StatusCode::BAD_REQUEST, &format!("volume {vol} not found")))?;
-            if volume.attached_machine_id.as_ref().is_some_and(|m| a.machines.contains_key(m)) {
-                return Err(error(StatusCode::BAD_REQUEST, &format!("volume {vol} is already attached to a machine")));
+        for mount in body
+            .config
+            .get("mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let vol = mount
+                .get("volume")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let volume = a.volumes.get_mut(vol).ok_or_else(|| {
+                error(StatusCode::BAD_REQUEST, &format!("volume {vol} not found"))
+            })?;
+            if volume
+                .attached_machine_id
+                .as_ref()
+                .is_some_and(|m| a.machines.contains_key(m))
+            {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("volume {vol} is already attached to a machine"),
+                ));
             }
             volume.attached_machine_id = Some(id.clone());
         }
@@ -350,16 +480,34 @@ async fn show_machine(State(sim): S, Path((app, id)): Path<(String, String)>) ->
     machine_response(&sim, &app, &id).await
 }
 
-async fn update_machine(State(sim): S, Path((app, id)): Path<(String, String)>, body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn update_machine(
+    State(sim): S,
+    Path((app, id)): Path<(String, String)>,
+    body: Result<Json<CreateMachine>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
-    let image = body.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = body
+        .config
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if sim.config.images.program_for(&image).is_none() {
-        return Err(error(StatusCode::BAD_REQUEST, &format!("sim: no local program for image {image}; map one with --image")));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("sim: no local program for image {image}; map one with --image"),
+        ));
     }
     with_app(&sim, &app, |a| {
-        let m = a.machines.get_mut(&id).ok_or_else(|| not_found("machine"))?;
+        let m = a
+            .machines
+            .get_mut(&id)
+            .ok_or_else(|| not_found("machine"))?;
         if m.config.get("mounts") != body.config.get("mounts") {
-            return Err(error(StatusCode::BAD_REQUEST, "a machine's volume cannot be changed by update"));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "a machine's volume cannot be changed by update",
+            ));
         }
         m.config = body.config;
         Ok(())
@@ -373,7 +521,13 @@ async fn update_machine(State(sim): S, Path((app, id)): Path<(String, String)>, 
 }
 
 async fn start_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
-    let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).ok_or_else(|| not_found("machine"))?.state.clone()))?;
+    let state = with_app(&sim, &app, |a| {
+        Ok(a.machines
+            .get(&id)
+            .ok_or_else(|| not_found("machine"))?
+            .state
+            .clone())
+    })?;
     if state != "started" && state != "starting" {
         supervisor::start(&sim, &app, &id).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
     }
@@ -381,7 +535,12 @@ async fn start_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -
 }
 
 async fn stop_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
-    with_app(&sim, &app, |a| a.machines.get(&id).map(|_| ()).ok_or_else(|| not_found("machine")))?;
+    with_app(&sim, &app, |a| {
+        a.machines
+            .get(&id)
+            .map(|_| ())
+            .ok_or_else(|| not_found("machine"))
+    })?;
     supervisor::stop(&sim, &app, &id);
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -392,10 +551,23 @@ struct Force {
     force: Option<bool>,
 }
 
-async fn delete_machine(State(sim): S, Path((app, id)): Path<(String, String)>, Query(q): Query<Force>) -> ApiResult {
-    let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).ok_or_else(|| not_found("machine"))?.state.clone()))?;
+async fn delete_machine(
+    State(sim): S,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Query<Force>,
+) -> ApiResult {
+    let state = with_app(&sim, &app, |a| {
+        Ok(a.machines
+            .get(&id)
+            .ok_or_else(|| not_found("machine"))?
+            .state
+            .clone())
+    })?;
     if state == "started" && q.force != Some(true) {
-        return Err(error(StatusCode::PRECONDITION_FAILED, "machine is running; stop it first or use force=true"));
+        return Err(error(
+            StatusCode::PRECONDITION_FAILED,
+            "machine is running; stop it first or use force=true",
+        ));
     }
     supervisor::stop(&sim, &app, &id);
     with_app(&sim, &app, |a| {
@@ -418,11 +590,23 @@ struct Wait {
     timeout: Option<u64>,
 }
 
-async fn wait_machine(State(sim): S, Path((app, id)): Path<(String, String)>, Query(q): Query<Wait>) -> ApiResult {
-    let wanted: Vec<String> = q.state.unwrap_or_else(|| "started".into()).split(',').map(str::to_string).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.timeout.unwrap_or(60).clamp(1, 60));
+async fn wait_machine(
+    State(sim): S,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Query<Wait>,
+) -> ApiResult {
+    let wanted: Vec<String> = q
+        .state
+        .unwrap_or_else(|| "started".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.timeout.unwrap_or(60).clamp(1, 60));
     loop {
-        let state = with_app(&sim, &app, |a| Ok(a.machines.get(&id).map(|m| m.state.clone())));
+        let state = with_app(&sim, &app, |a| {
+            Ok(a.machines.get(&id).map(|m| m.state.clone()))
+        });
         let state = match state {
             Ok(Some(s)) => s,
             Ok(None) if wanted.iter().any(|w| w == "destroyed") => "destroyed".into(),
@@ -433,7 +617,10 @@ async fn wait_machine(State(sim): S, Path((app, id)): Path<(String, String)>, Qu
             return Ok(Json(json!({"ok": true, "state": state})).into_response());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(error(StatusCode::REQUEST_TIMEOUT, "deadline_exceeded: machine did not reach the state in time"));
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "deadline_exceeded: machine did not reach the state in time",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -446,7 +633,9 @@ fn ip_json(ip: &Ip) -> Value {
 }
 
 async fn list_ips(State(sim): S, Path(app): Path<String>) -> ApiResult {
-    with_app(&sim, &app, |a| Ok(Json(json!({"ips": a.ips.iter().map(ip_json).collect::<Vec<_>>()})).into_response()))
+    with_app(&sim, &app, |a| {
+        Ok(Json(json!({"ips": a.ips.iter().map(ip_json).collect::<Vec<_>>()})).into_response())
+    })
 }
 
 #[derive(Deserialize)]
@@ -455,7 +644,11 @@ struct AssignIp {
     kind: String,
 }
 
-async fn assign_ip(State(sim): S, Path(app): Path<String>, body: Result<Json<AssignIp>, axum::extract::rejection::JsonRejection>) -> ApiResult {
+async fn assign_ip(
+    State(sim): S,
+    Path(app): Path<String>,
+    body: Result<Json<AssignIp>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     let n = u16::from_str_radix(&sim.world.new_id(4), 16).unwrap_or(1);
     let ip = match body.kind.as_str() {
@@ -463,10 +656,18 @@ async fn assign_ip(State(sim): S, Path(app): Path<String>, body: Result<Json<Ass
         "v6" => format!("2a09:8280:1::{n:x}"),
         "shared_v4" => "66.241.124.100".to_string(),
         "v4" => format!("137.66.{}.{}", n >> 8, n & 0xff),
-        other => return Err(error(StatusCode::BAD_REQUEST, &format!("unknown IP type {other}"))),
+        other => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown IP type {other}"),
+            ));
+        }
     };
     with_app(&sim, &app, |a| {
-        let assigned = Ip { ip, kind: body.kind };
+        let assigned = Ip {
+            ip,
+            kind: body.kind,
+        };
         let json = ip_json(&assigned);
         a.ips.push(assigned);
         Ok(Json(json).into_response())
@@ -477,7 +678,11 @@ async fn delete_ip(State(sim): S, Path((app, ip)): Path<(String, String)>) -> Ap
     with_app(&sim, &app, |a| {
         let before = a.ips.len();
         a.ips.retain(|i| i.ip != ip);
-        if a.ips.len() == before { Err(not_found("ip")) } else { Ok(StatusCode::NO_CONTENT.into_response()) }
+        if a.ips.len() == before {
+            Err(not_found("ip"))
+        } else {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
     })
 }
 
@@ -511,4 +716,3 @@ async fn clear_faults(State(sim): S) -> Response {
 async fn faults_fired(State(sim): S) -> Response {
     Json(json!({"fired": sim.faults.fired()})).into_response()
 }
-

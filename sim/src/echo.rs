@@ -32,7 +32,9 @@ pub async fn serve(env: BTreeMap<String, String>) -> i32 {
         .route("/exit/{code}", post(exit_with))
         .route("/files/{name}", get(read_file).put(write_file))
         .with_state(state);
-    let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await else { return 3 };
+    let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await else {
+        return 3;
+    };
     let server = axum::serve(listener, app);
     tokio::select! {
         _ = server => 1,
@@ -71,7 +73,11 @@ async fn read_file(State(s): State<Arc<Echo>>, Path(name): Path<String>) -> impl
     }
 }
 
-async fn write_file(State(s): State<Arc<Echo>>, Path(name): Path<String>, body: String) -> StatusCode {
+async fn write_file(
+    State(s): State<Arc<Echo>>,
+    Path(name): Path<String>,
+    body: String,
+) -> StatusCode {
     match file_path(&s, &name).map(|p| std::fs::write(p, body)) {
         Some(Ok(())) => StatusCode::CREATED,
         _ => StatusCode::BAD_REQUEST,

@@ -27,10 +27,22 @@ pub struct FaultRule {
 
 impl FaultRule {
     pub fn fail(method: &str, path_contains: &str, nth: u32, status: u16) -> Self {
-        FaultRule { method: method.into(), path_contains: path_contains.into(), nth, status: Some(status), ..Default::default() }
+        FaultRule {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            nth,
+            status: Some(status),
+            ..Default::default()
+        }
     }
     pub fn drop_after_acting(method: &str, path_contains: &str, nth: u32) -> Self {
-        FaultRule { method: method.into(), path_contains: path_contains.into(), nth, drop_response: true, ..Default::default() }
+        FaultRule {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            nth,
+            drop_response: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -76,13 +88,22 @@ impl Faults {
         let mut config = self.config.lock().unwrap();
         let mut verdict = Verdict::Proceed;
         for rule in config.rules.iter_mut() {
-            if (!rule.method.is_empty() && !rule.method.eq_ignore_ascii_case(method)) || !path.contains(&rule.path_contains) {
+            if (!rule.method.is_empty() && !rule.method.eq_ignore_ascii_case(method))
+                || !path.contains(&rule.path_contains)
+            {
                 continue;
             }
             rule.seen += 1;
             if rule.seen == rule.nth && verdict == Verdict::Proceed {
-                verdict = if rule.drop_response { Verdict::ActThenDrop } else { Verdict::FailWith(rule.status.unwrap_or(500)) };
-                self.fired.lock().unwrap().push(format!("{method} {path} -> {verdict:?}"));
+                verdict = if rule.drop_response {
+                    Verdict::ActThenDrop
+                } else {
+                    Verdict::FailWith(rule.status.unwrap_or(500))
+                };
+                self.fired
+                    .lock()
+                    .unwrap()
+                    .push(format!("{method} {path} -> {verdict:?}"));
             }
         }
         verdict
@@ -96,11 +117,26 @@ mod tests {
     #[test]
     fn only_the_nth_matching_call_fails() {
         let faults = Faults::default();
-        faults.set(FaultConfig { latency_ms: 0, rules: vec![FaultRule::fail("POST", "/machines", 2, 500)] });
-        assert_eq!(faults.verdict("GET", "/v1/apps/a/machines"), Verdict::Proceed);
-        assert_eq!(faults.verdict("POST", "/v1/apps/a/machines"), Verdict::Proceed);
-        assert_eq!(faults.verdict("POST", "/v1/apps/a/machines"), Verdict::FailWith(500));
-        assert_eq!(faults.verdict("POST", "/v1/apps/a/machines"), Verdict::Proceed);
+        faults.set(FaultConfig {
+            latency_ms: 0,
+            rules: vec![FaultRule::fail("POST", "/machines", 2, 500)],
+        });
+        assert_eq!(
+            faults.verdict("GET", "/v1/apps/a/machines"),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            faults.verdict("POST", "/v1/apps/a/machines"),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            faults.verdict("POST", "/v1/apps/a/machines"),
+            Verdict::FailWith(500)
+        );
+        assert_eq!(
+            faults.verdict("POST", "/v1/apps/a/machines"),
+            Verdict::Proceed
+        );
         assert_eq!(faults.fired().len(), 1);
     }
 }

@@ -51,7 +51,10 @@ pub struct ImageMap {
 
 impl ImageMap {
     pub fn program_for(&self, image: &str) -> Option<Program> {
-        self.rules.iter().find(|(needle, _)| image.contains(needle.as_str())).map(|(_, p)| p.clone())
+        self.rules
+            .iter()
+            .find(|(needle, _)| image.contains(needle.as_str()))
+            .map(|(_, p)| p.clone())
     }
 }
 
@@ -143,10 +146,20 @@ pub async fn start_with_extra_routes(
             .build()
             .expect("http client"),
     });
-    let app = api::router(sim.clone()).merge(proxy::router(sim.clone())).merge(extra);
+    let app = api::router(sim.clone())
+        .merge(proxy::router(sim.clone()))
+        .merge(extra);
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async { let _ = rx.await; }).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
     });
-    Ok(SimHandle { sim, addr, shutdown: Some(tx) })
+    Ok(SimHandle {
+        sim,
+        addr,
+        shutdown: Some(tx),
+    })
 }

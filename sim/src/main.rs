@@ -33,19 +33,30 @@ fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let mut config = sim::SimConfig::new(args.data_dir);
-    config.images.rules = args.images.into_iter().map(|(n, p)| (n, sim::Program::Path(p))).collect();
+    config.images.rules = args
+        .images
+        .into_iter()
+        .map(|(n, p)| (n, sim::Program::Path(p)))
+        .collect();
     config.tokens.extend(args.tokens);
     let mut extra = axum::Router::new();
     if let Some(page) = &args.page {
         extra = extra.fallback_service(tower_http::services::ServeDir::new(page));
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let handle = sim::start_with_extra_routes(config, addr, extra).await.context("starting the sim")?;
+    let handle = sim::start_with_extra_routes(config, addr, extra)
+        .await
+        .context("starting the sim")?;
     println!("sim listening on {}", handle.base_url());
-    println!("  Fly Machines API: {}/v1   (token: sim-token)", handle.base_url());
+    println!(
+        "  Fly Machines API: {}/v1   (token: sim-token)",
+        handle.base_url()
+    );
     println!("  app_url template: {}", handle.app_url_template());
     if args.page.is_some() {
         println!("  page:             {}/", handle.base_url());

@@ -53,13 +53,20 @@ impl Spec {
                     .collect();
                 operations.push(Operation {
                     method: method.to_uppercase(),
-                    segments: path.trim_matches('/').split('/').map(str::to_string).collect(),
+                    segments: path
+                        .trim_matches('/')
+                        .split('/')
+                        .map(str::to_string)
+                        .collect(),
                     request,
                     responses,
                 });
             }
         }
-        Spec { components: doc["components"].clone(), operations }
+        Spec {
+            components: doc["components"].clone(),
+            operations,
+        }
     }
 
     fn operation(&self, method: &str, path: &str) -> Option<&Operation> {
@@ -69,7 +76,11 @@ impl Spec {
         let fits = |op: &&Operation| {
             op.method == method
                 && op.segments.len() == parts.len()
-                && op.segments.iter().zip(&parts).all(|(s, p)| s.starts_with('{') || s == p)
+                && op
+                    .segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(s, p)| s.starts_with('{') || s == p)
         };
         // Literal segments beat parameters (`/machines/{id}/wait` vs `/machines/{id}`).
         self.operations
@@ -83,21 +94,36 @@ impl Spec {
             Some(r) => (true, r),
             None => (false, reference),
         };
-        let target = if array { json!({"type": "array", "items": {"$ref": reference}}) } else { json!({"$ref": reference}) };
+        let target = if array {
+            json!({"type": "array", "items": {"$ref": reference}})
+        } else {
+            json!({"$ref": reference})
+        };
         let mut root = target;
         root["components"] = self.components.clone();
-        let validator = jsonschema::draft4::new(&root).map_err(|e| format!("schema {reference}: {e}"))?;
-        let errors: Vec<String> = validator.iter_errors(value).take(3).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        let validator =
+            jsonschema::draft4::new(&root).map_err(|e| format!("schema {reference}: {e}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .take(3)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} does not fit {reference}: {}", if array { "array" } else { "body" }, errors.join("; ")))
+            Err(format!(
+                "{} does not fit {reference}: {}",
+                if array { "array" } else { "body" },
+                errors.join("; ")
+            ))
         }
     }
 
     /// Checks a request body against its operation. `Ok` when the operation has no body schema.
     pub fn check_request(&self, method: &str, path: &str, body: &Value) -> Result<(), String> {
-        let op = self.operation(method, path).ok_or_else(|| format!("{method} {path} is not in Fly's API"))?;
+        let op = self
+            .operation(method, path)
+            .ok_or_else(|| format!("{method} {path} is not in Fly's API"))?;
         match &op.request {
             Some(reference) => self.validate(reference, body),
             None => Ok(()),
@@ -105,8 +131,16 @@ impl Spec {
     }
 
     /// Checks a response body against the schema the operation documents for `status`.
-    pub fn check_response(&self, method: &str, path: &str, status: u16, body: &Value) -> Result<(), String> {
-        let op = self.operation(method, path).ok_or_else(|| format!("{method} {path} is not in Fly's API"))?;
+    pub fn check_response(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        body: &Value,
+    ) -> Result<(), String> {
+        let op = self
+            .operation(method, path)
+            .ok_or_else(|| format!("{method} {path} is not in Fly's API"))?;
         match op.responses.iter().find(|(s, _)| s == &status.to_string()) {
             Some((_, reference)) => self.validate(reference, body),
             None => Ok(()),
@@ -134,11 +168,19 @@ mod tests {
     #[test]
     fn wrong_types_are_refused() {
         let spec = spec();
-        let good = json!({"name": "data", "region": "ams", "size_gb": 1, "require_unique_zone": false});
-        spec.check_request("POST", "/v1/apps/a/volumes", &good).unwrap();
+        let good =
+            json!({"name": "data", "region": "ams", "size_gb": 1, "require_unique_zone": false});
+        spec.check_request("POST", "/v1/apps/a/volumes", &good)
+            .unwrap();
         let bad = json!({"name": "data", "region": "ams", "size_gb": "one"});
-        assert!(spec.check_request("POST", "/v1/apps/a/volumes", &bad).is_err());
+        assert!(
+            spec.check_request("POST", "/v1/apps/a/volumes", &bad)
+                .is_err()
+        );
         let bad_machine = json!({"config": {"image": "x", "services": [{"autostart": "yes"}]}});
-        assert!(spec.check_request("POST", "/v1/apps/a/machines", &bad_machine).is_err());
+        assert!(
+            spec.check_request("POST", "/v1/apps/a/machines", &bad_machine)
+                .is_err()
+        );
     }
 }

@@ -25,10 +25,26 @@ enum Door {
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
-        .route("/apps/{app}", any(|s, Path(app): Path<String>, r| forward(s, Door::Public, app, String::new(), r)))
-        .route("/apps/{app}/{*rest}", any(|s, Path((app, rest)): Path<(String, String)>, r| forward(s, Door::Public, app, rest, r)))
-        .route("/flycast/{app}", any(|s, Path(app): Path<String>, r| forward(s, Door::Flycast, app, String::new(), r)))
-        .route("/flycast/{app}/{*rest}", any(|s, Path((app, rest)): Path<(String, String)>, r| forward(s, Door::Flycast, app, rest, r)))
+        .route(
+            "/apps/{app}",
+            any(|s, Path(app): Path<String>, r| forward(s, Door::Public, app, String::new(), r)),
+        )
+        .route(
+            "/apps/{app}/{*rest}",
+            any(|s, Path((app, rest)): Path<(String, String)>, r| {
+                forward(s, Door::Public, app, rest, r)
+            }),
+        )
+        .route(
+            "/flycast/{app}",
+            any(|s, Path(app): Path<String>, r| forward(s, Door::Flycast, app, String::new(), r)),
+        )
+        .route(
+            "/flycast/{app}/{*rest}",
+            any(|s, Path((app, rest)): Path<(String, String)>, r| {
+                forward(s, Door::Flycast, app, rest, r)
+            }),
+        )
         .with_state(sim)
 }
 
@@ -39,21 +55,39 @@ fn bad_gateway(message: String) -> Response {
 /// The port of a running machine of `app`, starting one if needed and allowed.
 async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Response> {
     let found = sim.world.with(|apps| {
-        let a = apps.get(app).ok_or_else(|| bad_gateway(format!("sim proxy: no app {app}")))?;
+        let a = apps
+            .get(app)
+            .ok_or_else(|| bad_gateway(format!("sim proxy: no app {app}")))?;
         let reachable = a.ips.iter().any(|ip| match door {
             Door::Public => ip.kind != "private_v6",
             Door::Flycast => ip.kind == "private_v6",
         });
         if !reachable {
-            return Err(bad_gateway(format!("sim proxy: {app} has no {} IP", if door == Door::Public { "public" } else { "Flycast" })));
+            return Err(bad_gateway(format!(
+                "sim proxy: {app} has no {} IP",
+                if door == Door::Public {
+                    "public"
+                } else {
+                    "Flycast"
+                }
+            )));
         }
-        if let Some(port) = a.machines.values().find_map(|m| (m.state == "started").then_some(m.port).flatten()) {
+        if let Some(port) = a
+            .machines
+            .values()
+            .find_map(|m| (m.state == "started").then_some(m.port).flatten())
+        {
             return Ok(Ok(port));
         }
-        let sleeper = a.machines.values().find(|m| m.state == "stopped" || m.state == "created");
+        let sleeper = a
+            .machines
+            .values()
+            .find(|m| m.state == "stopped" || m.state == "created");
         match sleeper {
             Some(m) if m.autostart() => Ok(Err(m.id.clone())),
-            _ => Err(bad_gateway(format!("sim proxy: {app} has no machine that can serve"))),
+            _ => Err(bad_gateway(format!(
+                "sim proxy: {app} has no machine that can serve"
+            ))),
         }
     })?;
     let port = match found {
@@ -61,18 +95,29 @@ async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Resp
         Err(id) => {
             supervisor::start(sim, app, &id).map_err(bad_gateway)?;
             sim.world
-                .with(|apps| apps.get(app).and_then(|a| a.machines.get(&id)).and_then(|m| m.port))
+                .with(|apps| {
+                    apps.get(app)
+                        .and_then(|a| a.machines.get(&id))
+                        .and_then(|m| m.port)
+                })
                 .ok_or_else(|| bad_gateway(format!("sim proxy: machine {id} did not start")))?
         }
     };
-    wait_until_listening(port).await.map_err(|_| bad_gateway(format!("sim proxy: {app} did not answer within {WAKE_TIMEOUT:?}")))?;
+    wait_until_listening(port).await.map_err(|_| {
+        bad_gateway(format!(
+            "sim proxy: {app} did not answer within {WAKE_TIMEOUT:?}"
+        ))
+    })?;
     Ok(port)
 }
 
 async fn wait_until_listening(port: u16) -> Result<(), ()> {
     let deadline = tokio::time::Instant::now() + WAKE_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -80,12 +125,22 @@ async fn wait_until_listening(port: u16) -> Result<(), ()> {
     Err(())
 }
 
-async fn forward(State(sim): State<Arc<Sim>>, door: Door, app: String, rest: String, request: Request) -> Response {
+async fn forward(
+    State(sim): State<Arc<Sim>>,
+    door: Door,
+    app: String,
+    rest: String,
+    request: Request,
+) -> Response {
     let port = match machine_port(&sim, door, &app).await {
         Ok(port) => port,
         Err(response) => return response,
     };
-    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let url = format!("http://127.0.0.1:{port}/{rest}{query}");
     let method = request.method().clone();
     let mut headers = request.headers().clone();
@@ -94,9 +149,17 @@ async fn forward(State(sim): State<Arc<Sim>>, door: Door, app: String, rest: Str
     }
     let body = match to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "sim proxy: body too large").into_response(),
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "sim proxy: body too large").into_response();
+        }
     };
-    let upstream = sim.http.request(method, &url).headers(headers).body(body).send().await;
+    let upstream = sim
+        .http
+        .request(method, &url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
     let upstream = match upstream {
         Ok(r) => r,
         Err(e) => return bad_gateway(format!("sim proxy: {app}: {}", e.without_url())),

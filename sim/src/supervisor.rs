@@ -25,8 +25,15 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
     let mut running = match &launch.program {
         Program::Path(path) => {
             let mut command = Command::new(path);
-            command.envs(&launch.env).stdin(Stdio::null()).kill_on_drop(true);
-            Running::Child(command.spawn().map_err(|e| format!("sim: could not start {}: {e}", path.display()))?)
+            command
+                .envs(&launch.env)
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            Running::Child(
+                command
+                    .spawn()
+                    .map_err(|e| format!("sim: could not start {}: {e}", path.display()))?,
+            )
         }
         Program::Echo => Running::Task(tokio::spawn(crate::echo::serve(launch.env.clone()))),
     };
@@ -38,7 +45,12 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
             m.kill = Some(kill_tx);
         }
     });
-    let (sim, app, id, generation) = (sim.clone(), app.to_string(), id.to_string(), launch.generation);
+    let (sim, app, id, generation) = (
+        sim.clone(),
+        app.to_string(),
+        id.to_string(),
+        launch.generation,
+    );
     tokio::spawn(async move {
         tokio::select! {
             success = running.wait() => exited(&sim, &app, &id, generation, success).await,
@@ -80,19 +92,27 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
         let app = apps.get_mut(app_name).ok_or("app not found")?;
         let secrets = app.secrets.clone();
         let machine = app.machines.get(id).ok_or("machine not found")?;
-        let image = machine.config.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
-        let program = sim
+        let image = machine
             .config
-            .images
-            .program_for(&image)
-            .ok_or_else(|| format!("sim: no local program for image {image}; map one with --image"))?;
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let program = sim.config.images.program_for(&image).ok_or_else(|| {
+            format!("sim: no local program for image {image}; map one with --image")
+        })?;
         let mounts: Vec<(String, String)> = machine
             .config
             .get("mounts")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|m| Some((m.get("path")?.as_str()?.to_string(), m.get("volume")?.as_str()?.to_string())))
+            .filter_map(|m| {
+                Some((
+                    m.get("path")?.as_str()?.to_string(),
+                    m.get("volume")?.as_str()?.to_string(),
+                ))
+            })
             .collect();
 
         let mut env = BTreeMap::new();
@@ -125,7 +145,12 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
         let machine = app.machines.get_mut(id).expect("looked up above");
         machine.generation += 1;
         machine.state = "starting".into();
-        Ok(Launch { program, env, generation: machine.generation, port })
+        Ok(Launch {
+            program,
+            env,
+            generation: machine.generation,
+            port,
+        })
     })
 }
 
@@ -134,15 +159,23 @@ pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str) -> String {
     let mut out = value.to_string();
     for app in apps {
         out = out
-            .replace(&format!("https://{app}.fly.dev"), &format!("{base_url}/apps/{app}"))
-            .replace(&format!("http://{app}.flycast"), &format!("{base_url}/flycast/{app}"));
+            .replace(
+                &format!("https://{app}.fly.dev"),
+                &format!("{base_url}/apps/{app}"),
+            )
+            .replace(
+                &format!("http://{app}.flycast"),
+                &format!("{base_url}/flycast/{app}"),
+            );
     }
     out
 }
 
 async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, success: bool) {
     let restart = sim.world.with(|apps| {
-        let Some(machine) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) else { return false };
+        let Some(machine) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) else {
+            return false;
+        };
         if machine.generation != generation {
             return false;
         }
@@ -186,12 +219,16 @@ pub fn stop(sim: &Sim, app: &str, id: &str) {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Runs the machine's http checks against its process, as Fly reports them in `checks[]`.
 pub async fn run_checks(sim: &Sim, config: &Value, port: Option<u16>) -> Vec<Value> {
-    let Some(checks) = config.get("checks").and_then(Value::as_object) else { return Vec::new() };
+    let Some(checks) = config.get("checks").and_then(Value::as_object) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (name, check) in checks {
         let path = check.get("path").and_then(Value::as_str).unwrap_or("/");
@@ -199,7 +236,13 @@ pub async fn run_checks(sim: &Sim, config: &Value, port: Option<u16>) -> Vec<Val
             None => ("critical", "machine is not running".to_string()),
             Some(port) => {
                 let url = format!("http://127.0.0.1:{port}{path}");
-                match sim.http.get(&url).timeout(std::time::Duration::from_secs(2)).send().await {
+                match sim
+                    .http
+                    .get(&url)
+                    .timeout(std::time::Duration::from_secs(2))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => ("passing", format!("[✓] {}", r.status())),
                     Ok(r) => ("critical", format!("[✗] {}", r.status())),
                     Err(e) => ("critical", format!("[✗] {}", e.without_url())),
@@ -221,9 +264,16 @@ mod tests {
             "http://127.0.0.1:9/flycast/a-vm"
         );
         assert_eq!(
-            super::rewrite_urls("https://a-relay.fly.dev/callback", &apps, "http://127.0.0.1:9"),
+            super::rewrite_urls(
+                "https://a-relay.fly.dev/callback",
+                &apps,
+                "http://127.0.0.1:9"
+            ),
             "http://127.0.0.1:9/apps/a-relay/callback"
         );
-        assert_eq!(super::rewrite_urls("https://other.fly.dev", &apps, "x"), "https://other.fly.dev");
+        assert_eq!(
+            super::rewrite_urls("https://other.fly.dev", &apps, "x"),
+            "https://other.fly.dev"
+        );
     }
 }

@@ -74,11 +74,18 @@ impl Machine {
     }
 
     pub fn restart_policy(&self) -> String {
-        self.config.pointer("/restart/policy").and_then(Value::as_str).unwrap_or("always").to_string()
+        self.config
+            .pointer("/restart/policy")
+            .and_then(Value::as_str)
+            .unwrap_or("always")
+            .to_string()
     }
 
     pub fn max_retries(&self) -> u32 {
-        self.config.pointer("/restart/max_retries").and_then(Value::as_u64).unwrap_or(10) as u32
+        self.config
+            .pointer("/restart/max_retries")
+            .and_then(Value::as_u64)
+            .unwrap_or(10) as u32
     }
 
     pub fn autostart(&self) -> bool {
@@ -144,7 +151,11 @@ impl World {
     pub fn new_id(&self, len: usize) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
         let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-        format!("{mixed:016x}{n:x}").chars().rev().take(len).collect()
+        format!("{mixed:016x}{n:x}")
+            .chars()
+            .rev()
+            .take(len)
+            .collect()
     }
 
     pub fn dump(&self) -> Dump {
@@ -156,8 +167,16 @@ impl World {
                     secret_names: a.secrets.keys().cloned().collect(),
                     secrets_version: a.secrets_version,
                     volumes: a.volumes.keys().cloned().collect(),
-                    machines: a.machines.values().map(|m| (m.id.clone(), m.state.clone())).collect(),
-                    ips: a.ips.iter().map(|ip| format!("{} {}", ip.kind, ip.ip)).collect(),
+                    machines: a
+                        .machines
+                        .values()
+                        .map(|m| (m.id.clone(), m.state.clone()))
+                        .collect(),
+                    ips: a
+                        .ips
+                        .iter()
+                        .map(|ip| format!("{} {}", ip.kind, ip.ip))
+                        .collect(),
                 })
                 .collect(),
         })
@@ -185,7 +204,12 @@ pub fn now_rfc3339() -> String {
         .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.

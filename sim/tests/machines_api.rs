@@ -17,11 +17,20 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = SimConfig::new(dir.path().to_path_buf());
         config.images.rules = vec![
-            ("echo-proc".into(), Program::Path(env!("CARGO_BIN_EXE_sim-test-machine").into())),
+            (
+                "echo-proc".into(),
+                Program::Path(env!("CARGO_BIN_EXE_sim-test-machine").into()),
+            ),
             ("echo".into(), Program::Echo),
         ];
-        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        Harness { sim, http: reqwest::Client::new(), _dir: dir }
+        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Harness {
+            sim,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -40,7 +49,11 @@ impl Harness {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if value != Value::Null {
             sim::openapi::spec()
                 .check_response(method, path, status, &value)
@@ -50,18 +63,44 @@ impl Harness {
     }
 
     async fn machine_state(&self, app: &str, id: &str) -> String {
-        self.call("GET", &format!("/v1/apps/{app}/machines/{id}"), None).await.1["state"].as_str().unwrap().to_string()
+        self.call("GET", &format!("/v1/apps/{app}/machines/{id}"), None)
+            .await
+            .1["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     async fn wait_for(&self, app: &str, id: &str, state: &str) {
-        let (status, _) = self.call("GET", &format!("/v1/apps/{app}/machines/{id}/wait?state={state}&timeout=10"), None).await;
+        let (status, _) = self
+            .call(
+                "GET",
+                &format!("/v1/apps/{app}/machines/{id}/wait?state={state}&timeout=10"),
+                None,
+            )
+            .await;
         assert_eq!(status, 200, "machine {id} never reached {state}");
     }
 
     /// An app with secrets, a volume, and one machine of `image` with `restart` policy.
     async fn app_with_machine(&self, app: &str, image: &str, restart: &str) -> (String, String) {
-        assert_eq!(self.call("POST", "/v1/apps", Some(json!({"name": app, "org_slug": "personal"}))).await.0, 201);
-        let (status, secrets) = self.call("POST", &format!("/v1/apps/{app}/secrets"), Some(json!({"values": {"SECRET_A": "alpha"}}))).await;
+        assert_eq!(
+            self.call(
+                "POST",
+                "/v1/apps",
+                Some(json!({"name": app, "org_slug": "personal"}))
+            )
+            .await
+            .0,
+            201
+        );
+        let (status, secrets) = self
+            .call(
+                "POST",
+                &format!("/v1/apps/{app}/secrets"),
+                Some(json!({"values": {"SECRET_A": "alpha"}})),
+            )
+            .await;
         assert_eq!(status, 200);
         assert_eq!(secrets["version"], 1);
         let (_, volume) = self
@@ -77,11 +116,23 @@ impl Harness {
             "checks": {"health": {"type": "http", "port": 8080, "path": "/health", "method": "GET"}},
             "restart": {"policy": restart},
         });
-        let (status, machine) = self.call("POST", &format!("/v1/apps/{app}/machines"), Some(json!({"region": "ams", "config": config}))).await;
+        let (status, machine) = self
+            .call(
+                "POST",
+                &format!("/v1/apps/{app}/machines"),
+                Some(json!({"region": "ams", "config": config})),
+            )
+            .await;
         assert_eq!(status, 200, "{machine}");
         let id = machine["id"].as_str().unwrap().to_string();
         for kind in ["v6", "private_v6"] {
-            let (status, _) = self.call("POST", &format!("/v1/apps/{app}/ip_assignments"), Some(json!({"type": kind, "org_slug": "personal"}))).await;
+            let (status, _) = self
+                .call(
+                    "POST",
+                    &format!("/v1/apps/{app}/ip_assignments"),
+                    Some(json!({"type": kind, "org_slug": "personal"})),
+                )
+                .await;
             assert_eq!(status, 200);
         }
         (id, volume_id)
@@ -100,19 +151,36 @@ async fn a_machine_is_a_real_process_with_env_secrets_volume_and_both_doors() {
     h.wait_for("t1", &id, "started").await;
 
     // Secrets and rewritten env reach the process; the public and Flycast doors both work.
-    assert_eq!(h.get_text("/apps/t1/env/SECRET_A").await, (200, "alpha".into()));
+    assert_eq!(
+        h.get_text("/apps/t1/env/SECRET_A").await,
+        (200, "alpha".into())
+    );
     let (_, peer) = h.get_text("/flycast/t1/env/PEER").await;
     assert_eq!(peer, format!("{}/flycast/t1", h.sim.base_url()));
     let (_, data_dir) = h.get_text("/flycast/t1/env/DATA_DIR").await;
-    assert!(data_dir.ends_with(&format!("volumes/{volume}")), "{data_dir}");
+    assert!(
+        data_dir.ends_with(&format!("volumes/{volume}")),
+        "{data_dir}"
+    );
 
     // The volume is a directory that outlives the process.
-    let put = h.http.put(h.url("/flycast/t1/files/note.txt")).body("kept").send().await.unwrap();
+    let put = h
+        .http
+        .put(h.url("/flycast/t1/files/note.txt"))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 201);
-    assert_eq!(std::fs::read_to_string(std::path::Path::new(&data_dir).join("note.txt")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&data_dir).join("note.txt")).unwrap(),
+        "kept"
+    );
 
     // Checks run against the process, as Fly reports them.
-    let (_, machine) = h.call("GET", &format!("/v1/apps/t1/machines/{id}"), None).await;
+    let (_, machine) = h
+        .call("GET", &format!("/v1/apps/t1/machines/{id}"), None)
+        .await;
     assert_eq!(machine["checks"][0]["status"], "passing", "{machine}");
 
     // The process exits: the machine is stopped (policy "no").
@@ -120,11 +188,20 @@ async fn a_machine_is_a_real_process_with_env_secrets_volume_and_both_doors() {
     h.wait_for("t1", &id, "stopped").await;
 
     // A Flycast request starts it again and is held until it answers.
-    assert_eq!(h.get_text("/flycast/t1/files/note.txt").await, (200, "kept".into()));
+    assert_eq!(
+        h.get_text("/flycast/t1/files/note.txt").await,
+        (200, "kept".into())
+    );
     assert_eq!(h.machine_state("t1", &id).await, "started");
 
     // Destroy kills the process: its door stops answering.
-    let (status, _) = h.call("DELETE", &format!("/v1/apps/t1/machines/{id}?force=true"), None).await;
+    let (status, _) = h
+        .call(
+            "DELETE",
+            &format!("/v1/apps/t1/machines/{id}?force=true"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let (_, list) = h.call("GET", "/v1/apps/t1/machines", None).await;
     assert_eq!(list, json!([]));
@@ -143,7 +220,11 @@ async fn restart_policies_are_honoured() {
     h.http.post(h.url("/apps/rp1/exit/0")).send().await.unwrap();
     h.wait_for("rp1", &on_failure, "stopped").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(h.machine_state("rp1", &on_failure).await, "stopped", "a clean exit is not restarted");
+    assert_eq!(
+        h.machine_state("rp1", &on_failure).await,
+        "stopped",
+        "a clean exit is not restarted"
+    );
 
     let (always, _) = h.app_with_machine("rp2", "test/echo", "always").await;
     h.wait_for("rp2", &always, "started").await;
@@ -160,60 +241,147 @@ async fn cors_preflights_are_answered_for_any_origin() {
         .request(reqwest::Method::OPTIONS, h.url("/v1/apps"))
         .header("Origin", "https://someone.github.io")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
     assert!(allowed.contains("authorization") && allowed.contains("content-type"));
 }
 
 #[tokio::test]
 async fn tokens_names_and_bodies_are_checked_like_fly() {
     let h = Harness::start().await;
-    let r = h.http.get(h.url("/v1/apps/x")).header("Authorization", "Bearer wrong").send().await.unwrap();
+    let r = h
+        .http
+        .get(h.url("/v1/apps/x"))
+        .header("Authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "Authenticate: token validation error");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "Authenticate: token validation error"
+    );
 
     assert_eq!(h.call("GET", "/v1/apps/taken-relay", None).await.0, 403);
     assert_eq!(h.call("GET", "/v1/apps/free-name", None).await.0, 404);
-    let (status, body) = h.call("POST", "/v1/apps", Some(json!({"name": "taken-relay", "org_slug": "personal"}))).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "taken-relay", "org_slug": "personal"})),
+        )
+        .await;
     assert_eq!((status, body["status"].as_str()), (422, Some("name_taken")));
 
     // A body off Fly's schema is refused, naming the schema.
-    assert_eq!(h.call("POST", "/v1/apps", Some(json!({"name": "ok", "org_slug": "personal"}))).await.0, 201);
-    let (status, body) = h.call("POST", "/v1/apps/ok/volumes", Some(json!({"name": "data", "region": "ams", "size_gb": "big"}))).await;
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "ok", "org_slug": "personal"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/apps/ok/volumes",
+            Some(json!({"name": "data", "region": "ams", "size_gb": "big"})),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("CreateVolumeRequest"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("CreateVolumeRequest"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn injected_faults_happen_exactly_as_configured() {
     let h = Harness::start().await;
-    h.call("POST", "/v1/apps", Some(json!({"name": "f", "org_slug": "personal"}))).await;
+    h.call(
+        "POST",
+        "/v1/apps",
+        Some(json!({"name": "f", "org_slug": "personal"})),
+    )
+    .await;
     let faults = FaultConfig {
         latency_ms: 0,
-        rules: vec![FaultRule::fail("POST", "/volumes", 2, 500), FaultRule::drop_after_acting("POST", "/ip_assignments", 1)],
+        rules: vec![
+            FaultRule::fail("POST", "/volumes", 2, 500),
+            FaultRule::drop_after_acting("POST", "/ip_assignments", 1),
+        ],
     };
-    let r = h.http.post(h.url("/sim/faults")).json(&faults).send().await.unwrap();
+    let r = h
+        .http
+        .post(h.url("/sim/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let volume = json!({"name": "data", "region": "ams", "size_gb": 1});
-    assert_eq!(h.call("POST", "/v1/apps/f/volumes", Some(volume.clone())).await.0, 200);
-    assert_eq!(h.call("POST", "/v1/apps/f/volumes", Some(volume.clone())).await.0, 500);
-    assert_eq!(h.call("POST", "/v1/apps/f/volumes", Some(volume)).await.0, 200);
+    assert_eq!(
+        h.call("POST", "/v1/apps/f/volumes", Some(volume.clone()))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        h.call("POST", "/v1/apps/f/volumes", Some(volume.clone()))
+            .await
+            .0,
+        500
+    );
+    assert_eq!(
+        h.call("POST", "/v1/apps/f/volumes", Some(volume)).await.0,
+        200
+    );
     let (_, volumes) = h.call("GET", "/v1/apps/f/volumes", None).await;
-    assert_eq!(volumes.as_array().unwrap().len(), 2, "the failed call created nothing");
+    assert_eq!(
+        volumes.as_array().unwrap().len(),
+        2,
+        "the failed call created nothing"
+    );
 
     // Acted, but the answer was lost: the IP exists all the same.
-    let (status, _) = h.call("POST", "/v1/apps/f/ip_assignments", Some(json!({"type": "v6", "org_slug": "personal"}))).await;
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps/f/ip_assignments",
+            Some(json!({"type": "v6", "org_slug": "personal"})),
+        )
+        .await;
     assert_eq!(status, 504);
     let (_, ips) = h.call("GET", "/v1/apps/f/ip_assignments", None).await;
     assert_eq!(ips["ips"].as_array().unwrap().len(), 1);
 
     // Latency applies to every API call.
-    h.http.post(h.url("/sim/faults")).json(&FaultConfig { latency_ms: 150, rules: vec![] }).send().await.unwrap();
+    h.http
+        .post(h.url("/sim/faults"))
+        .json(&FaultConfig {
+            latency_ms: 150,
+            rules: vec![],
+        })
+        .send()
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     h.call("GET", "/v1/apps/f", None).await;
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -223,11 +391,30 @@ async fn injected_faults_happen_exactly_as_configured() {
 async fn the_state_dump_shows_secret_names_never_values() {
     let h = Harness::start().await;
     h.app_with_machine("d", "test/echo", "no").await;
-    let dump: Value = h.http.get(h.url("/sim/state")).send().await.unwrap().json().await.unwrap();
+    let dump: Value = h
+        .http
+        .get(h.url("/sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let text = dump.to_string();
     assert!(text.contains("SECRET_A"));
     assert!(!text.contains("alpha"));
     assert_eq!(dump["apps"][0]["ips"].as_array().unwrap().len(), 2);
-    let urls: Value = h.http.get(h.url("/sim/apps/d")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(urls["flycast_url"], format!("{}/flycast/d", h.sim.base_url()));
+    let urls: Value = h
+        .http
+        .get(h.url("/sim/apps/d"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        urls["flycast_url"],
+        format!("{}/flycast/d", h.sim.base_url())
+    );
 }

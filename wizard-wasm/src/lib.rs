@@ -1,1 +1,51 @@
-//! wizard-wasm
+//! The textslash page: a Leptos CSR app that deploys and manages a textslash stack on the
+//! user's own Fly.io account, straight from the browser.
+//!
+//! # Layout
+//! - [`route`]: hash routing (`#/`, `#/new/<step>`, `#/d/<prefix>`).
+//! - [`config`]: `config.json` beside the page (API base, app URL, images).
+//! - [`browser`]: `provision`'s transport and clock for the browser.
+//! - [`storage`]: what the page remembers (never secrets unless the user opts in).
+//! - [`pages`]: one module per screen.
+//!
+//! Secrets live in memory (signals) only; nothing here logs them.
+
+pub mod browser;
+pub mod config;
+pub mod pages;
+pub mod route;
+pub mod storage;
+
+use leptos::prelude::*;
+use route::Route;
+
+/// The whole page.
+#[component]
+pub fn App() -> impl IntoView {
+    let route = route::use_route();
+    let config = LocalResource::new(config::Config::load);
+    view! {
+        <header class="bar">
+            <a class="brand" href="#/">"textslash"</a>
+        </header>
+        <main>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || config.get().map(|config| {
+                    provide_context(config);
+                    move || match route.get() {
+                        Route::Home => pages::home::Home().into_any(),
+                        Route::New(_) | Route::Detail(_) => view! {
+                            <p>"This screen is not built yet."</p>
+                            <a href="#/">"Back to your deployments"</a>
+                        }.into_any(),
+                        Route::NotFound(path) => view! {
+                            <h1>"Nothing here"</h1>
+                            <p>"There is no page at " <code>{path}</code> "."</p>
+                            <a href="#/">"Back to your deployments"</a>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </main>
+    }
+}

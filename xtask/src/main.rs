@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask`: the project's two commands and their helpers, in Rust so they run the same
+//! on every machine with nothing but cargo.
+//!
+//! - `cargo xtask test`: install what is missing, then fmt, clippy, every test, the page's
+//!   release build and the browser tests; one summary line at the end.
+//! - `cargo xtask demo`: the whole system on this machine (the sim plays Fly, Telegram, Twilio).
+//! - `cargo xtask dist`: the page's release build into `dist/` with a size report.
+//!
+//! # Layout
+//! - [`cmd`]: running programs, timing steps, counting test results.
+//! - [`tools`]: idempotent installs of the toolchain pieces.
+//! - [`dist`]: trunk build, the Content-Security-Policy, sizes.
+//! - [`test`] and [`demo`]: the two commands.
+
+mod cmd;
+mod demo;
+mod dist;
+mod test;
+mod tools;
+
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "usage: cargo xtask <test|demo|dist|install>
+
+  test     install missing tools, then fmt, clippy, all tests, page build, browser tests
+  demo     build everything and run the whole system locally on the sim
+  dist     release build of the page into dist/ and a size report
+  install  only install the missing tools";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test::run(&root),
+        Some("demo") => demo::run(&root),
+        Some("dist") => {
+            tools::ensure_page_tools(&root, &mut cmd::Timings::default())?;
+            dist::build(&root, None)?;
+            dist::print_size_report(&root.join("dist"))
+        }
+        Some("install") => {
+            let mut timings = cmd::Timings::default();
+            tools::ensure_all(&root, &mut timings)?;
+            timings.print();
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root: xtask's manifest lives one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}

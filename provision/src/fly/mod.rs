@@ -136,7 +136,10 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
 
     pub async fn app_name(&self, name: &str) -> Result<AppName, Error> {
         let path = format!("/v1/apps/{name}");
-        match self.call::<(), App>(Method::Get, &path, None, Repeat::Safe, "look up the app").await {
+        match self
+            .call::<(), App>(Method::Get, &path, None, Repeat::Safe, "look up the app")
+            .await
+        {
             Ok(app) => Ok(AppName::Ours(app)),
             Err(Error::NotFound { .. }) => Ok(AppName::Free),
             Err(Error::Forbidden { .. }) => Ok(AppName::TakenElsewhere),
@@ -145,9 +148,18 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     }
 
     pub async fn create_app(&self, name: &str, org_slug: &str) -> Result<(), Error> {
-        let body = CreateAppRequest { name: name.into(), org_slug: org_slug.into() };
+        let body = CreateAppRequest {
+            name: name.into(),
+            org_slug: org_slug.into(),
+        };
         match self
-            .call::<_, serde_json::Value>(Method::Post, "/v1/apps", Some(&body), Repeat::OnlyIfRejected, "create the app")
+            .call::<_, serde_json::Value>(
+                Method::Post,
+                "/v1/apps",
+                Some(&body),
+                Repeat::OnlyIfRejected,
+                "create the app",
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -158,20 +170,32 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
 
     pub async fn delete_app(&self, name: &str) -> Result<(), Error> {
         let path = format!("/v1/apps/{name}?force=true");
-        self.call_ignoring_body(Method::Delete, &path, "delete the app").await
+        self.call_ignoring_body(Method::Delete, &path, "delete the app")
+            .await
     }
 
     // ---- secrets ----
 
     pub async fn list_secrets(&self, app: &str) -> Result<AppSecrets, Error> {
-        self.get(&format!("/v1/apps/{app}/secrets"), "list the app's secrets").await
+        self.get(&format!("/v1/apps/{app}/secrets"), "list the app's secrets")
+            .await
     }
 
     /// Sets all `values` at once; returns the new secrets version, when Fly gives one.
-    pub async fn set_secrets(&self, app: &str, values: BTreeMap<String, String>) -> Result<Option<u64>, Error> {
+    pub async fn set_secrets(
+        &self,
+        app: &str,
+        values: BTreeMap<String, String>,
+    ) -> Result<Option<u64>, Error> {
         let body = SetSecretsRequest { values };
         let resp: SetSecretsResponse = self
-            .call(Method::Post, &format!("/v1/apps/{app}/secrets"), Some(&body), Repeat::Safe, "set the app's secrets")
+            .call(
+                Method::Post,
+                &format!("/v1/apps/{app}/secrets"),
+                Some(&body),
+                Repeat::Safe,
+                "set the app's secrets",
+            )
             .await?;
         Ok(resp.version())
     }
@@ -179,60 +203,131 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     // ---- volumes ----
 
     pub async fn list_volumes(&self, app: &str) -> Result<Vec<Volume>, Error> {
-        self.get(&format!("/v1/apps/{app}/volumes"), "list volumes").await
-    }
-
-    pub async fn create_volume(&self, app: &str, request: &CreateVolumeRequest) -> Result<Volume, Error> {
-        self.call(Method::Post, &format!("/v1/apps/{app}/volumes"), Some(request), Repeat::OnlyIfRejected, "create the volume")
+        self.get(&format!("/v1/apps/{app}/volumes"), "list volumes")
             .await
     }
 
+    pub async fn create_volume(
+        &self,
+        app: &str,
+        request: &CreateVolumeRequest,
+    ) -> Result<Volume, Error> {
+        self.call(
+            Method::Post,
+            &format!("/v1/apps/{app}/volumes"),
+            Some(request),
+            Repeat::OnlyIfRejected,
+            "create the volume",
+        )
+        .await
+    }
+
     pub async fn delete_volume(&self, app: &str, id: &str) -> Result<(), Error> {
-        self.call_ignoring_body(Method::Delete, &format!("/v1/apps/{app}/volumes/{id}"), "delete the volume").await
+        self.call_ignoring_body(
+            Method::Delete,
+            &format!("/v1/apps/{app}/volumes/{id}"),
+            "delete the volume",
+        )
+        .await
     }
 
     // ---- machines ----
 
     pub async fn list_machines(&self, app: &str) -> Result<Vec<Machine>, Error> {
-        self.get(&format!("/v1/apps/{app}/machines"), "list machines").await
+        self.get(&format!("/v1/apps/{app}/machines"), "list machines")
+            .await
     }
 
     pub async fn get_machine(&self, app: &str, id: &str) -> Result<Machine, Error> {
-        self.get(&format!("/v1/apps/{app}/machines/{id}"), "read the machine").await
+        self.get(&format!("/v1/apps/{app}/machines/{id}"), "read the machine")
+            .await
     }
 
-    pub async fn create_machine(&self, app: &str, request: &CreateMachineRequest) -> Result<Machine, Error> {
+    pub async fn create_machine(
+        &self,
+        app: &str,
+        request: &CreateMachineRequest,
+    ) -> Result<Machine, Error> {
         let region = request.region.clone().unwrap_or_default();
-        self.call(Method::Post, &format!("/v1/apps/{app}/machines"), Some(request), Repeat::OnlyIfRejected, "create the machine")
-            .await
-            .map_err(|e| capacity_error(e, &region))
+        self.call(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines"),
+            Some(request),
+            Repeat::OnlyIfRejected,
+            "create the machine",
+        )
+        .await
+        .map_err(|e| capacity_error(e, &region))
     }
 
-    pub async fn update_machine(&self, app: &str, id: &str, request: &CreateMachineRequest) -> Result<Machine, Error> {
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        id: &str,
+        request: &CreateMachineRequest,
+    ) -> Result<Machine, Error> {
         let region = request.region.clone().unwrap_or_default();
-        self.call(Method::Post, &format!("/v1/apps/{app}/machines/{id}"), Some(request), Repeat::Safe, "update the machine")
-            .await
-            .map_err(|e| capacity_error(e, &region))
+        self.call(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines/{id}"),
+            Some(request),
+            Repeat::Safe,
+            "update the machine",
+        )
+        .await
+        .map_err(|e| capacity_error(e, &region))
     }
 
     pub async fn start_machine(&self, app: &str, id: &str) -> Result<(), Error> {
-        self.call_ignoring_body(Method::Post, &format!("/v1/apps/{app}/machines/{id}/start"), "start the machine").await
+        self.call_ignoring_body(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines/{id}/start"),
+            "start the machine",
+        )
+        .await
     }
 
     pub async fn stop_machine(&self, app: &str, id: &str) -> Result<(), Error> {
-        self.call_ignoring_body(Method::Post, &format!("/v1/apps/{app}/machines/{id}/stop"), "stop the machine").await
+        self.call_ignoring_body(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines/{id}/stop"),
+            "stop the machine",
+        )
+        .await
     }
 
     pub async fn delete_machine(&self, app: &str, id: &str) -> Result<(), Error> {
-        self.call_ignoring_body(Method::Delete, &format!("/v1/apps/{app}/machines/{id}?force=true"), "delete the machine")
-            .await
+        self.call_ignoring_body(
+            Method::Delete,
+            &format!("/v1/apps/{app}/machines/{id}?force=true"),
+            "delete the machine",
+        )
+        .await
     }
 
     /// Waits up to `timeout_secs` (Fly caps it at 60) for `state`. `Ok(false)` on Fly's 408:
     /// not there yet, ask again.
-    pub async fn wait_machine(&self, app: &str, id: &str, state: &str, timeout_secs: u32) -> Result<bool, Error> {
-        let path = format!("/v1/apps/{app}/machines/{id}/wait?state={state}&timeout={}", timeout_secs.min(60));
-        match self.call::<(), WaitResponse>(Method::Get, &path, None, Repeat::OnlyIfRejected, "wait for the machine").await {
+    pub async fn wait_machine(
+        &self,
+        app: &str,
+        id: &str,
+        state: &str,
+        timeout_secs: u32,
+    ) -> Result<bool, Error> {
+        let path = format!(
+            "/v1/apps/{app}/machines/{id}/wait?state={state}&timeout={}",
+            timeout_secs.min(60)
+        );
+        match self
+            .call::<(), WaitResponse>(
+                Method::Get,
+                &path,
+                None,
+                Repeat::OnlyIfRejected,
+                "wait for the machine",
+            )
+            .await
+        {
             Ok(_) => Ok(true),
             Err(Error::Timeout { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -242,29 +337,60 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     // ---- IPs ----
 
     pub async fn list_ips(&self, app: &str) -> Result<Vec<IpAssignment>, Error> {
-        let list: IpAssignments = self.get(&format!("/v1/apps/{app}/ip_assignments"), "list IP addresses").await?;
+        let list: IpAssignments = self
+            .get(
+                &format!("/v1/apps/{app}/ip_assignments"),
+                "list IP addresses",
+            )
+            .await?;
         Ok(list.ips)
     }
 
-    pub async fn assign_ip(&self, app: &str, kind: IpKind, org_slug: &str) -> Result<IpAssignment, Error> {
-        let body = AssignIpRequest { kind: kind.as_str().into(), org_slug: org_slug.into() };
-        self.call(Method::Post, &format!("/v1/apps/{app}/ip_assignments"), Some(&body), Repeat::OnlyIfRejected, "allocate an IP address")
-            .await
+    pub async fn assign_ip(
+        &self,
+        app: &str,
+        kind: IpKind,
+        org_slug: &str,
+    ) -> Result<IpAssignment, Error> {
+        let body = AssignIpRequest {
+            kind: kind.as_str().into(),
+            org_slug: org_slug.into(),
+        };
+        self.call(
+            Method::Post,
+            &format!("/v1/apps/{app}/ip_assignments"),
+            Some(&body),
+            Repeat::OnlyIfRejected,
+            "allocate an IP address",
+        )
+        .await
     }
 
     pub async fn delete_ip(&self, app: &str, ip: &str) -> Result<(), Error> {
-        self.call_ignoring_body(Method::Delete, &format!("/v1/apps/{app}/ip_assignments/{ip}"), "release an IP address")
-            .await
+        self.call_ignoring_body(
+            Method::Delete,
+            &format!("/v1/apps/{app}/ip_assignments/{ip}"),
+            "release an IP address",
+        )
+        .await
     }
 
     // ---- the machinery ----
 
     async fn get<R: DeserializeOwned>(&self, path: &str, action: &str) -> Result<R, Error> {
-        self.call::<(), R>(Method::Get, path, None, Repeat::Safe, action).await
+        self.call::<(), R>(Method::Get, path, None, Repeat::Safe, action)
+            .await
     }
 
-    async fn call_ignoring_body(&self, method: Method, path: &str, action: &str) -> Result<(), Error> {
-        self.send_with_retries::<()>(method, path, None, Repeat::Safe, action).await.map(|_| ())
+    async fn call_ignoring_body(
+        &self,
+        method: Method,
+        path: &str,
+        action: &str,
+    ) -> Result<(), Error> {
+        self.send_with_retries::<()>(method, path, None, Repeat::Safe, action)
+            .await
+            .map(|_| ())
     }
 
     async fn call<B: Serialize, R: DeserializeOwned>(
@@ -275,9 +401,18 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         repeat: Repeat,
         action: &str,
     ) -> Result<R, Error> {
-        let text = self.send_with_retries(method, path, body, repeat, action).await?;
-        let text = if text.trim().is_empty() { "null" } else { text.as_str() };
-        serde_json::from_str(text).map_err(|e| Error::BadResponse { action: action.into(), detail: e.to_string() })
+        let text = self
+            .send_with_retries(method, path, body, repeat, action)
+            .await?;
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            text.as_str()
+        };
+        serde_json::from_str(text).map_err(|e| Error::BadResponse {
+            action: action.into(),
+            detail: e.to_string(),
+        })
     }
 
     async fn send_with_retries<B: Serialize>(
@@ -304,8 +439,15 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             let outcome = match self.transport.send(request).await {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp.body),
                 Ok(resp) => error_from_response(resp.status, &resp.body, action, path),
-                Err(TransportError::Blocked(_)) => return Err(Error::Blocked { api_base: self.api_base.clone() }),
-                Err(TransportError::Network(detail)) => Error::Unreachable { host: host_of(&self.api_base), detail },
+                Err(TransportError::Blocked(_)) => {
+                    return Err(Error::Blocked {
+                        api_base: self.api_base.clone(),
+                    });
+                }
+                Err(TransportError::Network(detail)) => Error::Unreachable {
+                    host: host_of(&self.api_base),
+                    detail,
+                },
             };
             let retry = match (&outcome, repeat) {
                 (Error::RateLimited, _) => true,
@@ -328,7 +470,11 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         if spacing == 0 {
             return;
         }
-        let key = format!("{} {}", method.as_str(), path.split('?').next().unwrap_or(path));
+        let key = format!(
+            "{} {}",
+            method.as_str(),
+            path.split('?').next().unwrap_or(path)
+        );
         let wait_ms = {
             let now = self.clock.now_ms();
             let mut last = self.last_mutation_ms.lock().expect("spacing lock");
@@ -345,16 +491,26 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
 /// Names the region in a capacity error, which Fly reports without it.
 fn capacity_error(error: Error, region: &str) -> Error {
     match error {
-        Error::NoCapacity { .. } => Error::NoCapacity { region: region.into() },
+        Error::NoCapacity { .. } => Error::NoCapacity {
+            region: region.into(),
+        },
         Error::Api { ref message, .. } if message.to_lowercase().contains("capacity") => {
-            Error::NoCapacity { region: region.into() }
+            Error::NoCapacity {
+                region: region.into(),
+            }
         }
         other => other,
     }
 }
 
 fn host_of(url: &str) -> String {
-    url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or(url).to_string()
+    url.split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or(url)
+        .to_string()
 }
 
 /// Maps an error answer to what it means for the user.
@@ -366,16 +522,36 @@ fn error_from_response(status: u16, body: &str, action: &str, path: &str) -> Err
         .unwrap_or_else(|| format!("no error message (HTTP {status})"));
     let code = parsed.status.unwrap_or_default();
     if code == "insufficient_capacity" {
-        return Error::NoCapacity { region: String::new() };
+        return Error::NoCapacity {
+            region: String::new(),
+        };
     }
     match status {
         401 => Error::BadToken,
-        403 => Error::Forbidden { action: action.into() },
-        404 => Error::NotFound { what: path.split('?').next().unwrap_or(path).trim_start_matches("/v1").to_string() },
-        408 => Error::Timeout { what: action.into() },
+        403 => Error::Forbidden {
+            action: action.into(),
+        },
+        404 => Error::NotFound {
+            what: path
+                .split('?')
+                .next()
+                .unwrap_or(path)
+                .trim_start_matches("/v1")
+                .to_string(),
+        },
+        408 => Error::Timeout {
+            what: action.into(),
+        },
         429 => Error::RateLimited,
-        500..=599 => Error::Server { status, action: action.into() },
-        _ => Error::Api { status, action: action.into(), message },
+        500..=599 => Error::Server {
+            status,
+            action: action.into(),
+        },
+        _ => Error::Api {
+            status,
+            action: action.into(),
+            message,
+        },
     }
 }
 
@@ -385,15 +561,39 @@ mod tests {
 
     #[test]
     fn error_answers_become_actionable_errors() {
-        assert_eq!(error_from_response(401, r#"{"error":"Authenticate: token validation error"}"#, "x", "/v1/a"), Error::BadToken);
-        assert_eq!(error_from_response(429, "", "x", "/v1/a"), Error::RateLimited);
-        assert!(matches!(error_from_response(503, "oops", "x", "/v1/a"), Error::Server { status: 503, .. }));
+        assert_eq!(
+            error_from_response(
+                401,
+                r#"{"error":"Authenticate: token validation error"}"#,
+                "x",
+                "/v1/a"
+            ),
+            Error::BadToken
+        );
+        assert_eq!(
+            error_from_response(429, "", "x", "/v1/a"),
+            Error::RateLimited
+        );
         assert!(matches!(
-            error_from_response(422, r#"{"error":"Name has already been taken","status":"name_taken"}"#, "x", "/v1/apps"),
+            error_from_response(503, "oops", "x", "/v1/a"),
+            Error::Server { status: 503, .. }
+        ));
+        assert!(matches!(
+            error_from_response(
+                422,
+                r#"{"error":"Name has already been taken","status":"name_taken"}"#,
+                "x",
+                "/v1/apps"
+            ),
             Error::Api { status: 422, .. }
         ));
         assert!(matches!(
-            error_from_response(412, r#"{"error":"no room","status":"insufficient_capacity"}"#, "x", "/v1/a"),
+            error_from_response(
+                412,
+                r#"{"error":"no room","status":"insufficient_capacity"}"#,
+                "x",
+                "/v1/a"
+            ),
             Error::NoCapacity { .. }
         ));
     }
@@ -425,8 +625,15 @@ mod tests {
 
     impl Transport for Fake {
         async fn send(&self, request: HttpRequest) -> Result<crate::HttpResponse, TransportError> {
-            self.sent.borrow_mut().push((self.now.get(), format!("{} {}", request.method.as_str(), request.url), request.headers));
-            Ok(crate::HttpResponse { status: 200, body: r#"{"ip":"2a09::1"}"#.into() })
+            self.sent.borrow_mut().push((
+                self.now.get(),
+                format!("{} {}", request.method.as_str(), request.url),
+                request.headers,
+            ));
+            Ok(crate::HttpResponse {
+                status: 200,
+                body: r#"{"ip":"2a09::1"}"#.into(),
+            })
         }
     }
 
@@ -442,14 +649,24 @@ mod tests {
         let times: Vec<u64> = sent.iter().map(|(t, _, _)| *t).collect();
         // Second call to the same resource waits a second; another resource and reads do not.
         assert_eq!(times, vec![0, 1000, 1000, 1000]);
-        assert_eq!(sent[0].2, vec![("Authorization".to_string(), "FlyV1 fm2_secret".to_string())]);
-        assert!(sent.iter().all(|(_, url, _)| !url.contains("secret")), "no token in a URL");
+        assert_eq!(
+            sent[0].2,
+            vec![("Authorization".to_string(), "FlyV1 fm2_secret".to_string())]
+        );
+        assert!(
+            sent.iter().all(|(_, url, _)| !url.contains("secret")),
+            "no token in a URL"
+        );
         assert_eq!(fly.calls(), 4);
     }
 
     #[test]
     fn ip_kinds_are_inferred_from_addresses() {
-        let ip = |ip: &str, shared| IpAssignment { ip: ip.into(), region: None, shared };
+        let ip = |ip: &str, shared| IpAssignment {
+            ip: ip.into(),
+            region: None,
+            shared,
+        };
         assert_eq!(ip("fdaa:0:1::3", false).kind(), IpKind::PrivateV6);
         assert_eq!(ip("2a09:8280::1", false).kind(), IpKind::V6);
         assert_eq!(ip("66.241.124.1", true).kind(), IpKind::SharedV4);

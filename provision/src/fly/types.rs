@@ -133,7 +133,10 @@ pub struct Volume {
 
 impl Volume {
     pub fn is_live(&self) -> bool {
-        !matches!(self.state.as_str(), "destroyed" | "destroying" | "pending_destroy")
+        !matches!(
+            self.state.as_str(),
+            "destroyed" | "destroying" | "pending_destroy"
+        )
     }
 }
 
@@ -260,7 +263,10 @@ impl Machine {
         self.config.as_ref()?.metadata.get(key).map(String::as_str)
     }
     pub fn is_live(&self) -> bool {
-        !matches!(self.state.as_str(), "destroyed" | "destroying" | "replaced" | "migrated")
+        !matches!(
+            self.state.as_str(),
+            "destroyed" | "destroying" | "replaced" | "migrated"
+        )
     }
 }
 

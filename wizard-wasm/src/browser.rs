@@ -1,0 +1,66 @@
+//! The browser's side effects for `provision`: fetch (gloo-net) and timers.
+//!
+//! A failed `fetch` in a browser does not say why (CORS, CSP, offline all look alike), so
+//! every such failure is reported as [`TransportError::Blocked`] and `provision` turns it
+//! into advice: use the CLI, or an API proxy in `config.json`.
+
+use provision::{Clock, HttpRequest, HttpResponse, Method, Transport, TransportError};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Default)]
+pub struct BrowserTransport;
+
+impl Transport for BrowserTransport {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        use gloo_net::http::{Method as M, RequestBuilder};
+        let method = match request.method {
+            Method::Get => M::GET,
+            Method::Post => M::POST,
+            Method::Put => M::PUT,
+            Method::Delete => M::DELETE,
+        };
+        let mut builder = RequestBuilder::new(&request.url).method(method);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let sent = match request.body {
+            Some(body) => {
+                builder
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .map_err(blocked)?
+                    .send()
+                    .await
+            }
+            None => builder.send().await,
+        };
+        let response = sent.map_err(blocked)?;
+        let status = response.status();
+        let body = response.text().await.map_err(blocked)?;
+        Ok(HttpResponse { status, body })
+    }
+}
+
+fn blocked(error: gloo_net::Error) -> TransportError {
+    TransportError::Blocked(error.to_string())
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct BrowserClock;
+
+impl Clock for BrowserClock {
+    async fn sleep(&self, duration: Duration) {
+        gloo_timers::future::sleep(duration).await
+    }
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+}
+
+/// A Fly client for the page.
+pub fn fly_client(
+    api_base: &str,
+    token: &str,
+) -> provision::FlyClient<BrowserTransport, BrowserClock> {
+    provision::FlyClient::new(BrowserTransport, BrowserClock, api_base, token)
+}

@@ -1,0 +1,175 @@
+//! What the page remembers on this device, in localStorage behind a small [`KeyValue`] trait
+//! (an in-memory twin tests the logic natively).
+//!
+//! - the deployments (bookmarks): names, region, channel, app and resource ids, created
+//!   time: never a secret ([`provision::Deployment`] has no field for one);
+//! - the wizard's draft: what the user typed, minus every secret;
+//! - the Fly token, only when the user opted in after a warning.
+
+use provision::Deployment;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+pub const DEPLOYMENTS_KEY: &str = "textslash.deployments.v1";
+pub const DRAFT_KEY: &str = "textslash.draft.v1";
+pub const TOKEN_KEY: &str = "textslash.fly_token";
+
+/// A string store: localStorage in the browser, a map in tests.
+pub trait KeyValue {
+    fn get(&self, key: &str) -> Option<String>;
+    fn set(&self, key: &str, value: &str);
+    fn remove(&self, key: &str);
+}
+
+/// `window.localStorage`. Failures (private mode, quota) make it forgetful, not broken.
+pub struct LocalStorage;
+
+impl LocalStorage {
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok().flatten()
+    }
+}
+
+impl KeyValue for LocalStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        Self::storage()?.get_item(key).ok().flatten()
+    }
+    fn set(&self, key: &str, value: &str) {
+        if let Some(s) = Self::storage() {
+            let _ = s.set_item(key, value);
+        }
+    }
+    fn remove(&self, key: &str) {
+        if let Some(s) = Self::storage() {
+            let _ = s.remove_item(key);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryStore(RefCell<BTreeMap<String, String>>);
+
+impl KeyValue for MemoryStore {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &str) {
+        self.0.borrow_mut().insert(key.into(), value.into());
+    }
+    fn remove(&self, key: &str) {
+        self.0.borrow_mut().remove(key);
+    }
+}
+
+/// The remembered deployments, newest first.
+pub fn deployments(store: &dyn KeyValue) -> Vec<Deployment> {
+    store
+        .get(DEPLOYMENTS_KEY)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn save_deployments(store: &dyn KeyValue, list: &[Deployment]) {
+    store.set(
+        DEPLOYMENTS_KEY,
+        &serde_json::to_string(list).expect("deployments serialise"),
+    );
+}
+
+/// Adds or replaces (by prefix) a deployment.
+pub fn remember(store: &dyn KeyValue, deployment: &Deployment) {
+    let mut list = deployments(store);
+    list.retain(|d| d.prefix != deployment.prefix);
+    list.insert(0, deployment.clone());
+    save_deployments(store, &list);
+}
+
+pub fn forget(store: &dyn KeyValue, prefix: &str) {
+    let mut list = deployments(store);
+    list.retain(|d| d.prefix != prefix);
+    save_deployments(store, &list);
+}
+
+pub fn find(store: &dyn KeyValue, prefix: &str) -> Option<Deployment> {
+    deployments(store).into_iter().find(|d| d.prefix == prefix)
+}
+
+/// The export file's content.
+pub fn export(store: &dyn KeyValue) -> String {
+    serde_json::to_string_pretty(&deployments(store)).expect("deployments serialise")
+}
+
+/// Merges an exported file in; returns how many deployments it held. Anything that is not a
+/// deployment's field (a secret someone added by hand, say) is dropped on the way in.
+pub fn import(store: &dyn KeyValue, text: &str) -> Result<usize, String> {
+    let incoming: Vec<Deployment> = serde_json::from_str(text).map_err(|_| {
+        "That file is not a textslash export (a JSON list of deployments).".to_string()
+    })?;
+    if incoming
+        .iter()
+        .any(|d| provision::spec::validate_prefix(&d.prefix).is_err())
+    {
+        return Err(
+            "That file holds a deployment with an invalid prefix; nothing was imported.".into(),
+        );
+    }
+    for deployment in incoming.iter().rev() {
+        remember(store, deployment);
+    }
+    Ok(incoming.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(prefix: &str) -> Deployment {
+        Deployment {
+            prefix: prefix.into(),
+            relay_app: format!("{prefix}-relay"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn remember_replaces_by_prefix_newest_first() {
+        let store = MemoryStore::default();
+        remember(&store, &deployment("a"));
+        remember(&store, &deployment("b"));
+        remember(
+            &store,
+            &Deployment {
+                region: "fra".into(),
+                ..deployment("a")
+            },
+        );
+        let list = deployments(&store);
+        assert_eq!(
+            list.iter().map(|d| d.prefix.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(list[0].region, "fra");
+        forget(&store, "a");
+        assert_eq!(deployments(&store).len(), 1);
+    }
+
+    #[test]
+    fn import_drops_unknown_fields_and_refuses_garbage() {
+        let store = MemoryStore::default();
+        let n = import(
+            &store,
+            r#"[{"prefix":"x","relay_app":"x-relay","fly_token":"FlyV1 secret"}]"#,
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        assert!(!store.get(DEPLOYMENTS_KEY).unwrap().contains("secret"));
+        assert!(import(&store, "{").is_err());
+        assert!(import(&store, r#"[{"prefix":"Bad Prefix"}]"#).is_err());
+        assert_eq!(
+            deployments(&store).len(),
+            1,
+            "a refused import changes nothing"
+        );
+        assert!(export(&store).contains("x-relay"));
+    }
+}

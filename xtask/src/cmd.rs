@@ -1,0 +1,162 @@
+//! Running programs: every command is echoed, its failure names it, and test output is
+//! scanned for libtest's `test result:` lines so the final summary can add them up.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `command` to completion, inheriting the terminal; a non-zero exit is an error.
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    let shown = show(command);
+    println!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `command` and returns its standard output (trimmed), or `None` if it cannot start or
+/// fails; used to ask tools for their versions.
+pub fn output(command: &mut Command) -> Option<String> {
+    let out = command.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Passed/failed/ignored totals from libtest-style output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl TestCounts {
+    pub fn add(&mut self, other: TestCounts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+
+    /// Reads one line such as `test result: ok. 6 passed; 0 failed; 1 ignored; ...`.
+    pub fn parse_line(line: &str) -> Option<TestCounts> {
+        let rest = line.trim().strip_prefix("test result: ")?;
+        let mut counts = TestCounts::default();
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            let (Some(number), Some(label)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(number) = number.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => counts.passed = number,
+                "failed" => counts.failed = number,
+                "ignored" => counts.ignored = number,
+                _ => {}
+            }
+        }
+        Some(counts)
+    }
+}
+
+/// Runs a test command, echoing its output live, and returns the totals it reported.
+/// A non-zero exit is an error even when no `test result` line was printed (a build failure).
+pub fn run_tests(command: &mut Command) -> anyhow::Result<TestCounts> {
+    let shown = show(command);
+    println!("$ {shown}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut totals = TestCounts::default();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = TestCounts::parse_line(&line) {
+            totals.add(counts);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`{shown}` failed ({status}): {} passed, {} failed",
+            totals.passed,
+            totals.failed
+        );
+    }
+    Ok(totals)
+}
+
+fn show(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// How long each step took, printed at the end so slow installs are visible.
+#[derive(Default)]
+pub struct Timings {
+    steps: Vec<(String, Duration, &'static str)>,
+}
+
+impl Timings {
+    /// Runs `step`, recording its time under `name`.
+    pub fn time<T>(
+        &mut self,
+        name: &str,
+        step: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        println!("\n== {name}");
+        let started = Instant::now();
+        let result = step();
+        self.steps.push((
+            name.to_string(),
+            started.elapsed(),
+            if result.is_ok() { "ok" } else { "FAILED" },
+        ));
+        result
+    }
+
+    /// Records that `name` was already in place.
+    pub fn skipped(&mut self, name: &str) {
+        println!("== {name}: already present, skipped");
+        self.steps
+            .push((name.to_string(), Duration::ZERO, "skipped"));
+    }
+
+    pub fn print(&self) {
+        println!("\nsteps:");
+        for (name, took, outcome) in &self.steps {
+            println!("  {outcome:>7}  {:>7.1}s  {name}", took.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestCounts;
+
+    #[test]
+    fn reads_libtest_result_lines() {
+        let line = "test result: FAILED. 6 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.41s";
+        assert_eq!(
+            TestCounts::parse_line(line),
+            Some(TestCounts {
+                passed: 6,
+                failed: 2,
+                ignored: 1
+            })
+        );
+        assert_eq!(TestCounts::parse_line("running 3 tests"), None);
+    }
+}

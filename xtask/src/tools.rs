@@ -1,0 +1,199 @@
+//! Idempotent installs: each tool is asked for its version first and installed only when it
+//! is missing or wrong, so a second `cargo xtask test` skips them all.
+//!
+//! Pins (measured on the CI machines): trunk 0.21.14 (0.22 needs a newer rustc), wasm-bindgen-cli
+//! equal to the `wasm-bindgen` in Cargo.lock (installed without `--locked`, whose lock does not
+//! resolve here), binaryen 132 from npm for `wasm-opt`, Debian's chromium and chromium-driver.
+
+use crate::cmd::{self, Timings};
+use anyhow::{Context, bail};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TRUNK_VERSION: &str = "0.21.14";
+pub const BINARYEN_VERSION: &str = "132";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Everything `cargo xtask test` needs.
+pub fn ensure_all(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    ensure_page_tools(root, timings)?;
+    ensure_chromium(timings)
+}
+
+/// What building the page needs: the wasm target, trunk, wasm-bindgen, wasm-opt.
+pub fn ensure_page_tools(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    ensure_rust_target("wasm32-unknown-unknown", timings)?;
+    ensure_trunk(timings)?;
+    ensure_wasm_bindgen(root, timings)?;
+    ensure_wasm_opt(root, timings)
+}
+
+pub fn ensure_rust_target(target: &str, timings: &mut Timings) -> anyhow::Result<()> {
+    let installed = cmd::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    let name = format!("rust target {target}");
+    if installed.lines().any(|line| line.trim() == target) {
+        timings.skipped(&name);
+        return Ok(());
+    }
+    timings.time(&name, || {
+        cmd::run(Command::new("rustup").args(["target", "add", target]))
+    })
+}
+
+fn ensure_trunk(timings: &mut Timings) -> anyhow::Result<()> {
+    let name = format!("trunk {TRUNK_VERSION}");
+    if tool_version("trunk").as_deref() == Some(&format!("trunk {TRUNK_VERSION}")) {
+        timings.skipped(&name);
+        return Ok(());
+    }
+    timings.time(&name, || {
+        cmd::run(Command::new("cargo").args([
+            "install",
+            "--locked",
+            "trunk",
+            "--version",
+            TRUNK_VERSION,
+        ]))
+    })
+}
+
+fn ensure_wasm_bindgen(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    let version = locked_version(root, "wasm-bindgen")?;
+    check_trunk_pin(root, &version)?;
+    let name = format!("wasm-bindgen-cli {version}");
+    let want = format!("wasm-bindgen {version}");
+    let have_runner =
+        tool_version("wasm-bindgen-test-runner").is_some_and(|v| v.ends_with(&version));
+    if tool_version("wasm-bindgen").as_deref() == Some(&want) && have_runner {
+        timings.skipped(&name);
+        return Ok(());
+    }
+    timings.time(&name, || {
+        cmd::run(Command::new("cargo").args([
+            "install",
+            "--force",
+            "wasm-bindgen-cli",
+            "--version",
+            &version,
+        ]))
+    })
+}
+
+fn ensure_wasm_opt(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    let name = format!("binaryen {BINARYEN_VERSION} (wasm-opt)");
+    let wasm_opt = npm_bin(root).join("wasm-opt");
+    let version = cmd::output(Command::new(&wasm_opt).arg("--version")).unwrap_or_default();
+    if version.contains(&format!("version_{BINARYEN_VERSION}")) {
+        timings.skipped(&name);
+        return Ok(());
+    }
+    timings.time(&name, || {
+        let prefix = root.join(".tools/npm");
+        std::fs::create_dir_all(&prefix)?;
+        cmd::run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg(format!("binaryen@{BINARYEN_VERSION}")),
+        )
+    })
+}
+
+/// Debian's Chromium and its matching ChromeDriver, for the browser tests.
+pub fn ensure_chromium(timings: &mut Timings) -> anyhow::Result<()> {
+    let name = "chromium + chromium-driver (apt)";
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        timings.skipped(name);
+        return Ok(());
+    }
+    timings.time(name, || {
+        let install = || {
+            apt(&[
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "chromium",
+                "chromium-driver",
+            ])
+        };
+        // A fresh machine may have no package lists yet; update only when the install needs it.
+        install().or_else(|_| {
+            apt(&["update"])?;
+            install()
+        })
+    })
+}
+
+fn apt(args: &[&str]) -> anyhow::Result<()> {
+    let as_root = cmd::output(Command::new("id").arg("-u")).as_deref() == Some("0");
+    let mut command = if as_root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    cmd::run(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The version a tool prints, or `None` when it is not on PATH.
+fn tool_version(program: &str) -> Option<String> {
+    cmd::output(
+        Command::new(program)
+            .arg("--version")
+            .env("PATH", path_with_tools(Path::new("."))),
+    )
+}
+
+/// The version of `package` in Cargo.lock.
+pub fn locked_version(root: &Path, package: &str) -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let header = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == header {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock has no package {package}")
+}
+
+/// Trunk refuses to use a wasm-bindgen other than its pin, and a mismatch with the crate
+/// breaks at run time; catch it here with a sentence that says what to change.
+fn check_trunk_pin(root: &Path, locked: &str) -> anyhow::Result<()> {
+    let trunk_toml =
+        std::fs::read_to_string(root.join("Trunk.toml")).context("reading Trunk.toml")?;
+    let pinned = trunk_toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("wasm_bindgen = \""))
+        .map(|v| v.trim_end_matches('"'));
+    if pinned != Some(locked) {
+        bail!(
+            "Trunk.toml pins wasm_bindgen = {pinned:?} but Cargo.lock has {locked}; set it to \"{locked}\""
+        );
+    }
+    Ok(())
+}
+
+fn npm_bin(root: &Path) -> PathBuf {
+    root.join(".tools/npm/node_modules/.bin")
+}
+
+/// PATH with the repo's npm tools and cargo's install folder first, for trunk and the runner.
+pub fn path_with_tools(root: &Path) -> OsString {
+    let mut dirs = vec![npm_bin(root)];
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    } else if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).expect("PATH entries have no separators")
+}
