@@ -1,1 +1,168 @@
-//! relay
+//! The relay: the always-on front door of a textslash deployment. Channel webhooks come in,
+//! are verified and journaled before they are acknowledged, and are forwarded to the vm
+//! (waking it through Flycast); the vm's replies come back on `/callback` and go out on the
+//! conversation's channel.
+//!
+//! # Layout
+//! - [`config`]: environment variables, checked at start-up.
+//! - [`routes`]: the HTTP surface (webhooks, callback, health, media).
+//! - [`journal`]: the SQLite inbox and outbox; nothing accepted is lost.
+//! - [`forward`]: inbox → vm, with the "Waking up…" notice and a deadline.
+//! - [`outbox`]: outbox → channels, split to each channel's limit, with retries.
+//! - [`twilio`], [`telegram`]: the two channels' formats, signatures and APIs.
+//! - [`protocol`]: the relay↔vm contract (the vm crate uses it too).
+//! - [`split`], [`media`]: long replies and outgoing images.
+
+pub mod config;
+pub mod forward;
+pub mod journal;
+pub mod media;
+pub mod outbox;
+pub mod protocol;
+pub mod routes;
+pub mod split;
+pub mod telegram;
+pub mod twilio;
+
+use config::Config;
+use journal::Journal;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why sending to a channel failed: worth retrying (429, 5xx, network) or not.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What every handler and background task shares.
+pub struct App {
+    pub config: Config,
+    pub journal: Journal,
+    pub http: reqwest::Client,
+    /// Rung when a message is journaled, so the forwarder does not wait for its next tick.
+    pub inbox_wake: Notify,
+    /// Rung when a reply is queued.
+    pub outbox_wake: Notify,
+    pub started: Instant,
+    /// Whether the last attempt to reach the vm succeeded.
+    pub vm_reachable: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATA_DIR: cannot create or use the folder: {0}")]
+    DataDir(std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the relay on `listener` until `shutdown` completes, then finishes in-flight requests,
+/// stops the background tasks and closes the journal.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+    let journal = Journal::open(&config.data_dir.join("journal.db"))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("textslash-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS backend is compiled in");
+    let app = Arc::new(App {
+        config,
+        journal,
+        http,
+        inbox_wake: Notify::new(),
+        outbox_wake: Notify::new(),
+        started: Instant::now(),
+        vm_reachable: AtomicBool::new(false),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(forward::run(app.clone(), stop_rx.clone())),
+        tokio::spawn(outbox::run(app.clone(), stop_rx.clone())),
+        tokio::spawn(register_telegram_webhook(app.clone(), stop_rx.clone())),
+    ];
+
+    tracing::info!(channels = ?app.config.channels(), "relay listening on {}", listener.local_addr().map_err(StartError::Serve)?);
+    axum::serve(listener, routes::router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(StartError::Serve)?;
+
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Sleeps for `duration`; `false` when shutdown began meanwhile.
+pub(crate) async fn sleep_unless_stopped(
+    duration: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Full-jitter exponential backoff: a random wait up to `base * 2^attempt`, capped.
+pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the OS has a random source");
+    let fraction = f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX);
+    ceiling.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// With Telegram enabled, points the bot's webhook at this relay, retrying until it works.
+async fn register_telegram_webhook(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let Some(telegram) = &app.config.telegram else {
+        return;
+    };
+    for attempt in 0.. {
+        match telegram::set_webhook(&app.http, telegram, &app.config.public_url).await {
+            Ok(()) => {
+                tracing::info!("Telegram webhook registered");
+                return;
+            }
+            Err(SendError::Permanent(reason)) => {
+                tracing::error!(
+                    "Telegram refused the webhook (check TELEGRAM_BOT_TOKEN): {reason}"
+                );
+                return;
+            }
+            Err(SendError::Retry { reason, after }) => {
+                tracing::warn!("registering the Telegram webhook failed, will retry: {reason}");
+                let wait = after.unwrap_or_else(|| {
+                    backoff(attempt, Duration::from_secs(1), Duration::from_secs(60))
+                });
+                if !sleep_unless_stopped(wait, &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}

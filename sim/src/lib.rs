@@ -6,6 +6,8 @@
 //! - `/apps/<app>/…`: the app's public address (what `https://<app>.fly.dev` is on Fly);
 //! - `/flycast/<app>/…`: its private Flycast address, which starts a stopped machine and
 //!   holds the request until it answers, as Fly's proxy does;
+//! - `/telegram/…`, `/twilio/…`, `/anthropic/…`: fake channel and model APIs, and
+//!   `/sim/telegram/…`, `/sim/twilio/…` to play the user ([`channels`]);
 //! - `/sim/…`: control for tests: app URLs, a state dump, fault injection.
 //!
 //! Machines are real processes: an image reference maps to a local binary ([`ImageMap`]),
@@ -20,6 +22,7 @@
 //! - [`faults`]: injected latency and failures.
 
 pub mod api;
+pub mod channels;
 pub mod echo;
 pub mod faults;
 pub mod openapi;
@@ -58,6 +61,12 @@ impl ImageMap {
     }
 }
 
+/// The credentials the fakes accept out of the box (the demo shows them to the user).
+pub const SIM_TELEGRAM_BOT: &str = "123456:sim-bot-token";
+pub const SIM_TWILIO_SID: &str = "AC00000000000000000000000000000001";
+pub const SIM_TWILIO_TOKEN: &str = "sim-twilio-auth-token";
+pub const SIM_ANTHROPIC_KEY: &str = "sk-ant-sim-key";
+
 /// How the sim is set up.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -72,6 +81,12 @@ pub struct SimConfig {
     pub data_dir: PathBuf,
     /// Extra environment for every machine (e.g. `TELEGRAM_API_BASE` pointing at a fake).
     pub machine_env: Vec<(String, String)>,
+    /// Bot tokens the fake Telegram knows.
+    pub telegram_bots: Vec<String>,
+    /// (Account SID, auth token) pairs the fake Twilio knows.
+    pub twilio_accounts: Vec<(String, String)>,
+    /// API keys the fake Anthropic models endpoint accepts.
+    pub anthropic_keys: Vec<String>,
 }
 
 impl SimConfig {
@@ -83,6 +98,9 @@ impl SimConfig {
             images: ImageMap::default(),
             data_dir,
             machine_env: Vec::new(),
+            telegram_bots: vec![SIM_TELEGRAM_BOT.into()],
+            twilio_accounts: vec![(SIM_TWILIO_SID.into(), SIM_TWILIO_TOKEN.into())],
+            anthropic_keys: vec![SIM_ANTHROPIC_KEY.into()],
         }
     }
 }
@@ -93,6 +111,7 @@ pub struct Sim {
     pub base_url: String,
     pub world: world::World,
     pub faults: faults::Faults,
+    pub channels: channels::Channels,
     pub http: reqwest::Client,
 }
 
@@ -141,6 +160,7 @@ pub async fn start_with_extra_routes(
         base_url: format!("http://{addr}"),
         world: world::World::default(),
         faults: faults::Faults::default(),
+        channels: channels::Channels::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()
@@ -148,6 +168,7 @@ pub async fn start_with_extra_routes(
     });
     let app = api::router(sim.clone())
         .merge(proxy::router(sim.clone()))
+        .merge(channels::router(sim.clone()))
         .merge(extra);
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {

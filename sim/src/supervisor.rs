@@ -116,6 +116,15 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             .collect();
 
         let mut env = BTreeMap::new();
+        // Machines talk to the sim's fake channels unless the test or machine says otherwise.
+        env.insert(
+            "TELEGRAM_API_BASE".to_string(),
+            format!("{}/telegram", sim.base_url),
+        );
+        env.insert(
+            "TWILIO_API_BASE".to_string(),
+            format!("{}/twilio", sim.base_url),
+        );
         for (k, v) in &sim.config.machine_env {
             env.insert(k.clone(), v.clone());
         }

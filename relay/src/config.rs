@@ -1,0 +1,287 @@
+//! The relay's configuration, read from the environment once at start-up. A channel is
+//! enabled when its credentials are present; anything missing or malformed stops start-up
+//! with a message that names the variable (never its value).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+#[derive(Clone)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    /// `whatsapp:+14155238886`.
+    pub from: String,
+    pub api_base: String,
+}
+
+#[derive(Clone)]
+pub struct TelegramConfig {
+    pub bot_token: String,
+    pub webhook_secret: String,
+    pub api_base: String,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub port: u16,
+    /// The URL the channels call, without a trailing slash.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub vm_url: String,
+    pub vm_token: String,
+    pub allowed_senders: Vec<String>,
+    pub twilio: Option<TwilioConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub wake_notice_after: Duration,
+    pub vm_deadline: Duration,
+}
+
+// Hand-written so a stray `{:?}` can never print a credential.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("public_url", &self.public_url)
+            .field("vm_url", &self.vm_url)
+            .field("allowed_senders", &self.allowed_senders.len())
+            .field("twilio", &self.twilio.is_some())
+            .field("telegram", &self.telegram.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `var` (the process environment in `main`).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &'static str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str| {
+            get(name).ok_or(ConfigError {
+                var: name,
+                problem: "is required".into(),
+            })
+        };
+        let url = |name: &'static str, value: String| -> Result<String, ConfigError> {
+            if value.starts_with("http://") || value.starts_with("https://") {
+                Ok(value.trim_end_matches('/').to_string())
+            } else {
+                Err(ConfigError {
+                    var: name,
+                    problem: "must be an http:// or https:// URL".into(),
+                })
+            }
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| ConfigError {
+                    var: name,
+                    problem: "must be a whole number".into(),
+                }),
+            }
+        };
+
+        let port = u16::try_from(number("PORT", 8080)?).map_err(|_| ConfigError {
+            var: "PORT",
+            problem: "must be a port number".into(),
+        })?;
+        let public_url = url("PUBLIC_URL", required("PUBLIC_URL")?)?;
+        let vm_url = url("VM_URL", required("VM_URL")?)?;
+        let vm_token = required("VM_TOKEN")?;
+        let allowed_senders: Vec<String> = get("ALLOWED_SENDERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for sender in &allowed_senders {
+            if !(sender.starts_with("whatsapp:+") || sender.starts_with("telegram:")) {
+                return Err(ConfigError {
+                    var: "ALLOWED_SENDERS",
+                    problem:
+                        "each entry must look like whatsapp:+15551234567 or telegram:123456789"
+                            .into(),
+                });
+            }
+        }
+
+        let twilio = match (
+            get("TWILIO_ACCOUNT_SID"),
+            get("TWILIO_AUTH_TOKEN"),
+            get("TWILIO_WHATSAPP_NUMBER"),
+        ) {
+            (None, None, None) => None,
+            (Some(account_sid), Some(auth_token), Some(number)) => {
+                if !account_sid.starts_with("AC") {
+                    return Err(ConfigError {
+                        var: "TWILIO_ACCOUNT_SID",
+                        problem: "must start with AC".into(),
+                    });
+                }
+                let digits = number.trim_start_matches("whatsapp:");
+                if !digits.starts_with('+') || digits.len() < 8 {
+                    return Err(ConfigError {
+                        var: "TWILIO_WHATSAPP_NUMBER",
+                        problem: "must be an international number such as +14155238886".into(),
+                    });
+                }
+                let api_base = url(
+                    "TWILIO_API_BASE",
+                    get("TWILIO_API_BASE").unwrap_or("https://api.twilio.com".into()),
+                )?;
+                Some(TwilioConfig {
+                    account_sid,
+                    auth_token,
+                    from: format!("whatsapp:{digits}"),
+                    api_base,
+                })
+            }
+            (sid, token, _) => {
+                let var = if sid.is_none() {
+                    "TWILIO_ACCOUNT_SID"
+                } else if token.is_none() {
+                    "TWILIO_AUTH_TOKEN"
+                } else {
+                    "TWILIO_WHATSAPP_NUMBER"
+                };
+                return Err(ConfigError {
+                    var,
+                    problem: "is required when the other TWILIO_ variables are set".into(),
+                });
+            }
+        };
+
+        let telegram = match get("TELEGRAM_BOT_TOKEN") {
+            None => None,
+            Some(bot_token) => {
+                let webhook_secret = required("TELEGRAM_WEBHOOK_SECRET")?;
+                let valid = (1..=256).contains(&webhook_secret.len())
+                    && webhook_secret
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    return Err(ConfigError {
+                        var: "TELEGRAM_WEBHOOK_SECRET",
+                        problem: "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                    });
+                }
+                let api_base = url(
+                    "TELEGRAM_API_BASE",
+                    get("TELEGRAM_API_BASE").unwrap_or("https://api.telegram.org".into()),
+                )?;
+                Some(TelegramConfig {
+                    bot_token,
+                    webhook_secret,
+                    api_base,
+                })
+            }
+        };
+        if twilio.is_none() && telegram.is_none() {
+            return Err(ConfigError {
+                var: "TELEGRAM_BOT_TOKEN",
+                problem:
+                    "no channel is configured: set TELEGRAM_BOT_TOKEN or the TWILIO_ variables"
+                        .into(),
+            });
+        }
+
+        Ok(Config {
+            port,
+            public_url,
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("/var/lib/textslash".into())),
+            vm_url,
+            vm_token,
+            allowed_senders,
+            twilio,
+            telegram,
+            wake_notice_after: Duration::from_millis(number("WAKE_NOTICE_AFTER_MS", 2000)?),
+            vm_deadline: Duration::from_secs(number("VM_DEADLINE_SECS", 120)?),
+        })
+    }
+
+    pub fn channels(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.telegram.is_some() {
+            names.push("telegram");
+        }
+        if self.twilio.is_some() {
+            names.push("whatsapp");
+        }
+        names
+    }
+
+    pub fn is_allowed(&self, sender: &str) -> bool {
+        self.allowed_senders.iter().any(|allowed| allowed == sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("PUBLIC_URL", "https://x-relay.fly.dev/"),
+        ("VM_URL", "http://x-vm.flycast"),
+        ("VM_TOKEN", "t"),
+        ("TELEGRAM_BOT_TOKEN", "123:abc"),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cret_-"),
+        ("ALLOWED_SENDERS", "telegram:42, whatsapp:+15551234567"),
+    ];
+
+    #[test]
+    fn reads_defaults_and_channels() {
+        let config = Config::from_lookup(lookup(BASE)).unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.public_url, "https://x-relay.fly.dev");
+        assert_eq!(config.channels(), ["telegram"]);
+        assert!(config.is_allowed("telegram:42") && !config.is_allowed("telegram:43"));
+        assert_eq!(config.wake_notice_after, Duration::from_millis(2000));
+        assert!(!format!("{config:?}").contains("123:abc"));
+    }
+
+    #[test]
+    fn errors_name_the_variable_not_the_value() {
+        let mut pairs = BASE.to_vec();
+        pairs.retain(|(k, _)| *k != "VM_TOKEN");
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "VM_TOKEN"
+        );
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("TWILIO_ACCOUNT_SID", "ACsecretvalue"));
+        let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(error.var, "TWILIO_AUTH_TOKEN");
+        assert!(!error.to_string().contains("secretvalue"));
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("PORT", "eighty"));
+        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().var, "PORT");
+
+        let mut pairs = BASE.to_vec();
+        pairs.retain(|(k, _)| *k != "TELEGRAM_BOT_TOKEN");
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "TELEGRAM_BOT_TOKEN"
+        );
+    }
+}

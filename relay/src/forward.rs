@@ -1,0 +1,228 @@
+//! Inbox → vm. Messages go one at a time, oldest first, to `VM_URL/messages`. A cold vm is
+//! woken by the request itself (Flycast starts it); if it has not answered within
+//! `WAKE_NOTICE_AFTER_MS` the sender gets one "Waking up…" notice, and past `VM_DEADLINE_SECS`
+//! one "could not reach" notice, while the message stays journaled and is retried until the vm
+//! takes it. After a restart the journal still holds whatever the vm never accepted.
+
+use crate::journal::{InboundMessage, MediaRef};
+use crate::protocol::{Image, VmMessage};
+use crate::{App, SendError, backoff, media, sleep_unless_stopped, telegram, twilio};
+use base64::Engine;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub const WAKING_UP: &str = "Waking up your agent… (it sleeps when idle; this takes a few seconds)";
+pub const UNREACHABLE: &str = "I could not reach your agent. Your message is saved and will be delivered as soon as the agent is back.";
+
+/// How often the inbox is checked when nothing rang.
+const IDLE_TICK: Duration = Duration::from_secs(5);
+/// The pause between attempts once the deadline has passed.
+const AFTER_DEADLINE_RETRY: Duration = Duration::from_secs(30);
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let next = match app.journal.next_undelivered() {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!("reading the inbox failed: {error}");
+                None
+            }
+        };
+        match next {
+            Some((seq, message)) => {
+                if !deliver(&app, seq, message, &mut stop).await {
+                    return;
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = app.inbox_wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Delivers one message, however long it takes; `false` when shutdown interrupted it (the
+/// message stays in the journal).
+async fn deliver(
+    app: &App,
+    seq: i64,
+    message: InboundMessage,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let started = Instant::now();
+    let payload = VmMessage {
+        images: resolve_media(app, &message.media).await,
+        id: message.id.clone(),
+        conversation: message.conversation.clone(),
+        sender: message.sender.clone(),
+        text: message.text.clone(),
+    };
+    let wake_notice_at = started + app.config.wake_notice_after;
+    let deadline = started + app.config.vm_deadline;
+    let mut woke_notice_sent = false;
+    let mut deadline_notice_sent = false;
+    for attempt in 0u32.. {
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(5));
+        let mut request = std::pin::pin!(post_message(
+            app,
+            &payload,
+            remaining.min(Duration::from_secs(60))
+        ));
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut request => break outcome,
+                _ = tokio::time::sleep_until(wake_notice_at), if !woke_notice_sent => {
+                    woke_notice_sent = true;
+                    notify(app, &message, "waking", WAKING_UP);
+                }
+                _ = stop.changed() => return false,
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                app.vm_reachable.store(true, Ordering::Relaxed);
+                if let Err(error) = app.journal.mark_delivered(seq) {
+                    // The vm de-duplicates on id, so a repeat after this is harmless.
+                    tracing::error!("could not mark a message delivered: {error}");
+                }
+                tracing::info!(id = %message.id, took_ms = started.elapsed().as_millis() as u64, "delivered to the vm");
+                return true;
+            }
+            Err(Delivery::Refused(reason)) => {
+                tracing::error!(id = %message.id, "the vm refused a message for good: {reason}");
+                notify(
+                    app,
+                    &message,
+                    "refused",
+                    &format!("Your agent could not take that message: {reason}"),
+                );
+                let _ = app.journal.mark_delivered(seq);
+                return true;
+            }
+            Err(Delivery::Retry(reason)) => {
+                app.vm_reachable.store(false, Ordering::Relaxed);
+                tracing::warn!(id = %message.id, attempt, "vm not reachable yet: {reason}");
+            }
+        }
+        let wait = if Instant::now() >= deadline {
+            if !deadline_notice_sent {
+                deadline_notice_sent = true;
+                notify(app, &message, "unreachable", UNREACHABLE);
+            }
+            AFTER_DEADLINE_RETRY
+        } else {
+            backoff(attempt, Duration::from_millis(250), Duration::from_secs(5))
+        };
+        if !woke_notice_sent && Instant::now() + wait >= wake_notice_at {
+            woke_notice_sent = true;
+            notify(app, &message, "waking", WAKING_UP);
+        }
+        if !sleep_unless_stopped(wait, stop).await {
+            return false;
+        }
+    }
+    unreachable!("the attempt loop only ends by returning")
+}
+
+enum Delivery {
+    Retry(String),
+    Refused(String),
+}
+
+async fn post_message(app: &App, payload: &VmMessage, timeout: Duration) -> Result<(), Delivery> {
+    let response = app
+        .http
+        .post(format!("{}/messages", app.config.vm_url))
+        .bearer_auth(&app.config.vm_token)
+        .timeout(timeout)
+        .json(payload)
+        .send()
+        .await
+        .map_err(|e| Delivery::Retry(e.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    if status.as_u16() == 400 || status.as_u16() == 413 || status.as_u16() == 422 {
+        Err(Delivery::Refused(body.chars().take(200).collect()))
+    } else {
+        // 401 means VM_TOKEN differs between the apps: worth retrying after the owner fixes it.
+        Err(Delivery::Retry(format!("vm answered {status}")))
+    }
+}
+
+/// Queues a notice to the message's conversation, once per message and kind.
+fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
+    match app.journal.enqueue(
+        &format!("notice:{kind}:{}", message.id),
+        &message.conversation,
+        text,
+        &[],
+    ) {
+        Ok(_) => app.outbox_wake.notify_one(),
+        Err(error) => tracing::error!("could not queue a notice: {error}"),
+    }
+}
+
+/// Downloads the message's media for the vm. A file that cannot be fetched is left out (the
+/// text still goes); a transient failure is retried a few times first.
+async fn resolve_media(app: &App, refs: &[MediaRef]) -> Vec<Image> {
+    let mut images = Vec::new();
+    for media_ref in refs {
+        let mut result = Err(SendError::Permanent("not tried".into()));
+        for attempt in 0..3 {
+            result = match (media_ref, &app.config.telegram, &app.config.twilio) {
+                (MediaRef::TelegramFile { file_id }, Some(config), _) => {
+                    telegram::download(&app.http, config, file_id).await
+                }
+                (MediaRef::TwilioUrl { url, .. }, _, Some(config)) => {
+                    twilio::download(&app.http, config, url).await
+                }
+                _ => Err(SendError::Permanent("channel no longer configured".into())),
+            };
+            match &result {
+                Err(SendError::Retry { .. }) => {
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        Duration::from_millis(500),
+                        Duration::from_secs(4),
+                    ))
+                    .await
+                }
+                _ => break,
+            }
+        }
+        match result {
+            Ok(bytes) => {
+                let content_type = match media_ref {
+                    MediaRef::TwilioUrl { content_type, .. } if !content_type.is_empty() => {
+                        content_type.clone()
+                    }
+                    MediaRef::TelegramFile { .. } => "image/jpeg".to_string(),
+                    MediaRef::TwilioUrl { .. } => media::content_type("").to_string(),
+                };
+                images.push(Image {
+                    content_type,
+                    data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+            }
+            Err(error) => {
+                tracing::warn!("an attachment could not be downloaded and is left out: {error}")
+            }
+        }
+    }
+    images
+}

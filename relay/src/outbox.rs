@@ -1,0 +1,167 @@
+//! Outbox → channels. Replies are split at the channel's limit and sent part by part (the
+//! journal remembers how many parts went out), images after the text: uploads on Telegram,
+//! public `/media` URLs on Twilio. 429 and 5xx are retried with backoff (or the channel's
+//! `retry_after`); other refusals are recorded and dropped.
+
+use crate::journal::{OutboundMessage, now_ms};
+use crate::split::{TELEGRAM_LIMIT, WHATSAPP_LIMIT, split_message};
+use crate::{App, SendError, backoff, media, telegram, twilio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const IDLE_TICK: Duration = Duration::from_secs(30);
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut last_sweep = std::time::Instant::now();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if last_sweep.elapsed() > Duration::from_secs(600) {
+            media::sweep(&app.config.data_dir);
+            last_sweep = std::time::Instant::now();
+        }
+        match app.journal.next_due(now_ms()) {
+            Ok(Some(message)) => send(&app, message).await,
+            Ok(None) => {
+                let wait = match app.journal.earliest_due() {
+                    Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 30_000) as u64),
+                    _ => IDLE_TICK,
+                };
+                tokio::select! {
+                    _ = app.outbox_wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            Err(error) => {
+                tracing::error!("reading the outbox failed: {error}");
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// The pieces of one reply, in sending order.
+enum Part {
+    Text(String),
+    Images(Vec<String>),
+}
+
+fn parts(message: &OutboundMessage, telegram: bool) -> Vec<Part> {
+    let limit = if telegram {
+        TELEGRAM_LIMIT
+    } else {
+        WHATSAPP_LIMIT
+    };
+    let mut parts: Vec<Part> = split_message(&message.text, limit)
+        .into_iter()
+        .map(Part::Text)
+        .collect();
+    // Telegram takes one photo per upload; Twilio up to ten media URLs per message.
+    let per_message = if telegram { 1 } else { 10 };
+    parts.extend(
+        message
+            .images
+            .chunks(per_message)
+            .map(|names| Part::Images(names.to_vec())),
+    );
+    parts
+}
+
+async fn send(app: &App, message: OutboundMessage) {
+    let Some((channel, address)) = message.conversation.split_once(':') else {
+        let _ = app
+            .journal
+            .mark_failed(message.seq, "conversation has no channel");
+        return;
+    };
+    let telegram = channel == "telegram";
+    let parts = parts(&message, telegram);
+    let mut sent = message.chunks_sent.max(0) as usize;
+    for part in parts.iter().skip(sent) {
+        let result = match (part, &app.config.telegram, &app.config.twilio) {
+            (Part::Text(text), Some(config), _) if telegram => {
+                telegram::send_text(&app.http, config, address, text).await
+            }
+            (Part::Images(names), Some(config), _) if telegram => {
+                send_telegram_photo(app, config, address, &names[0]).await
+            }
+            (Part::Text(text), _, Some(config)) if !telegram => {
+                twilio::send(&app.http, config, &message.conversation, text, &[]).await
+            }
+            (Part::Images(names), _, Some(config)) if !telegram => {
+                let urls: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("{}/media/{n}", app.config.public_url))
+                    .collect();
+                twilio::send(&app.http, config, &message.conversation, "", &urls).await
+            }
+            _ => Err(SendError::Permanent(format!(
+                "channel {channel} is not configured"
+            ))),
+        };
+        match result {
+            Ok(()) => {
+                sent += 1;
+                if let Err(error) = app.journal.record_chunks_sent(message.seq, sent as i64) {
+                    tracing::error!("could not record progress of a reply: {error}");
+                }
+            }
+            Err(SendError::Retry { reason, after }) => {
+                let wait = after.unwrap_or_else(|| {
+                    backoff(
+                        message.attempts as u32,
+                        Duration::from_secs(1),
+                        Duration::from_secs(300),
+                    )
+                });
+                tracing::warn!(conversation = %message.conversation, "sending a reply failed, retrying in {wait:?}: {reason}");
+                let _ = app
+                    .journal
+                    .retry_later(message.seq, now_ms() + wait.as_millis() as i64);
+                return;
+            }
+            Err(SendError::Permanent(reason)) => {
+                tracing::error!(conversation = %message.conversation, "the channel refused a reply: {reason}");
+                let _ = app.journal.mark_failed(message.seq, &reason);
+                return;
+            }
+        }
+    }
+    if let Err(error) = app.journal.mark_sent(message.seq) {
+        tracing::error!("could not mark a reply sent: {error}");
+    }
+}
+
+async fn send_telegram_photo(
+    app: &App,
+    config: &crate::config::TelegramConfig,
+    chat_id: &str,
+    name: &str,
+) -> Result<(), SendError> {
+    let Some(path) = media::lookup(&app.config.data_dir, name, media::KEEP_FOR) else {
+        return Err(SendError::Permanent(
+            "the image expired before it could be sent".into(),
+        ));
+    };
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
+    telegram::send_photo(&app.http, config, chat_id, bytes, name).await
+}
+
+/// Shows "typing…" where the channel has it (Telegram); WhatsApp via Twilio has no such call.
+pub async fn send_typing(app: &App, conversation: &str) {
+    if let (Some(("telegram", chat_id)), Some(config)) =
+        (conversation.split_once(':'), &app.config.telegram)
+    {
+        if let Err(error) = telegram::send_typing(&app.http, config, chat_id).await {
+            tracing::debug!("typing indicator not shown: {error}");
+        }
+    }
+}

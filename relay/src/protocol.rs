@@ -1,0 +1,77 @@
+//! The relay↔vm contract, used by both crates so the two sides cannot drift apart.
+//!
+//! - relay → vm: `POST /messages` with a [`VmMessage`]; the vm answers 202 once it is queued.
+//! - vm → relay: `POST /callback` with a [`Callback`] (typing, or a reply with images).
+//!
+//! Both directions carry `Authorization: Bearer <VM_TOKEN>`.
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmMessage {
+    /// Unique per channel message; the vm ignores an id it has seen.
+    pub id: String,
+    /// Where replies go: `telegram:<chat id>` or `whatsapp:+15551234567`.
+    pub conversation: String,
+    pub sender: String,
+    pub text: String,
+    #[serde(default)]
+    pub images: Vec<Image>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub content_type: String,
+    pub data_base64: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// The agent is working: show a typing indicator.
+    Typing,
+    /// Text and/or images for the user.
+    Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    /// Unique per callback; the relay ignores a repeated id, so the vm may retry freely.
+    pub id: String,
+    pub conversation: String,
+    pub kind: CallbackKind,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub images: Vec<Image>,
+}
+
+/// Constant-time check of an `Authorization: Bearer <token>` header value.
+pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    header
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_check() {
+        assert!(bearer_matches(Some("Bearer abc"), "abc"));
+        assert!(!bearer_matches(Some("Bearer abd"), "abc"));
+        assert!(!bearer_matches(Some("abc"), "abc"));
+        assert!(!bearer_matches(None, "abc"));
+    }
+
+    #[test]
+    fn callback_wire_format() {
+        let callback: Callback =
+            serde_json::from_str(r#"{"id":"c1","conversation":"telegram:1","kind":"typing"}"#)
+                .unwrap();
+        assert_eq!(callback.kind, CallbackKind::Typing);
+        assert!(callback.text.is_empty() && callback.images.is_empty());
+    }
+}

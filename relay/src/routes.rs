@@ -1,0 +1,281 @@
+//! The relay's HTTP surface: one small handler per route over the shared [`App`].
+//!
+//! | route | who calls it |
+//! |---|---|
+//! | `POST /webhook/twilio`, `POST /webhook` | Twilio (signed) |
+//! | `POST /webhook/telegram` | Telegram (secret header) |
+//! | `POST /callback` | the vm (`Bearer VM_TOKEN`) |
+//! | `GET /health` | the page, Fly's checks (CORS open) |
+//! | `GET /media/<name>` | Twilio fetching an outgoing image |
+
+use crate::journal::{InboundMessage, MediaRef};
+use crate::protocol::{Callback, CallbackKind, bearer_matches};
+use crate::{App, media, telegram, twilio};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Webhook bodies are small; a reply with screenshots is not.
+const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+const CALLBACK_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+const TWIML_EMPTY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+pub fn router(app: Arc<App>) -> Router {
+    let webhooks = Router::new()
+        .route("/webhook/twilio", post(twilio_webhook))
+        .route("/webhook", post(twilio_webhook))
+        .route("/webhook/telegram", post(telegram_webhook))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let callback = Router::new()
+        .route("/callback", post(callback))
+        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
+    Router::new()
+        .merge(webhooks)
+        .merge(callback)
+        .route("/health", get(health))
+        .route("/media/{name}", get(media_file))
+        .with_state(app)
+}
+
+fn twiml_ok() -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], TWIML_EMPTY).into_response()
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    (status, message).into_response()
+}
+
+/// Journals an allowed message and wakes the forwarder; the answer the channel gets depends
+/// only on whether the message is now safe.
+fn take_in(app: &App, message: InboundMessage, ok: fn() -> Response) -> Response {
+    if !app.config.is_allowed(&message.sender) {
+        // The sender's id helps the owner fix ALLOWED_SENDERS; the text is none of our business.
+        tracing::info!(sender = %message.sender, "dropped a message from a sender not in ALLOWED_SENDERS");
+        return ok();
+    }
+    match app.journal.accept(&message) {
+        Ok(true) => {
+            app.inbox_wake.notify_one();
+            ok()
+        }
+        Ok(false) => {
+            tracing::debug!(id = %message.id, "duplicate delivery acknowledged and dropped");
+            ok()
+        }
+        Err(error) => {
+            // Not acknowledged, so the channel retries: nothing is lost.
+            tracing::error!("could not journal a message: {error}");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+async fn twilio_webhook(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(config) = &app.config.twilio else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "WhatsApp is not configured on this relay",
+        );
+    };
+    let Some(given) = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return refuse(StatusCode::FORBIDDEN, "missing X-Twilio-Signature");
+    };
+    let url = match uri.query() {
+        Some(query) => format!("{}{}?{query}", app.config.public_url, uri.path()),
+        None => format!("{}{}", app.config.public_url, uri.path()),
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    if !twilio::is_valid(&config.auth_token, &url, &params, given) {
+        tracing::warn!(
+            "refused a Twilio webhook with a bad signature (is PUBLIC_URL the URL set in Twilio?)"
+        );
+        return refuse(StatusCode::FORBIDDEN, "bad X-Twilio-Signature");
+    }
+    let Some(inbound) = twilio::parse_inbound(&params) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not a message: MessageSid and From are required",
+        );
+    };
+    let message = InboundMessage {
+        id: format!("whatsapp:{}", inbound.message_sid),
+        conversation: inbound.from.clone(),
+        sender: inbound.from,
+        text: inbound.body,
+        media: inbound
+            .media
+            .into_iter()
+            .map(|(url, content_type)| MediaRef::TwilioUrl { url, content_type })
+            .collect(),
+    };
+    take_in(&app, message, twiml_ok)
+}
+
+async fn telegram_webhook(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(config) = &app.config.telegram else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "Telegram is not configured on this relay",
+        );
+    };
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok());
+    if !telegram::secret_matches(&config.webhook_secret, given) {
+        tracing::warn!("refused a Telegram webhook without the right secret");
+        return refuse(StatusCode::FORBIDDEN, "bad X-Telegram-Bot-Api-Secret-Token");
+    }
+    let inbound = match telegram::parse_update(&body) {
+        Ok(Some(inbound)) => inbound,
+        Ok(None) => return StatusCode::OK.into_response(),
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "not a Telegram update"),
+    };
+    let message = InboundMessage {
+        id: format!("telegram:{}", inbound.update_id),
+        conversation: inbound.conversation,
+        sender: inbound.sender,
+        text: inbound.text,
+        media: inbound
+            .photo_file_id
+            .into_iter()
+            .map(|file_id| MediaRef::TelegramFile { file_id })
+            .collect(),
+    };
+    take_in(&app, message, || StatusCode::OK.into_response())
+}
+
+async fn callback(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !bearer_matches(authorization, &app.config.vm_token) {
+        return refuse(StatusCode::UNAUTHORIZED, "bad or missing VM_TOKEN");
+    }
+    let Ok(callback) = serde_json::from_slice::<Callback>(&body) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not a callback: expected {id, conversation, kind, text?, images?}",
+        );
+    };
+    let channel_enabled = match callback.conversation.split_once(':') {
+        Some(("telegram", _)) => app.config.telegram.is_some(),
+        Some(("whatsapp", _)) => app.config.twilio.is_some(),
+        _ => false,
+    };
+    if !channel_enabled {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "conversation is not on a channel this relay serves",
+        );
+    }
+    match callback.kind {
+        CallbackKind::Typing => {
+            let app = app.clone();
+            // Best effort: a missed typing indicator is not worth a retry.
+            tokio::spawn(
+                async move { crate::outbox::send_typing(&app, &callback.conversation).await },
+            );
+            StatusCode::OK.into_response()
+        }
+        CallbackKind::Message => {
+            let mut names = Vec::new();
+            for image in &callback.images {
+                let Ok(bytes) =
+                    base64::engine::general_purpose::STANDARD.decode(&image.data_base64)
+                else {
+                    return refuse(StatusCode::BAD_REQUEST, "an image is not valid base64");
+                };
+                match media::store(&app.config.data_dir, &bytes, &image.content_type) {
+                    Ok(name) => names.push(name),
+                    Err(error) => {
+                        tracing::error!("could not store an image: {error}");
+                        return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
+                    }
+                }
+            }
+            match app
+                .journal
+                .enqueue(&callback.id, &callback.conversation, &callback.text, &names)
+            {
+                Ok(_) => {
+                    app.outbox_wake.notify_one();
+                    StatusCode::OK.into_response()
+                }
+                Err(error) => {
+                    tracing::error!("could not queue a reply: {error}");
+                    refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
+                }
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct HealthQuery {
+    deep: Option<String>,
+}
+
+async fn health(State(app): State<Arc<App>>, Query(query): Query<HealthQuery>) -> Response {
+    let deep = query.deep.is_some_and(|v| v == "1" || v == "true");
+    if deep {
+        // Through Flycast this starts a stopped vm; allow for its boot.
+        let reachable = app
+            .http
+            .get(format!("{}/health", app.config.vm_url))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        app.vm_reachable.store(reachable, Ordering::Relaxed);
+    }
+    let (inbox, outbox) = app.journal.depth().unwrap_or((-1, -1));
+    let body = serde_json::json!({
+        "ok": true,
+        "version": crate::VERSION,
+        "uptime_secs": app.started.elapsed().as_secs(),
+        "channels": app.config.channels(),
+        "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
+        "vm": {"reachable": app.vm_reachable.load(Ordering::Relaxed), "checked_now": deep},
+    });
+    (
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn media_file(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let Some(path) = media::lookup(&app.config.data_dir, &name, media::SERVE_FOR) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no such image (they expire after an hour)",
+        );
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, media::content_type(&name))], bytes).into_response(),
+        Err(_) => refuse(StatusCode::NOT_FOUND, "no such image"),
+    }
+}

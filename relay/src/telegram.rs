@@ -1,0 +1,257 @@
+//! Telegram's Bot API: the webhook's secret header, the update JSON, and the calls the relay
+//! makes (setWebhook, sendMessage, sendChatAction, sendPhoto, getFile).
+
+use crate::SendError;
+use crate::config::TelegramConfig;
+use crate::twilio::classify;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+/// Constant-time check of `X-Telegram-Bot-Api-Secret-Token`.
+pub fn secret_matches(expected: &str, given: Option<&str>) -> bool {
+    given.is_some_and(|given| bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Update {
+    pub update_id: i64,
+    pub message: Option<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub from: Option<User>,
+    pub chat: Chat,
+    pub text: Option<String>,
+    pub caption: Option<String>,
+    #[serde(default)]
+    pub photo: Vec<PhotoSize>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct User {
+    pub id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Chat {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PhotoSize {
+    pub file_id: String,
+}
+
+/// What the relay takes from an update: a text or photo message in a private chat.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub update_id: i64,
+    /// `telegram:<user id>`, as in `ALLOWED_SENDERS`.
+    pub sender: String,
+    /// `telegram:<chat id>`: where replies go.
+    pub conversation: String,
+    pub text: String,
+    /// The largest size of an attached photo.
+    pub photo_file_id: Option<String>,
+}
+
+/// Reads an update. `Err` for bodies that are not an update at all (→ 400); `Ok(None)` for
+/// updates the relay ignores (edits, groups, stickers…).
+pub fn parse_update(body: &[u8]) -> Result<Option<Inbound>, serde_json::Error> {
+    let update: Update = serde_json::from_slice(body)?;
+    let Some(message) = update.message else {
+        return Ok(None);
+    };
+    let Some(from) = message.from else {
+        return Ok(None);
+    };
+    if message.chat.kind != "private" {
+        return Ok(None);
+    }
+    let photo_file_id = message.photo.last().map(|p| p.file_id.clone());
+    let text = message.text.or(message.caption).unwrap_or_default();
+    if text.is_empty() && photo_file_id.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Inbound {
+        update_id: update.update_id,
+        sender: format!("telegram:{}", from.id),
+        conversation: format!("telegram:{}", message.chat.id),
+        text,
+        photo_file_id,
+    }))
+}
+
+fn method_url(config: &TelegramConfig, method: &str) -> String {
+    format!("{}/bot{}/{method}", config.api_base, config.bot_token)
+}
+
+/// reqwest puts the URL (which holds the bot token) in its errors; never let it through.
+fn unreachable(error: reqwest::Error) -> SendError {
+    SendError::Retry {
+        reason: format!("Telegram unreachable: {}", error.without_url()),
+        after: None,
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    method: &str,
+    body: serde_json::Value,
+) -> Result<(), SendError> {
+    let response = http
+        .post(method_url(config, method))
+        .json(&body)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    classify_telegram(response).await
+}
+
+/// Telegram's 429 carries `parameters.retry_after` in the body rather than a header.
+async fn classify_telegram(response: reqwest::Response) -> Result<(), SendError> {
+    if response.status().as_u16() != 429 {
+        return classify(response, "Telegram").await;
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let after = body["parameters"]["retry_after"]
+        .as_u64()
+        .map(std::time::Duration::from_secs);
+    Err(SendError::Retry {
+        reason: "Telegram asked us to slow down".into(),
+        after,
+    })
+}
+
+/// Points the bot's webhook at this relay, with the secret Telegram will send back.
+pub async fn set_webhook(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    public_url: &str,
+) -> Result<(), SendError> {
+    let body = serde_json::json!({
+        "url": format!("{public_url}/webhook/telegram"),
+        "secret_token": config.webhook_secret,
+        "allowed_updates": ["message"],
+    });
+    call(http, config, "setWebhook", body).await
+}
+
+pub async fn send_text(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    text: &str,
+) -> Result<(), SendError> {
+    call(
+        http,
+        config,
+        "sendMessage",
+        serde_json::json!({"chat_id": chat_id, "text": text}),
+    )
+    .await
+}
+
+pub async fn send_typing(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+) -> Result<(), SendError> {
+    call(
+        http,
+        config,
+        "sendChatAction",
+        serde_json::json!({"chat_id": chat_id, "action": "typing"}),
+    )
+    .await
+}
+
+pub async fn send_photo(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    bytes: Vec<u8>,
+    file_name: &str,
+) -> Result<(), SendError> {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string());
+    let form = reqwest::multipart::Form::new()
+        .text("chat_id", chat_id.to_string())
+        .part("photo", part);
+    let response = http
+        .post(method_url(config, "sendPhoto"))
+        .multipart(form)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    classify_telegram(response).await
+}
+
+/// Downloads a file sent to the bot (`getFile`, then the file URL).
+pub async fn download(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    file_id: &str,
+) -> Result<Vec<u8>, SendError> {
+    let response = http
+        .post(method_url(config, "getFile"))
+        .json(&serde_json::json!({"file_id": file_id}))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let body: serde_json::Value = response.json().await.map_err(unreachable)?;
+    let Some(path) = body["result"]["file_path"].as_str() else {
+        return Err(SendError::Permanent(
+            "Telegram getFile returned no file_path".into(),
+        ));
+    };
+    let url = format!("{}/file/bot{}/{path}", config.api_base, config.bot_token);
+    let response = http.get(url).send().await.map_err(unreachable)?;
+    if !response.status().is_success() {
+        return Err(SendError::Permanent(format!(
+            "Telegram file download answered {}",
+            response.status()
+        )));
+    }
+    Ok(response.bytes().await.map_err(unreachable)?.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_private_text_and_photo_messages() {
+        let text = br#"{"update_id":7,"message":{"message_id":1,"from":{"id":42,"is_bot":false,"first_name":"A"},"chat":{"id":42,"type":"private"},"date":1,"text":"hello"}}"#;
+        let inbound = parse_update(text).unwrap().unwrap();
+        assert_eq!(inbound.sender, "telegram:42");
+        assert_eq!(inbound.text, "hello");
+        let photo = br#"{"update_id":8,"message":{"from":{"id":42},"chat":{"id":42,"type":"private"},"caption":"look","photo":[{"file_id":"small","file_unique_id":"a","width":1,"height":1},{"file_id":"big","file_unique_id":"b","width":9,"height":9}]}}"#;
+        let inbound = parse_update(photo).unwrap().unwrap();
+        assert_eq!(inbound.photo_file_id.as_deref(), Some("big"));
+        assert_eq!(inbound.text, "look");
+    }
+
+    #[test]
+    fn ignores_what_it_does_not_handle_and_refuses_garbage() {
+        let group = br#"{"update_id":9,"message":{"from":{"id":42},"chat":{"id":-5,"type":"group"},"text":"hi"}}"#;
+        assert_eq!(parse_update(group).unwrap(), None);
+        assert_eq!(
+            parse_update(br#"{"update_id":10,"edited_message":{}}"#).unwrap(),
+            None
+        );
+        assert!(parse_update(b"not json").is_err());
+        assert!(parse_update(br#"{"message":{}}"#).is_err());
+    }
+
+    #[test]
+    fn secret_check() {
+        assert!(secret_matches("abc", Some("abc")));
+        assert!(!secret_matches("abc", Some("abd")));
+        assert!(!secret_matches("abc", Some("ab")));
+        assert!(!secret_matches("abc", None));
+    }
+}

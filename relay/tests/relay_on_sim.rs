@@ -1,0 +1,704 @@
+//! The relay over real HTTP on loopback: the sim's fake Telegram and Twilio play the channels,
+//! a small axum app plays the vm, and the relay runs in-process (or as its binary, for the
+//! crash test).
+
+use relay::config::Config;
+use relay::protocol::{Callback, CallbackKind, Image, VmMessage};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const VM_TOKEN: &str = "vm-token-for-tests";
+const SECRET: &str = "telegram_secret-1";
+const OWNER: i64 = 4242;
+const OWNER_WA: &str = "whatsapp:+15551234567";
+const BOT_WA: &str = "+14155238886";
+
+/// A stand-in vm: records messages, answers 202, optionally slowly the first time, and can
+/// answer each message with a callback like the real vm.
+#[derive(Clone, Default)]
+struct FakeVm {
+    received: Arc<Mutex<Vec<VmMessage>>>,
+    first_answer_delay: Arc<Mutex<Option<Duration>>>,
+    reply_to: Arc<Mutex<Option<String>>>,
+}
+
+impl FakeVm {
+    async fn serve_on(&self, listener: tokio::net::TcpListener) {
+        let vm = self.clone();
+        let app = axum::Router::new().route(
+            "/messages",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(message): axum::Json<VmMessage>| {
+                    let vm = vm.clone();
+                    async move {
+                        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                        if !relay::protocol::bearer_matches(auth, VM_TOKEN) {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        let delay = vm.first_answer_delay.lock().unwrap().take();
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let duplicate = vm
+                            .received
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .any(|m| m.id == message.id);
+                        if !duplicate {
+                            vm.received.lock().unwrap().push(message.clone());
+                        }
+                        let reply_to = vm.reply_to.lock().unwrap().clone();
+                        if let Some(relay_url) = reply_to {
+                            tokio::spawn(async move {
+                                let callback = Callback {
+                                    id: format!("reply-{}", message.id),
+                                    conversation: message.conversation.clone(),
+                                    kind: CallbackKind::Message,
+                                    text: format!("echo: {}", message.text),
+                                    images: vec![],
+                                };
+                                let _ = reqwest::Client::new()
+                                    .post(format!("{relay_url}/callback"))
+                                    .bearer_auth(VM_TOKEN)
+                                    .json(&callback)
+                                    .send()
+                                    .await;
+                            });
+                        }
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+
+    async fn start() -> (FakeVm, String) {
+        let vm = FakeVm::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        vm.serve_on(listener).await;
+        (vm, url)
+    }
+
+    fn received(&self) -> Vec<VmMessage> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn start_sim(dir: &std::path::Path) -> sim::SimHandle {
+    sim::start(
+        sim::SimConfig::new(dir.join("sim")),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap()
+}
+
+fn base_env(
+    sim: &sim::SimHandle,
+    vm_url: &str,
+    data_dir: &std::path::Path,
+) -> HashMap<String, String> {
+    HashMap::from([
+        ("VM_URL".to_string(), vm_url.to_string()),
+        ("VM_TOKEN".into(), VM_TOKEN.into()),
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+        (
+            "ALLOWED_SENDERS".into(),
+            format!("telegram:{OWNER},{OWNER_WA}"),
+        ),
+        ("TELEGRAM_BOT_TOKEN".into(), sim::SIM_TELEGRAM_BOT.into()),
+        ("TELEGRAM_WEBHOOK_SECRET".into(), SECRET.into()),
+        (
+            "TELEGRAM_API_BASE".into(),
+            format!("{}/telegram", sim.base_url()),
+        ),
+        ("TWILIO_ACCOUNT_SID".into(), sim::SIM_TWILIO_SID.into()),
+        ("TWILIO_AUTH_TOKEN".into(), sim::SIM_TWILIO_TOKEN.into()),
+        ("TWILIO_WHATSAPP_NUMBER".into(), BOT_WA.into()),
+        (
+            "TWILIO_API_BASE".into(),
+            format!("{}/twilio", sim.base_url()),
+        ),
+    ])
+}
+
+struct RunningRelay {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), relay::StartError>>,
+}
+
+impl RunningRelay {
+    async fn start(mut env: HashMap<String, String>) -> RunningRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        env.insert("PUBLIC_URL".into(), url.clone());
+        let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(relay::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        RunningRelay {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn shut_down(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str, photo: bool) -> u16 {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sim/telegram/send", sim.base_url()))
+        .json(&json!({"from_id": from_id, "text": text, "photo": photo}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["webhook_status"].as_u64().unwrap() as u16
+}
+
+async fn wait_for_webhook(sim: &sim::SimHandle) {
+    eventually(
+        "the relay to register its Telegram webhook",
+        Duration::from_secs(10),
+        || sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    wait_for_webhook(&sim).await;
+    let (url, secret) = sim
+        .sim
+        .channels
+        .telegram_webhook(sim::SIM_TELEGRAM_BOT)
+        .unwrap();
+    assert_eq!(url, format!("{}/webhook/telegram", relay.url));
+    assert_eq!(secret, SECRET);
+
+    assert_eq!(
+        telegram_user_sends(&sim, 999, "let me in", false).await,
+        200,
+        "strangers get a 200 and nothing else"
+    );
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "hello agent", false).await,
+        200
+    );
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "look at this", true).await,
+        200
+    );
+    let received = eventually("two messages at the vm", Duration::from_secs(10), || {
+        let r = vm.received();
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    assert_eq!(received[0].text, "hello agent");
+    assert_eq!(received[0].conversation, format!("telegram:{OWNER}"));
+    assert_eq!(
+        received[1].images.len(),
+        1,
+        "the photo is downloaded and forwarded"
+    );
+    assert!(
+        received.iter().all(|m| m.sender != "telegram:999"),
+        "a stranger reaches nothing"
+    );
+
+    // The vm replies with a long text and a screenshot.
+    let long = format!("{}\n\n{}", "a".repeat(3000), "b".repeat(3000));
+    let callback = Callback {
+        id: "cb-1".into(),
+        conversation: format!("telegram:{OWNER}"),
+        kind: CallbackKind::Message,
+        text: long,
+        images: vec![Image {
+            content_type: "image/png".into(),
+            data_base64: "iVBORw0KGgo=".into(),
+        }],
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        // The second post is the vm retrying: it must not send twice.
+        let status = http
+            .post(format!("{}/callback", relay.url))
+            .bearer_auth(VM_TOKEN)
+            .json(&callback)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let sent = eventually(
+        "the reply in two parts and a photo",
+        Duration::from_secs(10),
+        || {
+            let sent: Vec<_> = sim
+                .sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .filter(|s| s.kind != "typing")
+                .collect();
+            (sent.len() >= 3).then_some(sent)
+        },
+    )
+    .await;
+    assert_eq!(sent[0].text, "a".repeat(3000));
+    assert_eq!(sent[1].text, "b".repeat(3000));
+    assert_eq!(sent[2].kind, "photo");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .filter(|s| s.kind != "typing")
+            .count(),
+        3,
+        "no duplicates"
+    );
+
+    let typing = Callback {
+        id: "t".into(),
+        conversation: format!("telegram:{OWNER}"),
+        kind: CallbackKind::Typing,
+        text: String::new(),
+        images: vec![],
+    };
+    assert_eq!(
+        http.post(format!("{}/callback", relay.url))
+            .bearer_auth(VM_TOKEN)
+            .json(&typing)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    eventually("a typing indicator", Duration::from_secs(5), || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .any(|s| s.kind == "typing")
+            .then_some(())
+    })
+    .await;
+
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{}{path}", relay.url));
+    let update = json!({"update_id": 1, "message": {"from": {"id": OWNER}, "chat": {"id": OWNER, "type": "private"}, "text": "x"}});
+
+    assert_eq!(
+        post("/webhook/telegram")
+            .json(&update)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "no secret"
+    );
+    assert_eq!(
+        post("/webhook/telegram")
+            .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+            .json(&update)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post("/webhook/telegram")
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let huge = "x".repeat(300 * 1024);
+    assert_eq!(
+        post("/webhook/telegram")
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .body(huge)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+
+    let form = [("MessageSid", "SM1"), ("From", OWNER_WA), ("Body", "hi")];
+    assert_eq!(
+        post("/webhook/twilio")
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "unsigned"
+    );
+    assert_eq!(
+        post("/webhook/twilio")
+            .header("X-Twilio-Signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    assert_eq!(
+        post("/callback")
+            .json(&json!({"id": "x"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "no VM_TOKEN"
+    );
+    assert_eq!(
+        post("/callback")
+            .bearer_auth(VM_TOKEN)
+            .body("[]")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let elsewhere =
+        json!({"id": "x", "conversation": "discord:1", "kind": "message", "text": "hi"});
+    assert_eq!(
+        post("/callback")
+            .bearer_auth(VM_TOKEN)
+            .json(&elsewhere)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let bad_image = json!({"id": "y", "conversation": format!("telegram:{OWNER}"), "kind": "message", "images": [{"content_type": "image/png", "data_base64": "***"}]});
+    assert_eq!(
+        post("/callback")
+            .bearer_auth(VM_TOKEN)
+            .json(&bad_image)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // Bounded fuzz of the webhook over HTTP: any body, with the right secret, never a 5xx.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for round in 0..200 {
+        let len = (round * 7) % 300;
+        let body: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if round % 2 == 0 {
+                    b"{}[]\":,0123456789abcdeupdate_idmessagechatfromtext "[(seed % 47) as usize]
+                } else {
+                    seed as u8
+                }
+            })
+            .collect();
+        let status = post("/webhook/telegram")
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "round {round}: {status}"
+        );
+    }
+
+    let health: serde_json::Value = http
+        .get(format!("{}/health", relay.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["journal"]["waiting_for_vm"], 0,
+        "nothing was journaled: {health}"
+    );
+    assert!(vm.received().is_empty());
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn whatsapp_messages_are_verified_forwarded_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    let http = reqwest::Client::new();
+    let send = |from: &str, body: &str, image: bool| {
+        http.post(format!("{}/sim/twilio/send", sim.base_url()))
+            .json(&json!({"url": format!("{}/webhook/twilio", relay.url), "from": from, "to": format!("whatsapp:{BOT_WA}"), "body": body, "image": image}))
+            .send()
+    };
+    let answer: serde_json::Value = send(OWNER_WA, "hi from whatsapp", true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200);
+    let answer: serde_json::Value = send("whatsapp:+19990000000", "stranger", false)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200);
+    let received = eventually("the message at the vm", Duration::from_secs(10), || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.conversation, OWNER_WA);
+    assert_eq!(
+        received.images.len(),
+        1,
+        "media fetched with the account's credentials"
+    );
+
+    // The legacy path signs and works too.
+    let answer: serde_json::Value = http
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(&json!({"url": format!("{}/webhook", relay.url), "from": OWNER_WA, "to": format!("whatsapp:{BOT_WA}"), "body": "second"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200);
+    eventually("the second message", Duration::from_secs(10), || {
+        (vm.received().len() == 2).then_some(())
+    })
+    .await;
+
+    let reply = Callback {
+        id: "wa-1".into(),
+        conversation: OWNER_WA.into(),
+        kind: CallbackKind::Message,
+        text: "word ".repeat(500),
+        images: vec![Image {
+            content_type: "image/png".into(),
+            data_base64: "iVBORw0KGgo=".into(),
+        }],
+    };
+    assert_eq!(
+        http.post(format!("{}/callback", relay.url))
+            .bearer_auth(VM_TOKEN)
+            .json(&reply)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let sent = eventually(
+        "two text parts and the image",
+        Duration::from_secs(10),
+        || {
+            let sent = sim.sim.channels.twilio_sent();
+            (sent.len() >= 3).then_some(sent)
+        },
+    )
+    .await;
+    assert!(sent[0].text.chars().count() <= 1600 && sent[1].text.chars().count() <= 1600);
+    assert_eq!(sent[0].to, OWNER_WA);
+    let media_url = &sent[2].media[0];
+    assert!(media_url.starts_with(&format!("{}/media/", relay.url)));
+    let image = http.get(media_url).send().await.unwrap();
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(
+        http.get(format!(
+            "{}/media/00000000000000000000000000000000.png",
+            relay.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        404
+    );
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_cold_vm_gets_exactly_one_waking_notice_then_the_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    *vm.first_answer_delay.lock().unwrap() = Some(Duration::from_secs(5));
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    wait_for_webhook(&sim).await;
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "wake up", false).await,
+        200
+    );
+    let sent = eventually("the agent's reply", Duration::from_secs(20), || {
+        let sent: Vec<_> = sim
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .filter(|s| s.kind == "message")
+            .collect();
+        sent.iter()
+            .any(|s| s.text == "echo: wake up")
+            .then_some(sent)
+    })
+    .await;
+    let texts: Vec<&str> = sent.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, [relay::forward::WAKING_UP, "echo: wake up"]);
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    // Reserve a port for the vm, which is down for now.
+    let vm_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let vm_url = format!("http://127.0.0.1:{vm_port}");
+    let data_dir = dir.path().join("relay");
+    let relay_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spawn = || {
+        let mut env = base_env(&sim, &vm_url, &data_dir);
+        env.insert("PORT".into(), relay_port.to_string());
+        env.insert(
+            "PUBLIC_URL".into(),
+            format!("http://127.0.0.1:{relay_port}"),
+        );
+        std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .envs(env)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let http = reqwest::Client::new();
+    eventually("the relay to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", relay_port)).ok()
+    })
+    .await;
+    wait_for_webhook(&sim).await;
+    for text in ["one", "two"] {
+        assert_eq!(telegram_user_sends(&sim, OWNER, text, false).await, 200);
+    }
+    // Acknowledged, not yet forwarded (the vm is down): kill -9.
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let vm = FakeVm::default();
+    vm.serve_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", vm_port))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let mut second = spawn();
+    let received = eventually(
+        "both messages after the restart",
+        Duration::from_secs(20),
+        || {
+            let r = vm.received();
+            (r.len() == 2).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        received.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["one", "two"],
+        "in order"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let health: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{relay_port}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["journal"]["waiting_for_vm"], 0);
+    assert_eq!(health["channels"], json!(["telegram", "whatsapp"]));
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

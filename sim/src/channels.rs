@@ -1,0 +1,526 @@
+//! Fake Telegram Bot API, Twilio Messages API and Anthropic models endpoint, plus the controls
+//! a test (or the demo's chat page) uses to play the user:
+//!
+//! - `/telegram/bot<token>/<method>`: getMe, setWebhook, deleteWebhook, getWebhookInfo,
+//!   sendMessage, sendChatAction, sendPhoto, getFile; `/telegram/file/bot<token>/<path>`.
+//!   Answers CORS like the real one (the page checks a bot token from the browser).
+//! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic), `/twilio/media/<id>`.
+//! - `/anthropic/v1/models` (`x-api-key`), with CORS for the page's key check.
+//! - `POST /sim/telegram/send`, `POST /sim/twilio/send`: a user sends a message; the fake
+//!   delivers it to the registered webhook (Telegram, with the secret) or to the given URL
+//!   (Twilio, signed as Twilio signs). `GET /sim/{telegram,twilio}/sent`: what the bot sent.
+
+use crate::Sim;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A 1×1 PNG: what the fake user "photographs".
+pub const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// Something a bot or account sent to a user.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct Sent {
+    /// `telegram:<chat id>` or `whatsapp:+…`.
+    pub to: String,
+    /// `message`, `photo`, `typing`.
+    pub kind: String,
+    pub text: String,
+    /// Twilio media URLs, or the uploaded file's size for a Telegram photo.
+    pub media: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Channels {
+    state: Mutex<ChannelState>,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    /// bot token → (webhook URL, secret).
+    webhooks: HashMap<String, (String, String)>,
+    next_update_id: i64,
+    next_message_id: u64,
+    telegram_sent: Vec<Sent>,
+    twilio_sent: Vec<Sent>,
+}
+
+impl Channels {
+    pub fn telegram_sent(&self) -> Vec<Sent> {
+        self.state.lock().unwrap().telegram_sent.clone()
+    }
+    pub fn twilio_sent(&self) -> Vec<Sent> {
+        self.state.lock().unwrap().twilio_sent.clone()
+    }
+    /// The webhook registered for `bot_token`, if any.
+    pub fn telegram_webhook(&self, bot_token: &str) -> Option<(String, String)> {
+        self.state.lock().unwrap().webhooks.get(bot_token).cloned()
+    }
+}
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/telegram/{bot}/{method}", any(telegram_method))
+        .route("/telegram/file/{bot}/{*path}", get(telegram_file))
+        .route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", post(twilio_send))
+        .route("/twilio/media/{id}", get(twilio_media))
+        .route("/anthropic/v1/models", any(anthropic_models))
+        .route("/sim/telegram/send", post(user_sends_telegram))
+        .route("/sim/telegram/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.telegram_sent()) }))
+        .route("/sim/twilio/send", post(user_sends_whatsapp))
+        .route("/sim/twilio/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.twilio_sent()) }))
+        .with_state(sim)
+}
+
+fn cors(allow_headers: &'static str, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".parse().unwrap());
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "GET, POST, OPTIONS".parse().unwrap(),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        allow_headers.parse().unwrap(),
+    );
+    response
+}
+
+fn telegram_error(status: StatusCode, description: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"ok": false, "error_code": status.as_u16(), "description": description})),
+    )
+        .into_response()
+}
+
+fn telegram_ok(result: Value) -> Response {
+    axum::Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// The bot token from a `bot<token>` path segment, if the sim knows it.
+fn known_bot<'a>(sim: &Sim, segment: &'a str) -> Option<&'a str> {
+    segment
+        .strip_prefix("bot")
+        .filter(|token| sim.config.telegram_bots.iter().any(|t| t == token))
+}
+
+async fn telegram_method(
+    State(sim): State<Arc<Sim>>,
+    Path((bot, method)): Path<(String, String)>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const HEADERS: &str = "content-type";
+    if http_method == Method::OPTIONS {
+        return cors(HEADERS, StatusCode::NO_CONTENT);
+    }
+    let Some(token) = known_bot(&sim, &bot) else {
+        return cors(
+            HEADERS,
+            telegram_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        );
+    };
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    let params: Value = if is_multipart {
+        json!({"chat_id": multipart_field(&body, "chat_id").unwrap_or_default(), "photo_bytes": body.len()})
+    } else if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => {
+                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: can't parse JSON");
+            }
+        }
+    };
+    let chat = || {
+        params["chat_id"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| params["chat_id"].as_i64().map(|n| n.to_string()))
+    };
+    let mut state = sim.channels.state.lock().unwrap();
+    let response = match method.as_str() {
+        "getMe" => telegram_ok(
+            json!({"id": 424242, "is_bot": true, "first_name": "Sim Bot", "username": "textslash_sim_bot"}),
+        ),
+        "setWebhook" => {
+            let Some(url) = params["url"].as_str() else {
+                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: url is required");
+            };
+            let secret = params["secret_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                || secret.len() > 256
+            {
+                return telegram_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: secret token contains unallowed characters",
+                );
+            }
+            state
+                .webhooks
+                .insert(token.to_string(), (url.to_string(), secret));
+            telegram_ok(json!(true))
+        }
+        "deleteWebhook" => {
+            state.webhooks.remove(token);
+            telegram_ok(json!(true))
+        }
+        "getWebhookInfo" => {
+            let url = state
+                .webhooks
+                .get(token)
+                .map(|(u, _)| u.clone())
+                .unwrap_or_default();
+            telegram_ok(json!({"url": url, "pending_update_count": 0}))
+        }
+        "sendMessage" => {
+            let text = params["text"].as_str().unwrap_or_default();
+            let length = text.chars().count();
+            let Some(chat) = chat() else {
+                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
+            };
+            if length == 0 || length > 4096 {
+                return telegram_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: message text is empty or too long",
+                );
+            }
+            state.telegram_sent.push(Sent {
+                to: format!("telegram:{chat}"),
+                kind: "message".into(),
+                text: text.into(),
+                media: vec![],
+            });
+            state.next_message_id += 1;
+            telegram_ok(json!({"message_id": state.next_message_id}))
+        }
+        "sendChatAction" => {
+            let Some(chat) = chat() else {
+                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
+            };
+            state.telegram_sent.push(Sent {
+                to: format!("telegram:{chat}"),
+                kind: "typing".into(),
+                text: String::new(),
+                media: vec![],
+            });
+            telegram_ok(json!(true))
+        }
+        "sendPhoto" => {
+            let Some(chat) = chat().filter(|c| !c.is_empty()) else {
+                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
+            };
+            let size = params["photo_bytes"].as_u64().unwrap_or(0);
+            state.telegram_sent.push(Sent {
+                to: format!("telegram:{chat}"),
+                kind: "photo".into(),
+                text: String::new(),
+                media: vec![size.to_string()],
+            });
+            state.next_message_id += 1;
+            telegram_ok(json!({"message_id": state.next_message_id}))
+        }
+        "getFile" => {
+            let file_id = params["file_id"].as_str().unwrap_or_default();
+            telegram_ok(json!({"file_id": file_id, "file_path": format!("photos/{file_id}.png")}))
+        }
+        _ => telegram_error(StatusCode::NOT_FOUND, "Not Found: method not found"),
+    };
+    cors(HEADERS, response)
+}
+
+/// The value of a simple text field in a multipart body (enough for `chat_id`).
+fn multipart_field(body: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let marker = format!("name=\"{name}\"");
+    let after = &text[text.find(&marker)? + marker.len()..];
+    let start = after.find("\r\n\r\n")? + 4;
+    let end = after[start..].find("\r\n")? + start;
+    Some(after[start..end].to_string())
+}
+
+async fn telegram_file(
+    State(sim): State<Arc<Sim>>,
+    Path((bot, _path)): Path<(String, String)>,
+) -> Response {
+    if known_bot(&sim, &bot).is_none() {
+        return telegram_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+}
+
+#[derive(Deserialize)]
+struct TelegramUserMessage {
+    /// The bot to write to; the first configured one when absent.
+    bot_token: Option<String>,
+    from_id: i64,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    photo: bool,
+}
+
+/// A user writes to the bot: the update goes to the bot's webhook with its secret.
+async fn user_sends_telegram(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(message): axum::Json<TelegramUserMessage>,
+) -> Response {
+    let token = message
+        .bot_token
+        .or_else(|| sim.config.telegram_bots.first().cloned())
+        .unwrap_or_default();
+    let (webhook, update_id) = {
+        let mut state = sim.channels.state.lock().unwrap();
+        state.next_update_id += 1;
+        (state.webhooks.get(&token).cloned(), state.next_update_id)
+    };
+    let Some((url, secret)) = webhook else {
+        return (
+            StatusCode::CONFLICT,
+            "the bot has no webhook yet (the relay registers it when it starts)",
+        )
+            .into_response();
+    };
+    let mut msg = json!({
+        "message_id": update_id,
+        "from": {"id": message.from_id, "is_bot": false, "first_name": "Sim User"},
+        "chat": {"id": message.from_id, "type": "private", "first_name": "Sim User"},
+        "date": 1_700_000_000,
+    });
+    if message.photo {
+        msg["photo"] = json!([{"file_id": format!("photo-{update_id}"), "file_unique_id": "u", "width": 1, "height": 1}]);
+        msg["caption"] = json!(message.text);
+    } else {
+        msg["text"] = json!(message.text);
+    }
+    let update = json!({"update_id": update_id, "message": msg});
+    let mut request = sim.http.post(&url).json(&update);
+    if !secret.is_empty() {
+        request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+    }
+    match request.send().await {
+        Ok(response) => axum::Json(
+            json!({"update_id": update_id, "webhook_status": response.status().as_u16()}),
+        )
+        .into_response(),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the webhook did not answer: {}", error.without_url()),
+        )
+            .into_response(),
+    }
+}
+
+fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status.as_u16()});
+    (status, axum::Json(body)).into_response()
+}
+
+/// `Authorization: Basic` → the account SID if the pair is one the sim knows.
+fn twilio_account(sim: &Sim, headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?,
+    )
+    .ok()?;
+    let (sid, token) = decoded.split_once(':')?;
+    sim.config
+        .twilio_accounts
+        .iter()
+        .any(|(s, t)| s == sid && t == token)
+        .then(|| sid.to_string())
+}
+
+async fn twilio_send(
+    State(sim): State<Arc<Sim>>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if twilio_account(&sim, &headers).as_deref() != Some(sid.as_str()) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (to, from, text) = (get("To"), get("From"), get("Body"));
+    let media: Vec<String> = params
+        .iter()
+        .filter(|(n, _)| n == "MediaUrl")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if !to.starts_with("whatsapp:+") || !from.starts_with("whatsapp:+") {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            "Invalid 'To' or 'From' Phone Number",
+        );
+    }
+    if text.chars().count() > 1600 {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit",
+        );
+    }
+    if text.is_empty() && media.is_empty() {
+        return twilio_error(StatusCode::BAD_REQUEST, 21602, "Message body is required");
+    }
+    let mut state = sim.channels.state.lock().unwrap();
+    state.twilio_sent.push(Sent {
+        to: to.clone(),
+        kind: if media.is_empty() { "message" } else { "photo" }.into(),
+        text,
+        media,
+    });
+    state.next_message_id += 1;
+    (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032x}", state.next_message_id), "status": "queued", "to": to}))).into_response()
+}
+
+async fn twilio_media(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    if twilio_account(&sim, &headers).is_none() {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+}
+
+#[derive(Deserialize)]
+struct WhatsappUserMessage {
+    /// The relay's webhook URL, as the owner pasted it into Twilio.
+    url: String,
+    /// The user's number, `whatsapp:+…`.
+    from: String,
+    /// The bot's number, `whatsapp:+…`.
+    to: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    image: bool,
+    /// Which account signs; the first configured one when absent.
+    account_sid: Option<String>,
+}
+
+/// A user writes on WhatsApp: Twilio posts the signed form to the webhook URL.
+async fn user_sends_whatsapp(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(message): axum::Json<WhatsappUserMessage>,
+) -> Response {
+    let account = match &message.account_sid {
+        Some(sid) => sim.config.twilio_accounts.iter().find(|(s, _)| s == sid),
+        None => sim.config.twilio_accounts.first(),
+    };
+    let Some((sid, token)) = account.cloned() else {
+        return (StatusCode::BAD_REQUEST, "unknown Twilio account").into_response();
+    };
+    let message_sid = {
+        let mut state = sim.channels.state.lock().unwrap();
+        state.next_message_id += 1;
+        format!("SM{:032x}", state.next_message_id)
+    };
+    let mut params: Vec<(String, String)> = vec![
+        ("MessageSid".into(), message_sid.clone()),
+        ("SmsMessageSid".into(), message_sid.clone()),
+        ("AccountSid".into(), sid),
+        ("From".into(), message.from.clone()),
+        ("To".into(), message.to),
+        ("Body".into(), message.body),
+        (
+            "NumMedia".into(),
+            if message.image { "1" } else { "0" }.into(),
+        ),
+        ("ProfileName".into(), "Sim User".into()),
+        (
+            "WaId".into(),
+            message.from.trim_start_matches("whatsapp:+").into(),
+        ),
+    ];
+    if message.image {
+        params.push((
+            "MediaUrl0".into(),
+            format!("{}/twilio/media/{message_sid}", sim.base_url),
+        ));
+        params.push(("MediaContentType0".into(), "image/png".into()));
+    }
+    let signature = relay::twilio::signature(&token, &message.url, &params);
+    let response = sim
+        .http
+        .post(&message.url)
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await;
+    match response {
+        Ok(response) => axum::Json(
+            json!({"message_sid": message_sid, "webhook_status": response.status().as_u16()}),
+        )
+        .into_response(),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the webhook did not answer: {}", error.without_url()),
+        )
+            .into_response(),
+    }
+}
+
+async fn anthropic_models(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    const HEADERS: &str =
+        "x-api-key, anthropic-version, anthropic-dangerous-direct-browser-access, content-type";
+    if method == Method::OPTIONS {
+        return cors(HEADERS, StatusCode::NO_CONTENT);
+    }
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !sim.config.anthropic_keys.iter().any(|k| k == key) {
+        let body = json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}});
+        return cors(HEADERS, (StatusCode::UNAUTHORIZED, axum::Json(body)));
+    }
+    cors(
+        HEADERS,
+        axum::Json(
+            json!({"data": [{"type": "model", "id": "claude-sim-1", "display_name": "Claude (sim)"}], "has_more": false}),
+        ),
+    )
+}
