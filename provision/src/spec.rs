@@ -166,13 +166,13 @@ impl DeploymentSpec {
     /// Checks everything that can be checked without the network.
     pub fn validate(&self) -> Result<(), Error> {
         validate_prefix(&self.prefix)?;
-        if let Some(org) = &self.org {
-            if org.is_empty() || !org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(Error::invalid(
-                    "org",
-                    "an org slug is lowercase letters, digits and hyphens",
-                ));
-            }
+        if let Some(org) = &self.org
+            && (org.is_empty() || !org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(Error::invalid(
+                "org",
+                "an org slug is lowercase letters, digits and hyphens",
+            ));
         }
         validate_region(&self.region)?;
         match &self.channel {
@@ -212,13 +212,13 @@ impl DeploymentSpec {
                 "add your own WhatsApp number, e.g. whatsapp:+15551234567",
             ));
         }
-        if let Some(token) = &self.github_token {
-            if token.expose().contains(char::is_whitespace) {
-                return Err(Error::invalid(
-                    "github_token",
-                    "a GitHub token has no spaces",
-                ));
-            }
+        if let Some(token) = &self.github_token
+            && token.expose().contains(char::is_whitespace)
+        {
+            return Err(Error::invalid(
+                "github_token",
+                "a GitHub token has no spaces",
+            ));
         }
         if self.images.relay.trim().is_empty() || self.images.vm.trim().is_empty() {
             return Err(Error::invalid("images", "both image references are needed"));

@@ -125,19 +125,13 @@ impl Harness {
     }
 }
 
-fn recorder() -> (RefCell<Vec<Event>>, impl Fn(&RefCell<Vec<Event>>, &Event)) {
-    (
-        RefCell::new(Vec::new()),
-        |log: &RefCell<Vec<Event>>, e: &Event| log.borrow_mut().push(e.clone()),
-    )
-}
-
 async fn deploy(
     fly: &Client,
     spec: &DeploymentSpec,
 ) -> (Result<provision::Deployment, Error>, Vec<Event>) {
-    let (log, push) = recorder();
-    let result = provision::plan::deploy(fly, spec, &|e: &Event| push(&log, e)).await;
+    let log = RefCell::new(Vec::new());
+    let result =
+        provision::plan::deploy(fly, spec, &|e: &Event| log.borrow_mut().push(e.clone())).await;
     (result, log.into_inner())
 }
 

@@ -159,9 +159,8 @@ async fn send_telegram_photo(
 pub async fn send_typing(app: &App, conversation: &str) {
     if let (Some(("telegram", chat_id)), Some(config)) =
         (conversation.split_once(':'), &app.config.telegram)
+        && let Err(error) = telegram::send_typing(&app.http, config, chat_id).await
     {
-        if let Err(error) = telegram::send_typing(&app.http, config, chat_id).await {
-            tracing::debug!("typing indicator not shown: {error}");
-        }
+        tracing::debug!("typing indicator not shown: {error}");
     }
 }

@@ -353,13 +353,13 @@ async fn show_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> 
 async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
     with_app(&sim, &app, |a| {
         let volume = a.volumes.get(&id).ok_or_else(|| not_found("volume"))?;
-        if let Some(machine) = &volume.attached_machine_id {
-            if a.machines.contains_key(machine) {
-                return Err(error(
-                    StatusCode::PRECONDITION_FAILED,
-                    "volume is attached to a machine; destroy the machine first",
-                ));
-            }
+        if let Some(machine) = &volume.attached_machine_id
+            && a.machines.contains_key(machine)
+        {
+            return Err(error(
+                StatusCode::PRECONDITION_FAILED,
+                "volume is attached to a machine; destroy the machine first",
+            ));
         }
         let mut volume = a.volumes.remove(&id).expect("checked above").json();
         volume["state"] = json!("destroyed");

@@ -607,11 +607,14 @@ mod tests {
         assert!(p.backoff(1) >= Duration::from_millis(500));
     }
 
+    /// (time in ms, URL, headers) of one request the fake saw.
+    type SentRequest = (u64, String, Vec<(String, String)>);
+
     /// A clock whose sleeps only advance its own time, and a transport that records calls.
     #[derive(Default)]
     struct Fake {
         now: std::cell::Cell<u64>,
-        sent: std::cell::RefCell<Vec<(u64, String, Vec<(String, String)>)>>,
+        sent: std::cell::RefCell<Vec<SentRequest>>,
     }
 
     impl Clock for Fake {
