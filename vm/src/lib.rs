@@ -1,1 +1,167 @@
-//! vm
+//! The vm: runs the coding agent (Claude Code, headless) for each conversation, one job at a
+//! time per conversation, keeps sessions and work on `DATA_DIR`, reports to the relay, and
+//! exits when idle so Fly stops the machine (Flycast starts it again on the next message).
+//!
+//! # Layout
+//! - [`config`]: environment variables.
+//! - [`routes`]: `POST /messages`, `GET /health`, `GET /images/<id>`.
+//! - [`jobs`]: the queue's dispatcher, a job's life, and the chat commands.
+//! - [`agent`]: one run of the agent process; [`stream`] reads its stream-json.
+//! - [`callbacks`]: results to the relay, kept until it accepts them.
+//! - [`store`]: SQLite on `DATA_DIR` (queue, sessions, spend, callbacks).
+
+pub mod agent;
+pub mod callbacks;
+pub mod config;
+pub mod jobs;
+pub mod routes;
+pub mod store;
+pub mod stream;
+
+use config::Config;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::sync::{Notify, oneshot, watch};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the handlers and tasks share.
+pub struct Vm {
+    pub config: Config,
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub started: Instant,
+    last_activity: Mutex<Instant>,
+    /// Rung when a job is queued or finishes.
+    pub jobs_wake: Notify,
+    pub callbacks_wake: Notify,
+    /// conversation → how to cancel its running job.
+    pub running: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Cleared when shutdown begins: no new job starts.
+    pub accepting: AtomicBool,
+}
+
+impl Vm {
+    pub fn touch(&self) {
+        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATA_DIR: cannot create or use the folder: {0}")]
+    DataDir(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs until `shutdown` completes or the vm has been idle for `IDLE_TIMEOUT_SECS`; then stops
+/// taking work, interrupts running jobs (telling their senders), flushes results, and returns.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+    let store = Store::open(&config.data_dir.join("vm.db"))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("TLS backend");
+    let vm = Arc::new(Vm {
+        config,
+        store,
+        http,
+        started: Instant::now(),
+        last_activity: Mutex::new(Instant::now()),
+        jobs_wake: Notify::new(),
+        callbacks_wake: Notify::new(),
+        running: Mutex::new(HashMap::new()),
+        accepting: AtomicBool::new(true),
+    });
+    for job in vm.store.take_interrupted()? {
+        jobs::reply(
+            &vm,
+            &format!("interrupted:{}", job.message.id),
+            &job.message.conversation,
+            jobs::INTERRUPTED_BY_RESTART.into(),
+            vec![],
+        );
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(jobs::dispatch(vm.clone(), stop_rx.clone()));
+    let sender = tokio::spawn(callbacks::run(vm.clone(), stop_rx.clone()));
+    let (idle_tx, idle_rx) = oneshot::channel();
+    tokio::spawn(watch_idle(vm.clone(), idle_tx));
+
+    tracing::info!(
+        "vm listening on {}",
+        listener.local_addr().map_err(StartError::Serve)?
+    );
+    let stop_serving = async move {
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutting down on request"),
+            _ = idle_rx => tracing::info!("idle: exiting so the machine stops"),
+        }
+    };
+    axum::serve(listener, routes::router(vm.clone()))
+        .with_graceful_shutdown(stop_serving)
+        .await
+        .map_err(StartError::Serve)?;
+
+    // Stop starting jobs, interrupt the running ones (each tells its sender), then give the
+    // results a moment to reach the relay; anything left stays in the store for next time.
+    vm.accepting.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
+    for (_, cancel) in vm.running.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+        let _ = cancel.send(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vm
+        .store
+        .counts(None)
+        .map(|(running, _)| running > 0)
+        .unwrap_or(false)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = sender.await;
+    callbacks::flush(&vm, Duration::from_secs(5)).await;
+    tracing::info!("vm stopped");
+    Ok(())
+}
+
+/// Fires once nothing is running, queued or waiting for the relay, and no request came for
+/// `IDLE_TIMEOUT_SECS`.
+async fn watch_idle(vm: Arc<Vm>, idle: oneshot::Sender<()>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250).min(vm.config.idle_timeout)).await;
+        let busy = vm
+            .store
+            .counts(None)
+            .map(|(r, q)| r + q > 0)
+            .unwrap_or(true)
+            || vm.store.pending_callbacks().map(|n| n > 0).unwrap_or(true);
+        if busy {
+            vm.touch();
+        } else if vm.idle_for() >= vm.config.idle_timeout {
+            let _ = idle.send(());
+            return;
+        }
+    }
+}

@@ -1,1 +1,37 @@
-fn main() {}
+//! `vm`: reads its configuration from the environment and serves until idle, SIGTERM or
+//! Ctrl-C. Exits 0 when idle so Fly's `on-failure` restart policy leaves the machine stopped.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = vm::config::Config::from_lookup(|name| std::env::var(name).ok())
+        .context("the vm's configuration is incomplete")?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
+        .await
+        .with_context(|| format!("PORT: cannot listen on {}", config.port))?;
+    vm::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

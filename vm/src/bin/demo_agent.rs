@@ -1,0 +1,140 @@
+//! `textslash-demo-agent`: a stand-in for `claude` that speaks the same command line and
+//! `stream-json`, for the demo (no Anthropic key needed) and the vm's tests. Every reply says
+//! it comes from the demo agent, so nobody mistakes it for Claude.
+//!
+//! It echoes the prompt; a prompt with "screenshot" writes a PNG into the Playwright output
+//! folder named in `--mcp-config`. Sessions are remembered in `.demo-agent-sessions` in the
+//! working directory, so `--resume` with an unknown id fails exactly as Claude Code does.
+//! For tests, a prompt starting with one of these misbehaves on cue: `#replay` (prints the
+//! real capture from `DEMO_AGENT_CAPTURE`), `#slow`, `#hang`, `#error`, `#huge`,
+//! `#malformed`, `#exit3`.
+
+use std::io::Write;
+use std::time::Duration;
+
+const PNG_1X1: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+const SESSIONS_FILE: &str = ".demo-agent-sessions";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("random source");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn output_dir(args: &[String]) -> Option<std::path::PathBuf> {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(flag(args, "--mcp-config")?).ok()?).ok()?;
+    let list = config["mcpServers"]["playwright"]["args"].as_array()?;
+    let i = list.iter().position(|a| a == "--output-dir")?;
+    Some(list.get(i + 1)?.as_str()?.into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let prompt = flag(&args, "-p").unwrap_or_default();
+    // One line per turn, holding the session id: turns of a session = lines with its id.
+    let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
+    let session = match flag(&args, "--resume") {
+        Some(id) if known.lines().any(|l| l == id) => id,
+        Some(id) => {
+            eprintln!("No conversation found with session ID: {id}");
+            std::process::exit(1);
+        }
+        None => new_session_id(),
+    };
+    let turns = known.lines().filter(|l| *l == session).count();
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SESSIONS_FILE)
+        .and_then(|mut f| writeln!(f, "{session}"));
+
+    if prompt.starts_with("#replay") {
+        let capture =
+            std::env::var("DEMO_AGENT_CAPTURE").expect("DEMO_AGENT_CAPTURE names the capture file");
+        print!(
+            "{}",
+            std::fs::read_to_string(capture).expect("capture readable")
+        );
+        return;
+    }
+    if prompt.starts_with("#exit3") {
+        eprintln!("demo agent: failing on purpose");
+        std::process::exit(3);
+    }
+    emit(
+        serde_json::json!({"type": "system", "subtype": "init", "session_id": session, "model": "demo-agent", "tools": [], "cwd": std::env::current_dir().unwrap_or_default()}),
+    );
+    if prompt.starts_with("#malformed") {
+        println!("this is not json");
+        println!("{{\"type\": ");
+        emit(serde_json::json!({"type": "rate_limit_event", "info": {}}));
+    }
+    if prompt.starts_with("#slow") {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if prompt.starts_with("#hang") {
+        // A child in the same process group, to prove cancel and timeout kill the whole group.
+        let _ = std::process::Command::new("sleep").arg("3600").spawn();
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+    if prompt.contains("screenshot")
+        && let Some(dir) = output_dir(&args)
+    {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("page-demo.png"), PNG_1X1);
+    }
+    let text = if prompt.starts_with("#huge") {
+        "lorem ipsum dolor sit amet ".repeat(8000)
+    } else {
+        let picture = if prompt.contains("screenshot") {
+            " Here is a (tiny, blank) screenshot."
+        } else {
+            ""
+        };
+        format!(
+            "[demo agent, not Claude] You said: {prompt}{picture} (turn {} of this session)",
+            turns + 1
+        )
+    };
+    emit(
+        serde_json::json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}, "session_id": session}),
+    );
+    let is_error = prompt.starts_with("#error");
+    emit(serde_json::json!({
+        "type": "result",
+        "subtype": "success",
+        "is_error": is_error,
+        "api_error_status": if is_error { serde_json::json!(529) } else { serde_json::Value::Null },
+        "result": if is_error { String::new() } else { text },
+        "session_id": session,
+        "total_cost_usd": 0.0123,
+    }));
+}

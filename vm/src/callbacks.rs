@@ -1,0 +1,100 @@
+//! Results to the relay: each callback is stored first, then posted to `RELAY_CALLBACK_URL`
+//! until the relay says 2xx, with backoff; a relay outage only delays them (they survive a vm
+//! restart too). Typing heartbeats are the exception: best effort, never stored.
+
+use crate::Vm;
+use relay::protocol::Callback;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+enum Posted {
+    Accepted,
+    Retry(String),
+    Refused(String),
+}
+
+async fn post(vm: &Vm, callback: &Callback) -> Posted {
+    let response = vm
+        .http
+        .post(&vm.config.relay_callback_url)
+        .bearer_auth(&vm.config.vm_token)
+        .timeout(Duration::from_secs(30))
+        .json(callback)
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => Posted::Accepted,
+        Ok(r) if r.status().as_u16() == 400 || r.status().as_u16() == 413 => {
+            Posted::Refused(format!("relay answered {}", r.status()))
+        }
+        Ok(r) => Posted::Retry(format!("relay answered {}", r.status())),
+        Err(e) => Posted::Retry(e.without_url().to_string()),
+    }
+}
+
+/// Sends one stored callback; `true` if the queue moved on.
+async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
+    let (seq, callback) = vm.store.next_callback().ok()??;
+    Some(match post(vm, &callback).await {
+        Posted::Accepted => {
+            let _ = vm.store.callback_done(seq);
+            Ok(())
+        }
+        Posted::Refused(reason) => {
+            tracing::error!(id = %callback.id, "the relay refused a result for good: {reason}");
+            let _ = vm.store.callback_done(seq);
+            Ok(())
+        }
+        Posted::Retry(reason) => Err(reason),
+    })
+}
+
+pub async fn run(vm: Arc<Vm>, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        match send_next(&vm).await {
+            Some(Ok(())) => failures = 0,
+            Some(Err(reason)) => {
+                failures += 1;
+                let wait = Duration::from_millis(250 * (1 << failures.min(7)));
+                tracing::warn!("the relay did not take a result, retrying in {wait:?}: {reason}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = vm.callbacks_wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// At shutdown: tries to deliver what is left for up to `budget`.
+pub async fn flush(vm: &Vm, budget: Duration) {
+    let deadline = tokio::time::Instant::now() + budget;
+    while tokio::time::Instant::now() < deadline {
+        match send_next(vm).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            None => return,
+        }
+    }
+}
+
+/// Shows "typing…" to the user; failures do not matter.
+pub async fn typing(vm: &Vm, conversation: &str) {
+    let callback = Callback {
+        id: format!("typing:{}", crate::jobs::random_id()),
+        conversation: conversation.to_string(),
+        kind: relay::protocol::CallbackKind::Typing,
+        text: String::new(),
+        images: vec![],
+    };
+    let _ = post(vm, &callback).await;
+}

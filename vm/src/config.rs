@@ -1,0 +1,162 @@
+//! The vm's configuration from the environment. Missing or malformed values stop start-up
+//! with a message naming the variable, never its value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub port: u16,
+    pub vm_token: String,
+    pub relay_callback_url: String,
+    pub data_dir: PathBuf,
+    pub idle_timeout: Duration,
+    /// The agent program and any fixed arguments, split on whitespace.
+    pub agent_cmd: Vec<String>,
+    pub agent_timeout: Duration,
+    pub max_daily_usd: Option<f64>,
+    pub anthropic_api_key: Option<String>,
+    pub github_token: Option<String>,
+    /// How many conversations may run a job at the same time.
+    pub max_parallel_jobs: usize,
+    pub heartbeat: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("relay_callback_url", &self.relay_callback_url)
+            .field("data_dir", &self.data_dir)
+            .field("agent_cmd", &self.agent_cmd)
+            .field("anthropic_api_key", &self.anthropic_api_key.is_some())
+            .field("github_token", &self.github_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &'static str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str| {
+            get(name).ok_or(ConfigError {
+                var: name,
+                problem: "is required".into(),
+            })
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ConfigError {
+                    var: name,
+                    problem: "must be a whole number".into(),
+                })
+            })
+        };
+        let port = u16::try_from(number("PORT", 8080)?).map_err(|_| ConfigError {
+            var: "PORT",
+            problem: "must be a port number".into(),
+        })?;
+        let vm_token = required("VM_TOKEN")?;
+        let relay_callback_url = required("RELAY_CALLBACK_URL")?;
+        if !(relay_callback_url.starts_with("http://")
+            || relay_callback_url.starts_with("https://"))
+        {
+            return Err(ConfigError {
+                var: "RELAY_CALLBACK_URL",
+                problem: "must be an http:// or https:// URL".into(),
+            });
+        }
+        let agent_cmd: Vec<String> = get("AGENT_CMD")
+            .unwrap_or("claude".into())
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let anthropic_api_key = get("ANTHROPIC_API_KEY");
+        let runs_claude = agent_cmd
+            .first()
+            .is_some_and(|program| program.rsplit('/').next() == Some("claude"));
+        if runs_claude && anthropic_api_key.is_none() {
+            return Err(ConfigError {
+                var: "ANTHROPIC_API_KEY",
+                problem: "is required to run Claude Code".into(),
+            });
+        }
+        let max_daily_usd = match get("MAX_DAILY_USD") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| *n > 0.0)
+                    .ok_or(ConfigError {
+                        var: "MAX_DAILY_USD",
+                        problem: "must be a positive number of dollars".into(),
+                    })?,
+            ),
+        };
+        Ok(Config {
+            port,
+            vm_token,
+            relay_callback_url,
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("/data".into())),
+            idle_timeout: Duration::from_secs(number("IDLE_TIMEOUT_SECS", 1800)?),
+            agent_cmd,
+            agent_timeout: Duration::from_secs(number("AGENT_TIMEOUT_SECS", 1800)?),
+            max_daily_usd,
+            anthropic_api_key,
+            github_token: get("GITHUB_TOKEN"),
+            max_parallel_jobs: number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
+            heartbeat: Duration::from_millis(number("HEARTBEAT_MS", 4000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_needs_a_key_and_errors_name_the_variable() {
+        fn base(extra: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+            let mut pairs = vec![
+                ("VM_TOKEN", "t"),
+                ("RELAY_CALLBACK_URL", "http://r/callback"),
+            ];
+            pairs.extend_from_slice(extra);
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        assert_eq!(
+            Config::from_lookup(base(&[])).unwrap_err().var,
+            "ANTHROPIC_API_KEY"
+        );
+        let config = Config::from_lookup(base(&[("ANTHROPIC_API_KEY", "sk-secret")])).unwrap();
+        assert_eq!(config.agent_cmd, ["claude"]);
+        assert!(!format!("{config:?}").contains("sk-secret"));
+        let demo = Config::from_lookup(base(&[("AGENT_CMD", "/bin/textslash-demo-agent --fast")]))
+            .unwrap();
+        assert_eq!(demo.agent_cmd.len(), 2);
+        assert_eq!(
+            Config::from_lookup(base(&[("AGENT_CMD", "x"), ("MAX_DAILY_USD", "-1")]))
+                .unwrap_err()
+                .var,
+            "MAX_DAILY_USD"
+        );
+        let no_token = |name: &str| (name == "RELAY_CALLBACK_URL").then(|| "http://r".to_string());
+        assert_eq!(Config::from_lookup(no_token).unwrap_err().var, "VM_TOKEN");
+    }
+}

@@ -1,0 +1,292 @@
+//! The queue and the life of a job. The dispatcher starts, for each conversation with nothing
+//! running, its oldest queued job, up to `MAX_PARALLEL_JOBS` at once. A job runs the agent
+//! (resuming the conversation's session), sends typing heartbeats while it works, and ends
+//! with exactly one reply: the result, or a sentence saying what went wrong.
+//!
+//! Chat commands: `/new` waits its turn in the queue; `/status` and `/cancel` answer at once
+//! (see [`crate::routes`]).
+
+use crate::agent::{self, Outcome};
+use crate::store::Job;
+use crate::{Vm, callbacks};
+use base64::Engine;
+use relay::protocol::{Callback, CallbackKind, Image};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+pub const INTERRUPTED_BY_RESTART: &str = "Your agent restarted while it was working on your last message. Send it again if you still need it.";
+pub const INTERRUPTED_BY_SHUTDOWN: &str = "Your agent was stopped while working on this (the machine is shutting down). Send it again to retry.";
+
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS has a random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Queues a reply for the relay.
+pub fn reply(vm: &Vm, id: &str, conversation: &str, text: String, images: Vec<Image>) {
+    let callback = Callback {
+        id: id.to_string(),
+        conversation: conversation.to_string(),
+        kind: CallbackKind::Message,
+        text,
+        images,
+    };
+    match vm.store.enqueue_callback(&callback) {
+        Ok(()) => vm.callbacks_wake.notify_one(),
+        Err(error) => tracing::error!("could not store a reply: {error}"),
+    }
+}
+
+pub async fn dispatch(vm: Arc<Vm>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if !vm.accepting.load(Ordering::SeqCst) || *stop.borrow() {
+            return;
+        }
+        let running = vm.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let free = vm.config.max_parallel_jobs.saturating_sub(running);
+        let jobs = if free > 0 {
+            vm.store.runnable(free).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for job in jobs {
+            if vm.store.set_state(job.seq, "running").is_err() {
+                continue;
+            }
+            let (cancel_tx, cancel_rx) = oneshot::channel();
+            vm.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(job.message.conversation.clone(), cancel_tx);
+            let vm = vm.clone();
+            tokio::spawn(async move {
+                let conversation = job.message.conversation.clone();
+                let seq = job.seq;
+                let final_state = run_job(&vm, job, cancel_rx).await;
+                let _ = vm.store.set_state(seq, final_state);
+                vm.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&conversation);
+                vm.touch();
+                vm.jobs_wake.notify_one();
+            });
+        }
+        tokio::select! {
+            _ = vm.jobs_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn safe_name(conversation: &str) -> String {
+    conversation
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn image_dir(vm: &Vm, seq: i64) -> PathBuf {
+    vm.config.data_dir.join("images").join(seq.to_string())
+}
+
+/// Runs one job to its reply; returns the job's final state.
+async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static str {
+    let message = &job.message;
+    let conversation = message.conversation.as_str();
+    let reply_id = format!("result:{}", message.id);
+    if message.text.trim() == "/new" {
+        let _ = vm.store.clear_session(conversation);
+        reply(vm, &reply_id, conversation, "Started a fresh session: the agent has forgotten this conversation (your files are still there).".into(), vec![]);
+        return "done";
+    }
+    if let Some(cap) = vm.config.max_daily_usd {
+        let spent = vm.store.spend_today().unwrap_or(0.0);
+        if spent >= cap {
+            let text = format!(
+                "Today's spend cap of ${cap:.2} is reached (${spent:.2} spent). New jobs run again after midnight UTC, or raise MAX_DAILY_USD."
+            );
+            reply(vm, &reply_id, conversation, text, vec![]);
+            return "done";
+        }
+    }
+
+    let workspace = vm
+        .config
+        .data_dir
+        .join("workspaces")
+        .join(safe_name(conversation));
+    let prompt = with_attachments(&workspace, message);
+    let images_dir = image_dir(vm, job.seq);
+    let heartbeat = async {
+        loop {
+            callbacks::typing(vm, conversation).await;
+            tokio::time::sleep(vm.config.heartbeat).await;
+        }
+    };
+    let session = vm.store.session(conversation).ok().flatten();
+    let work = async {
+        let mut cancel = cancel;
+        let mut note = String::new();
+        let mut resume = session;
+        loop {
+            let outcome = agent::run(
+                agent::Run {
+                    config: &vm.config,
+                    prompt: &prompt,
+                    resume: resume.as_deref(),
+                    workspace: &workspace,
+                    image_dir: &images_dir,
+                    cancel: &mut cancel,
+                },
+                |session_id| {
+                    let _ = vm.store.set_session(conversation, session_id);
+                },
+            )
+            .await;
+            if matches!(outcome, Ok(Outcome::UnknownSession)) && resume.is_some() {
+                let _ = vm.store.clear_session(conversation);
+                resume = None;
+                note = "(Your previous session could not be found, so this started a new one.)\n\n"
+                    .into();
+                continue;
+            }
+            return (note, outcome);
+        }
+    };
+    let (note, outcome) = tokio::select! {
+        result = work => result,
+        _ = heartbeat => unreachable!("the heartbeat never ends"),
+    };
+    let (text, state) = match outcome {
+        Ok(Outcome::Finished(result)) => {
+            let _ = vm.store.add_spend(result.total_cost_usd);
+            if result.is_error || result.subtype.starts_with("error") {
+                let detail = if result.errors.is_empty() {
+                    result.text.clone()
+                } else {
+                    result.errors.join("; ")
+                };
+                (
+                    format!("The agent hit an error ({}): {detail}", result.subtype),
+                    "done",
+                )
+            } else if result.text.trim().is_empty() {
+                (
+                    "The agent finished without a text reply.".to_string(),
+                    "done",
+                )
+            } else {
+                (result.text, "done")
+            }
+        }
+        Ok(Outcome::UnknownSession) => (
+            "The agent could not resume its session. Send /new to start over.".into(),
+            "done",
+        ),
+        Ok(Outcome::Failed { code, stderr_tail }) => {
+            tracing::warn!(?code, "the agent failed: {stderr_tail}");
+            let last_line = stderr_tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .to_string();
+            (
+                format!(
+                    "The agent failed (exit code {}): {last_line}",
+                    code.map_or("none".into(), |c| c.to_string())
+                ),
+                "done",
+            )
+        }
+        Ok(Outcome::TimedOut) => (
+            format!(
+                "The agent ran out of time ({} minutes) and was stopped. Try a smaller request.",
+                vm.config.agent_timeout.as_secs() / 60
+            ),
+            "done",
+        ),
+        Ok(Outcome::Cancelled) if !vm.accepting.load(Ordering::SeqCst) => {
+            (INTERRUPTED_BY_SHUTDOWN.into(), "interrupted")
+        }
+        Ok(Outcome::Cancelled) => ("Cancelled the running job.".into(), "cancelled"),
+        Err(error) => (
+            format!("The agent could not be started ({error}). Check AGENT_CMD."),
+            "done",
+        ),
+    };
+    reply(
+        vm,
+        &reply_id,
+        conversation,
+        format!("{note}{text}"),
+        collect_images(&images_dir),
+    );
+    state
+}
+
+/// Saves attached images into the workspace and tells the agent where they are.
+fn with_attachments(workspace: &std::path::Path, message: &relay::protocol::VmMessage) -> String {
+    if message.images.is_empty() {
+        return message.text.clone();
+    }
+    let folder = workspace.join("attachments");
+    let _ = std::fs::create_dir_all(&folder);
+    let mut names = Vec::new();
+    for (i, image) in message.images.iter().enumerate() {
+        let ext = if image.content_type.contains("png") {
+            "png"
+        } else {
+            "jpg"
+        };
+        let name = format!("{}-{i}.{ext}", safe_name(&message.id));
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&image.data_base64)
+            && std::fs::write(folder.join(&name), bytes).is_ok()
+        {
+            names.push(format!("attachments/{name}"));
+        }
+    }
+    format!(
+        "{}\n\n(The user attached: {})",
+        message.text,
+        names.join(", ")
+    )
+}
+
+/// The screenshots a job left in its image folder.
+fn collect_images(dir: &std::path::Path) -> Vec<Image> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let content_type = match path.extension()?.to_str()? {
+                "png" => "image/png",
+                "jpg" | "jpeg" => "image/jpeg",
+                "webp" => "image/webp",
+                _ => return None,
+            };
+            let bytes = std::fs::read(&path).ok()?;
+            Some(Image {
+                content_type: content_type.into(),
+                data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            })
+        })
+        .take(10)
+        .collect()
+}

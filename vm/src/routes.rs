@@ -1,0 +1,164 @@
+//! The vm's HTTP surface. Everything but `/health` needs `Authorization: Bearer VM_TOKEN`.
+//!
+//! - `POST /messages`: queue a message (202; idempotent on `id`). `/status` and `/cancel`
+//!   are answered at once instead of waiting behind the running job.
+//! - `GET /health`: ready, version, jobs, idle seconds.
+//! - `GET /images/<job>-<file>`: a screenshot a job produced.
+
+use crate::{Vm, jobs};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use relay::protocol::{VmMessage, bearer_matches};
+use std::sync::Arc;
+
+pub fn router(vm: Arc<Vm>) -> Router {
+    let private = Router::new()
+        .route("/messages", post(messages))
+        .route("/images/{id}", get(image))
+        .layer(middleware::from_fn_with_state(vm.clone(), require_token))
+        .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
+    Router::new()
+        .merge(private)
+        .route("/health", get(health))
+        .layer(middleware::from_fn_with_state(vm.clone(), count_activity))
+        .with_state(vm)
+}
+
+async fn require_token(
+    State(vm): State<Arc<Vm>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !bearer_matches(given, &vm.config.vm_token) {
+        return (StatusCode::UNAUTHORIZED, "bad or missing VM_TOKEN").into_response();
+    }
+    next.run(request).await
+}
+
+/// Any request but a health check keeps the vm awake.
+async fn count_activity(State(vm): State<Arc<Vm>>, request: Request, next: Next) -> Response {
+    if request.uri().path() != "/health" {
+        vm.touch();
+    }
+    next.run(request).await
+}
+
+async fn messages(State(vm): State<Arc<Vm>>, body: Bytes) -> Response {
+    let Ok(message) = serde_json::from_slice::<VmMessage>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {id, conversation, sender, text, images?}",
+        )
+            .into_response();
+    };
+    if message.id.is_empty() || message.conversation.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "id and conversation must not be empty",
+        )
+            .into_response();
+    }
+    if !vm.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let reply_id = format!("command:{}", message.id);
+    match message.text.trim() {
+        "/cancel" => {
+            let cancel = vm
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&message.conversation);
+            let text = match cancel {
+                Some(cancel) => {
+                    let _ = cancel.send(());
+                    "Cancelling the running job…"
+                }
+                None => "Nothing is running.",
+            };
+            jobs::reply(&vm, &reply_id, &message.conversation, text.into(), vec![]);
+        }
+        "/status" => {
+            let text = status_text(&vm, &message.conversation);
+            jobs::reply(&vm, &reply_id, &message.conversation, text, vec![]);
+        }
+        _ => match vm.store.add_job(&message) {
+            Ok(_) => vm.jobs_wake.notify_one(),
+            Err(error) => {
+                tracing::error!("could not queue a message: {error}");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+            }
+        },
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+fn status_text(vm: &Vm, conversation: &str) -> String {
+    let session = vm
+        .store
+        .session(conversation)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "none yet".into());
+    let spent = vm.store.spend_today().unwrap_or(0.0);
+    let cap = vm
+        .config
+        .max_daily_usd
+        .map(|c| format!(" of ${c:.2}"))
+        .unwrap_or_default();
+    let (running, queued) = vm.store.counts(Some(conversation)).unwrap_or((0, 0));
+    let uptime = vm.started.elapsed().as_secs();
+    format!(
+        "Session: {session}\nSpent today (UTC): ${spent:.4}{cap}\nUp for: {}m {}s\nThis conversation: {running} running, {queued} queued",
+        uptime / 60,
+        uptime % 60
+    )
+}
+
+async fn health(State(vm): State<Arc<Vm>>) -> Response {
+    let (running, queued) = vm.store.counts(None).unwrap_or((-1, -1));
+    axum::Json(serde_json::json!({
+        "ready": true,
+        "version": crate::VERSION,
+        "jobs": {"running": running, "queued": queued},
+        "idle_secs": vm.idle_for().as_secs(),
+        "agent": vm.config.agent_cmd.first(),
+    }))
+    .into_response()
+}
+
+async fn image(State(vm): State<Arc<Vm>>, Path(id): Path<String>) -> Response {
+    let found = id.split_once('-').and_then(|(seq, name)| {
+        let seq: i64 = seq.parse().ok()?;
+        let safe = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        safe.then(|| jobs::image_dir(&vm, seq).join(name))
+    });
+    match found.map(std::fs::read) {
+        Some(Ok(bytes)) => (
+            [(
+                header::CONTENT_TYPE,
+                if id.ends_with(".png") {
+                    "image/png"
+                } else {
+                    "image/jpeg"
+                },
+            )],
+            bytes,
+        )
+            .into_response(),
+        _ => (StatusCode::NOT_FOUND, "no such image").into_response(),
+    }
+}

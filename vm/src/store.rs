@@ -1,0 +1,322 @@
+//! The vm's SQLite state on `DATA_DIR`, so a restart forgets nothing the user would miss:
+//! the job queue, each conversation's Claude session id, today's spend, and the callbacks
+//! (results) not yet accepted by the relay.
+
+use relay::protocol::{Callback, VmMessage};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+#[error("vm store: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub seq: i64,
+    pub message: VmMessage,
+}
+
+pub struct Store {
+    db: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    conversation TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'queued'
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, conversation, seq);
+CREATE TABLE IF NOT EXISTS sessions (conversation TEXT PRIMARY KEY, session_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spend (day TEXT PRIMARY KEY, usd REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS callbacks (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT NOT NULL UNIQUE,
+    body    TEXT NOT NULL,
+    done    INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Today's date in UTC as `YYYY-MM-DD`, for the daily spend.
+pub fn utc_day() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one line.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a message; `false` if its id was seen before.
+    pub fn add_job(&self, message: &VmMessage) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(message).expect("messages serialise");
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO jobs (id, conversation, message) VALUES (?1, ?2, ?3)",
+            params![message.id, message.conversation, body],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Up to `limit` jobs that may start now: the oldest queued job of each conversation that
+    /// has nothing running.
+    pub fn runnable(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let db = self.db();
+        let mut statement = db.prepare(
+            "SELECT seq, message FROM jobs j WHERE state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.conversation = j.conversation AND r.state = 'running')
+               AND seq = (SELECT MIN(seq) FROM jobs q WHERE q.conversation = j.conversation AND q.state = 'queued')
+             ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            let body: String = row.get(1)?;
+            Ok((row.get::<_, i64>(0)?, body))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            if let Ok(message) = serde_json::from_str(&body) {
+                jobs.push(Job { seq, message });
+            }
+        }
+        Ok(jobs)
+    }
+
+    pub fn set_state(&self, seq: i64, state: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE jobs SET state = ?1 WHERE seq = ?2",
+            params![state, seq],
+        )?;
+        Ok(())
+    }
+
+    /// (running, queued) jobs, overall or in one conversation.
+    pub fn counts(&self, conversation: Option<&str>) -> Result<(i64, i64), StoreError> {
+        let db = self.db();
+        let count = |state: &str| -> Result<i64, rusqlite::Error> {
+            match conversation {
+                Some(c) => db.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?1 AND conversation = ?2",
+                    params![state, c],
+                    |r| r.get(0),
+                ),
+                None => db.query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
+                    r.get(0)
+                }),
+            }
+        };
+        Ok((count("running")?, count("queued")?))
+    }
+
+    /// Jobs left `running` by a crash: marked interrupted and returned, to tell their senders.
+    pub fn take_interrupted(&self) -> Result<Vec<Job>, StoreError> {
+        let db = self.db();
+        let mut statement = db.prepare("SELECT seq, message FROM jobs WHERE state = 'running'")?;
+        let jobs: Vec<Job> = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })?
+            .filter_map(Result::ok)
+            .filter_map(|(seq, body)| {
+                Some(Job {
+                    seq,
+                    message: serde_json::from_str(&body).ok()?,
+                })
+            })
+            .collect();
+        db.execute(
+            "UPDATE jobs SET state = 'interrupted' WHERE state = 'running'",
+            [],
+        )?;
+        Ok(jobs)
+    }
+
+    pub fn session(&self, conversation: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT session_id FROM sessions WHERE conversation = ?1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_session(&self, conversation: &str, session_id: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO sessions (conversation, session_id) VALUES (?1, ?2)
+             ON CONFLICT (conversation) DO UPDATE SET session_id = excluded.session_id",
+            params![conversation, session_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_session(&self, conversation: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "DELETE FROM sessions WHERE conversation = ?1",
+            [conversation],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_spend(&self, usd: f64) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO spend (day, usd) VALUES (?1, ?2) ON CONFLICT (day) DO UPDATE SET usd = usd + excluded.usd",
+            params![utc_day(), usd],
+        )?;
+        Ok(())
+    }
+
+    pub fn spend_today(&self) -> Result<f64, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT usd FROM spend WHERE day = ?1", [utc_day()], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0.0))
+    }
+
+    /// Keeps a result for the relay until it accepts it; a repeated id is ignored.
+    pub fn enqueue_callback(&self, callback: &Callback) -> Result<(), StoreError> {
+        let body = serde_json::to_string(callback).expect("callbacks serialise");
+        self.db().execute(
+            "INSERT OR IGNORE INTO callbacks (id, body) VALUES (?1, ?2)",
+            params![callback.id, body],
+        )?;
+        Ok(())
+    }
+
+    pub fn next_callback(&self) -> Result<Option<(i64, Callback)>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .db()
+            .query_row(
+                "SELECT seq, body FROM callbacks WHERE done = 0 ORDER BY seq LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(seq, body)| Some((seq, serde_json::from_str(&body).ok()?))))
+    }
+
+    pub fn callback_done(&self, seq: i64) -> Result<(), StoreError> {
+        self.db()
+            .execute("UPDATE callbacks SET done = 1 WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    pub fn pending_callbacks(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM callbacks WHERE done = 0", [], |r| {
+                r.get(0)
+            })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, conversation: &str) -> VmMessage {
+        VmMessage {
+            id: id.into(),
+            conversation: conversation.into(),
+            sender: conversation.into(),
+            text: id.into(),
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn one_job_per_conversation_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("vm.db")).unwrap();
+        for (id, conversation) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+            assert!(store.add_job(&message(id, conversation)).unwrap());
+        }
+        assert!(
+            !store.add_job(&message("a1", "a")).unwrap(),
+            "idempotent on id"
+        );
+        let first: Vec<String> = store
+            .runnable(10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.message.id)
+            .collect();
+        assert_eq!(first, ["a1", "b1"]);
+        let a1 = store.runnable(1).unwrap().remove(0);
+        store.set_state(a1.seq, "running").unwrap();
+        assert_eq!(
+            store
+                .runnable(10)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.message.id)
+                .collect::<Vec<_>>(),
+            ["b1"]
+        );
+        assert_eq!(store.counts(Some("a")).unwrap(), (1, 1));
+        let interrupted = store.take_interrupted().unwrap();
+        assert_eq!(interrupted[0].message.id, "a1");
+        assert_eq!(store.runnable(10).unwrap()[0].message.id, "a2");
+    }
+
+    #[test]
+    fn sessions_spend_and_callbacks_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.set_session("a", "s1").unwrap();
+            store.set_session("a", "s2").unwrap();
+            store.add_spend(0.25).unwrap();
+            store.add_spend(0.5).unwrap();
+            let callback = Callback {
+                id: "c".into(),
+                conversation: "a".into(),
+                kind: relay::protocol::CallbackKind::Message,
+                text: "t".into(),
+                images: vec![],
+            };
+            store.enqueue_callback(&callback).unwrap();
+            store.enqueue_callback(&callback).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.session("a").unwrap().as_deref(), Some("s2"));
+        assert!((store.spend_today().unwrap() - 0.75).abs() < 1e-9);
+        assert_eq!(store.pending_callbacks().unwrap(), 1);
+        let (seq, _) = store.next_callback().unwrap().unwrap();
+        store.callback_done(seq).unwrap();
+        assert_eq!(store.pending_callbacks().unwrap(), 0);
+        assert_eq!(utc_day().len(), 10);
+    }
+}

@@ -1,0 +1,133 @@
+//! Claude Code's `--output-format stream-json`: one JSON object per line. The vm needs the
+//! session id (from `system/init` and `result`), the final result, and its cost; everything
+//! else is ignored. Unknown types are fine, malformed lines are reported, never fatal.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Init {
+        session_id: String,
+    },
+    /// Text the assistant said along the way.
+    AssistantText(String),
+    Result(AgentResult),
+    /// A well-formed line the vm has no use for.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentResult {
+    pub session_id: Option<String>,
+    pub is_error: bool,
+    pub subtype: String,
+    pub text: String,
+    pub total_cost_usd: f64,
+    /// `errors[]` of error subtypes, or the API status when `is_error` came from an API call.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a stream-json line: {0}")]
+pub struct MalformedLine(pub String);
+
+pub fn parse_line(line: &str) -> Result<StreamEvent, MalformedLine> {
+    let value: Value = serde_json::from_str(line).map_err(|e| MalformedLine(e.to_string()))?;
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        return Err(MalformedLine("no \"type\" field".into()));
+    };
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    Ok(match (kind, value.get("subtype").and_then(Value::as_str)) {
+        ("system", Some("init")) => match value.get("session_id").and_then(text) {
+            Some(session_id) => StreamEvent::Init { session_id },
+            None => return Err(MalformedLine("init without session_id".into())),
+        },
+        ("assistant", _) => {
+            let parts: Vec<String> = value["message"]["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|part| part["type"] == "text")
+                .filter_map(|part| text(&part["text"]))
+                .collect();
+            if parts.is_empty() {
+                StreamEvent::Other
+            } else {
+                StreamEvent::AssistantText(parts.join("\n"))
+            }
+        }
+        ("result", subtype) => {
+            let mut errors: Vec<String> = value["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(text)
+                .collect();
+            if let Some(status) = value["api_error_status"].as_u64() {
+                errors.push(format!("API error {status}"));
+            }
+            StreamEvent::Result(AgentResult {
+                session_id: value.get("session_id").and_then(text),
+                is_error: value["is_error"].as_bool().unwrap_or(false),
+                subtype: subtype.unwrap_or_default().to_string(),
+                text: text(&value["result"]).unwrap_or_default(),
+                total_cost_usd: value["total_cost_usd"].as_f64().unwrap_or(0.0),
+                errors,
+            })
+        }
+        _ => StreamEvent::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPTURE: &str = include_str!("../tests/fixtures/claude_stream_json.jsonl");
+
+    #[test]
+    fn reads_the_real_capture() {
+        let events: Vec<StreamEvent> = CAPTURE.lines().map(|l| parse_line(l).unwrap()).collect();
+        assert_eq!(
+            events[0],
+            StreamEvent::Init {
+                session_id: "81898c55-fde9-4d44-b1f5-fbd77cd4fef6".into()
+            }
+        );
+        assert_eq!(events[1], StreamEvent::AssistantText("OK".into()));
+        let StreamEvent::Result(result) = &events[2] else {
+            panic!("{:?}", events[2])
+        };
+        assert_eq!(result.text, "OK");
+        assert!(!result.is_error);
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("81898c55-fde9-4d44-b1f5-fbd77cd4fef6")
+        );
+        assert!(
+            result.total_cost_usd > 0.04 && result.total_cost_usd < 0.05,
+            "{}",
+            result.total_cost_usd
+        );
+    }
+
+    #[test]
+    fn tolerates_unknown_and_reports_malformed() {
+        assert_eq!(
+            parse_line(r#"{"type":"rate_limit_event"}"#),
+            Ok(StreamEvent::Other)
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"system","subtype":"hook_started"}"#),
+            Ok(StreamEvent::Other)
+        );
+        assert!(parse_line("not json").is_err());
+        assert!(parse_line(r#"{"no":"type"}"#).is_err());
+        let error = parse_line(r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":529,"result":""}"#).unwrap();
+        let StreamEvent::Result(result) = error else {
+            panic!()
+        };
+        assert!(result.is_error);
+        assert_eq!(result.errors, ["API error 529"]);
+    }
+}

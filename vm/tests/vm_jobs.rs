@@ -1,0 +1,403 @@
+//! The vm over real HTTP on loopback, with the demo agent as its agent program and a small
+//! axum app as the relay.
+
+use relay::protocol::{Callback, CallbackKind, VmMessage};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "vm-test-token";
+
+#[derive(Clone, Default)]
+struct FakeRelay {
+    messages: Arc<Mutex<Vec<Callback>>>,
+    typing: Arc<AtomicUsize>,
+    /// Answer 503 to this many callbacks first (a relay outage).
+    fail_first: Arc<AtomicUsize>,
+}
+
+impl FakeRelay {
+    async fn start() -> (FakeRelay, String) {
+        let relay = FakeRelay::default();
+        let state = relay.clone();
+        let app = axum::Router::new().route(
+            "/callback",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(callback): axum::Json<Callback>| {
+                    let relay = state.clone();
+                    async move {
+                        if !relay::protocol::bearer_matches(
+                            headers.get("authorization").and_then(|v| v.to_str().ok()),
+                            TOKEN,
+                        ) {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if callback.kind == CallbackKind::Typing {
+                            relay.typing.fetch_add(1, Ordering::SeqCst);
+                            return axum::http::StatusCode::OK;
+                        }
+                        if relay.fail_first.load(Ordering::SeqCst) > 0 {
+                            relay.fail_first.fetch_sub(1, Ordering::SeqCst);
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let mut messages = relay.messages.lock().unwrap();
+                        if !messages.iter().any(|m| m.id == callback.id) {
+                            messages.push(callback);
+                        }
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/callback", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (relay, url)
+    }
+
+    fn texts(&self, conversation: &str) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.conversation == conversation)
+            .map(|m| m.text.clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, conversation: &str, count: usize) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let texts = self.texts(conversation);
+            if texts.len() >= count {
+                return texts;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "waited for {count} replies in {conversation}, have {texts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+struct RunningVm {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), vm::StartError>>,
+}
+
+fn agent_cmd() -> String {
+    let capture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude_stream_json.jsonl");
+    format!(
+        "env DEMO_AGENT_CAPTURE={} {}",
+        capture.display(),
+        env!("CARGO_BIN_EXE_textslash-demo-agent")
+    )
+}
+
+impl RunningVm {
+    async fn start(data_dir: &Path, relay_url: &str, extra: &[(&str, &str)]) -> RunningVm {
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("VM_TOKEN".to_string(), TOKEN.to_string()),
+            ("RELAY_CALLBACK_URL".into(), relay_url.into()),
+            ("DATA_DIR".into(), data_dir.display().to_string()),
+            ("AGENT_CMD".into(), agent_cmd()),
+            ("HEARTBEAT_MS".into(), "200".into()),
+        ]);
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = vm::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(vm::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        RunningVm {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn send(&self, id: &str, conversation: &str, text: &str) -> u16 {
+        let message = VmMessage {
+            id: id.into(),
+            conversation: conversation.into(),
+            sender: conversation.into(),
+            text: text.into(),
+            images: vec![],
+        };
+        reqwest::Client::new()
+            .post(format!("{}/messages", self.url))
+            .bearer_auth(TOKEN)
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("clean exit")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn replies_keep_order_per_conversation_and_sessions_survive_restarts() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    assert_eq!(vm.send("a1", "telegram:1", "#slow first").await, 202);
+    assert_eq!(vm.send("a2", "telegram:1", "second").await, 202);
+    assert_eq!(
+        vm.send("a2", "telegram:1", "second").await,
+        202,
+        "a repeated id is accepted and ignored"
+    );
+    assert_eq!(vm.send("b1", "telegram:2", "other chat").await, 202);
+    let b = relay.wait_for("telegram:2", 1).await;
+    assert!(
+        relay.texts("telegram:1").is_empty(),
+        "b ran while a1 was still working"
+    );
+    assert!(b[0].contains("You said: other chat"), "{b:?}");
+    let a = relay.wait_for("telegram:1", 2).await;
+    assert!(
+        a[0].contains("#slow first") && a[0].contains("turn 1"),
+        "{a:?}"
+    );
+    assert!(
+        a[1].contains("You said: second") && a[1].contains("turn 2"),
+        "resumed the same session: {a:?}"
+    );
+    assert!(
+        relay.typing.load(Ordering::SeqCst) > 0,
+        "typing heartbeats while working"
+    );
+    vm.shut_down().await;
+
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    vm.send("a3", "telegram:1", "after restart").await;
+    let a = relay.wait_for("telegram:1", 3).await;
+    assert!(a[2].contains("turn 3"), "session kept on DATA_DIR: {a:?}");
+    assert_eq!(relay.texts("telegram:1").len(), 3, "a2 ran once");
+    vm.shut_down().await;
+}
+
+#[tokio::test]
+async fn the_real_capture_and_misbehaving_agents_give_clear_replies() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[("AGENT_TIMEOUT_SECS", "2")]).await;
+    let cases = [
+        ("#replay", "OK"),
+        ("#error", "The agent hit an error (success): API error 529"),
+        (
+            "#exit3",
+            "The agent failed (exit code 3): demo agent: failing on purpose",
+        ),
+        ("#malformed still works", "You said: #malformed still works"),
+        ("#hang", "ran out of time"),
+        ("take a screenshot", "screenshot"),
+    ];
+    for (i, (prompt, _)) in cases.iter().enumerate() {
+        vm.send(&format!("m{i}"), &format!("telegram:{i}"), prompt)
+            .await;
+    }
+    vm.send("huge", "telegram:huge", "#huge").await;
+    for (i, (prompt, expected)) in cases.iter().enumerate() {
+        let reply = relay.wait_for(&format!("telegram:{i}"), 1).await;
+        assert!(reply[0].contains(expected), "{prompt}: {reply:?}");
+    }
+    assert!(relay.wait_for("telegram:huge", 1).await[0].len() > 100_000);
+    let screenshot = relay
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.conversation == "telegram:5")
+        .cloned()
+        .unwrap();
+    assert_eq!(screenshot.images.len(), 1);
+    assert_eq!(screenshot.images[0].content_type, "image/png");
+    // The capture's session id was stored, so the next turn resumes it (and the demo agent,
+    // which never saw that id, fails the resume, which the vm turns into a fresh session).
+    vm.send("m0b", "telegram:0", "again").await;
+    let again = relay.wait_for("telegram:0", 2).await;
+    assert!(
+        again[1].starts_with("(Your previous session could not be found"),
+        "{again:?}"
+    );
+    assert!(again[1].contains("You said: again"));
+    vm.shut_down().await;
+}
+
+#[tokio::test]
+async fn chat_commands_new_status_cancel() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[("MAX_DAILY_USD", "5")]).await;
+    let c = "whatsapp:+15551234567";
+    vm.send("1", c, "hello").await;
+    relay.wait_for(c, 1).await;
+    vm.send("2", c, "/status").await;
+    let status = relay.wait_for(c, 2).await;
+    assert!(
+        status[1].contains("Session: ") && !status[1].contains("none yet"),
+        "{status:?}"
+    );
+    assert!(
+        status[1].contains("$0.0123 of $5.00"),
+        "spend from total_cost_usd: {status:?}"
+    );
+    vm.send("3", c, "/new").await;
+    vm.send("4", c, "fresh").await;
+    let replies = relay.wait_for(c, 4).await;
+    assert!(replies[2].starts_with("Started a fresh session"));
+    assert!(replies[3].contains("turn 1"), "a new session: {replies:?}");
+
+    vm.send("5", c, "#hang").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    vm.send("6", c, "/cancel").await;
+    let replies = relay.wait_for(c, 6).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        replies.contains(&"Cancelling the running job…".to_string()),
+        "{replies:?}"
+    );
+    assert!(
+        replies.contains(&"Cancelled the running job.".to_string()),
+        "{replies:?}"
+    );
+    vm.send("7", c, "/cancel").await;
+    assert_eq!(relay.wait_for(c, 7).await[6], "Nothing is running.");
+    vm.shut_down().await;
+}
+
+#[tokio::test]
+async fn every_endpoint_but_health_needs_the_token() {
+    let (_dir, data) = data_dir();
+    let (_relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.post(format!("{}/messages", vm.url))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.post(format!("{}/messages", vm.url))
+            .bearer_auth("wrong")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(format!("{}/images/1-page.png", vm.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(format!("{}/images/1-..", vm.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.post(format!("{}/messages", vm.url))
+            .bearer_auth(TOKEN)
+            .body("not json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let health: serde_json::Value = http
+        .get(format!("{}/health", vm.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["ready"], true);
+    vm.shut_down().await;
+}
+
+#[tokio::test]
+async fn exits_when_idle_but_never_during_a_job_and_results_outlive_a_relay_outage() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    relay.fail_first.store(3, Ordering::SeqCst);
+    let started = Instant::now();
+    let vm = RunningVm::start(&data, &url, &[("IDLE_TIMEOUT_SECS", "1")]).await;
+    vm.send("1", "telegram:9", "#slow busy").await;
+    // run() returns by itself once idle; it must not before the job's result was delivered.
+    let RunningVm {
+        task,
+        stop: _keep_alive,
+        ..
+    } = vm;
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("idle exit")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not during the 2 s job"
+    );
+    assert_eq!(
+        relay.texts("telegram:9").len(),
+        1,
+        "the result got through after the outage"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_running_jobs_and_says_so() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    vm.send("1", "telegram:3", "#hang").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    vm.shut_down().await;
+    let replies = relay.texts("telegram:3");
+    assert_eq!(replies, [vm::jobs::INTERRUPTED_BY_SHUTDOWN], "{replies:?}");
+}
