@@ -9,6 +9,7 @@
 //! - `POST /sim/telegram/send`, `POST /sim/twilio/send`: a user sends a message; the fake
 //!   delivers it to the registered webhook (Telegram, with the secret) or to the given URL
 //!   (Twilio, signed as Twilio signs). `GET /sim/{telegram,twilio}/sent`: what the bot sent.
+//! - `GET /sim/chat`: a phone-like chat page over those controls, for the demo.
 
 use crate::Sim;
 use axum::Router;
@@ -78,6 +79,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", post(twilio_send))
         .route("/twilio/media/{id}", get(twilio_media))
         .route("/anthropic/v1/models", any(anthropic_models))
+        .route("/sim/chat", get(|| async { axum::response::Html(include_str!("chat.html")) }))
         .route("/sim/telegram/send", post(user_sends_telegram))
         .route("/sim/telegram/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.telegram_sent()) }))
         .route("/sim/twilio/send", post(user_sends_whatsapp))

@@ -66,7 +66,7 @@ impl ImageMap {
 }
 
 /// The credentials the fakes accept out of the box (the demo shows them to the user).
-pub const SIM_TELEGRAM_BOT: &str = "123456:sim-bot-token";
+pub const SIM_TELEGRAM_BOT: &str = "123456:SIMbotTOKENforTheLocalDemo_0000000";
 pub const SIM_TWILIO_SID: &str = "AC00000000000000000000000000000001";
 pub const SIM_TWILIO_TOKEN: &str = "sim-twilio-auth-token";
 pub const SIM_ANTHROPIC_KEY: &str = "sk-ant-sim-key";

@@ -24,6 +24,18 @@ struct Args {
     /// A built page to serve at `/` (e.g. `dist`).
     #[arg(long)]
     page: Option<PathBuf>,
+    /// Environment for every machine, `NAME=VALUE` (e.g. `AGENT_CMD=…`). Repeatable.
+    #[arg(long = "machine-env", value_parser = parse_pair)]
+    machine_env: Vec<(String, String)>,
+    /// Also accept this key at the fake Anthropic endpoint (read from the environment
+    /// variable it names, so the key never appears in a process listing).
+    #[arg(long = "anthropic-key-from-env")]
+    anthropic_key_env: Option<String>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
@@ -44,6 +56,13 @@ async fn main() -> anyhow::Result<()> {
         .map(|(n, p)| (n, sim::Program::Path(p)))
         .collect();
     config.tokens.extend(args.tokens);
+    config.machine_env.extend(args.machine_env);
+    if let Some(key) = args
+        .anthropic_key_env
+        .and_then(|name| std::env::var(name).ok())
+    {
+        config.anthropic_keys.push(key);
+    }
     let mut extra = axum::Router::new();
     if let Some(page) = &args.page {
         extra = extra.fallback_service(tower_http::services::ServeDir::new(page));
@@ -58,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         handle.base_url()
     );
     println!("  app_url template: {}", handle.app_url_template());
+    println!("  your phone:       {}/sim/chat", handle.base_url());
     if args.page.is_some() {
         println!("  page:             {}/", handle.base_url());
     }

@@ -134,13 +134,21 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             }
         }
         env.extend(secrets);
+        // A machine's own root filesystem: `/var/lib/…` paths land in a folder per app, so
+        // machines never write to the host's /var/lib and their files outlive a restart.
+        let rootfs = sim.config.data_dir.join("rootfs").join(app_name);
         for value in env.values_mut() {
             *value = rewrite_urls(value, &names, &sim.base_url);
+            let mut remapped = false;
             for (path, volume) in &mounts {
                 let dir = sim.config.data_dir.join("volumes").join(volume);
                 if value == path || value.starts_with(&format!("{path}/")) {
                     *value = value.replacen(path.as_str(), &dir.to_string_lossy(), 1);
+                    remapped = true;
                 }
+            }
+            if !remapped && value.starts_with("/var/lib/") {
+                *value = format!("{}{value}", rootfs.display());
             }
         }
         for (_, volume) in &mounts {

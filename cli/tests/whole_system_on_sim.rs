@@ -1,0 +1,213 @@
+//! The whole product on one machine: `textslash deploy` provisions the sim's "Fly", which runs
+//! the real relay and vm binaries as machines; a user writes to the bot through the sim's fake
+//! Telegram; the relay journals the message and wakes the stopped vm through Flycast; the vm
+//! runs the demo agent and the reply comes back to the user; then `textslash teardown`.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const OWNER: i64 = 4242;
+
+/// The relay, vm and demo agent binaries, built if needed (they belong to other packages, so
+/// cargo does not build them for this test by itself).
+fn binaries() -> (PathBuf, PathBuf, PathBuf) {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
+        .current_dir(&workspace)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building relay and vm failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(workspace.join("target"))
+        .join("debug");
+    (
+        target.join("relay"),
+        target.join("vm"),
+        target.join("textslash-demo-agent"),
+    )
+}
+
+async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
+    let machines: Value = reqwest::Client::new()
+        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    machines[0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn textslash(sim: &sim::SimHandle, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
+        .args(args)
+        .args([
+            "--api-url",
+            sim.base_url(),
+            "--app-url",
+            &sim.app_url_template(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLY_API_TOKEN", "sim-token")
+        .env("TELEGRAM_BOT_TOKEN", sim::SIM_TELEGRAM_BOT)
+        .env("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_chat_through_a_cold_vm_and_tear_down() {
+    let (relay_bin, vm_bin, agent_bin) = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim::SimConfig::new(dir.path().to_path_buf());
+    config.images.rules = vec![
+        ("relay".into(), sim::Program::Path(relay_bin)),
+        ("vm".into(), sim::Program::Path(vm_bin)),
+    ];
+    config.machine_env = vec![
+        ("AGENT_CMD".into(), agent_bin.display().to_string()),
+        // Sleep soon, so the test sees the vm stopped and woken again.
+        ("IDLE_TIMEOUT_SECS".into(), "2".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+
+    let sim_ref = &sim;
+    let deploy = tokio::task::block_in_place(|| {
+        textslash(
+            sim_ref,
+            &[
+                "deploy",
+                "--prefix",
+                "sys",
+                "--channel",
+                "telegram",
+                "--allow",
+                &format!("telegram:{OWNER}"),
+            ],
+        )
+    });
+    assert!(
+        deploy.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+
+    eventually(
+        "the relay to register its webhook",
+        Duration::from_secs(15),
+        async || sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+    )
+    .await;
+    eventually("the idle vm to stop", Duration::from_secs(20), async || {
+        (vm_state(&sim, "sys-vm").await == "stopped").then_some(())
+    })
+    .await;
+
+    let send = |from: i64, text: &'static str| {
+        let url = format!("{}/sim/telegram/send", sim.base_url());
+        async move {
+            let answer: Value = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({"from_id": from, "text": text}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["webhook_status"].as_u64()
+        }
+    };
+    assert_eq!(send(999, "stranger danger").await, Some(200));
+    assert_eq!(send(OWNER, "hello agent").await, Some(200));
+    let reply = eventually("the agent's reply", Duration::from_secs(30), async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.kind == "message" && s.text.contains("You said: hello agent"))
+    })
+    .await;
+    assert_eq!(reply.to, format!("telegram:{OWNER}"));
+    assert_eq!(
+        vm_state(&sim, "sys-vm").await,
+        "started",
+        "Flycast woke the vm"
+    );
+    assert!(reply.text.contains("[demo agent, not Claude]"));
+    assert!(
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .all(|s| s.to != "telegram:999"),
+        "the stranger got nothing"
+    );
+    assert!(
+        !sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .any(|s| s.text.contains("stranger danger"))
+    );
+
+    let status = tokio::task::block_in_place(|| {
+        textslash(sim_ref, &["status", "--prefix", "sys", "--json"])
+    });
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let teardown = tokio::task::block_in_place(|| {
+        textslash(sim_ref, &["teardown", "--prefix", "sys", "--yes"])
+    });
+    assert!(
+        teardown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teardown.stderr)
+    );
+    let state: Value = reqwest::get(format!("{}/sim/state", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["apps"],
+        serde_json::json!([]),
+        "nothing left: {state}"
+    );
+}
