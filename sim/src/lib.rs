@@ -156,7 +156,10 @@ pub async fn start_with_extra_routes(
     addr: SocketAddr,
     extra: axum::Router,
 ) -> std::io::Result<SimHandle> {
+    let mut config = config;
     std::fs::create_dir_all(&config.data_dir)?;
+    // Machines run in other working directories; give them absolute paths.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let sim = Arc::new(Sim {

@@ -155,6 +155,7 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             let _ = std::fs::create_dir_all(sim.config.data_dir.join("volumes").join(volume));
         }
         env.insert("PORT".into(), port.to_string());
+        env.insert("LISTEN_HOST".into(), "127.0.0.1".into());
         env.insert("FLY_APP_NAME".into(), app_name.into());
         env.insert("FLY_MACHINE_ID".into(), id.into());
         env.insert("FLY_REGION".into(), machine.region.clone());

@@ -74,7 +74,10 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let mut config = config;
     std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+    // The agent runs in a workspace below DATA_DIR, so every path handed to it must be absolute.
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(StartError::DataDir)?;
     let store = Store::open(&config.data_dir.join("vm.db"))?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))

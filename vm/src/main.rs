@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = vm::config::Config::from_lookup(|name| std::env::var(name).ok())
         .context("the vm's configuration is incomplete")?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
+    let listener = tokio::net::TcpListener::bind((listen_host(), config.port))
         .await
         .with_context(|| format!("PORT: cannot listen on {}", config.port))?;
     vm::run(config, listener, shutdown_signal()).await?;
@@ -34,4 +34,9 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = terminate => {}
     }
+}
+
+/// Fly routes to 0.0.0.0; the sim sets `LISTEN_HOST=127.0.0.1` so local machines stay on loopback.
+fn listen_host() -> String {
+    std::env::var("LISTEN_HOST").unwrap_or_else(|_| "0.0.0.0".into())
 }
