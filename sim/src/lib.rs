@@ -68,7 +68,7 @@ impl ImageMap {
 /// The credentials the fakes accept out of the box (the demo shows them to the user).
 pub const SIM_TELEGRAM_BOT: &str = "123456:SIMbotTOKENforTheLocalDemo_0000000";
 pub const SIM_TWILIO_SID: &str = "AC00000000000000000000000000000001";
-pub const SIM_TWILIO_TOKEN: &str = "sim-twilio-auth-token";
+pub const SIM_TWILIO_TOKEN: &str = "5173696d7477696c696f746f6b656e31";
 pub const SIM_ANTHROPIC_KEY: &str = "sk-ant-sim-key";
 
 /// How the sim is set up.
@@ -91,6 +91,8 @@ pub struct SimConfig {
     pub twilio_accounts: Vec<(String, String)>,
     /// API keys the fake Anthropic models endpoint accepts.
     pub anthropic_keys: Vec<String>,
+    /// How long a stopped machine takes to boot when Flycast wakes it (Fly: about 1–3 s).
+    pub wake_delay: std::time::Duration,
 }
 
 impl SimConfig {
@@ -105,6 +107,7 @@ impl SimConfig {
             telegram_bots: vec![SIM_TELEGRAM_BOT.into()],
             twilio_accounts: vec![(SIM_TWILIO_SID.into(), SIM_TWILIO_TOKEN.into())],
             anthropic_keys: vec![SIM_ANTHROPIC_KEY.into()],
+            wake_delay: std::time::Duration::ZERO,
         }
     }
 }

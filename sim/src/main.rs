@@ -31,6 +31,9 @@ struct Args {
     /// variable it names, so the key never appears in a process listing).
     #[arg(long = "anthropic-key-from-env")]
     anthropic_key_env: Option<String>,
+    /// How long a stopped machine takes to boot when Flycast wakes it.
+    #[arg(long, default_value_t = 0)]
+    wake_delay_ms: u64,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     config.tokens.extend(args.tokens);
     config.machine_env.extend(args.machine_env);
+    config.wake_delay = std::time::Duration::from_millis(args.wake_delay_ms);
     if let Some(key) = args
         .anthropic_key_env
         .and_then(|name| std::env::var(name).ok())

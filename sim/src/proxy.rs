@@ -93,6 +93,7 @@ async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Resp
     let port = match found {
         Ok(port) => port,
         Err(id) => {
+            tokio::time::sleep(sim.config.wake_delay).await;
             supervisor::start(sim, app, &id).map_err(bad_gateway)?;
             sim.world
                 .with(|apps| {

@@ -35,11 +35,19 @@ pub struct Run<'a> {
 }
 
 /// The MCP configuration: Playwright in headless, isolated mode, writing into `image_dir`.
-fn mcp_config(image_dir: &Path) -> serde_json::Value {
-    serde_json::json!({"mcpServers": {"playwright": {
-        "command": "npx",
-        "args": ["@playwright/mcp", "--headless", "--isolated", "--no-sandbox", "--output-dir", image_dir]
-    }}})
+fn mcp_config(image_dir: &Path, chromium: Option<&str>) -> serde_json::Value {
+    let mut args = vec![
+        serde_json::json!("@playwright/mcp"),
+        "--headless".into(),
+        "--isolated".into(),
+        "--no-sandbox".into(),
+        "--output-dir".into(),
+        serde_json::json!(image_dir),
+    ];
+    if let Some(path) = chromium {
+        args.extend(["--executable-path".into(), serde_json::json!(path)]);
+    }
+    serde_json::json!({"mcpServers": {"playwright": {"command": "npx", "args": args}}})
 }
 
 /// Runs the agent and reports the session id as soon as it is known (`on_session`).
@@ -55,7 +63,10 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
     std::fs::create_dir_all(workspace)?;
     std::fs::create_dir_all(image_dir)?;
     let mcp_file = image_dir.join("mcp.json");
-    std::fs::write(&mcp_file, mcp_config(image_dir).to_string())?;
+    std::fs::write(
+        &mcp_file,
+        mcp_config(image_dir, config.chromium_path.as_deref()).to_string(),
+    )?;
 
     let (program, fixed_args) = config
         .agent_cmd

@@ -27,6 +27,8 @@ pub struct Config {
     /// How many conversations may run a job at the same time.
     pub max_parallel_jobs: usize,
     pub heartbeat: Duration,
+    /// A browser for Playwright MCP (the image sets Debian's Chromium).
+    pub chromium_path: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -117,6 +119,7 @@ impl Config {
             github_token: get("GITHUB_TOKEN"),
             max_parallel_jobs: number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
             heartbeat: Duration::from_millis(number("HEARTBEAT_MS", 4000)?),
+            chromium_path: get("CHROMIUM_PATH"),
         })
     }
 }

@@ -6,15 +6,20 @@
 //! - [`config`]: `config.json` beside the page (API base, app URL, images).
 //! - [`browser`]: `provision`'s transport and clock for the browser.
 //! - [`storage`]: what the page remembers (never secrets unless the user opts in).
-//! - [`pages`]: one module per screen.
+//! - [`pages`]: one module per screen; [`ui`] the pieces they share.
+//! - [`wizard`]: the new-deployment state (secrets in memory, the rest in a saved draft).
+//! - [`checks`]: Telegram and Anthropic credential checks from the browser.
 //!
 //! Secrets live in memory (signals) only; nothing here logs them.
 
 pub mod browser;
+pub mod checks;
 pub mod config;
 pub mod pages;
 pub mod route;
 pub mod storage;
+pub mod ui;
+pub mod wizard;
 
 use leptos::prelude::*;
 use route::Route;
@@ -24,6 +29,7 @@ use route::Route;
 pub fn App() -> impl IntoView {
     let route = route::use_route();
     let config = LocalResource::new(config::Config::load);
+    provide_context(wizard::Wizard::new());
     view! {
         <header class="bar">
             <a class="brand" href="#/">"textslash"</a>
@@ -34,10 +40,10 @@ pub fn App() -> impl IntoView {
                     provide_context(config);
                     move || match route.get() {
                         Route::Home => pages::home::Home().into_any(),
-                        Route::New(_) | Route::Detail(_) => view! {
-                            <p>"This screen is not built yet."</p>
-                            <a href="#/">"Back to your deployments"</a>
-                        }.into_any(),
+                        Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),
+                        Route::New(6) => pages::deploy::DeployStep().into_any(),
+                        Route::New(_) => pages::deploy::DoneStep().into_any(),
+                        Route::Detail(prefix) => view! { <pages::detail::Detail prefix=prefix/> }.into_any(),
                         Route::NotFound(path) => view! {
                             <h1>"Nothing here"</h1>
                             <p>"There is no page at " <code>{path}</code> "."</p>

@@ -20,11 +20,12 @@ mod tools;
 
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask <test|demo|dist|install>
+const USAGE: &str = "usage: cargo xtask <test|demo|dist|musl|install>
 
   test     install missing tools, then fmt, clippy, all tests, page build, browser tests
   demo     build everything and run the whole system locally on the sim
   dist     release build of the page into dist/ and a size report
+  musl     build the relay as a static musl binary (what its image ships) and print its size
   install  only install the missing tools";
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +39,31 @@ fn main() -> anyhow::Result<()> {
             tools::ensure_page_tools(&root, &mut cmd::Timings::default())?;
             dist::build(&root, None)?;
             dist::print_size_report(&root.join("dist"))
+        }
+        Some("musl") => {
+            let mut timings = cmd::Timings::default();
+            tools::ensure_musl(&mut timings)?;
+            cmd::run(std::process::Command::new("cargo").args([
+                "build",
+                "--release",
+                "-p",
+                "relay",
+                "--bin",
+                "relay",
+                "--target",
+                tools::MUSL_TARGET,
+            ]))?;
+            let binary = root
+                .join("target")
+                .join(tools::MUSL_TARGET)
+                .join("release/relay");
+            let bytes = std::fs::metadata(&binary)?.len();
+            println!(
+                "relay for {}: {bytes} bytes ({:.1} MiB); the distroless/static base adds about 2 MiB",
+                tools::MUSL_TARGET,
+                bytes as f64 / 1048576.0
+            );
+            Ok(())
         }
         Some("install") => {
             let mut timings = cmd::Timings::default();

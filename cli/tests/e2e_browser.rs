@@ -1,0 +1,650 @@
+//! End to end in a real browser: headless Chromium, driven over WebDriver (chromedriver),
+//! opens the built page (`dist/`) served by the sim, fills every wizard step, deploys the real
+//! relay and vm as sim machines, chats through the fake channel, retries a deploy that failed
+//! midway, and tears everything down from the page.
+//!
+//! Needs the page built and chromedriver installed, so `cargo xtask test` runs it after the
+//! page build (`cargo test -p cli --test e2e_browser -- --ignored`). Screenshots of each screen
+//! go to `screenshots/` (git ignores it).
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const OWNER: i64 = 4242;
+const OWNER_WA: &str = "whatsapp:+15551234567";
+const BOT_WA: &str = "+14155238886";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The relay, vm and demo agent, built if needed (they belong to other packages).
+fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
+        .current_dir(workspace())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(workspace().join("target"))
+        .join("debug");
+    (
+        target.join("relay"),
+        target.join("vm"),
+        target.join("textslash-demo-agent"),
+    )
+}
+
+/// A minimal W3C WebDriver client: just what these tests use.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: std::process::Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(name: &str) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new(
+            std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver (cargo xtask test installs it)");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()),
+                // A phone's viewport: 360×640 CSS pixels.
+                "mobileEmulation": {"deviceMetrics": {"width": 360, "height": 640, "pixelRatio": 2.0}},
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--window-size=360,640", format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let started = Instant::now();
+        let session = loop {
+            if let Ok(r) = http
+                .post(format!("{base}/session"))
+                .json(&capabilities)
+                .send()
+                .await
+            {
+                let body: Value = r.json().await.unwrap();
+                break body["value"]["sessionId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no session: {body}"))
+                    .to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let shots = workspace().join("screenshots").join(name);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            http,
+            session: format!("{base}/session/{session}"),
+            driver,
+            shots,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
+        if method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        r.json::<Value>().await.unwrap()["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    async fn eval(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// Waits until `css` matches an element that is enabled, and returns its WebDriver id.
+    async fn find(&self, css: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .eval(
+                    "const e = document.querySelector(arguments[0]); return !!e && !e.disabled;",
+                    json!([css]),
+                )
+                .await;
+            if ready == json!(true) {
+                let found = self
+                    .call(
+                        reqwest::Method::POST,
+                        "/element",
+                        json!({"using": "css selector", "value": css}),
+                    )
+                    .await;
+                if let Some(id) = found
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(Value::as_str)
+                {
+                    return id.to_string();
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let text = self.eval("return document.body.innerText", json!([])).await;
+                panic!("no enabled {css} on the page; it shows: {text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            json!({}),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn select(&self, css: &str, value: &str) {
+        self.find(css).await;
+        self.eval(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([css, value]),
+        )
+        .await;
+    }
+
+    /// Waits until the page's text contains `needle`; returns the text.
+    async fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self
+                .eval("return document.body.innerText", json!([]))
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the page never showed {needle:?}; it shows:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        use base64::Engine;
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Every URL the page has requested (resources, fetches).
+    async fn requested_urls(&self) -> Vec<String> {
+        let urls = self.eval("return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])", json!([])).await;
+        urls.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn local_storage(&self) -> String {
+        self.eval(
+            "return JSON.stringify(Object.assign({}, localStorage))",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The sim with the built page at `/` and a `config.json` pointing at the sim itself.
+async fn start_sim(dir: &Path) -> sim::SimHandle {
+    let (relay, vm, agent) = machine_binaries();
+    let mut config = sim::SimConfig::new(dir.to_path_buf());
+    config.images.rules = vec![
+        ("relay".into(), sim::Program::Path(relay)),
+        ("vm".into(), sim::Program::Path(vm)),
+    ];
+    config.machine_env = vec![
+        ("AGENT_CMD".into(), agent.display().to_string()),
+        ("IDLE_TIMEOUT_SECS".into(), "2".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    config.wake_delay = Duration::from_millis(2500);
+    let dist = workspace().join("dist");
+    assert!(
+        dist.join("index.html").exists(),
+        "build the page first (cargo xtask dist)"
+    );
+    // The base URL is known only once the sim listens, so config.json is answered from a cell.
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let cell = base.clone();
+    let extra = axum::Router::new()
+        .route(
+            "/config.json",
+            axum::routing::get(move || {
+                let base = cell.get().cloned().unwrap_or_default();
+                async move {
+                    axum::Json(json!({
+                        "api_base": base,
+                        "app_url": format!("{base}/apps/{{app}}"),
+                        "telegram_api": format!("{base}/telegram"),
+                        "anthropic_api": format!("{base}/anthropic"),
+                    }))
+                }
+            }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(dist));
+    let handle = sim::start_with_extra_routes(config, "127.0.0.1:0".parse().unwrap(), extra)
+        .await
+        .unwrap();
+    base.set(handle.base_url().to_string()).unwrap();
+    handle
+}
+
+async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sim_state(sim: &sim::SimHandle) -> Value {
+    reqwest::get(format!("{}/sim/state", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
+    let machines: Value = reqwest::Client::new()
+        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    machines[0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Steps 1, 2 and 4 of the wizard (token, names, key) around the channel step `channel`.
+async fn fill_wizard(
+    browser: &Browser,
+    sim: &sim::SimHandle,
+    prefix: &str,
+    channel: impl AsyncFnOnce(&Browser),
+) {
+    browser.go(&format!("{}/", sim.base_url())).await;
+    browser
+        .wait_for_text("Your deployments", Duration::from_secs(30))
+        .await;
+    browser.shot(&format!("{prefix}-0-home")).await;
+    browser.click("#new-deployment").await;
+    browser.type_into("#fly-token", "sim-token").await;
+    browser.click("#check-token").await;
+    browser
+        .wait_for_text("Token works for the org", Duration::from_secs(10))
+        .await;
+    browser.shot(&format!("{prefix}-1-token")).await;
+    browser.click("#next").await;
+    browser.type_into("#prefix", prefix).await;
+    browser.click("#check-names").await;
+    browser
+        .wait_for_text("Both names are free", Duration::from_secs(10))
+        .await;
+    browser.select("#region", "iad").await;
+    browser.shot(&format!("{prefix}-2-names")).await;
+    browser.click("#next").await;
+    channel(browser).await;
+    browser.shot(&format!("{prefix}-3-channel")).await;
+    browser.click("#next").await;
+    browser
+        .type_into("#anthropic-key", sim::SIM_ANTHROPIC_KEY)
+        .await;
+    browser.click("#check-key").await;
+    browser
+        .wait_for_text("Anthropic accepts this key", Duration::from_secs(10))
+        .await;
+    browser.shot(&format!("{prefix}-4-key")).await;
+    browser.click("#next").await;
+    browser
+        .wait_for_text("a month", Duration::from_secs(10))
+        .await;
+    browser.shot(&format!("{prefix}-5-review")).await;
+    browser.click("#deploy").await;
+}
+
+async fn telegram_channel(browser: &Browser) {
+    browser.click("#channel-telegram").await;
+    browser
+        .type_into("#telegram-token", sim::SIM_TELEGRAM_BOT)
+        .await;
+    browser.click("#check-bot").await;
+    browser
+        .wait_for_text("@textslash_sim_bot is ready", Duration::from_secs(10))
+        .await;
+    browser
+        .type_into("#telegram-owner", &OWNER.to_string())
+        .await;
+}
+
+async fn tear_down_from_page(browser: &Browser, sim: &sim::SimHandle, prefix: &str) {
+    browser
+        .go(&format!("{}/#/d/{prefix}", sim.base_url()))
+        .await;
+    browser
+        .wait_for_text("Tear down", Duration::from_secs(10))
+        .await;
+    browser.type_into("#confirm-prefix", prefix).await;
+    browser.shot(&format!("{prefix}-9-teardown")).await;
+    browser.click("#teardown").await;
+    browser
+        .wait_for_text("nothing is left on Fly", Duration::from_secs(60))
+        .await;
+}
+
+/// No request left the page's origin (the sim), and no secret sits in a URL or in storage.
+async fn assert_privacy(browser: &Browser, sim: &sim::SimHandle, secrets: &[&str]) {
+    for url in browser.requested_urls().await {
+        assert!(
+            url.starts_with(sim.base_url()),
+            "a request left the page's origin: {url}"
+        );
+        let without_bot_api = url.replace(
+            &format!("/telegram/bot{}/", sim::SIM_TELEGRAM_BOT),
+            "/telegram/bot…/",
+        );
+        for secret in secrets {
+            // The Bot API takes its token in the path by design (it goes only to Telegram).
+            assert!(
+                !without_bot_api.contains(secret),
+                "a secret is in a URL: {url}"
+            );
+        }
+    }
+    let storage = browser.local_storage().await;
+    for secret in secrets {
+        assert!(!storage.contains(secret), "a secret is in localStorage");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let browser = Browser::start("telegram").await;
+
+    // 1. The wizard, then the deploy to Done.
+    fill_wizard(&browser, &sim, "e2e", telegram_channel).await;
+    browser
+        .wait_for_text("Check the relay answers", Duration::from_secs(10))
+        .await;
+    browser.shot("e2e-6-deploying").await;
+    browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    let done = browser
+        .wait_for_text("The relay answers", Duration::from_secs(30))
+        .await;
+    assert!(done.contains("/apps/e2e-relay/webhook/telegram"), "{done}");
+    browser.shot("e2e-7-done").await;
+
+    // 2. A message from the owner wakes the sleeping vm; a stranger gets nothing.
+    eventually("the relay's webhook", Duration::from_secs(20), async || {
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+    eventually("the idle vm to stop", Duration::from_secs(30), async || {
+        (vm_state(&sim, "e2e-vm").await == "stopped").then_some(())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for (from, text) in [(999, "let me in"), (OWNER, "hello from the e2e test")] {
+        let answer: Value = http
+            .post(format!("{}/sim/telegram/send", sim.base_url()))
+            .json(&json!({"from_id": from, "text": text}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["webhook_status"], 200);
+    }
+    let texts = eventually("the agent's reply", Duration::from_secs(30), async || {
+        let texts: Vec<String> = sim
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .filter(|s| s.kind == "message")
+            .map(|s| s.text)
+            .collect();
+        texts
+            .iter()
+            .any(|t| t.contains("You said: hello from the e2e test"))
+            .then_some(texts)
+    })
+    .await;
+    assert_eq!(texts[0], relay::forward::WAKING_UP, "{texts:?}");
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.as_str() == relay::forward::WAKING_UP)
+            .count(),
+        1
+    );
+    assert!(
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .all(|s| s.to == format!("telegram:{OWNER}")),
+        "the stranger got nothing"
+    );
+
+    // 3. A reload lists the deployment with its live health.
+    browser.click("#finish").await;
+    browser.go(&format!("{}/", sim.base_url())).await;
+    let home = browser
+        .wait_for_text("relay up", Duration::from_secs(20))
+        .await;
+    assert!(home.contains("e2e"), "{home}");
+    browser.shot("e2e-8-home").await;
+
+    // 4. A second deployment fails midway (Fly refuses the vm machine once), then Retry completes it.
+    http.post(format!("{}/sim/faults", sim.base_url()))
+        .json(&json!({"rules": [{"method": "POST", "path_contains": "/v1/apps/second-vm/machines", "nth": 1, "status": 403}]}))
+        .send()
+        .await
+        .unwrap();
+    fill_wizard(&browser, &sim, "second", telegram_channel).await;
+    let failed = browser
+        .wait_for_text("Retry", Duration::from_secs(60))
+        .await;
+    assert!(failed.contains("✗"), "{failed}");
+    browser.shot("second-6-failed").await;
+    browser.click("#retry").await;
+    browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    let state = sim_state(&sim).await;
+    for app in state["apps"].as_array().unwrap() {
+        assert_eq!(
+            app["machines"].as_array().unwrap().len(),
+            1,
+            "no duplicate machines: {app}"
+        );
+        assert!(
+            app["volumes"].as_array().unwrap().len() <= 1,
+            "no duplicate volumes: {app}"
+        );
+    }
+    browser.click("#finish").await;
+
+    // 5. Tear both down from the page; nothing is left.
+    tear_down_from_page(&browser, &sim, "e2e").await;
+    tear_down_from_page(&browser, &sim, "second").await;
+    assert_eq!(sim_state(&sim).await["apps"], json!([]));
+
+    // 6. Only the page's own origin was contacted, and no secret leaked into URLs or storage.
+    assert_privacy(
+        &browser,
+        &sim,
+        &["sim-token", sim::SIM_TELEGRAM_BOT, sim::SIM_ANTHROPIC_KEY],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let browser = Browser::start("whatsapp").await;
+    fill_wizard(&browser, &sim, "wa", async |browser: &Browser| {
+        browser.click("#channel-whatsapp").await;
+        browser.type_into("#twilio-sid", sim::SIM_TWILIO_SID).await;
+        browser
+            .type_into("#twilio-token", sim::SIM_TWILIO_TOKEN)
+            .await;
+        browser.type_into("#whatsapp-number", BOT_WA).await;
+        browser
+            .type_into("#whatsapp-owner", OWNER_WA.trim_start_matches("whatsapp:"))
+            .await;
+    })
+    .await;
+    browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    let done = browser
+        .wait_for_text("When a message comes in", Duration::from_secs(10))
+        .await;
+    browser.shot("wa-7-done").await;
+    let webhook = browser
+        .eval(
+            "return document.querySelector('#webhook-url').innerText",
+            json!([]),
+        )
+        .await;
+    let webhook = webhook.as_str().unwrap().to_string();
+    assert!(webhook.ends_with("/apps/wa-relay/webhook/twilio"), "{done}");
+
+    // The owner writes on WhatsApp (Twilio signs the webhook the owner pasted).
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(&json!({"url": webhook, "from": OWNER_WA, "to": format!("whatsapp:{BOT_WA}"), "body": "hi on whatsapp"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200);
+    eventually(
+        "the agent's WhatsApp reply",
+        Duration::from_secs(30),
+        async || {
+            sim.sim
+                .channels
+                .twilio_sent()
+                .into_iter()
+                .find(|s| s.to == OWNER_WA && s.text.contains("You said: hi on whatsapp"))
+        },
+    )
+    .await;
+
+    browser.click("#finish").await;
+    tear_down_from_page(&browser, &sim, "wa").await;
+    assert_eq!(sim_state(&sim).await["apps"], json!([]));
+    assert_privacy(
+        &browser,
+        &sim,
+        &["sim-token", sim::SIM_TWILIO_TOKEN, sim::SIM_ANTHROPIC_KEY],
+    )
+    .await;
+}

@@ -1,0 +1,147 @@
+//! `deploy/fly/*.toml` (for people who deploy with flyctl) must describe the same machines the
+//! page and the CLI create: services, ports, checks, restart policy, mounts, sizes, env.
+
+use provision::machines::{relay_config, vm_config};
+use provision::spec::Secret;
+use provision::{Channel, DeploymentSpec};
+use toml::Value;
+
+fn spec() -> DeploymentSpec {
+    let mut spec = DeploymentSpec::new(
+        "PREFIX",
+        "iad",
+        Channel::Telegram {
+            bot_token: Secret::new("1:x"),
+        },
+        Secret::new("sk-ant-x"),
+    );
+    spec.allowed_senders = vec!["telegram:123456789".into()];
+    spec
+}
+
+fn template(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/fly")
+        .join(name);
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn assert_agrees(toml: &Value, config: &provision::fly::types::MachineConfig) {
+    assert_eq!(toml["build"]["image"].as_str(), Some(config.image.as_str()));
+    let env: std::collections::BTreeMap<String, String> = toml["env"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(env, config.env, "env");
+
+    let [service] = &config.services[..] else {
+        panic!("one service")
+    };
+    let services = toml["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1);
+    let s = &services[0];
+    assert_eq!(s["protocol"].as_str(), Some(service.protocol.as_str()));
+    assert_eq!(
+        s["internal_port"].as_integer(),
+        Some(i64::from(service.internal_port))
+    );
+    assert_eq!(
+        s["auto_stop_machines"].as_str(),
+        service.autostop.as_deref()
+    );
+    assert_eq!(s["auto_start_machines"].as_bool(), service.autostart);
+    assert_eq!(
+        s["min_machines_running"].as_integer(),
+        service.min_machines_running.map(i64::from)
+    );
+    let ports: Vec<(i64, Vec<String>, bool)> = s["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let handlers = p["handlers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect();
+            (
+                p["port"].as_integer().unwrap(),
+                handlers,
+                p.get("force_https")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, Vec<String>, bool)> = service
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                i64::from(p.port),
+                p.handlers.clone(),
+                p.force_https.unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(ports, expected, "ports");
+
+    let checks = toml["checks"].as_table().unwrap();
+    assert_eq!(checks.len(), config.checks.len());
+    for (name, check) in &config.checks {
+        let t = &checks[name];
+        assert_eq!(t["type"].as_str(), Some(check.kind.as_str()));
+        assert_eq!(t["port"].as_integer(), Some(i64::from(check.port)));
+        assert_eq!(t["method"].as_str(), check.method.as_deref());
+        assert_eq!(t["path"].as_str(), check.path.as_deref());
+        assert_eq!(t["interval"].as_str(), check.interval.as_deref());
+        assert_eq!(t["timeout"].as_str(), check.timeout.as_deref());
+        assert_eq!(t["grace_period"].as_str(), check.grace_period.as_deref());
+    }
+
+    let restart = config.restart.as_ref().unwrap();
+    let r = &toml["restart"].as_array().unwrap()[0];
+    assert_eq!(r["policy"].as_str(), Some(restart.policy.as_str()));
+    assert_eq!(
+        r.get("retries").and_then(Value::as_integer),
+        restart.max_retries.map(i64::from)
+    );
+
+    let guest = config.guest.as_ref().unwrap();
+    let vm = &toml["vm"].as_array().unwrap()[0];
+    assert_eq!(
+        vm["size"].as_str().unwrap(),
+        format!("{}-cpu-{}x", guest.cpu_kind, guest.cpus)
+    );
+    let memory = vm["memory"].as_str().unwrap();
+    let memory_mb = match memory.strip_suffix("gb") {
+        Some(gb) => gb.parse::<u32>().unwrap() * 1024,
+        None => memory.strip_suffix("mb").unwrap().parse().unwrap(),
+    };
+    assert_eq!(memory_mb, guest.memory_mb);
+
+    match (toml.get("mounts"), &config.mounts[..]) {
+        (None, []) => {}
+        (Some(m), [mount]) => assert_eq!(m["destination"].as_str(), Some(mount.path.as_str())),
+        other => panic!("mounts disagree: {other:?}"),
+    }
+}
+
+#[test]
+fn relay_template_matches_the_machine_config() {
+    assert_agrees(&template("relay.toml"), &relay_config(&spec()));
+}
+
+#[test]
+fn vm_template_matches_the_machine_config() {
+    let spec = spec();
+    let toml = template("vm.toml");
+    assert_agrees(&toml, &vm_config(&spec, "vol_x"));
+    assert_eq!(
+        toml["mounts"]["initial_size"].as_str(),
+        Some(format!("{}gb", spec.volume_gb).as_str())
+    );
+}

@@ -1,0 +1,192 @@
+//! Steps 6 and 7: the deploy with its live progress (Retry resumes, Tear down undoes), then
+//! Done with the webhook URL and the relay's health.
+
+use crate::browser::fly_client;
+use crate::config::Config;
+use crate::route::{Route, navigate};
+use crate::storage::{self, LocalStorage};
+use crate::ui::{CopyButton, StepHeader};
+use crate::wizard::Wizard;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use provision::{Event, StepId, StepState};
+
+/// Runs (or resumes) the deploy; progress goes into the draft so a reload still shows it.
+pub fn start_deploy(wizard: Wizard, config: Config) {
+    if wizard.deploying.get_untracked() {
+        return;
+    }
+    let spec = match wizard.spec(&config) {
+        Ok(spec) => spec,
+        Err(e) => {
+            wizard.deploy_error.set(Some(format!(
+                "{e}. Secrets are never stored, so after a reload enter them again (steps 1–4) and deploy resumes where it stopped."
+            )));
+            return;
+        }
+    };
+    wizard.deploying.set(true);
+    wizard.deploy_error.set(None);
+    wizard
+        .draft
+        .update(|d| d.deploy_started_ms = Some(js_sys::Date::now() as u64));
+    spawn_local(async move {
+        let fly = fly_client(&config.api_base, &wizard.fly_token.get_untracked());
+        let progress = move |event: &Event| wizard.draft.update(|d| d.events.push(event.clone()));
+        match provision::plan::deploy(&fly, &spec, &progress).await {
+            Ok(deployment) => {
+                storage::remember(&LocalStorage, &deployment);
+                wizard.deploying.set(false);
+                navigate(&Route::New(7));
+            }
+            Err(e) => {
+                wizard.deploy_error.set(Some(e.to_string()));
+                wizard.deploying.set(false);
+            }
+        }
+    });
+}
+
+fn latest_state(events: &[Event], step: StepId) -> Option<(StepState, String)> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.step == step)
+        .map(|e| (e.state, e.message.clone()))
+}
+
+#[component]
+pub fn DeployStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let now = RwSignal::new(js_sys::Date::now());
+    let ticker = set_interval_with_handle(
+        move || now.set(js_sys::Date::now()),
+        std::time::Duration::from_millis(500),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(t) = ticker {
+            t.clear();
+        }
+    });
+    if wizard.draft.get_untracked().events.is_empty() {
+        start_deploy(wizard, config.get_value());
+    }
+    let torn_down = RwSignal::new(None::<String>);
+    let teardown = move |_| {
+        let draft = wizard.draft.get_untracked();
+        let fly = fly_client(
+            &config.with_value(|c| c.api_base.clone()),
+            &wizard.fly_token.get_untracked(),
+        );
+        wizard.deploying.set(true);
+        spawn_local(async move {
+            let apps = [
+                format!("{}-relay", draft.prefix),
+                format!("{}-vm", draft.prefix),
+            ];
+            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+            let result = provision::ops::teardown(&fly, &names, &|_: &Event| {}).await;
+            wizard.deploying.set(false);
+            torn_down.set(Some(match result {
+                Ok(left) if left.is_empty() => "Everything this deploy created is gone.".into(),
+                Ok(left) => format!(
+                    "Left over: {}",
+                    left.iter()
+                        .map(|l| format!("{} ({})", l.what, l.why))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                Err(e) => e.to_string(),
+            }));
+            storage::forget(&LocalStorage, &draft.prefix);
+            wizard.draft.update(|d| d.events.clear());
+        });
+    };
+    view! {
+        <StepHeader step=6 title="Deploying"/>
+        <p class="muted" id="elapsed">{move || {
+            let started = wizard.draft.get().deploy_started_ms.unwrap_or(0) as f64;
+            if started == 0.0 { String::new() } else { format!("{:.0} s", ((now.get() - started) / 1000.0).max(0.0)) }
+        }}</p>
+        <ol class="steps" id="steps">
+            {StepId::ALL.into_iter().map(|step| {
+                let state = move || latest_state(&wizard.draft.get().events, step);
+                view! {
+                    <li class=move || match state() {
+                        Some((StepState::Done, _)) | Some((StepState::AlreadyDone, _)) => "done",
+                        Some((StepState::Running, _)) => "running",
+                        Some((StepState::Failed, _)) => "failed",
+                        None => "pending",
+                    }>
+                        <span class="mark">{move || match state() {
+                            Some((StepState::Done, _)) | Some((StepState::AlreadyDone, _)) => "✓",
+                            Some((StepState::Running, _)) => "…",
+                            Some((StepState::Failed, _)) => "✗",
+                            None => "·",
+                        }}</span>
+                        {step.title()}
+                        <small class="muted">{move || state().map(|(_, m)| m).unwrap_or_default()}</small>
+                    </li>
+                }
+            }).collect_view()}
+        </ol>
+        <Show when=move || wizard.deploy_error.get().is_some() && !wizard.deploying.get()>
+            <p class="error" role="alert" id="deploy-error">{move || wizard.deploy_error.get().unwrap_or_default()}</p>
+            <div class="nav">
+                <button class="button primary" id="retry" on:click=move |_| start_deploy(wizard, config.get_value())>"Retry"</button>
+                <button class="button danger" id="undo" on:click=teardown>"Tear down"</button>
+            </div>
+        </Show>
+        <Show when=move || !wizard.deploying.get() && wizard.deploy_error.get().is_none() && !wizard.draft.get().events.is_empty()>
+            <p>"This deploy was interrupted (the page was reloaded). "
+                <button class="button" id="resume" on:click=move |_| start_deploy(wizard, config.get_value())>"Resume"</button></p>
+        </Show>
+        <Show when=move || torn_down.get().is_some()>
+            <p id="torn-down">{move || torn_down.get().unwrap_or_default()}</p>
+            <a class="button" href="#/">"Back to your deployments"</a>
+        </Show>
+    }
+}
+
+#[component]
+pub fn DoneStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let prefix = wizard.draft.get_untracked().prefix;
+    let Some(deployment) = storage::find(&LocalStorage, &prefix) else {
+        return view! { <p>"No finished deployment here. " <a href="#/">"Your deployments"</a></p> }.into_any();
+    };
+    let health = RwSignal::new(None::<String>);
+    {
+        let url = format!("{}/health", deployment.relay_url);
+        spawn_local(async move {
+            let text = match gloo_net::http::Request::get(&url).send().await {
+                Ok(r) if r.ok() => "✓ The relay answers.".to_string(),
+                Ok(r) => format!("The relay answered {}.", r.status()),
+                Err(_) => "The relay does not answer yet; give it a minute.".into(),
+            };
+            health.set(Some(text));
+        });
+    }
+    let webhook = deployment.webhook_url.clone();
+    let whatsapp = deployment.channel == Some(provision::spec::ChannelKind::WhatsappTwilio);
+    let finish = move |_| {
+        wizard.reset();
+        navigate(&Route::Home);
+    };
+    view! {
+        <StepHeader step=7 title="Done: say hello"/>
+        <p class="ok" id="done">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
+        <p>"Webhook URL:"</p>
+        <p class="command"><code id="webhook-url">{webhook.clone()}</code> <CopyButton text=Signal::derive(move || webhook.clone()) id="copy-webhook"/></p>
+        {if whatsapp {
+            view! { <p>"In the Twilio console, open your WhatsApp sender (or the Sandbox settings) and paste this URL into “When a message comes in” (method POST). Then send a WhatsApp message to your Twilio number."</p> }.into_any()
+        } else {
+            view! { <p>"The relay has registered this webhook with Telegram itself. Open your bot in Telegram and send it a message now: the first reply may take a few seconds while the agent wakes up."</p> }.into_any()
+        }}
+        <p id="relay-health">{move || health.get().unwrap_or_else(|| "Checking the relay…".into())}</p>
+        <button class="button primary" id="finish" on:click=finish>"Back to your deployments"</button>
+    }
+    .into_any()
+}

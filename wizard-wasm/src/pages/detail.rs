@@ -1,0 +1,150 @@
+//! One deployment: its status (machines, checks, volume, relay health), start/stop the vm,
+//! update to the images in `config.json`, and tear down after typing the prefix.
+
+use crate::browser::fly_client;
+use crate::config::Config;
+use crate::route::{Route, navigate};
+use crate::storage::{self, LocalStorage};
+use crate::ui::{ErrorLine, Field};
+use crate::wizard::Wizard;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use provision::Event;
+
+#[component]
+pub fn Detail(prefix: String) -> impl IntoView {
+    let Some(deployment) = storage::find(&LocalStorage, &prefix) else {
+        return view! {
+            <h1>"Unknown deployment"</h1>
+            <p>{format!("This device does not remember a deployment called {prefix}.")}</p>
+            <a class="button" href="#/">"Your deployments"</a>
+        }
+        .into_any();
+    };
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let stored = StoredValue::new(deployment.clone());
+    let status = RwSignal::new(None::<provision::ops::Status>);
+    let error = RwSignal::new(None::<String>);
+    let note = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let confirm = RwSignal::new(String::new());
+
+    let act = {
+        move |action: &'static str| {
+            let deployment = stored.get_value();
+            let config = config.get_value();
+            let token = wizard.fly_token.get_untracked();
+            if token.trim().is_empty() {
+                error.set(Some("Enter your Fly token first.".into()));
+                return;
+            }
+            let fly = fly_client(&config.api_base, &token);
+            let (relay, vm, relay_url, images) = (
+                deployment.relay_app.clone(),
+                deployment.vm_app.clone(),
+                deployment.relay_url.clone(),
+                config.images.clone(),
+            );
+            let prefix = deployment.prefix.clone();
+            busy.set(true);
+            error.set(None);
+            spawn_local(async move {
+                let outcome: Result<Option<String>, provision::Error> = match action {
+                    "stop" => provision::ops::set_vm_running(&fly, &vm, false)
+                        .await
+                        .map(|_| Some("The agent machine is stopped.".into())),
+                    "start" => provision::ops::set_vm_running(&fly, &vm, true)
+                        .await
+                        .map(|_| Some("The agent machine is starting.".into())),
+                    "update" => provision::ops::update(&fly, &relay, &vm, &images)
+                        .await
+                        .map(|changed| {
+                            Some(if changed.is_empty() {
+                                "Already on the newest images.".into()
+                            } else {
+                                format!("Updated: {}", changed.join(", "))
+                            })
+                        }),
+                    "teardown" => provision::ops::teardown(
+                        &fly,
+                        &[relay.as_str(), vm.as_str()],
+                        &|_: &Event| {},
+                    )
+                    .await
+                    .map(|left| {
+                        storage::forget(&LocalStorage, &prefix);
+                        Some(if left.is_empty() {
+                            "Torn down: nothing is left on Fly.".into()
+                        } else {
+                            format!(
+                                "Left over: {}",
+                                left.iter()
+                                    .map(|l| format!("{} ({})", l.what, l.why))
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
+                        })
+                    }),
+                    _ => Ok(None),
+                };
+                match outcome {
+                    Ok(message) => note.set(message),
+                    Err(e) => error.set(Some(e.to_string())),
+                }
+                if action != "teardown" {
+                    match provision::ops::status(&fly, &relay, &vm, &relay_url).await {
+                        Ok(s) => status.set(Some(s)),
+                        Err(e) => error.set(Some(e.to_string())),
+                    }
+                }
+                busy.set(false);
+            });
+        }
+    };
+    if !wizard.fly_token.get_untracked().trim().is_empty() {
+        act("refresh");
+    }
+    let title = deployment.prefix.clone();
+    let expected = deployment.prefix.clone();
+    view! {
+        <h1>{title}</h1>
+        <p class="muted">{format!("{} · {} and {}", deployment.region, deployment.relay_app, deployment.vm_app)}</p>
+        <p>"Webhook URL: " <code>{deployment.webhook_url.clone()}</code></p>
+        <Show when=move || wizard.fly_token.get().trim().is_empty()>
+            <Field label="Fly token (to manage this deployment)" value=wizard.fly_token secret=true id="detail-token"/>
+        </Show>
+        <div class="actions">
+            <button class="button" id="refresh" disabled=move || busy.get() on:click=move |_| act("refresh")>"Check status"</button>
+            <button class="button" id="stop-vm" disabled=move || busy.get() on:click=move |_| act("stop")>"Stop agent"</button>
+            <button class="button" id="start-vm" disabled=move || busy.get() on:click=move |_| act("start")>"Start agent"</button>
+            <button class="button" id="update" disabled=move || busy.get() on:click=move |_| act("update")>"Update images"</button>
+        </div>
+        <ErrorLine error=error/>
+        <Show when=move || note.get().is_some()>
+            <p class="ok" id="note">{move || note.get().unwrap_or_default()}</p>
+        </Show>
+        <div id="status">{move || status.get().map(|s| view! {
+            <ul class="review">
+                {[("Relay", s.relay.clone()), ("Agent", s.vm.clone())].into_iter().map(|(label, app)| {
+                    let machines = app.machines.iter().map(|m| {
+                        let checks = m.checks.iter().map(|c| format!("{} {}", c.name, c.status)).collect::<Vec<_>>().join(", ");
+                        format!("{} {}{}", m.id, m.state, if checks.is_empty() { String::new() } else { format!(" ({checks})") })
+                    }).collect::<Vec<_>>().join("; ");
+                    view! { <li><strong>{label}</strong>{format!(": {}", if app.exists { if machines.is_empty() { "no machine".to_string() } else { machines } } else { "app not found".into() })}</li> }
+                }).collect_view()}
+                <li><strong>"Relay health"</strong>{format!(": {}", match &s.relay_health {
+                    Ok(health) => format!("answers (version {}, waiting for agent: {})", health["version"].as_str().unwrap_or("?"), health["journal"]["waiting_for_vm"]),
+                    Err(e) => e.clone(),
+                })}</li>
+            </ul>
+        })}</div>
+        <h2>"Tear down"</h2>
+        <p>"Deletes both apps, their machines, the volume (your agent's files) and the addresses. Type the prefix to confirm."</p>
+        <Field label="Prefix" value=confirm id="confirm-prefix"/>
+        <button class="button danger" id="teardown" disabled=move || busy.get() || confirm.get().trim() != expected
+            on:click=move |_| act("teardown")>"Tear down"</button>
+        <p><a href="#/" on:click=move |_| navigate(&Route::Home)>"Back to your deployments"</a></p>
+    }
+    .into_any()
+}

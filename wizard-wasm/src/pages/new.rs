@@ -1,0 +1,397 @@
+//! The wizard's first five steps: Fly token, names and region, channel, Anthropic key, review.
+//! Each step checks what it can before Next.
+
+use crate::browser::fly_client;
+use crate::checks;
+use crate::config::Config;
+use crate::route::{Route, navigate};
+use crate::ui::{CopyButton, ErrorLine, Field, StepHeader};
+use crate::wizard::Wizard;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use provision::fly::AppName;
+
+/// Steps 1 to 5, by number.
+#[component]
+pub fn NewStep(step: u8) -> impl IntoView {
+    match step {
+        1 => TokenStep().into_any(),
+        2 => NamesStep().into_any(),
+        3 => ChannelStep().into_any(),
+        4 => KeyStep().into_any(),
+        _ => ReviewStep().into_any(),
+    }
+}
+
+fn next(step: u8) {
+    navigate(&Route::New(step + 1));
+}
+
+/// Back and Next; Next runs `check` and moves on only if it says yes.
+#[component]
+fn Nav(step: u8, #[prop(into)] ready: Signal<bool>, on_next: Callback<()>) -> impl IntoView {
+    view! {
+        <div class="nav">
+            <a class="button" href=if step == 1 { "#/".to_string() } else { format!("#/new/{}", step - 1) }>"Back"</a>
+            <button class="button primary" id="next" disabled=move || !ready.get() on:click=move |_| on_next.run(())>
+                "Next"
+            </button>
+        </div>
+    }
+}
+
+#[component]
+fn TokenStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let error = RwSignal::new(None::<String>);
+    let checking = RwSignal::new(false);
+    let command = Signal::derive(|| "fly tokens create org --expiry 720h".to_string());
+    let check = move |_| {
+        let token = wizard.fly_token.get_untracked();
+        if token.trim().is_empty() {
+            error.set(Some("Paste your Fly token first.".into()));
+            return;
+        }
+        checking.set(true);
+        error.set(None);
+        let api = config.with_value(|c| c.api_base.clone());
+        spawn_local(async move {
+            match fly_client(&api, &token).current_token().await {
+                Ok(current) => {
+                    let org = current
+                        .tokens
+                        .iter()
+                        .find_map(|t| t.org_slug.clone())
+                        .unwrap_or_else(|| "personal".into());
+                    wizard.org.set(Some(org));
+                    wizard.apply_token_choice();
+                }
+                Err(e) => {
+                    wizard.org.set(None);
+                    error.set(Some(e.to_string()));
+                }
+            }
+            checking.set(false);
+        });
+    };
+    view! {
+        <StepHeader step=1 title="Your Fly.io token"/>
+        <p>"textslash runs on your own Fly.io account. Create an org token in a terminal with flyctl (a dedicated org and a short expiry are safest):"</p>
+        <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command/></p>
+        <p class="muted">"The token goes from this page straight to Fly's API. It is never sent anywhere else."</p>
+        <Field label="Fly token" value=wizard.fly_token secret=true id="fly-token" placeholder="FlyV1 fm2_…"/>
+        <label class="check">
+            <input type="checkbox" id="remember-token" bind:checked=wizard.remember_token on:change=move |_| wizard.apply_token_choice()/>
+            " Remember my Fly token on this device"
+        </label>
+        <Show when=move || wizard.remember_token.get()>
+            <p class="warning">"Anyone who can use this browser can then manage your Fly apps. Untick to remove it."</p>
+        </Show>
+        <button class="button" id="check-token" on:click=check disabled=move || checking.get()>
+            {move || if checking.get() { "Checking…" } else { "Check token" }}
+        </button>
+        <Show when=move || wizard.org.get().is_some()>
+            <p class="ok" id="token-ok">{move || format!("✓ Token works for the org “{}”.", wizard.org.get().unwrap_or_default())}</p>
+        </Show>
+        <ErrorLine error=error/>
+        <Nav step=1 ready=Signal::derive(move || wizard.org.get().is_some()) on_next=Callback::new(|_| next(1))/>
+    }
+}
+
+#[component]
+fn NamesStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let prefix = RwSignal::new(wizard.draft.get_untracked().prefix);
+    let error = RwSignal::new(None::<String>);
+    let available = RwSignal::new(None::<String>);
+    let regions = RwSignal::new(Vec::<(String, String)>::new());
+    let region = RwSignal::new(wizard.draft.get_untracked().region);
+    let memory = RwSignal::new(wizard.draft.get_untracked().vm_memory_mb.to_string());
+    Effect::new(move |_| {
+        let p = prefix.get();
+        wizard.draft.update(|d| d.prefix = p.trim().to_lowercase());
+        // A new name needs a new availability check.
+        available.set(None);
+    });
+    Effect::new(move |_| {
+        let (r, m) = (region.get(), memory.get());
+        wizard.draft.update(|d| {
+            d.region = r;
+            d.vm_memory_mb = m.parse().unwrap_or(2048);
+        });
+    });
+    {
+        let api = config.with_value(|c| c.api_base.clone());
+        let token = wizard.fly_token.get_untracked();
+        spawn_local(async move {
+            let (list, nearest) = match fly_client(&api, &token).regions().await {
+                Ok(r) => (
+                    r.regions
+                        .into_iter()
+                        .filter(|r| !r.deprecated && !r.requires_paid_plan)
+                        .map(|r| (r.code, r.name))
+                        .collect::<Vec<_>>(),
+                    r.nearest,
+                ),
+                Err(_) => (Vec::new(), None),
+            };
+            let mut list = if list.is_empty() {
+                vec![("iad".to_string(), "Ashburn, Virginia (US)".to_string())]
+            } else {
+                list
+            };
+            if let Some(nearest) = nearest
+                && let Some(i) = list.iter().position(|(code, _)| *code == nearest)
+            {
+                let item = list.remove(i);
+                list.insert(0, item);
+            }
+            if region.get_untracked().is_empty() {
+                region.set(list[0].0.clone());
+            }
+            regions.set(list);
+        });
+    }
+    let check = move |_| {
+        let draft = wizard.draft.get_untracked();
+        if let Err(e) = provision::spec::validate_prefix(&draft.prefix) {
+            error.set(Some(e.to_string()));
+            return;
+        }
+        error.set(None);
+        let api = config.with_value(|c| c.api_base.clone());
+        let token = wizard.fly_token.get_untracked();
+        spawn_local(async move {
+            let fly = fly_client(&api, &token);
+            let mut notes = Vec::new();
+            for app in [
+                format!("{}-relay", draft.prefix),
+                format!("{}-vm", draft.prefix),
+            ] {
+                match fly.app_name(&app).await {
+                    Ok(AppName::Free) => {}
+                    Ok(AppName::Ours(_)) => notes.push(format!(
+                        "{app} already exists in your org and will be reused"
+                    )),
+                    Ok(AppName::TakenElsewhere) => {
+                        error.set(Some(format!(
+                            "{app} is taken by someone else on Fly. Pick another prefix."
+                        )));
+                        return;
+                    }
+                    Err(e) => {
+                        error.set(Some(e.to_string()));
+                        return;
+                    }
+                }
+            }
+            available.set(Some(if notes.is_empty() {
+                "✓ Both names are free.".into()
+            } else {
+                format!("✓ {}.", notes.join("; "))
+            }));
+        });
+    };
+    view! {
+        <StepHeader step=2 title="Name and place"/>
+        <Field label="Name prefix" value=prefix id="prefix" placeholder="my-agent"
+            hint="Your apps will be called <prefix>-relay and <prefix>-vm. Lowercase letters, digits and hyphens."/>
+        <button class="button" id="check-names" on:click=check>"Check availability"</button>
+        <Show when=move || available.get().is_some()>
+            <p class="ok" id="names-ok">{move || available.get().unwrap_or_default()}</p>
+        </Show>
+        <ErrorLine error=error/>
+        <label class="field">
+            <span>"Region"</span>
+            <select id="region" on:change=move |ev| region.set(event_target_value(&ev)) prop:value=move || region.get()>
+                {move || regions.get().into_iter().map(|(code, name)| {
+                    let selected = code == region.get_untracked();
+                    view! { <option value=code.clone() selected=selected>{format!("{name} ({code})")}</option> }
+                }).collect_view()}
+            </select>
+        </label>
+        <label class="field">
+            <span>"Agent machine memory"</span>
+            <select id="memory" on:change=move |ev| memory.set(event_target_value(&ev)) prop:value=move || memory.get()>
+                <option value="2048">"2 GB (recommended)"</option>
+                <option value="4096">"4 GB (large projects)"</option>
+            </select>
+            <small class="muted">"The relay always uses the smallest machine (256 MB)."</small>
+        </label>
+        <Nav step=2 ready=Signal::derive(move || available.get().is_some() && !region.get().is_empty()) on_next=Callback::new(|_| next(2))/>
+    }
+}
+
+#[component]
+fn ChannelStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let draft = wizard.draft;
+    let channel = RwSignal::new(draft.get_untracked().channel);
+    let telegram_owner = RwSignal::new(draft.get_untracked().telegram_owner);
+    let whatsapp_number = RwSignal::new(draft.get_untracked().whatsapp_number);
+    let whatsapp_owner = RwSignal::new(draft.get_untracked().whatsapp_owner);
+    let error = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let (c, t, n, o) = (
+            channel.get(),
+            telegram_owner.get(),
+            whatsapp_number.get(),
+            whatsapp_owner.get(),
+        );
+        draft.update(|d| {
+            d.channel = c;
+            d.telegram_owner = t;
+            d.whatsapp_number = n;
+            d.whatsapp_owner = o;
+        });
+    });
+    let check_bot = move |_| {
+        let api = config.with_value(|c| c.telegram_api.clone());
+        let token = wizard.telegram_token.get_untracked();
+        error.set(None);
+        spawn_local(async move {
+            match checks::telegram_bot(&api, &token).await {
+                Ok(name) => wizard.bot_name.set(Some(name)),
+                Err(e) => {
+                    wizard.bot_name.set(None);
+                    error.set(Some(e));
+                }
+            }
+        });
+    };
+    let ready = Signal::derive(move || {
+        if channel.get() == "whatsapp" {
+            !wizard.twilio_sid.get().trim().is_empty()
+                && !wizard.twilio_token.get().trim().is_empty()
+                && !whatsapp_number.get().trim().is_empty()
+                && !whatsapp_owner.get().trim().is_empty()
+        } else {
+            wizard.bot_name.get().is_some()
+                && telegram_owner
+                    .get()
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+                && !telegram_owner.get().trim().is_empty()
+        }
+    });
+    view! {
+        <StepHeader step=3 title="Where you will chat"/>
+        <div class="choices">
+            <label class="check"><input type="radio" name="channel" id="channel-telegram" value="telegram"
+                prop:checked=move || channel.get() == "telegram" on:change=move |_| channel.set("telegram".into())/>" Telegram"</label>
+            <label class="check"><input type="radio" name="channel" id="channel-whatsapp" value="whatsapp"
+                prop:checked=move || channel.get() == "whatsapp" on:change=move |_| channel.set("whatsapp".into())/>" WhatsApp (via Twilio)"</label>
+        </div>
+        <Show when=move || channel.get() == "telegram">
+            <ol class="howto">
+                <li>"In Telegram, open " <a href="https://t.me/BotFather" rel="noopener noreferrer" target="_blank">"@BotFather"</a> ", send /newbot and follow the prompts."</li>
+                <li>"Paste the token it gives you here."</li>
+                <li>"Your own user id: message " <a href="https://t.me/userinfobot" rel="noopener noreferrer" target="_blank">"@userinfobot"</a> " and copy the number. Only this id may talk to your agent."</li>
+            </ol>
+            <Field label="Bot token" value=wizard.telegram_token secret=true id="telegram-token" placeholder="123456789:AA…"/>
+            <button class="button" id="check-bot" on:click=check_bot>"Check bot"</button>
+            <Show when=move || wizard.bot_name.get().is_some()>
+                <p class="ok" id="bot-ok">{move || format!("✓ Bot {} is ready.", wizard.bot_name.get().unwrap_or_default())}</p>
+            </Show>
+            <Field label="Your Telegram user id" value=telegram_owner id="telegram-owner" placeholder="123456789"/>
+        </Show>
+        <Show when=move || channel.get() == "whatsapp">
+            <ol class="howto">
+                <li>"In the " <a href="https://console.twilio.com" rel="noopener noreferrer" target="_blank">"Twilio console"</a> ", copy the Account SID and Auth Token from the dashboard."</li>
+                <li>"Under Messaging → Senders → WhatsApp senders (or the Sandbox), note the WhatsApp number."</li>
+                <li>"After deploying, this page gives you the webhook URL to paste into that sender."</li>
+            </ol>
+            <Field label="Account SID" value=wizard.twilio_sid secret=true id="twilio-sid" placeholder="AC…"/>
+            <Field label="Auth token" value=wizard.twilio_token secret=true id="twilio-token"/>
+            <Field label="Twilio WhatsApp number" value=whatsapp_number id="whatsapp-number" placeholder="+14155238886"/>
+            <Field label="Your own WhatsApp number" value=whatsapp_owner id="whatsapp-owner" placeholder="+15551234567"
+                hint="Only this number may talk to your agent. Twilio is checked by your relay after deploy (Twilio does not accept calls from browsers)."/>
+        </Show>
+        <ErrorLine error=error/>
+        <Nav step=3 ready=ready on_next=Callback::new(|_| next(3))/>
+    }
+}
+
+#[component]
+fn KeyStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let error = RwSignal::new(None::<String>);
+    let check = move |_| {
+        let api = config.with_value(|c| c.anthropic_api.clone());
+        let key = wizard.anthropic_key.get_untracked();
+        error.set(None);
+        spawn_local(async move {
+            match checks::anthropic_key(&api, &key).await {
+                Ok(()) => wizard.key_checked.set(true),
+                Err(e) => {
+                    wizard.key_checked.set(false);
+                    error.set(Some(e));
+                }
+            }
+        });
+    };
+    view! {
+        <StepHeader step=4 title="Your Anthropic key"/>
+        <p>"Claude Code runs with your own key. Create one at "
+            <a href="https://console.anthropic.com/settings/keys" rel="noopener noreferrer" target="_blank">"console.anthropic.com"</a>"."</p>
+        <Field label="Anthropic API key" value=wizard.anthropic_key secret=true id="anthropic-key" placeholder="sk-ant-…"/>
+        <button class="button" id="check-key" on:click=check>"Check key"</button>
+        <Show when=move || wizard.key_checked.get()>
+            <p class="ok" id="key-ok">"✓ Anthropic accepts this key."</p>
+        </Show>
+        <ErrorLine error=error/>
+        <Field label="GitHub token (optional)" value=wizard.github_token secret=true id="github-token"
+            hint="Lets the agent clone and push your repositories over HTTPS."/>
+        <Nav step=4 ready=Signal::derive(move || wizard.key_checked.get()) on_next=Callback::new(|_| next(4))/>
+    }
+}
+
+#[component]
+fn ReviewStep() -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    let config = StoredValue::new(expect_context::<Config>());
+    let spec = config.with_value(|c| wizard.spec(c));
+    let error = RwSignal::new(spec.as_ref().err().map(|e| e.to_string()));
+    let summary = spec.ok().map(|spec| {
+        let estimate = provision::cost::estimate(&spec, 2.0);
+        let channel = spec.channel.kind();
+        let channel_secrets = match channel {
+            provision::spec::ChannelKind::Telegram => "the Telegram bot token",
+            provision::spec::ChannelKind::WhatsappTwilio => "the Twilio Account SID and auth token",
+        };
+        view! {
+            <ul class="review">
+                <li><strong>{spec.relay_app()}</strong>{format!(": the relay, always on, 256 MB, public HTTPS, in {}", spec.region)}</li>
+                <li><strong>{spec.vm_app()}</strong>{format!(": the agent, {} MB, private (Flycast), sleeps when idle, with a {} GB volume", spec.vm_guest.memory_mb, spec.volume_gb)}</li>
+                <li>{format!("Allowed to chat: {}", spec.allowed_senders.join(", "))}</li>
+            </ul>
+            <h2>"Where your secrets go"</h2>
+            <ul class="review">
+                <li>{format!("The relay app's Fly secrets: {channel_secrets} and a random relay↔agent token.")}</li>
+                <li>"The agent app's Fly secrets: your Anthropic key, the GitHub token if given, the same relay↔agent token."</li>
+                <li>"Your Fly token: used by this page only, sent only to Fly's API."</li>
+            </ul>
+            <h2>"Cost"</h2>
+            <p id="cost">{format!("About ${:.2} a month at 2 hours of agent work a day: relay ${:.2}, agent ${:.2} while running and ${:.2} stopped, volume ${:.2}. Claude usage is billed by Anthropic.",
+                estimate.total, estimate.relay, estimate.vm_running, estimate.vm_stopped, estimate.volume)}</p>
+        }
+    });
+    view! {
+        <StepHeader step=5 title="Review"/>
+        {summary}
+        <ErrorLine error=error/>
+        <div class="nav">
+            <a class="button" href="#/new/4">"Back"</a>
+            <button class="button primary" id="deploy" disabled=move || error.get().is_some() on:click=move |_| {
+                wizard.draft.update(|d| d.events.clear());
+                wizard.deploy_error.set(None);
+                navigate(&Route::New(6));
+            }>"Deploy"</button>
+        </div>
+    }
+}

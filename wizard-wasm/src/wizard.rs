@@ -1,0 +1,182 @@
+//! The wizard's state: what the user typed, split in two. Secrets live in signals only and
+//! vanish with the tab; everything else is the [`Draft`], saved to localStorage on every change
+//! so a reload (even mid-deploy) comes back to where the user was.
+
+use crate::config::Config;
+use crate::storage::{self, DRAFT_KEY, KeyValue, LocalStorage, TOKEN_KEY};
+use leptos::prelude::*;
+use provision::fly::Guest;
+use provision::spec::Secret;
+use provision::{Channel, DeploymentSpec, Event};
+use serde::{Deserialize, Serialize};
+
+/// The non-secret answers, persisted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Draft {
+    pub prefix: String,
+    pub region: String,
+    /// `telegram` or `whatsapp`.
+    pub channel: String,
+    /// The owner's Telegram user id (digits).
+    pub telegram_owner: String,
+    /// The Twilio WhatsApp sender number.
+    pub whatsapp_number: String,
+    /// The owner's own WhatsApp number.
+    pub whatsapp_owner: String,
+    pub vm_memory_mb: u32,
+    /// Progress of the last deploy run, so a reload shows it.
+    pub events: Vec<Event>,
+    pub deploy_started_ms: Option<u64>,
+}
+
+/// Signals shared by the wizard's screens (all `Copy`).
+#[derive(Clone, Copy)]
+pub struct Wizard {
+    pub draft: RwSignal<Draft>,
+    pub fly_token: RwSignal<String>,
+    pub remember_token: RwSignal<bool>,
+    pub telegram_token: RwSignal<String>,
+    pub twilio_sid: RwSignal<String>,
+    pub twilio_token: RwSignal<String>,
+    pub anthropic_key: RwSignal<String>,
+    pub github_token: RwSignal<String>,
+    /// Results of the checks: the org, the bot's name, whether the key works.
+    pub org: RwSignal<Option<String>>,
+    pub bot_name: RwSignal<Option<String>>,
+    pub key_checked: RwSignal<bool>,
+    /// A deploy is running in this tab.
+    pub deploying: RwSignal<bool>,
+    pub deploy_error: RwSignal<Option<String>>,
+}
+
+impl Wizard {
+    pub fn new() -> Wizard {
+        let mut draft: Draft = LocalStorage
+            .get(DRAFT_KEY)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if draft.channel.is_empty() {
+            draft.channel = "telegram".into();
+        }
+        if draft.vm_memory_mb == 0 {
+            draft.vm_memory_mb = 2048;
+        }
+        let remembered = LocalStorage.get(TOKEN_KEY);
+        let wizard = Wizard {
+            draft: RwSignal::new(draft),
+            remember_token: RwSignal::new(remembered.is_some()),
+            fly_token: RwSignal::new(remembered.unwrap_or_default()),
+            telegram_token: RwSignal::new(String::new()),
+            twilio_sid: RwSignal::new(String::new()),
+            twilio_token: RwSignal::new(String::new()),
+            anthropic_key: RwSignal::new(String::new()),
+            github_token: RwSignal::new(String::new()),
+            org: RwSignal::new(None),
+            bot_name: RwSignal::new(None),
+            key_checked: RwSignal::new(false),
+            deploying: RwSignal::new(false),
+            deploy_error: RwSignal::new(None),
+        };
+        let draft = wizard.draft;
+        Effect::new(move |_| {
+            let text = serde_json::to_string(&draft.get()).expect("drafts serialise");
+            LocalStorage.set(DRAFT_KEY, &text);
+        });
+        wizard
+    }
+
+    /// Stores or forgets the Fly token on this device, as the user chose.
+    pub fn apply_token_choice(&self) {
+        if self.remember_token.get_untracked() {
+            LocalStorage.set(TOKEN_KEY, self.fly_token.get_untracked().trim());
+        } else {
+            LocalStorage.remove(TOKEN_KEY);
+        }
+    }
+
+    /// Starts a new deployment from scratch (keeps the Fly token).
+    pub fn reset(&self) {
+        self.draft.set(Draft {
+            channel: "telegram".into(),
+            vm_memory_mb: 2048,
+            ..Draft::default()
+        });
+        for secret in [
+            self.telegram_token,
+            self.twilio_sid,
+            self.twilio_token,
+            self.anthropic_key,
+            self.github_token,
+        ] {
+            secret.set(String::new());
+        }
+        self.bot_name.set(None);
+        self.key_checked.set(false);
+        self.deploy_error.set(None);
+    }
+
+    /// The allowed senders from the owner fields.
+    pub fn allowed_senders(draft: &Draft) -> Vec<String> {
+        if draft.channel == "whatsapp" {
+            let number = draft.whatsapp_owner.trim().trim_start_matches("whatsapp:");
+            if number.is_empty() {
+                vec![]
+            } else {
+                vec![format!("whatsapp:{number}")]
+            }
+        } else {
+            let id = draft.telegram_owner.trim();
+            if id.is_empty() {
+                vec![]
+            } else {
+                vec![format!("telegram:{id}")]
+            }
+        }
+    }
+
+    /// The spec to deploy, validated; errors name the field.
+    pub fn spec(&self, config: &Config) -> Result<DeploymentSpec, provision::Error> {
+        let draft = self.draft.get_untracked();
+        let channel = if draft.channel == "whatsapp" {
+            Channel::WhatsappTwilio {
+                account_sid: Secret::new(self.twilio_sid.get_untracked()),
+                auth_token: Secret::new(self.twilio_token.get_untracked()),
+                whatsapp_number: draft.whatsapp_number.trim().to_string(),
+            }
+        } else {
+            Channel::Telegram {
+                bot_token: Secret::new(self.telegram_token.get_untracked()),
+            }
+        };
+        let mut spec = DeploymentSpec::new(
+            &draft.prefix,
+            &draft.region,
+            channel,
+            Secret::new(self.anthropic_key.get_untracked()),
+        );
+        spec.org = self.org.get_untracked();
+        spec.allowed_senders = Self::allowed_senders(&draft);
+        let github = self.github_token.get_untracked();
+        spec.github_token = (!github.trim().is_empty()).then(|| Secret::new(github));
+        spec.images = config.images.clone();
+        spec.app_url = config.app_url.clone();
+        spec.vm_guest = Guest {
+            memory_mb: draft.vm_memory_mb,
+            ..spec.vm_guest
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl Default for Wizard {
+    fn default() -> Self {
+        Wizard::new()
+    }
+}
+
+/// The deployments list, as a signal the screens share.
+pub fn remembered() -> Vec<provision::Deployment> {
+    storage::deployments(&LocalStorage)
+}
