@@ -24,6 +24,35 @@ pub mod wizard;
 use leptos::prelude::*;
 use route::Route;
 
+/// Registers `sw.js`, which keeps the page's own files so a revisit loads offline.
+pub fn register_service_worker() {
+    if let Some(window) = web_sys::window() {
+        let container = window.navigator().service_worker();
+        // Not available on plain-http origins other than localhost; the page works without it.
+        let _ = container.register("sw.js");
+    }
+}
+
+/// "You are offline" while the browser says so.
+#[component]
+fn OfflineNotice() -> impl IntoView {
+    let online = RwSignal::new(window().navigator().on_line());
+    for (event, value) in [("online", true), ("offline", false)] {
+        let handler = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || online.set(value));
+        let _ = window().add_event_listener_with_callback(
+            event,
+            wasm_bindgen::JsCast::unchecked_ref(handler.as_ref()),
+        );
+        // The page lives as long as its listeners.
+        handler.forget();
+    }
+    view! {
+        <Show when=move || !online.get()>
+            <p class="warning offline" role="status">"You are offline. The page works, but deploying and checking your apps need the network."</p>
+        </Show>
+    }
+}
+
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
@@ -34,6 +63,7 @@ pub fn App() -> impl IntoView {
         <header class="bar">
             <a class="brand" href="#/">"textslash"</a>
         </header>
+        <OfflineNotice/>
         <main>
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || config.get().map(|config| {

@@ -494,7 +494,7 @@ fn capacity_error(error: Error, region: &str) -> Error {
         Error::NoCapacity { .. } => Error::NoCapacity {
             region: region.into(),
         },
-        Error::Api { ref message, .. } if message.to_lowercase().contains("capacity") => {
+        Error::Api { ref message, .. } if message.to_ascii_lowercase().contains("capacity") => {
             Error::NoCapacity {
                 region: region.into(),
             }

@@ -108,7 +108,7 @@ pub fn DeployStep() -> impl IntoView {
         <StepHeader step=6 title="Deploying"/>
         <p class="muted" id="elapsed">{move || {
             let started = wizard.draft.get().deploy_started_ms.unwrap_or(0) as f64;
-            if started == 0.0 { String::new() } else { format!("{:.0} s", ((now.get() - started) / 1000.0).max(0.0)) }
+            if started == 0.0 { String::new() } else { format!("{} s", ((now.get() - started) / 1000.0).max(0.0) as u64) }
         }}</p>
         <ol class="steps" id="steps">
             {StepId::ALL.into_iter().map(|step| {

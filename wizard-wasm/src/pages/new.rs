@@ -111,7 +111,9 @@ fn NamesStep() -> impl IntoView {
     let memory = RwSignal::new(wizard.draft.get_untracked().vm_memory_mb.to_string());
     Effect::new(move |_| {
         let p = prefix.get();
-        wizard.draft.update(|d| d.prefix = p.trim().to_lowercase());
+        wizard
+            .draft
+            .update(|d| d.prefix = p.trim().to_ascii_lowercase());
         // A new name needs a new availability check.
         available.set(None);
     });
@@ -351,6 +353,12 @@ fn KeyStep() -> impl IntoView {
     }
 }
 
+/// `3.3216` → `3.32`, without pulling float formatting into the wasm (about 11 KB).
+fn dollars(amount: f64) -> String {
+    let cents = (amount * 100.0).round() as i64;
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
 #[component]
 fn ReviewStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
@@ -377,8 +385,8 @@ fn ReviewStep() -> impl IntoView {
                 <li>"Your Fly token: used by this page only, sent only to Fly's API."</li>
             </ul>
             <h2>"Cost"</h2>
-            <p id="cost">{format!("About ${:.2} a month at 2 hours of agent work a day: relay ${:.2}, agent ${:.2} while running and ${:.2} stopped, volume ${:.2}. Claude usage is billed by Anthropic.",
-                estimate.total, estimate.relay, estimate.vm_running, estimate.vm_stopped, estimate.volume)}</p>
+            <p id="cost">{format!("About ${} a month at 2 hours of agent work a day: relay ${}, agent ${} while running and ${} stopped, volume ${}. Claude usage is billed by Anthropic.",
+                dollars(estimate.total), dollars(estimate.relay), dollars(estimate.vm_running), dollars(estimate.vm_stopped), dollars(estimate.volume))}</p>
         }
     });
     view! {
