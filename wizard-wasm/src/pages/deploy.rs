@@ -112,7 +112,11 @@ pub fn DeployStep() -> impl IntoView {
         }}</p>
         <ol class="steps" id="steps">
             {StepId::ALL.into_iter().map(|step| {
-                let state = move || latest_state(&wizard.draft.get().events, step);
+                // A step left "running" by a run that ended (failed elsewhere) is just not done.
+                let state = move || match latest_state(&wizard.draft.get().events, step) {
+                    Some((StepState::Running, _)) if !wizard.deploying.get() => None,
+                    other => other,
+                };
                 view! {
                     <li class=move || match state() {
                         Some((StepState::Done, _)) | Some((StepState::AlreadyDone, _)) => "done",
@@ -126,7 +130,7 @@ pub fn DeployStep() -> impl IntoView {
                             Some((StepState::Failed, _)) => "✗",
                             None => "·",
                         }}</span>
-                        {step.title()}
+                        <span class="title">{step.title()}</span>
                         <small class="muted">{move || state().map(|(_, m)| m).unwrap_or_default()}</small>
                     </li>
                 }
