@@ -5,12 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
-}
+pub use crate::service::ConfigError;
+use crate::service::{Env, http_url};
 
 #[derive(Clone)]
 pub struct TwilioConfig {
@@ -60,45 +56,13 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// Reads the configuration through `var` (the process environment in `main`).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &'static str| {
-            var(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| {
-            get(name).ok_or(ConfigError {
-                var: name,
-                problem: "is required".into(),
-            })
-        };
-        let url = |name: &'static str, value: String| -> Result<String, ConfigError> {
-            if value.starts_with("http://") || value.starts_with("https://") {
-                Ok(value.trim_end_matches('/').to_string())
-            } else {
-                Err(ConfigError {
-                    var: name,
-                    problem: "must be an http:// or https:// URL".into(),
-                })
-            }
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| ConfigError {
-                    var: name,
-                    problem: "must be a whole number".into(),
-                }),
-            }
-        };
-
-        let port = u16::try_from(number("PORT", 8080)?).map_err(|_| ConfigError {
-            var: "PORT",
-            problem: "must be a port number".into(),
-        })?;
-        let public_url = url("PUBLIC_URL", required("PUBLIC_URL")?)?;
-        let vm_url = url("VM_URL", required("VM_URL")?)?;
-        let vm_token = required("VM_TOKEN")?;
-        let allowed_senders: Vec<String> = get("ALLOWED_SENDERS")
+        let env = Env::new(var);
+        let port = env.port()?;
+        let public_url = http_url("PUBLIC_URL", env.required("PUBLIC_URL")?)?;
+        let vm_url = http_url("VM_URL", env.required("VM_URL")?)?;
+        let vm_token = env.required("VM_TOKEN")?;
+        let allowed_senders: Vec<String> = env
+            .get("ALLOWED_SENDERS")
             .unwrap_or_default()
             .split(',')
             .map(|s| s.trim().to_string())
@@ -116,9 +80,9 @@ impl Config {
         }
 
         let twilio = match (
-            get("TWILIO_ACCOUNT_SID"),
-            get("TWILIO_AUTH_TOKEN"),
-            get("TWILIO_WHATSAPP_NUMBER"),
+            env.get("TWILIO_ACCOUNT_SID"),
+            env.get("TWILIO_AUTH_TOKEN"),
+            env.get("TWILIO_WHATSAPP_NUMBER"),
         ) {
             (None, None, None) => None,
             (Some(account_sid), Some(auth_token), Some(number)) => {
@@ -135,9 +99,10 @@ impl Config {
                         problem: "must be an international number such as +14155238886".into(),
                     });
                 }
-                let api_base = url(
+                let api_base = http_url(
                     "TWILIO_API_BASE",
-                    get("TWILIO_API_BASE").unwrap_or("https://api.twilio.com".into()),
+                    env.get("TWILIO_API_BASE")
+                        .unwrap_or("https://api.twilio.com".into()),
                 )?;
                 Some(TwilioConfig {
                     account_sid,
@@ -161,10 +126,10 @@ impl Config {
             }
         };
 
-        let telegram = match get("TELEGRAM_BOT_TOKEN") {
+        let telegram = match env.get("TELEGRAM_BOT_TOKEN") {
             None => None,
             Some(bot_token) => {
-                let webhook_secret = required("TELEGRAM_WEBHOOK_SECRET")?;
+                let webhook_secret = env.required("TELEGRAM_WEBHOOK_SECRET")?;
                 let valid = (1..=256).contains(&webhook_secret.len())
                     && webhook_secret
                         .chars()
@@ -175,9 +140,10 @@ impl Config {
                         problem: "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
                     });
                 }
-                let api_base = url(
+                let api_base = http_url(
                     "TELEGRAM_API_BASE",
-                    get("TELEGRAM_API_BASE").unwrap_or("https://api.telegram.org".into()),
+                    env.get("TELEGRAM_API_BASE")
+                        .unwrap_or("https://api.telegram.org".into()),
                 )?;
                 Some(TelegramConfig {
                     bot_token,
@@ -198,14 +164,14 @@ impl Config {
         Ok(Config {
             port,
             public_url,
-            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("/var/lib/textslash".into())),
+            data_dir: PathBuf::from(env.get("DATA_DIR").unwrap_or("/var/lib/textslash".into())),
             vm_url,
             vm_token,
             allowed_senders,
             twilio,
             telegram,
-            wake_notice_after: Duration::from_millis(number("WAKE_NOTICE_AFTER_MS", 2000)?),
-            vm_deadline: Duration::from_secs(number("VM_DEADLINE_SECS", 120)?),
+            wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
+            vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
         })
     }
 

@@ -12,6 +12,7 @@
 //! - [`twilio`], [`telegram`]: the two channels' formats, signatures and APIs.
 //! - [`protocol`]: the relay↔vm contract (the vm crate uses it too).
 //! - [`split`], [`media`]: long replies and outgoing images.
+//! - [`service`]: environment, logging, listen address, shutdown (shared with the vm).
 
 pub mod config;
 pub mod forward;
@@ -20,6 +21,7 @@ pub mod media;
 pub mod outbox;
 pub mod protocol;
 pub mod routes;
+pub mod service;
 pub mod split;
 pub mod telegram;
 pub mod twilio;

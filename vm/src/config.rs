@@ -4,12 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
-}
+pub use relay::service::ConfigError;
+use relay::service::{Env, http_url};
 
 #[derive(Clone)]
 pub struct Config {
@@ -46,45 +42,18 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &'static str| {
-            var(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| {
-            get(name).ok_or(ConfigError {
-                var: name,
-                problem: "is required".into(),
-            })
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| ConfigError {
-                    var: name,
-                    problem: "must be a whole number".into(),
-                })
-            })
-        };
-        let port = u16::try_from(number("PORT", 8080)?).map_err(|_| ConfigError {
-            var: "PORT",
-            problem: "must be a port number".into(),
-        })?;
-        let vm_token = required("VM_TOKEN")?;
-        let relay_callback_url = required("RELAY_CALLBACK_URL")?;
-        if !(relay_callback_url.starts_with("http://")
-            || relay_callback_url.starts_with("https://"))
-        {
-            return Err(ConfigError {
-                var: "RELAY_CALLBACK_URL",
-                problem: "must be an http:// or https:// URL".into(),
-            });
-        }
-        let agent_cmd: Vec<String> = get("AGENT_CMD")
+        let env = Env::new(var);
+        let port = env.port()?;
+        let vm_token = env.required("VM_TOKEN")?;
+        let relay_callback_url =
+            http_url("RELAY_CALLBACK_URL", env.required("RELAY_CALLBACK_URL")?)?;
+        let agent_cmd: Vec<String> = env
+            .get("AGENT_CMD")
             .unwrap_or("claude".into())
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        let anthropic_api_key = get("ANTHROPIC_API_KEY");
+        let anthropic_api_key = env.get("ANTHROPIC_API_KEY");
         let runs_claude = agent_cmd
             .first()
             .is_some_and(|program| program.rsplit('/').next() == Some("claude"));
@@ -94,7 +63,7 @@ impl Config {
                 problem: "is required to run Claude Code".into(),
             });
         }
-        let max_daily_usd = match get("MAX_DAILY_USD") {
+        let max_daily_usd = match env.get("MAX_DAILY_USD") {
             None => None,
             Some(v) => Some(
                 v.parse::<f64>()
@@ -110,16 +79,16 @@ impl Config {
             port,
             vm_token,
             relay_callback_url,
-            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("/data".into())),
-            idle_timeout: Duration::from_secs(number("IDLE_TIMEOUT_SECS", 1800)?),
+            data_dir: PathBuf::from(env.get("DATA_DIR").unwrap_or("/data".into())),
+            idle_timeout: Duration::from_secs(env.number("IDLE_TIMEOUT_SECS", 1800)?),
             agent_cmd,
-            agent_timeout: Duration::from_secs(number("AGENT_TIMEOUT_SECS", 1800)?),
+            agent_timeout: Duration::from_secs(env.number("AGENT_TIMEOUT_SECS", 1800)?),
             max_daily_usd,
             anthropic_api_key,
-            github_token: get("GITHUB_TOKEN"),
-            max_parallel_jobs: number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
-            heartbeat: Duration::from_millis(number("HEARTBEAT_MS", 4000)?),
-            chromium_path: get("CHROMIUM_PATH"),
+            github_token: env.get("GITHUB_TOKEN"),
+            max_parallel_jobs: env.number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
+            heartbeat: Duration::from_millis(env.number("HEARTBEAT_MS", 4000)?),
+            chromium_path: env.get("CHROMIUM_PATH"),
         })
     }
 }
