@@ -57,7 +57,10 @@ fn OfflineNotice() -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     let route = route::use_route();
-    let config = LocalResource::new(config::Config::load);
+    // A plain signal filled once, rather than a resource under Suspense: the same behaviour
+    // for one fetch, and several KB less wasm.
+    let config = RwSignal::new(None::<config::Config>);
+    leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
     provide_context(wizard::Wizard::new());
     view! {
         <header class="bar">
@@ -65,10 +68,11 @@ pub fn App() -> impl IntoView {
         </header>
         <OfflineNotice/>
         <main>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || config.get().map(|config| {
+            {move || match config.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(config) => {
                     provide_context(config);
-                    move || match route.get() {
+                    match route.get() {
                         Route::Home => pages::home::Home().into_any(),
                         Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),
                         Route::New(6) => pages::deploy::DeployStep().into_any(),
@@ -80,8 +84,8 @@ pub fn App() -> impl IntoView {
                             <a href="#/">"Back to your deployments"</a>
                         }.into_any(),
                     }
-                })}
-            </Suspense>
+                }
+            }}
         </main>
     }
 }
