@@ -7,6 +7,9 @@
 //! page build (`cargo test -p cli --test e2e_browser -- --ignored`). Screenshots of each screen
 //! go to `screenshots/` (git ignores it).
 
+mod common;
+
+use common::{eventually, machine_binaries, vm_state, workspace};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,32 +17,6 @@ use std::time::{Duration, Instant};
 const OWNER: i64 = 4242;
 const OWNER_WA: &str = "whatsapp:+15551234567";
 const BOT_WA: &str = "+14155238886";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The relay, vm and demo agent, built if needed (they belong to other packages).
-fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
-        .current_dir(workspace())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(workspace().join("target"))
-        .join("debug");
-    (
-        target.join("relay"),
-        target.join("vm"),
-        target.join("textslash-demo-agent"),
-    )
-}
 
 /// A minimal W3C WebDriver client: just what these tests use.
 struct Browser {
@@ -310,21 +287,6 @@ async fn start_sim(dir: &Path) -> sim::SimHandle {
     handle
 }
 
-async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn sim_state(sim: &sim::SimHandle) -> Value {
     reqwest::get(format!("{}/sim/state", sim.base_url()))
         .await
@@ -332,22 +294,6 @@ async fn sim_state(sim: &sim::SimHandle) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
-    let machines: Value = reqwest::Client::new()
-        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
-        .bearer_auth("sim-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    machines[0]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Steps 1, 2 and 4 of the wizard (token, names, key) around the channel step `channel`.

@@ -3,66 +3,13 @@
 //! Telegram; the relay journals the message and wakes the stopped vm through Flycast; the vm
 //! runs the demo agent and the reply comes back to the user; then `textslash teardown`.
 
+mod common;
+
+use common::{eventually, vm_state};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OWNER: i64 = 4242;
-
-/// The relay, vm and demo agent binaries, built if needed (they belong to other packages, so
-/// cargo does not build them for this test by itself).
-fn binaries() -> (PathBuf, PathBuf, PathBuf) {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
-        .current_dir(&workspace)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building relay and vm failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(workspace.join("target"))
-        .join("debug");
-    (
-        target.join("relay"),
-        target.join("vm"),
-        target.join("textslash-demo-agent"),
-    )
-}
-
-async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
-    let machines: Value = reqwest::Client::new()
-        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
-        .bearer_auth("sim-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    machines[0]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn textslash(sim: &sim::SimHandle, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
@@ -85,7 +32,7 @@ fn textslash(sim: &sim::SimHandle, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_chat_through_a_cold_vm_and_tear_down() {
-    let (relay_bin, vm_bin, agent_bin) = binaries();
+    let (relay_bin, vm_bin, agent_bin) = common::machine_binaries();
     let dir = tempfile::tempdir().unwrap();
     let mut config = sim::SimConfig::new(dir.path().to_path_buf());
     config.images.rules = vec![

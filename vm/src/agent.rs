@@ -99,17 +99,16 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
     if let Some(key) = &config.anthropic_api_key {
         command.env("ANTHROPIC_API_KEY", key);
     }
+    std::fs::create_dir_all(config.data_dir.join("home"))?;
     if let Some(token) = &config.github_token {
         // git asks this helper for credentials; the token stays in the environment, not on disk.
         let git_config = config.data_dir.join("home/.gitconfig");
-        std::fs::create_dir_all(config.data_dir.join("home"))?;
         std::fs::write(
             &git_config,
             "[credential \"https://github.com\"]\n\thelper = \"!f() { echo username=x-access-token; echo password=$GITHUB_TOKEN; }; f\"\n",
         )?;
         command.env("GITHUB_TOKEN", token).env("GH_TOKEN", token);
     }
-    std::fs::create_dir_all(config.data_dir.join("home"))?;
 
     let mut child = command.spawn()?;
     let group = child.id().map(|pid| pid as i32);

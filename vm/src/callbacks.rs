@@ -33,7 +33,7 @@ async fn post(vm: &Vm, callback: &Callback) -> Posted {
     }
 }
 
-/// Sends one stored callback; `true` if the queue moved on.
+/// Sends the oldest stored callback: `None` when there is none, `Err` when it should be retried.
 async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
     let (seq, callback) = vm.store.next_callback().ok()??;
     Some(match post(vm, &callback).await {

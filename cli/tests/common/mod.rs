@@ -1,0 +1,66 @@
+//! Helpers for the whole-system tests (`whole_system_on_sim.rs`, `e2e_browser.rs`): the
+//! machine binaries, polling, and reading a machine's state from the sim's API.
+#![allow(dead_code)] // each test file uses its own subset
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The relay, vm and demo agent binaries, built if needed (they belong to other packages, so
+/// cargo does not build them for this test by itself).
+pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
+    let workspace = workspace();
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
+        .current_dir(&workspace)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building relay and vm failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(workspace.join("target"))
+        .join("debug");
+    (
+        target.join("relay"),
+        target.join("vm"),
+        target.join("textslash-demo-agent"),
+    )
+}
+
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
+    let machines: Value = reqwest::Client::new()
+        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    machines[0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
