@@ -168,17 +168,11 @@ async fn status(target: Target) -> Result<(), Failure> {
             }
             text.push_str(&format!("{}:\n", app.name));
             for m in &app.machines {
-                let checks: Vec<String> = m
-                    .checks
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.status))
-                    .collect();
                 text.push_str(&format!(
-                    "  machine {} {} ({}) {}\n",
+                    "  machine {} {}, image {}\n",
                     m.id,
-                    m.state,
+                    m.summary(),
                     m.image.as_deref().unwrap_or("?"),
-                    checks.join(", ")
                 ));
             }
             for v in &app.volumes {

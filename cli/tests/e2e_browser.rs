@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 const OWNER: i64 = 4242;
 const OWNER_WA: &str = "whatsapp:+15551234567";
 const BOT_WA: &str = "+14155238886";
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 /// A minimal W3C WebDriver client: just what these tests use.
 struct Browser {
@@ -211,6 +213,64 @@ impl Browser {
             .decode(png.as_str().unwrap())
             .unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Presses keys as a keyboard would, into whatever has focus (WebDriver key actions; one
+    /// action per character, so `"\u{E004}"` is Tab and `"\u{E007}"` Enter).
+    async fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|key| {
+                let key = key.to_string();
+                [
+                    json!({"type": "keyDown", "value": key}),
+                    json!({"type": "keyUp", "value": key}),
+                ]
+            })
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await;
+    }
+
+    /// The focused element: its id, or for an element without one its tag and text.
+    async fn focused(&self) -> String {
+        self.eval(
+            "const e = document.activeElement; return e.id || (e.tagName + ' ' + e.textContent.trim());",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// Presses Tab once per entry of `order`, checking focus lands on each in turn.
+    async fn tab_through(&self, order: &[&str]) {
+        for expected in order {
+            self.press(TAB).await;
+            let focused = self.focused().await;
+            assert_eq!(
+                focused, *expected,
+                "Tab should move focus to {expected} (the order: {order:?})"
+            );
+        }
+    }
+
+    /// Switches the browser's network off (`offline`) or back on.
+    async fn set_offline(&self, offline: bool) {
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                "/chromium/network_conditions",
+                json!({"network_conditions": {"offline": offline, "latency": 0,
+                       "download_throughput": -1, "upload_throughput": -1}}),
+            )
+            .await;
+        assert!(answer.is_null(), "network conditions refused: {answer}");
     }
 
     /// Every URL the page has requested (resources, fetches).
@@ -534,14 +594,27 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
     let browser = Browser::start("whatsapp").await;
     fill_wizard(&browser, &sim, "wa", async |browser: &Browser| {
         browser.click("#channel-whatsapp").await;
-        browser.type_into("#twilio-sid", sim::SIM_TWILIO_SID).await;
+        // A mistyped SID is named on Next, and the step stays put.
+        browser.type_into("#twilio-sid", "AC123").await;
         browser
             .type_into("#twilio-token", sim::SIM_TWILIO_TOKEN)
             .await;
         browser.type_into("#whatsapp-number", BOT_WA).await;
+        // Typed as people write it; the page tidies it to whatsapp:+15551234567.
         browser
-            .type_into("#whatsapp-owner", OWNER_WA.trim_start_matches("whatsapp:"))
+            .type_into("#whatsapp-owner", "+1 555-123 4567")
             .await;
+        browser.click("#next").await;
+        let step = browser
+            .wait_for_text("Account SID: starts with AC", Duration::from_secs(10))
+            .await;
+        assert!(step.contains("Where you will chat"), "{step}");
+        assert!(
+            !step.contains("AC123"),
+            "the error repeats the value: {step}"
+        );
+        browser.shot("wa-3-channel-error").await;
+        browser.type_into("#twilio-sid", sim::SIM_TWILIO_SID).await;
     })
     .await;
     browser
@@ -593,4 +666,171 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
         &["sim-token", sim::SIM_TWILIO_TOKEN, sim::SIM_ANTHROPIC_KEY],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let browser = Browser::start("keyboard").await;
+    browser.go(&format!("{}/", sim.base_url())).await;
+    browser
+        .wait_for_text("Your deployments", Duration::from_secs(30))
+        .await;
+    browser.tab_through(&["A textslash"]).await;
+    // The home screen's own controls, then into the wizard.
+    for _ in 0..5 {
+        if browser.focused().await == "new-deployment" {
+            break;
+        }
+        browser.press(TAB).await;
+    }
+    assert_eq!(browser.focused().await, "new-deployment");
+    browser.press(ENTER).await;
+
+    // Each new screen starts at its heading, and Tab follows the screen from top to bottom.
+    browser
+        .wait_for_text("Your Fly.io token", Duration::from_secs(10))
+        .await;
+    assert_eq!(browser.focused().await, "H1 Your Fly.io token");
+    browser.tab_through(&["copy-command", "fly-token"]).await;
+    browser.press("sim-token").await;
+    browser
+        .tab_through(&["remember-token", "check-token"])
+        .await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for_text("Token works for the org", Duration::from_secs(10))
+        .await;
+    browser.tab_through(&["back", "next"]).await;
+    browser.press(ENTER).await;
+
+    browser
+        .wait_for_text("Name and place", Duration::from_secs(10))
+        .await;
+    assert_eq!(browser.focused().await, "H1 Name and place");
+    browser.tab_through(&["prefix"]).await;
+    browser.press("kbd").await;
+    browser.tab_through(&["check-names"]).await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for_text("Both names are free", Duration::from_secs(10))
+        .await;
+    browser
+        .tab_through(&["region", "memory", "back", "next"])
+        .await;
+    browser.press(ENTER).await;
+
+    browser
+        .wait_for_text("Where you will chat", Duration::from_secs(10))
+        .await;
+    browser
+        .tab_through(&[
+            "channel-telegram",
+            "A @BotFather",
+            "A @userinfobot",
+            "telegram-token",
+        ])
+        .await;
+    browser.press(sim::SIM_TELEGRAM_BOT).await;
+    browser.tab_through(&["check-bot"]).await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for_text("is ready", Duration::from_secs(10))
+        .await;
+    browser.tab_through(&["telegram-owner"]).await;
+    browser.press(&OWNER.to_string()).await;
+    browser.tab_through(&["back", "next"]).await;
+    browser.press(ENTER).await;
+
+    browser
+        .wait_for_text("Your Anthropic key", Duration::from_secs(10))
+        .await;
+    browser
+        .tab_through(&["A console.anthropic.com", "anthropic-key"])
+        .await;
+    browser.press(sim::SIM_ANTHROPIC_KEY).await;
+    browser.tab_through(&["check-key"]).await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for_text("Anthropic accepts this key", Duration::from_secs(10))
+        .await;
+    browser.tab_through(&["github-token", "back", "next"]).await;
+    browser.press(ENTER).await;
+
+    let review = browser
+        .wait_for_text("a month", Duration::from_secs(10))
+        .await;
+    assert!(review.contains("kbd-relay"), "{review}");
+    browser.tab_through(&["back", "deploy"]).await;
+    browser.press(ENTER).await;
+    browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    browser.shot("kbd-7-done").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn a_revisit_loads_offline_and_says_what_needs_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let base = sim.base_url().to_string();
+    let browser = Browser::start("offline").await;
+    browser.go(&format!("{base}/")).await;
+    browser
+        .wait_for_text("Your deployments", Duration::from_secs(30))
+        .await;
+    // The service worker keeps the first visit's files once it is active.
+    let cached = eventually("the page's files in the cache", Duration::from_secs(20), async || {
+        let urls = browser
+            .eval(
+                "return navigator.serviceWorker.getRegistration().then(r => r && r.active && r.active.state === 'activated')
+                   .then(active => active ? caches.keys() : [])
+                   .then(names => Promise.all(names.map(n => caches.open(n).then(c => c.keys()))))
+                   .then(lists => lists.flat().map(r => r.url))",
+                json!([]),
+            )
+            .await;
+        let urls: Vec<String> = serde_json::from_value(urls).unwrap_or_default();
+        (urls.iter().any(|u| u.ends_with(".wasm")) && urls.contains(&format!("{base}/")))
+            .then_some(urls)
+    })
+    .await;
+    assert!(
+        cached
+            .iter()
+            .all(|u| u.starts_with(&base) && !u.contains("/v1/")),
+        "only the page's own files are cached: {cached:?}"
+    );
+
+    // The server goes away and the browser goes offline; a reload still shows the page.
+    drop(sim);
+    eventually("the server to stop", Duration::from_secs(10), async || {
+        reqwest::get(format!("{base}/"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    browser.set_offline(true).await;
+    browser
+        .call(reqwest::Method::POST, "/refresh", json!({}))
+        .await;
+    let home = browser
+        .wait_for_text("Your deployments", Duration::from_secs(30))
+        .await;
+    assert!(home.contains("You are offline"), "{home}");
+    browser.shot("offline-home").await;
+
+    // A Fly call made offline ends in a sentence about the connection, not a CORS hint.
+    browser.click("#new-deployment").await;
+    browser.type_into("#fly-token", "sim-token").await;
+    browser.click("#check-token").await;
+    let step = browser
+        .wait_for_text("Check the connection", Duration::from_secs(60))
+        .await;
+    assert!(step.contains("this device is offline"), "{step}");
+    browser.shot("offline-token").await;
 }

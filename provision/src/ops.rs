@@ -29,6 +29,31 @@ pub struct MachineStatus {
     pub checks: Vec<CheckStatus>,
 }
 
+impl MachineStatus {
+    /// `started (alive passing)`. A stopped machine's checks fail by definition, so they are
+    /// left out; a sleeping agent machine is normal and the summary says so.
+    pub fn summary(&self) -> String {
+        let state = &self.state;
+        if state == "stopped" || state == "suspended" {
+            return if self.role.as_deref() == Some(Role::Vm.as_str()) {
+                format!("{state}, wakes on the next message")
+            } else {
+                state.clone()
+            };
+        }
+        let checks: Vec<String> = self
+            .checks
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.status))
+            .collect();
+        if checks.is_empty() {
+            state.clone()
+        } else {
+            format!("{state} ({})", checks.join(", "))
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct VolumeStatus {
     pub id: String,
@@ -283,5 +308,42 @@ fn record(
             what,
             why: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(role: &str, state: &str) -> MachineStatus {
+        MachineStatus {
+            id: "m1".into(),
+            role: Some(role.into()),
+            state: state.into(),
+            image: None,
+            checks: vec![CheckStatus {
+                name: "alive".into(),
+                status: if state == "started" {
+                    "passing"
+                } else {
+                    "critical"
+                }
+                .into(),
+                output: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_summary_shows_checks_only_for_a_running_machine() {
+        assert_eq!(
+            machine("relay", "started").summary(),
+            "started (alive passing)"
+        );
+        assert_eq!(
+            machine("vm", "stopped").summary(),
+            "stopped, wakes on the next message"
+        );
+        assert_eq!(machine("relay", "stopped").summary(), "stopped");
     }
 }

@@ -1,8 +1,9 @@
 //! The browser's side effects for `provision`: fetch (gloo-net) and timers.
 //!
-//! A failed `fetch` in a browser does not say why (CORS, CSP, offline all look alike), so
-//! every such failure is reported as [`TransportError::Blocked`] and `provision` turns it
-//! into advice: use the CLI, or an API proxy in `config.json`.
+//! A failed `fetch` in a browser does not say why (CORS, CSP, offline all look alike). When the
+//! browser knows it is offline the failure is a [`TransportError::Network`] (retried, then "check
+//! the connection"); any other is [`TransportError::Blocked`], which `provision` turns into
+//! advice: use the CLI, or an API proxy in `config.json`.
 
 use provision::{Clock, HttpRequest, HttpResponse, Method, Transport, TransportError};
 use std::time::Duration;
@@ -42,7 +43,12 @@ impl Transport for BrowserTransport {
 }
 
 fn blocked(error: gloo_net::Error) -> TransportError {
-    TransportError::Blocked(error.to_string())
+    let online = web_sys::window().is_none_or(|window| window.navigator().on_line());
+    if online {
+        TransportError::Blocked(error.to_string())
+    } else {
+        TransportError::Network("this device is offline".into())
+    }
 }
 
 #[derive(Clone, Copy, Default)]

@@ -13,7 +13,8 @@ pub async fn telegram_bot(api_base: &str, token: &str) -> Result<String, String>
         token.trim()
     );
     let response = Request::get(&url).send().await.map_err(|_| {
-        "Telegram could not be reached from this page. Check your connection; you can also skip this check.".to_string()
+        "Telegram could not be reached from this page. Check your connection and try again."
+            .to_string()
     })?;
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     match body["result"]["username"].as_str() {

@@ -33,6 +33,21 @@ pub fn register_service_worker() {
     }
 }
 
+/// Moves focus to the new screen's heading, so keyboard and screen-reader users start each
+/// screen at its top instead of wherever the last screen's button was.
+fn focus_heading() {
+    let heading = document()
+        .query_selector("main h1")
+        .ok()
+        .flatten()
+        .and_then(|h| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(h).ok());
+    if let Some(heading) = heading {
+        // -1: focusable from code, but not a stop when tabbing.
+        let _ = heading.set_attribute("tabindex", "-1");
+        let _ = heading.focus();
+    }
+}
+
 /// "You are offline" while the browser says so.
 #[component]
 fn OfflineNotice() -> impl IntoView {
@@ -62,6 +77,14 @@ pub fn App() -> impl IntoView {
     let config = RwSignal::new(None::<config::Config>);
     leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
     provide_context(wizard::Wizard::new());
+    Effect::new(move |previous: Option<Route>| {
+        let current = route.get();
+        if previous.is_some_and(|previous| previous != current) {
+            // After the new screen is in the DOM.
+            request_animation_frame(focus_heading);
+        }
+        current
+    });
     view! {
         <header class="bar">
             <a class="brand" href="#/">"textslash"</a>

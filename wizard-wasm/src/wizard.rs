@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::storage::{self, DRAFT_KEY, KeyValue, LocalStorage, TOKEN_KEY};
 use leptos::prelude::*;
 use provision::fly::Guest;
-use provision::spec::Secret;
+use provision::spec::{self, ChannelKind, Secret, normalise_phone};
 use provision::{Channel, DeploymentSpec, Event};
 use serde::{Deserialize, Serialize};
 
@@ -116,15 +116,18 @@ impl Wizard {
         self.deploy_error.set(None);
     }
 
-    /// The allowed senders from the owner fields.
+    /// The allowed senders from the owner fields. A WhatsApp number typed with spaces or
+    /// dashes is tidied to `whatsapp:+15551234567`; one that cannot be is kept as typed so the
+    /// validation names the field.
     pub fn allowed_senders(draft: &Draft) -> Vec<String> {
         if draft.channel == "whatsapp" {
-            let number = draft.whatsapp_owner.trim().trim_start_matches("whatsapp:");
-            if number.is_empty() {
-                vec![]
-            } else {
-                vec![format!("whatsapp:{number}")]
+            let typed = draft.whatsapp_owner.trim();
+            if typed.is_empty() {
+                return vec![];
             }
+            let number = normalise_phone(typed)
+                .unwrap_or_else(|| typed.trim_start_matches("whatsapp:").to_string());
+            vec![format!("whatsapp:{number}")]
         } else {
             let id = draft.telegram_owner.trim();
             if id.is_empty() {
@@ -133,6 +136,65 @@ impl Wizard {
                 vec![format!("telegram:{id}")]
             }
         }
+    }
+
+    /// Checks the channel step's fields before Next, with the same rules the deploy uses.
+    pub fn channel_problem(&self) -> Result<(), provision::Error> {
+        let draft = self.draft.get_untracked();
+        if draft.channel == "whatsapp" {
+            spec::validate_twilio(
+                &Secret::new(self.twilio_sid.get_untracked()),
+                &Secret::new(self.twilio_token.get_untracked()),
+            )?;
+            if normalise_phone(&draft.whatsapp_number).is_none() {
+                return Err(provision::Error::InvalidSpec {
+                    field: "whatsapp_number",
+                    problem: "expected an international number such as +14155238886".into(),
+                });
+            }
+        } else {
+            spec::validate_telegram_token(&Secret::new(self.telegram_token.get_untracked()))?;
+        }
+        let kind = if draft.channel == "whatsapp" {
+            ChannelKind::WhatsappTwilio
+        } else {
+            ChannelKind::Telegram
+        };
+        match Self::allowed_senders(&draft).first() {
+            Some(sender) => spec::validate_sender(kind, sender),
+            None => Err(provision::Error::InvalidSpec {
+                field: "allowed_senders",
+                problem: "needed, so that only you can talk to your agent".into(),
+            }),
+        }
+    }
+
+    /// An error as the page says it: the field by the label the user sees.
+    pub fn explain(&self, error: &provision::Error) -> String {
+        let provision::Error::InvalidSpec { field, problem } = error else {
+            return error.to_string();
+        };
+        let whatsapp = self.draft.with_untracked(|d| d.channel == "whatsapp");
+        let label = match *field {
+            "prefix" => "Name prefix",
+            "region" => "Region",
+            "telegram_bot_token" => "Bot token",
+            "twilio_account_sid" => "Account SID",
+            "twilio_auth_token" => "Auth token",
+            "whatsapp_number" => "Twilio WhatsApp number",
+            "allowed_senders" if whatsapp => "Your own WhatsApp number",
+            "allowed_senders" => "Your Telegram user id",
+            "anthropic_api_key" => "Anthropic API key",
+            "github_token" => "GitHub token",
+            other => other,
+        };
+        // The page asks for the bare id or number; the `telegram:` form is an internal detail.
+        let problem = match *field {
+            "allowed_senders" if whatsapp => "an international number such as +15551234567",
+            "allowed_senders" => "the number @userinfobot tells you (digits only)",
+            _ => problem.as_str(),
+        };
+        format!("{label}: {problem}.")
     }
 
     /// The spec to deploy, validated; errors name the field.

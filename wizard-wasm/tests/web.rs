@@ -76,3 +76,56 @@ async fn the_app_mounts_and_lists_remembered_deployments() {
     assert!(text.contains("New deployment"), "{text}");
     LocalStorage.remove(DEPLOYMENTS_KEY);
 }
+
+#[wasm_bindgen_test]
+fn the_channel_step_names_the_field_that_is_wrong_never_its_value() {
+    use wizard_wasm::wizard::Wizard;
+    // The wizard saves its draft from an effect, which needs Leptos's task executor.
+    let _ = any_spawner::Executor::init_wasm_bindgen();
+    let owner = leptos::prelude::Owner::new();
+    owner.with(|| {
+        use leptos::prelude::*;
+        let wizard = Wizard::new();
+        wizard.draft.update(|d| {
+            d.channel = "whatsapp".into();
+            d.whatsapp_number = "+14155238886".into();
+            d.whatsapp_owner = "+1 (555) 123-4567".into();
+        });
+        wizard
+            .twilio_sid
+            .set(format!("AC{}", "0123456789abcdef".repeat(2)));
+        wizard.twilio_token.set("f".repeat(32));
+        assert_eq!(wizard.channel_problem(), Ok(()));
+        assert_eq!(
+            Wizard::allowed_senders(&wizard.draft.get_untracked()),
+            vec!["whatsapp:+15551234567".to_string()],
+            "a number typed with spaces, dashes and brackets is tidied"
+        );
+
+        wizard.twilio_token.set("not-hex-secret".into());
+        let said = wizard.explain(&wizard.channel_problem().unwrap_err());
+        assert!(said.starts_with("Auth token:"), "{said}");
+        assert!(!said.contains("not-hex-secret"), "{said}");
+        wizard.twilio_token.set("f".repeat(32));
+
+        wizard
+            .draft
+            .update(|d| d.whatsapp_owner = "my phone".into());
+        let said = wizard.explain(&wizard.channel_problem().unwrap_err());
+        assert!(said.starts_with("Your own WhatsApp number:"), "{said}");
+
+        wizard.draft.update(|d| {
+            d.channel = "telegram".into();
+            d.telegram_owner = "@me".into();
+        });
+        wizard
+            .telegram_token
+            .set("123456:SIMbotTOKENforTheLocalDemo_0000000".into());
+        let said = wizard.explain(&wizard.channel_problem().unwrap_err());
+        assert!(said.starts_with("Your Telegram user id:"), "{said}");
+        wizard.draft.update(|d| d.telegram_owner = "4242".into());
+        assert_eq!(wizard.channel_problem(), Ok(()));
+    });
+    drop(owner);
+    LocalStorage.remove(storage::DRAFT_KEY);
+}

@@ -20,7 +20,8 @@ pub fn start_deploy(wizard: Wizard, config: Config) {
         Ok(spec) => spec,
         Err(e) => {
             wizard.deploy_error.set(Some(format!(
-                "{e}. Secrets are never stored, so after a reload enter them again (steps 1–4) and deploy resumes where it stopped."
+                "{} Secrets are never stored, so after a reload enter them again (steps 1–4) and deploy resumes where it stopped.",
+                wizard.explain(&e)
             )));
             return;
         }

@@ -127,10 +127,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
         <div id="status">{move || status.get().map(|s| view! {
             <ul class="review">
                 {[("Relay", s.relay.clone()), ("Agent", s.vm.clone())].into_iter().map(|(label, app)| {
-                    let machines = app.machines.iter().map(|m| {
-                        let checks = m.checks.iter().map(|c| format!("{} {}", c.name, c.status)).collect::<Vec<_>>().join(", ");
-                        format!("{} {}{}", m.id, m.state, if checks.is_empty() { String::new() } else { format!(" ({checks})") })
-                    }).collect::<Vec<_>>().join("; ");
+                    let machines = app.machines.iter().map(|m| format!("{} {}", m.id, m.summary())).collect::<Vec<_>>().join("; ");
                     view! { <li><strong>{label}</strong>{format!(": {}", if app.exists { if machines.is_empty() { "no machine".to_string() } else { machines } } else { "app not found".into() })}</li> }
                 }).collect_view()}
                 <li><strong>"Relay health"</strong>{format!(": {}", match &s.relay_health {

@@ -32,7 +32,7 @@ fn next(step: u8) {
 fn Nav(step: u8, #[prop(into)] ready: Signal<bool>, on_next: Callback<()>) -> impl IntoView {
     view! {
         <div class="nav">
-            <a class="button" href=if step == 1 { "#/".to_string() } else { format!("#/new/{}", step - 1) }>"Back"</a>
+            <a class="button" id="back" href=if step == 1 { "#/".to_string() } else { format!("#/new/{}", step - 1) }>"Back"</a>
             <button class="button primary" id="next" disabled=move || !ready.get() on:click=move |_| on_next.run(())>
                 "Next"
             </button>
@@ -78,7 +78,7 @@ fn TokenStep() -> impl IntoView {
     view! {
         <StepHeader step=1 title="Your Fly.io token"/>
         <p>"textslash runs on your own Fly.io account. Create an org token in a terminal with flyctl (a dedicated org and a short expiry are safest):"</p>
-        <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command/></p>
+        <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command id="copy-command"/></p>
         <p class="muted">"The token goes from this page straight to Fly's API. It is never sent anywhere else."</p>
         <Field label="Fly token" value=wizard.fly_token secret=true id="fly-token" placeholder="FlyV1 fm2_…"/>
         <label class="check">
@@ -159,7 +159,7 @@ fn NamesStep() -> impl IntoView {
     let check = move |_| {
         let draft = wizard.draft.get_untracked();
         if let Err(e) = provision::spec::validate_prefix(&draft.prefix) {
-            error.set(Some(e.to_string()));
+            error.set(Some(wizard.explain(&e)));
             return;
         }
         error.set(None);
@@ -264,21 +264,28 @@ fn ChannelStep() -> impl IntoView {
             }
         });
     };
+    // Next is offered once every field has something in it; what is in them is checked on Next,
+    // so a mistake gets a sentence naming the field rather than a silently disabled button.
     let ready = Signal::derive(move || {
         if channel.get() == "whatsapp" {
-            !wizard.twilio_sid.get().trim().is_empty()
-                && !wizard.twilio_token.get().trim().is_empty()
-                && !whatsapp_number.get().trim().is_empty()
-                && !whatsapp_owner.get().trim().is_empty()
+            [
+                wizard.twilio_sid.get(),
+                wizard.twilio_token.get(),
+                whatsapp_number.get(),
+                whatsapp_owner.get(),
+            ]
+            .iter()
+            .all(|field| !field.trim().is_empty())
         } else {
-            wizard.bot_name.get().is_some()
-                && telegram_owner
-                    .get()
-                    .trim()
-                    .chars()
-                    .all(|c| c.is_ascii_digit())
-                && !telegram_owner.get().trim().is_empty()
+            wizard.bot_name.get().is_some() && !telegram_owner.get().trim().is_empty()
         }
+    });
+    let on_next = Callback::new(move |_| match wizard.channel_problem() {
+        Ok(()) => {
+            error.set(None);
+            next(3);
+        }
+        Err(e) => error.set(Some(wizard.explain(&e))),
     });
     view! {
         <StepHeader step=3 title="Where you will chat"/>
@@ -314,7 +321,7 @@ fn ChannelStep() -> impl IntoView {
                 hint="Only this number may talk to your agent. Twilio is checked by your relay after deploy (Twilio does not accept calls from browsers)."/>
         </Show>
         <ErrorLine error=error/>
-        <Nav step=3 ready=ready on_next=Callback::new(|_| next(3))/>
+        <Nav step=3 ready=ready on_next=on_next/>
     }
 }
 
@@ -364,7 +371,7 @@ fn ReviewStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
     let config = StoredValue::new(expect_context::<Config>());
     let spec = config.with_value(|c| wizard.spec(c));
-    let error = RwSignal::new(spec.as_ref().err().map(|e| e.to_string()));
+    let error = RwSignal::new(spec.as_ref().err().map(|e| wizard.explain(e)));
     let summary = spec.ok().map(|spec| {
         let estimate = provision::cost::estimate(&spec, 2.0);
         let channel = spec.channel.kind();
@@ -394,7 +401,7 @@ fn ReviewStep() -> impl IntoView {
         {summary}
         <ErrorLine error=error/>
         <div class="nav">
-            <a class="button" href="#/new/4">"Back"</a>
+            <a class="button" id="back" href="#/new/4">"Back"</a>
             <button class="button primary" id="deploy" disabled=move || error.get().is_some() on:click=move |_| {
                 wizard.draft.update(|d| d.events.clear());
                 wizard.deploy_error.set(None);
