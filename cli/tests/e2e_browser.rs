@@ -248,6 +248,22 @@ impl Browser {
         .to_string()
     }
 
+    /// Waits until focus is on `expected` (a new screen moves it to its heading once drawn).
+    async fn wait_for_focus(&self, expected: &str) {
+        let started = Instant::now();
+        loop {
+            let focused = self.focused().await;
+            if focused == expected {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "focus should be on {expected}, it is on {focused}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Presses Tab once per entry of `order`, checking focus lands on each in turn.
     async fn tab_through(&self, order: &[&str]) {
         for expected in order {
@@ -693,9 +709,23 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     browser
         .wait_for_text("Your Fly.io token", Duration::from_secs(10))
         .await;
-    assert_eq!(browser.focused().await, "H1 Your Fly.io token");
+    browser.wait_for_focus("H1 Your Fly.io token").await;
     browser.tab_through(&["copy-command", "fly-token"]).await;
     browser.press("sim-token").await;
+    // Show reveals what was typed (to check a paste by eye), Hide masks it again.
+    browser.tab_through(&["fly-token-show"]).await;
+    let field_type = async || {
+        browser
+            .eval(
+                "return document.querySelector('#fly-token').type",
+                json!([]),
+            )
+            .await
+    };
+    browser.press(ENTER).await;
+    assert_eq!(field_type().await, "text");
+    browser.press(ENTER).await;
+    assert_eq!(field_type().await, "password");
     browser
         .tab_through(&["remember-token", "check-token"])
         .await;
@@ -709,7 +739,7 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     browser
         .wait_for_text("Name and place", Duration::from_secs(10))
         .await;
-    assert_eq!(browser.focused().await, "H1 Name and place");
+    browser.wait_for_focus("H1 Name and place").await;
     browser.tab_through(&["prefix"]).await;
     browser.press("kbd").await;
     browser.tab_through(&["check-names"]).await;
@@ -725,6 +755,7 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     browser
         .wait_for_text("Where you will chat", Duration::from_secs(10))
         .await;
+    browser.wait_for_focus("H1 Where you will chat").await;
     browser
         .tab_through(&[
             "channel-telegram",
@@ -734,7 +765,9 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
         ])
         .await;
     browser.press(sim::SIM_TELEGRAM_BOT).await;
-    browser.tab_through(&["check-bot"]).await;
+    browser
+        .tab_through(&["telegram-token-show", "check-bot"])
+        .await;
     browser.press(ENTER).await;
     browser
         .wait_for_text("is ready", Duration::from_secs(10))
@@ -747,22 +780,28 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     browser
         .wait_for_text("Your Anthropic key", Duration::from_secs(10))
         .await;
+    browser.wait_for_focus("H1 Your Anthropic key").await;
     browser
         .tab_through(&["A console.anthropic.com", "anthropic-key"])
         .await;
     browser.press(sim::SIM_ANTHROPIC_KEY).await;
-    browser.tab_through(&["check-key"]).await;
+    browser
+        .tab_through(&["anthropic-key-show", "check-key"])
+        .await;
     browser.press(ENTER).await;
     browser
         .wait_for_text("Anthropic accepts this key", Duration::from_secs(10))
         .await;
-    browser.tab_through(&["github-token", "back", "next"]).await;
+    browser
+        .tab_through(&["github-token", "github-token-show", "back", "next"])
+        .await;
     browser.press(ENTER).await;
 
     let review = browser
         .wait_for_text("a month", Duration::from_secs(10))
         .await;
     assert!(review.contains("kbd-relay"), "{review}");
+    browser.wait_for_focus("H1 Review").await;
     browser.tab_through(&["back", "deploy"]).await;
     browser.press(ENTER).await;
     browser

@@ -2,32 +2,43 @@
 
 use leptos::prelude::*;
 
-/// A labelled text input bound to `value`. `secret` hides what is typed.
+/// A labelled text input bound to `value`. `secret` hides what is typed, with a Show button
+/// beside it so a pasted token can be checked by eye on a phone.
 #[component]
 pub fn Field(
     label: &'static str,
     value: RwSignal<String>,
+    id: &'static str,
     #[prop(optional)] secret: bool,
     #[prop(optional)] placeholder: &'static str,
-    #[prop(optional)] id: &'static str,
     #[prop(optional)] hint: &'static str,
 ) -> impl IntoView {
+    let shown = RwSignal::new(false);
     view! {
-        <label class="field">
-            <span>{label}</span>
-            <input
-                id=id
-                type=if secret { "password" } else { "text" }
-                autocomplete="off"
-                autocapitalize="off"
-                spellcheck="false"
-                placeholder=placeholder
-                bind:value=value
-            />
+        <div class="field">
+            <label for=id>{label}</label>
+            <div class="input-row">
+                <input
+                    id=id
+                    type=move || if secret && !shown.get() { "password" } else { "text" }
+                    autocomplete="off"
+                    autocapitalize="off"
+                    spellcheck="false"
+                    placeholder=placeholder
+                    bind:value=value
+                />
+                <Show when=move || secret>
+                    <button class="button small" type="button" id=format!("{id}-show")
+                        aria-controls=id aria-pressed=move || shown.get().to_string()
+                        on:click=move |_| shown.update(|s| *s = !*s)>
+                        {move || if shown.get() { "Hide" } else { "Show" }}
+                    </button>
+                </Show>
+            </div>
             <Show when=move || !hint.is_empty()>
                 <small class="muted">{hint}</small>
             </Show>
-        </label>
+        </div>
     }
 }
 
