@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{eventually, machine_binaries, vm_state, workspace};
+use common::{eventually, machine_binaries, telegram_user_sends, vm_state, workspace};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -504,18 +504,8 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
         (vm_state(&sim, "e2e-vm").await == "stopped").then_some(())
     })
     .await;
-    let http = reqwest::Client::new();
     for (from, text) in [(999, "let me in"), (OWNER, "hello from the e2e test")] {
-        let answer: Value = http
-            .post(format!("{}/sim/telegram/send", sim.base_url()))
-            .json(&json!({"from_id": from, "text": text}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["webhook_status"], 200);
+        assert_eq!(telegram_user_sends(&sim, from, text).await, 200);
     }
     let texts = eventually("the agent's reply", Duration::from_secs(30), async || {
         let texts: Vec<String> = sim
@@ -559,7 +549,8 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     browser.shot("e2e-8-home").await;
 
     // 4. A second deployment fails midway (Fly refuses the vm machine once), then Retry completes it.
-    http.post(format!("{}/sim/faults", sim.base_url()))
+    reqwest::Client::new()
+        .post(format!("{}/sim/faults", sim.base_url()))
         .json(&json!({"rules": [{"method": "POST", "path_contains": "/v1/apps/second-vm/machines", "nth": 1, "status": 403}]}))
         .send()
         .await

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, vm_state};
+use common::{eventually, telegram_user_sends, vm_state};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -81,23 +81,8 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
     })
     .await;
 
-    let send = |from: i64, text: &'static str| {
-        let url = format!("{}/sim/telegram/send", sim.base_url());
-        async move {
-            let answer: Value = reqwest::Client::new()
-                .post(url)
-                .json(&serde_json::json!({"from_id": from, "text": text}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["webhook_status"].as_u64()
-        }
-    };
-    assert_eq!(send(999, "stranger danger").await, Some(200));
-    assert_eq!(send(OWNER, "hello agent").await, Some(200));
+    assert_eq!(telegram_user_sends(&sim, 999, "stranger danger").await, 200);
+    assert_eq!(telegram_user_sends(&sim, OWNER, "hello agent").await, 200);
     let reply = eventually("the agent's reply", Duration::from_secs(30), async || {
         sim.sim
             .channels

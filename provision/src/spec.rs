@@ -57,6 +57,27 @@ impl Channel {
             Channel::WhatsappTwilio { .. } => ChannelKind::WhatsappTwilio,
         }
     }
+
+    /// Checks the channel's credentials and numbers without the network.
+    pub fn validate(&self) -> Result<(), Error> {
+        match self {
+            Channel::Telegram { bot_token } => validate_telegram_token(bot_token),
+            Channel::WhatsappTwilio {
+                account_sid,
+                auth_token,
+                whatsapp_number,
+            } => {
+                validate_twilio(account_sid, auth_token)?;
+                normalise_phone(whatsapp_number).ok_or_else(|| {
+                    Error::invalid(
+                        "whatsapp_number",
+                        "expected an international number such as +14155238886",
+                    )
+                })?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The channel without its credentials: what a bookmark remembers.
@@ -175,22 +196,7 @@ impl DeploymentSpec {
             ));
         }
         validate_region(&self.region)?;
-        match &self.channel {
-            Channel::Telegram { bot_token } => validate_telegram_token(bot_token)?,
-            Channel::WhatsappTwilio {
-                account_sid,
-                auth_token,
-                whatsapp_number,
-            } => {
-                validate_twilio(account_sid, auth_token)?;
-                normalise_phone(whatsapp_number).ok_or_else(|| {
-                    Error::invalid(
-                        "whatsapp_number",
-                        "expected an international number such as +14155238886",
-                    )
-                })?;
-            }
-        }
+        self.channel.validate()?;
         if self.anthropic_api_key.is_empty()
             || self
                 .anthropic_api_key
@@ -202,16 +208,7 @@ impl DeploymentSpec {
                 "paste the key from console.anthropic.com (it starts with sk-ant-)",
             ));
         }
-        let kind = self.channel.kind();
-        for sender in &self.allowed_senders {
-            validate_sender(kind, sender)?;
-        }
-        if kind == ChannelKind::WhatsappTwilio && self.allowed_senders.is_empty() {
-            return Err(Error::invalid(
-                "allowed_senders",
-                "add your own WhatsApp number, e.g. whatsapp:+15551234567",
-            ));
-        }
+        validate_senders(self.channel.kind(), &self.allowed_senders)?;
         if let Some(token) = &self.github_token
             && token.expose().contains(char::is_whitespace)
         {
@@ -329,6 +326,21 @@ pub fn normalise_phone(number: &str) -> Option<String> {
     let rest = digits.strip_prefix('+')?;
     (rest.len() >= 7 && rest.len() <= 15 && rest.chars().all(|c| c.is_ascii_digit()))
         .then_some(digits)
+}
+
+/// The allowlist: each sender well formed, and at least one for WhatsApp (Twilio numbers are
+/// reachable by anyone, so an empty list would serve no one).
+pub fn validate_senders(kind: ChannelKind, senders: &[String]) -> Result<(), Error> {
+    for sender in senders {
+        validate_sender(kind, sender)?;
+    }
+    if kind == ChannelKind::WhatsappTwilio && senders.is_empty() {
+        return Err(Error::invalid(
+            "allowed_senders",
+            "add your own WhatsApp number, e.g. whatsapp:+15551234567",
+        ));
+    }
+    Ok(())
 }
 
 pub fn validate_sender(kind: ChannelKind, sender: &str) -> Result<(), Error> {

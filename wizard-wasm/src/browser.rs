@@ -29,20 +29,20 @@ impl Transport for BrowserTransport {
                 builder
                     .header("Content-Type", "application/json")
                     .body(body)
-                    .map_err(blocked)?
+                    .map_err(fetch_failed)?
                     .send()
                     .await
             }
             None => builder.send().await,
         };
-        let response = sent.map_err(blocked)?;
+        let response = sent.map_err(fetch_failed)?;
         let status = response.status();
-        let body = response.text().await.map_err(blocked)?;
+        let body = response.text().await.map_err(fetch_failed)?;
         Ok(HttpResponse { status, body })
     }
 }
 
-fn blocked(error: gloo_net::Error) -> TransportError {
+fn fetch_failed(error: gloo_net::Error) -> TransportError {
     let online = web_sys::window().is_none_or(|window| window.navigator().on_line());
     if online {
         TransportError::Blocked(error.to_string())

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::storage::{self, DRAFT_KEY, KeyValue, LocalStorage, TOKEN_KEY};
 use leptos::prelude::*;
 use provision::fly::Guest;
-use provision::spec::{self, ChannelKind, Secret, normalise_phone};
+use provision::spec::{self, Secret, normalise_phone};
 use provision::{Channel, DeploymentSpec, Event};
 use serde::{Deserialize, Serialize};
 
@@ -138,34 +138,34 @@ impl Wizard {
         }
     }
 
-    /// Checks the channel step's fields before Next, with the same rules the deploy uses.
+    /// Checks the channel step's fields before Next, with the rules the deploy uses.
     pub fn channel_problem(&self) -> Result<(), provision::Error> {
         let draft = self.draft.get_untracked();
-        if draft.channel == "whatsapp" {
-            spec::validate_twilio(
-                &Secret::new(self.twilio_sid.get_untracked()),
-                &Secret::new(self.twilio_token.get_untracked()),
-            )?;
-            if normalise_phone(&draft.whatsapp_number).is_none() {
-                return Err(provision::Error::InvalidSpec {
-                    field: "whatsapp_number",
-                    problem: "expected an international number such as +14155238886".into(),
-                });
-            }
-        } else {
-            spec::validate_telegram_token(&Secret::new(self.telegram_token.get_untracked()))?;
-        }
-        let kind = if draft.channel == "whatsapp" {
-            ChannelKind::WhatsappTwilio
-        } else {
-            ChannelKind::Telegram
-        };
-        match Self::allowed_senders(&draft).first() {
-            Some(sender) => spec::validate_sender(kind, sender),
-            None => Err(provision::Error::InvalidSpec {
+        let channel = self.channel(&draft);
+        channel.validate()?;
+        let senders = Self::allowed_senders(&draft);
+        if senders.is_empty() {
+            // The relay would accept a Telegram deploy without one, but then no one could chat.
+            return Err(provision::Error::InvalidSpec {
                 field: "allowed_senders",
                 problem: "needed, so that only you can talk to your agent".into(),
-            }),
+            });
+        }
+        spec::validate_senders(channel.kind(), &senders)
+    }
+
+    /// The channel with its secrets, as typed.
+    fn channel(&self, draft: &Draft) -> Channel {
+        if draft.channel == "whatsapp" {
+            Channel::WhatsappTwilio {
+                account_sid: Secret::new(self.twilio_sid.get_untracked()),
+                auth_token: Secret::new(self.twilio_token.get_untracked()),
+                whatsapp_number: draft.whatsapp_number.trim().to_string(),
+            }
+        } else {
+            Channel::Telegram {
+                bot_token: Secret::new(self.telegram_token.get_untracked()),
+            }
         }
     }
 
@@ -200,21 +200,10 @@ impl Wizard {
     /// The spec to deploy, validated; errors name the field.
     pub fn spec(&self, config: &Config) -> Result<DeploymentSpec, provision::Error> {
         let draft = self.draft.get_untracked();
-        let channel = if draft.channel == "whatsapp" {
-            Channel::WhatsappTwilio {
-                account_sid: Secret::new(self.twilio_sid.get_untracked()),
-                auth_token: Secret::new(self.twilio_token.get_untracked()),
-                whatsapp_number: draft.whatsapp_number.trim().to_string(),
-            }
-        } else {
-            Channel::Telegram {
-                bot_token: Secret::new(self.telegram_token.get_untracked()),
-            }
-        };
         let mut spec = DeploymentSpec::new(
             &draft.prefix,
             &draft.region,
-            channel,
+            self.channel(&draft),
             Secret::new(self.anthropic_key.get_untracked()),
         );
         spec.org = self.org.get_untracked();

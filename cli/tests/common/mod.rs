@@ -1,5 +1,6 @@
 //! Helpers for the whole-system tests (`whole_system_on_sim.rs`, `e2e_browser.rs`): the
-//! machine binaries, polling, and reading a machine's state from the sim's API.
+//! machine binaries, polling, reading a machine's state from the sim's API, and the sim's
+//! Telegram user.
 #![allow(dead_code)] // each test file uses its own subset
 
 use serde_json::Value;
@@ -63,4 +64,19 @@ pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A Telegram user (`from_id`) sends `text` through the sim; the status the relay's webhook
+/// answered.
+pub async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str) -> u64 {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/sim/telegram/send", sim.base_url()))
+        .json(&serde_json::json!({"from_id": from_id, "text": text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["webhook_status"].as_u64().unwrap()
 }
