@@ -53,6 +53,12 @@ pub enum Error {
     )]
     Blocked { api_base: String },
 
+    #[error(
+        "Fly could not start machine {machine}: {message}. Retry in a minute; if it keeps failing, \
+         tear the deployment down and deploy it in another region."
+    )]
+    StartFailed { machine: String, message: String },
+
     #[error("Fly refused to {action}: {message} (HTTP {status}).")]
     Api {
         status: u16,

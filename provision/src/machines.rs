@@ -4,7 +4,9 @@
 //!
 //! Secrets never go into `env`: Fly returns a machine's env to anyone who can read the app.
 
-use crate::fly::{Check, CreateMachineRequest, MachineConfig, Mount, Port, Restart, Service};
+use crate::fly::{
+    Autostop, Check, CreateMachineRequest, MachineConfig, Mount, Port, Restart, Service,
+};
 use crate::spec::{Channel, DeploymentSpec};
 use std::collections::BTreeMap;
 
@@ -97,9 +99,10 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
                     force_https: Some(true),
                 },
             ],
-            autostop: Some("off".into()),
+            autostop: Some(Autostop::Off),
             autostart: Some(true),
             min_machines_running: Some(1),
+            other: Default::default(),
         }],
         checks: health_check(),
         mounts: Vec::new(),
@@ -108,6 +111,7 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
             max_retries: None,
         }),
         metadata: metadata(Role::Relay),
+        other: Default::default(),
     }
 }
 
@@ -134,9 +138,10 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
                 handlers: vec!["http".into()],
                 force_https: None,
             }],
-            autostop: Some("off".into()),
+            autostop: Some(Autostop::Off),
             autostart: Some(true),
             min_machines_running: Some(0),
+            other: Default::default(),
         }],
         checks: health_check(),
         mounts: vec![Mount {
@@ -148,6 +153,7 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
             max_retries: Some(3),
         }),
         metadata: metadata(Role::Vm),
+        other: Default::default(),
     }
 }
 

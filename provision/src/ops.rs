@@ -238,13 +238,24 @@ pub async fn teardown<T: Transport, C: Clock>(
             AppName::Ours(_) => {}
         }
         let mut removed = Vec::new();
-        for machine in fly.list_machines(app).await?.iter().filter(|m| m.is_live()) {
+        let machines = fly.list_machines(app).await?;
+        for machine in machines.iter().filter(|m| m.is_live()) {
             record(
                 &mut leftovers,
                 &mut removed,
                 format!("machine {}", machine.id),
                 fly.delete_machine(app, &machine.id).await,
             );
+        }
+        // Fly destroys machines after answering, and a volume stays attached (so cannot be
+        // deleted) until its machine is gone: wait for that first.
+        for machine in machines.iter().filter(|m| m.state != "destroyed") {
+            if let Err(e) = wait_destroyed(fly, app, &machine.id).await {
+                leftovers.push(Leftover {
+                    what: format!("machine {}", machine.id),
+                    why: e.to_string(),
+                });
+            }
         }
         for volume in fly
             .list_volumes(app)
@@ -278,7 +289,7 @@ pub async fn teardown<T: Transport, C: Clock>(
             format!("app {app}"),
             fly.delete_app(app).await,
         );
-        match fly.app_name(app).await {
+        match app_gone(fly, app).await {
             Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
             Ok(_) => {
                 leftovers.push(Leftover {
@@ -294,6 +305,47 @@ pub async fn teardown<T: Transport, C: Clock>(
         }
     }
     Ok(leftovers)
+}
+
+/// Waits until the machine is destroyed (or gone: a 404 means the same).
+async fn wait_destroyed<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    id: &str,
+) -> Result<(), Error> {
+    for _ in 0..3 {
+        match fly.wait_machine(app, id, "destroyed", 60).await {
+            Ok(true) | Err(Error::NotFound { .. }) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Timeout {
+        what: format!("machine {id} of {app} to be destroyed"),
+    })
+}
+
+/// Asks until the app is gone: an app delete answers 202 and finishes later, so the app
+/// can still answer a GET for a while. Gives up after a minute and says what it saw.
+async fn app_gone<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+) -> Result<AppName, Error> {
+    const PATIENCE_MS: u64 = 60_000;
+    let clock = fly.clock();
+    let started = clock.now_ms();
+    for attempt in 0.. {
+        let seen = fly.app_name(app).await?;
+        if matches!(seen, AppName::Free) || clock.now_ms() - started >= PATIENCE_MS {
+            return Ok(seen);
+        }
+        let pause = fly.policy().backoff(attempt).clamp(
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(5),
+        );
+        clock.sleep(pause).await;
+    }
+    unreachable!("the loop returns")
 }
 
 fn record(

@@ -362,16 +362,25 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
+    /// Reuses the vm's volume when a machine already uses it or it is in the chosen region.
+    /// An unused one in another region is what an earlier attempt left before the user
+    /// picked another region (Fly had no capacity, say): a machine can only mount a volume in
+    /// its own region, so that one is deleted and a new one made where the machine will be.
     async fn ensure_volume(&self, app: &str) -> Result<(String, Outcome), Error> {
         let existing = self.fly.list_volumes(app).await?;
-        if let Some(volume) = existing
-            .iter()
-            .find(|v| v.name == VOLUME_NAME && v.is_live())
-        {
+        let ours = |v: &&crate::fly::Volume| v.name == VOLUME_NAME && v.is_live();
+        if let Some(volume) = existing.iter().filter(ours).find(|v| {
+            v.attached_machine_id.is_some() || v.region == self.spec.region
+        }) {
             return Ok((
                 volume.id.clone(),
                 Outcome::AlreadyDone(format!("volume {} exists", volume.id)),
             ));
+        }
+        let mut replaced = Vec::new();
+        for stale in existing.iter().filter(ours) {
+            self.fly.delete_volume(app, &stale.id).await?;
+            replaced.push(format!("removed {} left in {}", stale.id, stale.region));
         }
         let request = CreateVolumeRequest {
             name: VOLUME_NAME.into(),
@@ -380,10 +389,14 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             require_unique_zone: false,
         };
         let volume = self.fly.create_volume(app, &request).await?;
-        Ok((
-            volume.id.clone(),
-            Outcome::Done(format!("volume {} ({} GB)", volume.id, self.spec.volume_gb)),
-        ))
+        let mut message = format!(
+            "volume {} ({} GB in {})",
+            volume.id, self.spec.volume_gb, self.spec.region
+        );
+        if !replaced.is_empty() {
+            message = format!("{message}; {}", replaced.join(", "));
+        }
+        Ok((volume.id.clone(), Outcome::Done(message)))
     }
 
     async fn ensure_machine(

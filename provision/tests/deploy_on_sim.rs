@@ -29,6 +29,8 @@ impl Harness {
             ("relay".into(), Program::Echo),
             ("vm".into(), Program::Echo),
         ];
+        // Deletes stay asynchronous, only quicker than the default, for twelve teardowns.
+        config.deletion_delay = Duration::from_millis(300);
         let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -439,4 +441,57 @@ async fn status_update_stop_start_and_teardown() {
         .await
         .unwrap();
     assert!(!status.relay.exists && !status.vm.exists);
+}
+
+#[tokio::test]
+async fn a_start_that_answers_200_with_an_error_is_a_failure() {
+    let h = Harness::start().await;
+    let fly = h.client("sim-token");
+    let d = deploy(&fly, &h.spec("startfail")).await.0.unwrap();
+    ops::set_vm_running(&fly, &d.vm_app, false).await.unwrap();
+    // fly-go's MachineStartResponse: 200 with {status: "error", message}.
+    h.faults(vec![FaultRule::answer(
+        "POST",
+        "/start",
+        1,
+        serde_json::json!({"status": "error", "message": "no capacity on host"}),
+    )])
+    .await;
+    let error = ops::set_vm_running(&fly, &d.vm_app, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::StartFailed { .. }), "{error:?}");
+    assert!(error.to_string().contains("no capacity on host"), "{error}");
+    assert!(error.to_string().contains("another region"), "{error}");
+}
+
+#[tokio::test]
+async fn a_resume_in_another_region_moves_the_unused_volume_there() {
+    let h = Harness::start().await;
+    let fly = h.client("sim-token");
+    // No capacity for the vm in ams: the error says to pick another region.
+    // The error's `status` code is SPEC `main.statusCode` "insufficient_capacity".
+    h.faults(vec![FaultRule::answer_with(
+        "POST",
+        "startmove-vm/machines",
+        1,
+        412,
+        serde_json::json!({"error": "no capacity in ams", "status": "insufficient_capacity"}),
+    )])
+    .await;
+    let (first, _) = deploy(&fly, &h.spec("startmove")).await;
+    let first = first.unwrap_err();
+    assert!(first.to_string().contains("another region"), "{first}");
+    let left: Vec<provision::fly::Volume> = fly.list_volumes("startmove-vm").await.unwrap();
+    assert_eq!(left[0].region, "ams");
+
+    let mut spec = h.spec("startmove");
+    spec.region = "fra".into();
+    let d = deploy(&fly, &spec).await.0.unwrap();
+    let volumes = fly.list_volumes("startmove-vm").await.unwrap();
+    assert_eq!(volumes.len(), 1, "the unused ams volume is gone: {volumes:?}");
+    assert_eq!(volumes[0].region, "fra");
+    assert_eq!(volumes[0].id, d.volume_id);
+    let machine = fly.get_machine("startmove-vm", &d.vm_machine_id).await.unwrap();
+    assert_eq!(machine.region.as_deref(), Some("fra"));
 }

@@ -49,7 +49,7 @@ fn assert_agrees(toml: &Value, config: &provision::fly::types::MachineConfig) {
     );
     assert_eq!(
         s["auto_stop_machines"].as_str(),
-        service.autostop.as_deref()
+        service.autostop.map(|a| a.as_str())
     );
     assert_eq!(s["auto_start_machines"].as_bool(), service.autostart);
     assert_eq!(

@@ -20,6 +20,9 @@ use std::time::Duration;
 use tower_http::cors::{Any, CorsLayer};
 
 type S = State<Arc<Sim>>;
+
+/// Where a machine goes when the request names no region (the sim's "nearest").
+const DEFAULT_REGION: &str = "ams";
 type ApiResult = Result<Response, Response>;
 
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -111,6 +114,10 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         Verdict::FailWith(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, "sim: injected failure")
+        }
+        Verdict::AnswerWith(code, body) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            (status, Json(body)).into_response()
         }
         Verdict::ActThenDrop => {
             let _ = next.run(request).await;
@@ -253,17 +260,37 @@ async fn show_app(State(sim): S, Path(app): Path<String>) -> ApiResult {
     with_app(&sim, &app, |a| Ok(Json(app_json(a)).into_response()))
 }
 
+/// `202 Accepted` with no body (`Apps_delete` in the OpenAPI document): the deletion happens
+/// afterwards, so for `deletion_delay` the app still answers a GET, as on Fly.
 async fn delete_app(State(sim): S, Path(app): Path<String>) -> ApiResult {
-    with_app(&sim, &app, |_| Ok(()))?;
-    let removed = sim.world.with(|apps| apps.remove(&app));
-    if let Some(mut removed) = removed {
-        for machine in removed.machines.values_mut() {
-            if let Some(kill) = machine.kill.take() {
-                let _ = kill.send(());
-            }
-        }
+    let ids: Vec<String> = with_app(&sim, &app, |a| Ok(a.machines.keys().cloned().collect()))?;
+    for id in &ids {
+        supervisor::stop(&sim, &app, id);
     }
+    with_app(&sim, &app, |a| {
+        for machine in a.machines.values_mut() {
+            machine.state = "destroying".into();
+        }
+        Ok(())
+    })?;
+    after_deletion_delay(&sim, move |apps| {
+        apps.remove(&app);
+    });
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Runs `finish` on the world once the sim's `deletion_delay` has passed: Fly's deletes
+/// finish after they are answered (an app delete is a 202; a destroyed machine's volume stays
+/// attached until the machine is gone).
+fn after_deletion_delay(
+    sim: &Arc<Sim>,
+    finish: impl FnOnce(&mut BTreeMap<String, App>) + Send + 'static,
+) {
+    let sim = sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(sim.config.deletion_delay).await;
+        sim.world.with(finish);
+    });
 }
 
 // ---- secrets ----
@@ -417,6 +444,18 @@ async fn create_machine(
             let volume = a.volumes.get_mut(vol).ok_or_else(|| {
                 error(StatusCode::BAD_REQUEST, &format!("volume {vol} not found"))
             })?;
+            // Volumes are pinned to a host: "Create the volume first, then create the Machine
+            // in the same region" (docs/fly-machines-api.md, Volumes, placement rules).
+            let region = body.region.as_deref().unwrap_or(DEFAULT_REGION);
+            if volume.region != region {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "volume {vol} is in region {}, not {region}: a machine can only mount a volume in its own region",
+                        volume.region
+                    ),
+                ));
+            }
             if volume
                 .attached_machine_id
                 .as_ref()
@@ -432,7 +471,7 @@ async fn create_machine(
         let machine = Machine {
             id: id.clone(),
             name: body.name.unwrap_or_else(|| id.clone()),
-            region: body.region.unwrap_or_else(|| "ams".into()),
+            region: body.region.unwrap_or_else(|| DEFAULT_REGION.into()),
             config: body.config,
             state: "created".into(),
             instance_id: sim.world.new_id(26).to_uppercase(),
@@ -571,14 +610,22 @@ async fn delete_machine(
     }
     supervisor::stop(&sim, &app, &id);
     with_app(&sim, &app, |a| {
-        a.machines.remove(&id);
-        for volume in a.volumes.values_mut() {
-            if volume.attached_machine_id.as_deref() == Some(id.as_str()) {
-                volume.attached_machine_id = None;
-            }
+        if let Some(machine) = a.machines.get_mut(&id) {
+            machine.state = "destroying".into();
         }
         Ok(())
     })?;
+    // The machine is gone, and its volume free, only once the destroy has finished.
+    after_deletion_delay(&sim, move |apps| {
+        if let Some(a) = apps.get_mut(&app) {
+            a.machines.remove(&id);
+            for volume in a.volumes.values_mut() {
+                if volume.attached_machine_id.as_deref() == Some(id.as_str()) {
+                    volume.attached_machine_id = None;
+                }
+            }
+        }
+    });
     Ok(Json(json!({"ok": true})).into_response())
 }
 

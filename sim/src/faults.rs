@@ -21,6 +21,11 @@ pub struct FaultRule {
     /// Act, then answer 504 as if the response was lost on the way.
     #[serde(default)]
     pub drop_response: bool,
+    /// Answer with this body (and `status`, 200 when unset) instead of acting: for answers
+    /// that succeed on HTTP and fail inside, like a start that says `{"status": "error", …}`,
+    /// or errors with a particular body, like `{"status": "insufficient_capacity"}`.
+    #[serde(default)]
+    pub answer: Option<serde_json::Value>,
     #[serde(skip)]
     seen: u32,
 }
@@ -33,6 +38,28 @@ impl FaultRule {
             nth,
             status: Some(status),
             ..Default::default()
+        }
+    }
+    pub fn answer(method: &str, path_contains: &str, nth: u32, body: serde_json::Value) -> Self {
+        FaultRule {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            nth,
+            answer: Some(body),
+            ..Default::default()
+        }
+    }
+    /// Answers the `nth` matching call with `status` and `body` instead of acting.
+    pub fn answer_with(
+        method: &str,
+        path_contains: &str,
+        nth: u32,
+        status: u16,
+        body: serde_json::Value,
+    ) -> Self {
+        FaultRule {
+            status: Some(status),
+            ..FaultRule::answer(method, path_contains, nth, body)
         }
     }
     pub fn drop_after_acting(method: &str, path_contains: &str, nth: u32) -> Self {
@@ -55,11 +82,12 @@ pub struct FaultConfig {
 }
 
 /// What to do with one call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Proceed,
     FailWith(u16),
     ActThenDrop,
+    AnswerWith(u16, serde_json::Value),
 }
 
 #[derive(Default)]
@@ -97,6 +125,8 @@ impl Faults {
             if rule.seen == rule.nth && verdict == Verdict::Proceed {
                 verdict = if rule.drop_response {
                     Verdict::ActThenDrop
+                } else if let Some(body) = &rule.answer {
+                    Verdict::AnswerWith(rule.status.unwrap_or(200), body.clone())
                 } else {
                     Verdict::FailWith(rule.status.unwrap_or(500))
                 };

@@ -93,6 +93,9 @@ pub struct SimConfig {
     pub anthropic_keys: Vec<String>,
     /// How long a stopped machine takes to boot when Flycast wakes it (Fly: about 1–3 s).
     pub wake_delay: std::time::Duration,
+    /// How long an app or machine deletion takes after it was answered (Fly deletes
+    /// asynchronously: apps answer 202; a volume detaches once its machine is destroyed).
+    pub deletion_delay: std::time::Duration,
 }
 
 impl SimConfig {
@@ -108,6 +111,7 @@ impl SimConfig {
             twilio_accounts: vec![(SIM_TWILIO_SID.into(), SIM_TWILIO_TOKEN.into())],
             anthropic_keys: vec![SIM_ANTHROPIC_KEY.into()],
             wake_delay: std::time::Duration::ZERO,
+            deletion_delay: std::time::Duration::from_millis(1500),
         }
     }
 }

@@ -4,6 +4,12 @@
 //! refuses a body that does not fit with a 400 naming the schema, so every test that drives
 //! `provision` against the sim also checks that what `provision` sends is what Fly accepts.
 //! Tests use [`Spec::check_response`] the other way round, on the sim's answers.
+//!
+//! The schemas are read as Fly's servers behave, which is looser than the document's types
+//! in two documented ways ([`relax`]): any field may be `null` (the API is written in Go,
+//! whose JSON decoder takes `null` for any field and whose encoder writes nil maps and slices
+//! as `null`, as Fly's example responses show), and `autostop` may be a boolean (its own
+//! description says so).
 
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -37,6 +43,47 @@ fn schema_ref(content: &Value) -> Option<String> {
     Some(format!("array:{items}"))
 }
 
+/// Lets every typed schema under `node` also be `null`, and `fly.MachineService.autostop`
+/// also a boolean (see the module documentation for the sources).
+fn relax(node: &mut Value) {
+    if let Some(autostop) = node.pointer_mut("/schemas/fly.MachineService/properties/autostop") {
+        autostop["type"] = json!(["string", "boolean", "null"]);
+        autostop["enum"] = json!(["off", "stop", "suspend", true, false, null]);
+    }
+    allow_null(node);
+}
+
+fn allow_null(node: &mut Value) {
+    match node {
+        Value::Object(object) => {
+            if let Some(Value::String(kind)) = object.get("type") {
+                let kind = kind.clone();
+                object.insert("type".into(), json!([kind, "null"]));
+                if let Some(Value::Array(values)) = object.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
+                }
+            }
+            for (key, child) in object.iter_mut() {
+                // A property that is only a `$ref` cannot carry a type: offer null beside it.
+                if key == "properties"
+                    && let Value::Object(properties) = child
+                {
+                    for property in properties.values_mut() {
+                        if property.get("$ref").is_some() {
+                            *property = json!({"anyOf": [property.clone(), {"type": "null"}]});
+                        }
+                    }
+                }
+                allow_null(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_null),
+        _ => {}
+    }
+}
+
 impl Spec {
     fn parse(text: &str) -> Spec {
         let doc: Value = serde_json::from_str(text).expect("the vendored OpenAPI document is JSON");
@@ -63,8 +110,10 @@ impl Spec {
                 });
             }
         }
+        let mut components = doc["components"].clone();
+        relax(&mut components);
         Spec {
-            components: doc["components"].clone(),
+            components,
             operations,
         }
     }
@@ -163,6 +212,22 @@ mod tests {
         assert!(spec.knows("GET", "/v1/apps/x/machines/abc/wait?state=started"));
         assert!(spec.knows("POST", "/v1/apps/x/machines/abc"));
         assert!(!spec.knows("PATCH", "/v1/apps/x"));
+    }
+
+    #[test]
+    fn what_fly_answers_is_accepted_even_where_the_types_say_otherwise() {
+        let spec = spec();
+        let machine = json!({"id": "m1", "state": "started", "checks": null, "config": {
+            "image": "x", "env": null, "metadata": null,
+            "init": {"exec": null, "entrypoint": null, "cmd": null, "tty": false},
+            "services": [{"protocol": "tcp", "internal_port": 8080, "autostop": false, "autostart": true}]}});
+        spec.check_response("GET", "/v1/apps/a/machines/m1", 200, &machine)
+            .unwrap();
+        let wrong = json!({"id": "m1", "config": {"services": [{"autostop": 3}]}});
+        assert!(
+            spec.check_response("GET", "/v1/apps/a/machines/m1", 200, &wrong)
+                .is_err()
+        );
     }
 
     #[test]

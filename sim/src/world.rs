@@ -56,6 +56,8 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The machine as Fly answers it: the config in Fly's response form ([`config_as_fly_answers`]),
+    /// and `null` for empty lists, as Fly's Go encoder writes them.
     pub fn json(&self) -> Value {
         json!({
             "id": self.id,
@@ -64,9 +66,10 @@ impl Machine {
             "region": self.region,
             "instance_id": self.instance_id,
             "private_ip": "fdaa:0:1:a7b:1::2",
-            "config": self.config,
-            "checks": self.checks,
-            "events": [],
+            "config": config_as_fly_answers(&self.config),
+            "image_ref": {"registry": "sim", "repository": self.config.get("image"), "tag": "latest", "digest": "sha256:0", "labels": {}},
+            "checks": if self.checks.is_empty() { Value::Null } else { json!(self.checks) },
+            "events": [{"type": "launch", "status": "created", "source": "user", "timestamp": 0}],
             "host_status": "ok",
             "created_at": self.created_at,
             "updated_at": self.created_at,
@@ -96,6 +99,46 @@ impl Machine {
     }
 }
 
+/// A machine config as Fly's API answers it, which is not what was sent:
+/// - `autostop` "off"/"stop" come back as `false`/`true`: "For backward compatibility with
+///   older clients, the API continues to use booleans for "off" and "stop" in responses"
+///   (`fly.MachineService.autostop` in `sim/fly-openapi3.json`);
+/// - unset maps are `null` and `init` is filled with nulls (Fly's example responses,
+///   `superfly/docs` `reference/machines/launch_syd_resp.html.md`: `"env": null`,
+///   `"metadata": null`, `"init": {"exec": null, "entrypoint": null, "cmd": null, "tty": false}`),
+///   and `dns` is `{}` (`_machines_create_resp.erb`).
+pub fn config_as_fly_answers(sent: &Value) -> Value {
+    let mut config = sent.clone();
+    let Some(object) = config.as_object_mut() else {
+        return config;
+    };
+    for service in object
+        .get_mut("services")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let old_form = match service.get("autostop").and_then(Value::as_str) {
+            Some("off") => Some(false),
+            Some("stop") => Some(true),
+            _ => None,
+        };
+        if let Some(flag) = old_form {
+            service["autostop"] = json!(flag);
+        }
+    }
+    for key in ["env", "metadata"] {
+        if object.get(key).is_none_or(|v| v.as_object().is_some_and(|m| m.is_empty())) {
+            object.insert(key.into(), Value::Null);
+        }
+    }
+    object
+        .entry("init")
+        .or_insert_with(|| json!({"exec": null, "entrypoint": null, "cmd": null, "tty": false}));
+    object.entry("dns").or_insert_with(|| json!({}));
+    config
+}
+
 impl Volume {
     pub fn json(&self) -> Value {
         let mut json = json!({
@@ -111,10 +154,9 @@ impl Volume {
             "host_status": "ok",
             "type": "local",
         });
-        // Fly's docs show `null` here, but the schema types it as a string: omit it instead.
-        if let Some(machine) = &self.attached_machine_id {
-            json["attached_machine_id"] = json!(machine);
-        }
+        // Fly's docs show `"attached_machine_id": null` for a volume no machine uses
+        // (docs/fly-machines-api.md, Volumes), though the schema types it as a string.
+        json["attached_machine_id"] = json!(self.attached_machine_id);
         json
     }
 }

@@ -203,9 +203,20 @@ async fn a_machine_is_a_real_process_with_env_secrets_volume_and_both_doors() {
         )
         .await;
     assert_eq!(status, 200);
+    assert_eq!(h.get_text("/apps/t1/health").await.0, 502);
+    // Destroying finishes after the answer, as on Fly; `/wait` tells when.
+    let (_, list) = h.call("GET", "/v1/apps/t1/machines", None).await;
+    assert_eq!(list[0]["state"], "destroying");
+    let (status, _) = h
+        .call(
+            "GET",
+            &format!("/v1/apps/t1/machines/{id}/wait?state=destroyed&timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
     let (_, list) = h.call("GET", "/v1/apps/t1/machines", None).await;
     assert_eq!(list, json!([]));
-    assert_eq!(h.get_text("/apps/t1/health").await.0, 502);
 }
 
 #[tokio::test]

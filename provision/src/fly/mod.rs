@@ -279,12 +279,26 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     }
 
     pub async fn start_machine(&self, app: &str, id: &str) -> Result<(), Error> {
-        self.call_ignoring_body(
-            Method::Post,
-            &format!("/v1/apps/{app}/machines/{id}/start"),
-            "start the machine",
-        )
-        .await
+        let answer: Option<StartResponse> = self
+            .call::<(), _>(
+                Method::Post,
+                &format!("/v1/apps/{app}/machines/{id}/start"),
+                None,
+                Repeat::Safe,
+                "start the machine",
+            )
+            .await?;
+        match answer {
+            Some(StartResponse {
+                status: Some(status),
+                message,
+                ..
+            }) if status == "error" => Err(Error::StartFailed {
+                machine: id.into(),
+                message: message.unwrap_or_else(|| "no reason given".into()),
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub async fn stop_machine(&self, app: &str, id: &str) -> Result<(), Error> {

@@ -1,10 +1,78 @@
 //! Machines API wire types, with field names exactly as in Fly's OpenAPI document
-//! (shared/fly/openapi3.json). Optional fields are skipped when empty so that every body we
-//! send validates against the schema (tests check this), and unknown fields are ignored on
-//! the way in, because Fly adds fields without notice.
+//! (`sim/fly-openapi3.json`). Optional fields are skipped when empty so that every body we
+//! send validates against the schema (tests check this).
+//!
+//! On the way in they accept everything Fly documents, not only what it sends today
+//! (`docs/fly-machines-api.md`, "Response variants"):
+//! - unknown fields are ignored, because Fly adds fields without notice; a machine's config
+//!   keeps them ([`MachineConfig::other`]) so an update, which replaces the whole config,
+//!   does not drop what someone else set;
+//! - `null` where a list, map, string or number is expected reads as empty, because Fly's API
+//!   is written in Go, whose JSON encoder writes nil maps and slices as `null` (Fly's own
+//!   example responses show `"env": null`, `"metadata": null`, `"exec": null`);
+//! - `autostop` is a string or a boolean ([`Autostop`]).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
+/// `null` or absent → the type's default; anything else as usual.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `fly.MachineService.autostop`. The OpenAPI document: "Accepts a string (new format) or a
+/// boolean (old format). For backward compatibility with older clients, the API continues to
+/// use booleans for "off" and "stop" in responses." So `false` reads as `Off`, `true` as
+/// `Stop`; we always send the string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Autostop {
+    Off,
+    Stop,
+    Suspend,
+}
+
+impl Autostop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autostop::Off => "off",
+            Autostop::Stop => "stop",
+            Autostop::Suspend => "suspend",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Autostop {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Old(bool),
+            New(String),
+        }
+        match Wire::deserialize(deserializer)? {
+            Wire::Old(false) => Ok(Autostop::Off),
+            Wire::Old(true) => Ok(Autostop::Stop),
+            Wire::New(s) => match s.as_str() {
+                "off" => Ok(Autostop::Off),
+                "stop" => Ok(Autostop::Stop),
+                "suspend" => Ok(Autostop::Suspend),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown autostop value {other:?}"
+                ))),
+            },
+        }
+    }
+}
 
 /// `ErrorResponse`: `{error, status}`. FLYGO also reads `message`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -20,7 +88,7 @@ pub struct ErrorBody {
 /// `CurrentTokenResponse`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct CurrentToken {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tokens: Vec<TokenInfo>,
 }
 
@@ -31,7 +99,7 @@ pub struct TokenInfo {
     pub org_slug: Option<String>,
     #[serde(default)]
     pub organization: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub apps: Vec<String>,
     #[serde(default)]
     pub user: Option<String>,
@@ -81,7 +149,7 @@ pub struct SetSecretsResponse {
     pub version: Option<u64>,
     #[serde(default, rename = "Version", skip_serializing_if = "Option::is_none")]
     pub version_legacy: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<AppSecret>,
 }
 
@@ -94,7 +162,7 @@ impl SetSecretsResponse {
 /// `AppSecrets`: names and digests, never values.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct AppSecrets {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<AppSecret>,
 }
 
@@ -119,13 +187,13 @@ pub struct CreateVolumeRequest {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Volume {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub state: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub region: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub size_gb: u32,
     #[serde(default)]
     pub attached_machine_id: Option<String>,
@@ -156,51 +224,96 @@ pub struct CreateMachineRequest {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct MachineConfig {
     pub image: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<Guest>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub services: Vec<Service>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub checks: BTreeMap<String, Check>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub mounts: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub metadata: BTreeMap<String, String>,
+    /// Fields textslash does not set (`init`, `dns`, `files`, `stop_config`…), kept so an
+    /// update (a full replace) sends them back unchanged.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// `fly.MachineGuest`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Guest {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cpu_kind: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cpus: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub memory_mb: u32,
 }
 
 /// `fly.MachineService`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Service {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub internal_port: u16,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ports: Vec<Port>,
-    /// `"off" | "stop" | "suspend"` (older API versions also accept a bool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autostop: Option<String>,
+    pub autostop: Option<Autostop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autostart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_machines_running: Option<u32>,
+    /// What textslash does not set (`concurrency`, service `checks`…), kept for updates.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// `fly.MachinePort`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Port {
+    /// Absent (read as 0, and not sent back) for a port range (`start_port`/`end_port`).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub port: u16,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub handlers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_https: Option<bool>,
@@ -209,8 +322,13 @@ pub struct Port {
 /// `fly.MachineCheck`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Check {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub kind: String,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -227,14 +345,17 @@ pub struct Check {
 /// `fly.MachineMount`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Mount {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volume: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: String,
 }
 
 /// `fly.MachineRestart`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Restart {
-    /// `"no" | "always" | "on-failure"`.
+    /// `"no" | "always" | "on-failure"`; Fly's example responses also show `""`.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub policy: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
@@ -246,7 +367,7 @@ pub struct Machine {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub state: String,
     #[serde(default)]
     pub region: Option<String>,
@@ -254,7 +375,7 @@ pub struct Machine {
     pub instance_id: Option<String>,
     #[serde(default)]
     pub config: Option<MachineConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub checks: Vec<CheckStatus>,
 }
 
@@ -274,16 +395,29 @@ impl Machine {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct CheckStatus {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
     #[serde(default)]
     pub output: Option<String>,
 }
 
+/// `MachineStartResponse` (fly-go `machine_types.go`): a start can answer 200 and still say
+/// `"status": "error"` with a `message`, which flyctl reports as "machine could not be
+/// started" (flyctl `internal/command/machine/start.go`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct StartResponse {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub previous_state: Option<String>,
+}
+
 /// `WaitMachineResponse`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct WaitResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ok: bool,
     #[serde(default)]
     pub state: Option<String>,
@@ -304,7 +438,7 @@ pub struct IpAssignment {
     pub ip: String,
     #[serde(default)]
     pub region: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub shared: bool,
 }
 
@@ -345,7 +479,7 @@ impl IpAssignment {
 /// `listIPAssignmentsResponse`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct IpAssignments {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ips: Vec<IpAssignment>,
 }
 
@@ -354,7 +488,7 @@ pub struct IpAssignments {
 pub struct Regions {
     #[serde(default)]
     pub nearest: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub regions: Vec<Region>,
 }
 
@@ -362,10 +496,92 @@ pub struct Regions {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Region {
     pub code: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub deprecated: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub requires_paid_plan: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fly's own example answer for a machine (superfly/docs
+    /// `reference/machines/launch_syd_resp.html.md`): `null` maps, an empty restart policy,
+    /// `init` full of nulls.
+    const DOCUMENTED_MACHINE: &str = r#"{
+      "id": "10e286064b1867", "name": "machine-syd", "state": "starting", "region": "syd",
+      "instance_id": "01G3H70Q5C24GMEMCXHSBDGN9H", "private_ip": "fdaa:0:3ec2:a7b:8566:845e:9f47:2",
+      "config": {
+        "env": null,
+        "init": {"exec": null, "entrypoint": null, "cmd": null, "tty": false},
+        "image": "flyio/fastify-functions",
+        "metadata": null,
+        "restart": {"policy": ""},
+        "services": [{"internal_port": 8080, "protocol": "tcp",
+          "ports": [{"handlers": ["tls", "http"], "port": 443}, {"handlers": ["http"], "port": 80}]}],
+        "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
+      },
+      "image_ref": {"registry": "registry-1.docker.io", "repository": "flyio/fastify-functions",
+        "tag": "latest", "digest": "sha256:e15c", "labels": {}},
+      "created_at": "2022-05-20T17:07:36Z"
+    }"#;
+
+    #[test]
+    fn fly_s_documented_machine_answer_reads() {
+        let machine: Machine = serde_json::from_str(DOCUMENTED_MACHINE).unwrap();
+        let config = machine.config.unwrap();
+        assert!(config.env.is_empty() && config.metadata.is_empty());
+        assert_eq!(config.restart.unwrap().policy, "");
+        assert_eq!(config.services[0].ports[1].port, 80);
+        assert!(machine.checks.is_empty());
+    }
+
+    #[test]
+    fn autostop_reads_both_forms_and_is_sent_as_a_string() {
+        for (wire, expected) in [
+            ("false", Autostop::Off),
+            ("true", Autostop::Stop),
+            ("\"off\"", Autostop::Off),
+            ("\"stop\"", Autostop::Stop),
+            ("\"suspend\"", Autostop::Suspend),
+        ] {
+            let service: Service =
+                serde_json::from_str(&format!(r#"{{"autostop": {wire}}}"#)).unwrap();
+            assert_eq!(service.autostop, Some(expected), "{wire}");
+            assert_eq!(
+                serde_json::to_value(&service).unwrap()["autostop"],
+                expected.as_str()
+            );
+        }
+        assert!(serde_json::from_str::<Service>(r#"{"autostop": "sometimes"}"#).is_err());
+    }
+
+    #[test]
+    fn what_textslash_does_not_model_survives_an_update() {
+        let answer = r#"{"image": "a", "init": {"exec": null, "tty": false}, "dns": {},
+            "stop_config": {"signal": "SIGINT"},
+            "services": [{"protocol": "tcp", "internal_port": 8080, "autostop": true,
+                          "concurrency": {"type": "requests", "soft_limit": 20}}]}"#;
+        let mut config: MachineConfig = serde_json::from_str(answer).unwrap();
+        config.image = "b".into();
+        let sent = serde_json::to_value(&config).unwrap();
+        assert_eq!(sent["stop_config"]["signal"], "SIGINT");
+        assert_eq!(sent["init"]["tty"], false);
+        assert_eq!(sent["services"][0]["concurrency"]["soft_limit"], 20);
+        assert_eq!(sent["services"][0]["autostop"], "stop");
+        assert_eq!(sent["image"], "b");
+    }
+
+    #[test]
+    fn a_volume_no_machine_uses_has_a_null_attachment() {
+        let volume: Volume = serde_json::from_str(
+            r#"{"id": "vol_1", "name": "data", "state": "created", "attached_machine_id": null,
+                "attached_alloc_id": null, "size_gb": 1, "region": "ams"}"#,
+        )
+        .unwrap();
+        assert_eq!(volume.attached_machine_id, None);
+    }
 }
