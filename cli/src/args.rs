@@ -29,6 +29,21 @@ pub enum Command {
     Stop(Target),
     /// Delete both apps and everything in them.
     Teardown(TeardownArgs),
+    /// Serve the built page, forwarding its Fly calls when a browser may not make them.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// The built page (`cargo xtask dist` writes it to dist/).
+    #[arg(long, default_value = "dist", env = "TEXTSLASH_PAGE")]
+    pub page: std::path::PathBuf,
+    /// Address to listen on (0.0.0.0:8080 in its Fly image).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "TEXTSLASH_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// The Fly Machines API the forwarder calls.
+    #[arg(long, default_value = provision::spec::DEFAULT_API_BASE, env = "TEXTSLASH_API_URL")]
+    pub api_url: String,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 //! calls `provision`.
 
 use crate::Failure;
-use crate::args::{ChannelArg, Cli, Command, DeployArgs, Target, TeardownArgs, UpdateArgs};
+use crate::args::{
+    ChannelArg, Cli, Command, DeployArgs, ServeArgs, Target, TeardownArgs, UpdateArgs,
+};
 use crate::render::Renderer;
 use crate::secrets;
 use provision::native::{ReqwestTransport, TokioClock};
@@ -21,7 +23,39 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Start(target) => set_running(target, true).await,
         Command::Stop(target) => set_running(target, false).await,
         Command::Teardown(args) => teardown(args).await,
+        Command::Serve(args) => serve(args).await,
     }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    if !args.page.join("index.html").is_file() {
+        return Err(Failure::Usage(format!(
+            "--page: {} has no index.html; build the page with `cargo xtask dist`",
+            args.page.display()
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::Failed(format!("--listen {}: {e}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    println!("serving {} on http://{address}/", args.page.display());
+    println!(
+        "forwarding /{}/v1/… to {}",
+        crate::serve::FORWARD_PATH,
+        args.api_url
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let serve = crate::serve::Serve {
+        page: args.page,
+        api_url: args.api_url,
+    };
+    crate::serve::run(serve, listener, shutdown)
+        .await
+        .map_err(|e| Failure::Failed(format!("serving: {e}")))
 }
 
 fn failed(error: Error) -> Failure {

@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod render;
 mod secrets;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -318,49 +318,186 @@ impl Drop for Browser {
     }
 }
 
-/// The sim with the built page at `/` and a `config.json` pointing at the sim itself.
-async fn start_sim(dir: &Path) -> sim::SimHandle {
-    let (relay, vm, agent) = machine_binaries();
-    let mut config = sim::SimConfig::new(dir.to_path_buf());
-    config.images.rules = vec![
-        ("relay".into(), sim::Program::Path(relay)),
-        ("vm".into(), sim::Program::Path(vm)),
-    ];
-    config.machine_env = vec![
-        ("AGENT_CMD".into(), agent.display().to_string()),
-        ("IDLE_TIMEOUT_SECS".into(), "2".into()),
-        ("RUST_LOG".into(), "warn".into()),
-    ];
-    config.wake_delay = Duration::from_millis(2500);
+/// Where the page comes from. Always another origin than the Machines API, as for real users
+/// (a GitHub Pages origin calling api.machines.dev), so the browser enforces the page's
+/// Content-Security-Policy and preflights every Fly call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Host {
+    /// A plain static host (like a CDN); the sim's API answers CORS for the page's origin only.
+    Static,
+    /// `textslash serve`, with the sim's API refusing browsers (no CORS headers at all): the
+    /// page must switch to the host's forwarder.
+    Forwarding,
+}
+
+/// The sim (Fly, channels) on `127.0.0.1:A` and the built page on `localhost:B`, with a
+/// `config.json` naming the sim and the CSP `cargo xtask dist` would write for it.
+struct World {
+    handle: sim::SimHandle,
+    /// The page's origin, `http://localhost:PORT`.
+    page: String,
+    _page_host: PageHost,
+    _page_dir: tempfile::TempDir,
+}
+
+/// Dropping it stops the page's server.
+enum PageHost {
+    Static {
+        _stop: tokio::sync::oneshot::Sender<()>,
+    },
+    Forwarding {
+        child: std::process::Child,
+        _stdout: std::io::BufReader<std::process::ChildStdout>,
+    },
+}
+
+impl Drop for PageHost {
+    fn drop(&mut self) {
+        if let PageHost::Forwarding { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = sim::SimHandle;
+    fn deref(&self) -> &sim::SimHandle {
+        &self.handle
+    }
+}
+
+impl World {
+    async fn start(dir: &Path, host: Host) -> World {
+        let (relay, vm, agent) = machine_binaries();
+        let mut config = sim::SimConfig::new(dir.to_path_buf());
+        config.images.rules = vec![
+            ("relay".into(), sim::Program::Path(relay)),
+            ("vm".into(), sim::Program::Path(vm)),
+        ];
+        config.machine_env = vec![
+            ("AGENT_CMD".into(), agent.display().to_string()),
+            ("IDLE_TIMEOUT_SECS".into(), "2".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        config.wake_delay = Duration::from_millis(2500);
+        // A static host's port is taken first, so the sim can allow exactly its origin.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let static_origin = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+        config.cors = match host {
+            Host::Static => sim::Cors::Only(vec![static_origin.clone()]),
+            Host::Forwarding => sim::Cors::Refuse,
+        };
+        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let page_dir = page_for(sim.base_url());
+        let (page, page_host) = match host {
+            Host::Static => {
+                drop(listener);
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let listener = tokio::net::TcpListener::bind(
+                    static_origin.replace("http://localhost", "127.0.0.1"),
+                )
+                .await
+                .unwrap();
+                let files = tower_http::services::ServeDir::new(page_dir.path());
+                tokio::spawn(async move {
+                    let app = axum::Router::new().fallback_service(files);
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+                (static_origin, PageHost::Static { _stop: tx })
+            }
+            Host::Forwarding => {
+                drop(listener);
+                let (origin, child, out) = textslash_serve(page_dir.path(), sim.base_url());
+                (
+                    origin,
+                    PageHost::Forwarding {
+                        child,
+                        _stdout: out,
+                    },
+                )
+            }
+        };
+        World {
+            handle: sim,
+            page,
+            _page_host: page_host,
+            _page_dir: page_dir,
+        }
+    }
+}
+
+/// The built page (`dist/`) copied into a folder of its own, with a `config.json` naming the
+/// sim at `api` and the Content-Security-Policy completed for that config.
+fn page_for(api: &str) -> tempfile::TempDir {
     let dist = workspace().join("dist");
     assert!(
         dist.join("index.html").exists(),
         "build the page first (cargo xtask dist)"
     );
-    // The base URL is known only once the sim listens, so config.json is answered from a cell.
-    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let cell = base.clone();
-    let extra = axum::Router::new()
-        .route(
-            "/config.json",
-            axum::routing::get(move || {
-                let base = cell.get().cloned().unwrap_or_default();
-                async move {
-                    axum::Json(json!({
-                        "api_base": base,
-                        "app_url": format!("{base}/apps/{{app}}"),
-                        "telegram_api": format!("{base}/telegram"),
-                        "anthropic_api": format!("{base}/anthropic"),
-                    }))
-                }
-            }),
-        )
-        .fallback_service(tower_http::services::ServeDir::new(dist));
-    let handle = sim::start_with_extra_routes(config, "127.0.0.1:0".parse().unwrap(), extra)
-        .await
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&dist).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let config = json!({
+        "api_base": api,
+        "app_url": format!("{api}/apps/{{app}}"),
+        "telegram_api": format!("{api}/telegram"),
+        "anthropic_api": format!("{api}/anthropic"),
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let html = std::fs::read_to_string(dist.join("index.html")).unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        page_csp::complete_csp(&html, &config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// Runs `textslash serve` on a free port; returns its origin as `http://localhost:PORT`.
+fn textslash_serve(
+    page: &Path,
+    api: &str,
+) -> (
+    String,
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-url",
+            api,
+            "--page",
+        ])
+        .arg(page)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    base.set(handle.base_url().to_string()).unwrap();
-    handle
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_else(|| panic!("textslash serve said {line:?}"))
+        .to_string();
+    (format!("http://localhost:{port}"), child, out)
 }
 
 async fn sim_state(sim: &sim::SimHandle) -> Value {
@@ -375,11 +512,11 @@ async fn sim_state(sim: &sim::SimHandle) -> Value {
 /// Steps 1, 2 and 4 of the wizard (token, names, key) around the channel step `channel`.
 async fn fill_wizard(
     browser: &Browser,
-    sim: &sim::SimHandle,
+    world: &World,
     prefix: &str,
     channel: impl AsyncFnOnce(&Browser),
 ) {
-    browser.go(&format!("{}/", sim.base_url())).await;
+    browser.go(&format!("{}/", world.page)).await;
     browser
         .wait_for_text("Your deployments", Duration::from_secs(30))
         .await;
@@ -433,10 +570,8 @@ async fn telegram_channel(browser: &Browser) {
         .await;
 }
 
-async fn tear_down_from_page(browser: &Browser, sim: &sim::SimHandle, prefix: &str) {
-    browser
-        .go(&format!("{}/#/d/{prefix}", sim.base_url()))
-        .await;
+async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) {
+    browser.go(&format!("{}/#/d/{prefix}", world.page)).await;
     browser
         .wait_for_text("Tear down", Duration::from_secs(10))
         .await;
@@ -448,12 +583,13 @@ async fn tear_down_from_page(browser: &Browser, sim: &sim::SimHandle, prefix: &s
         .await;
 }
 
-/// No request left the page's origin (the sim), and no secret sits in a URL or in storage.
-async fn assert_privacy(browser: &Browser, sim: &sim::SimHandle, secrets: &[&str]) {
+/// The page called only its own origin and the endpoints its config.json names (all on the
+/// sim), and no secret sits in a URL or in storage.
+async fn assert_privacy(browser: &Browser, world: &World, secrets: &[&str]) {
     for url in browser.requested_urls().await {
         assert!(
-            url.starts_with(sim.base_url()),
-            "a request left the page's origin: {url}"
+            url.starts_with(&world.page) || url.starts_with(world.base_url()),
+            "a request went somewhere config.json does not name: {url}"
         );
         let without_bot_api = url.replace(
             &format!("/telegram/bot{}/", sim::SIM_TELEGRAM_BOT),
@@ -477,7 +613,7 @@ async fn assert_privacy(browser: &Browser, sim: &sim::SimHandle, secrets: &[&str
 #[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
 async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path()).await;
+    let sim = World::start(dir.path(), Host::Static).await;
     let browser = Browser::start("telegram").await;
 
     // 1. The wizard, then the deploy to Done.
@@ -541,7 +677,7 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
 
     // 3. A reload lists the deployment with its live health.
     browser.click("#finish").await;
-    browser.go(&format!("{}/", sim.base_url())).await;
+    browser.go(&format!("{}/", sim.page)).await;
     let home = browser
         .wait_for_text("relay up", Duration::from_secs(20))
         .await;
@@ -597,7 +733,7 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
 #[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
 async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path()).await;
+    let sim = World::start(dir.path(), Host::Static).await;
     let browser = Browser::start("whatsapp").await;
     fill_wizard(&browser, &sim, "wa", async |browser: &Browser| {
         browser.click("#channel-whatsapp").await;
@@ -679,9 +815,9 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
 #[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
 async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path()).await;
+    let sim = World::start(dir.path(), Host::Static).await;
     let browser = Browser::start("keyboard").await;
-    browser.go(&format!("{}/", sim.base_url())).await;
+    browser.go(&format!("{}/", sim.page)).await;
     browser
         .wait_for_text("Your deployments", Duration::from_secs(30))
         .await;
@@ -805,8 +941,8 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
 #[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
 async fn a_revisit_loads_offline_and_says_what_needs_the_network() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path()).await;
-    let base = sim.base_url().to_string();
+    let sim = World::start(dir.path(), Host::Static).await;
+    let base = sim.page.clone();
     let browser = Browser::start("offline").await;
     browser.go(&format!("{base}/")).await;
     browser
@@ -863,4 +999,63 @@ async fn a_revisit_loads_offline_and_says_what_needs_the_network() {
         .await;
     assert!(step.contains("this device is offline"), "{step}");
     browser.shot("offline-token").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn a_browser_refused_by_fly_deploys_chats_and_tears_down_through_the_forwarder() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::start(dir.path(), Host::Forwarding).await;
+    let browser = Browser::start("forwarding").await;
+
+    // The first Fly call is refused by the browser (no CORS); the page switches to the
+    // forwarder of the host it came from and says so, once.
+    fill_wizard(&browser, &world, "fwd", telegram_channel).await;
+    let deploying = browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    let notice = "go through the server this page came from";
+    assert_eq!(deploying.matches(notice).count(), 1, "{deploying}");
+    browser
+        .wait_for_text("The relay answers", Duration::from_secs(30))
+        .await;
+    browser.shot("fwd-7-done").await;
+
+    // Chat works as anywhere else.
+    eventually("the relay's webhook", Duration::from_secs(20), async || {
+        world.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+    assert_eq!(
+        telegram_user_sends(&world, OWNER, "hello through the forwarder").await,
+        200
+    );
+    eventually("the agent's reply", Duration::from_secs(30), async || {
+        world
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.text.contains("You said: hello through the forwarder"))
+    })
+    .await;
+
+    // Status from the detail screen reads Fly through the forwarder too.
+    browser.click("#finish").await;
+    browser.go(&format!("{}/#/d/fwd", world.page)).await;
+    let detail = browser
+        .wait_for_text("Relay health: answers", Duration::from_secs(30))
+        .await;
+    assert!(detail.contains("Agent:"), "{detail}");
+    assert!(!detail.contains("app not found"), "{detail}");
+    browser.shot("fwd-8-detail").await;
+
+    tear_down_from_page(&browser, &world, "fwd").await;
+    assert_eq!(sim_state(&world).await["apps"], json!([]));
+    assert_privacy(
+        &browser,
+        &world,
+        &["sim-token", sim::SIM_TELEGRAM_BOT, sim::SIM_ANTHROPIC_KEY],
+    )
+    .await;
 }

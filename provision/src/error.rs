@@ -48,8 +48,9 @@ pub enum Error {
     Unreachable { host: String, detail: String },
 
     #[error(
-        "This page cannot reach the Fly API at {api_base} from the browser (it blocked the request). \
-         Use the `textslash` CLI instead, or set an API proxy as `api_base` in config.json."
+        "Your browser refused to let this page call the Fly API at {api_base} (Fly's API may not \
+         answer browsers). Open the page from a host that forwards Fly calls (`textslash serve`, \
+         see the README's \"Self-host the page\"), or deploy with the `textslash` CLI."
     )]
     Blocked { api_base: String },
 

@@ -102,7 +102,6 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
             autostop: Some(Autostop::Off),
             autostart: Some(true),
             min_machines_running: Some(1),
-            other: Default::default(),
         }],
         checks: health_check(),
         mounts: Vec::new(),
@@ -111,7 +110,6 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
             max_retries: None,
         }),
         metadata: metadata(Role::Relay),
-        other: Default::default(),
     }
 }
 
@@ -141,7 +139,6 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
             autostop: Some(Autostop::Off),
             autostart: Some(true),
             min_machines_running: Some(0),
-            other: Default::default(),
         }],
         checks: health_check(),
         mounts: vec![Mount {
@@ -153,7 +150,6 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
             max_retries: Some(3),
         }),
         metadata: metadata(Role::Vm),
-        other: Default::default(),
     }
 }
 

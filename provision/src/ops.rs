@@ -162,21 +162,16 @@ pub async fn update<T: Transport, C: Clock>(
         let machine = find_machine(&machines, role).ok_or_else(|| Error::NotFound {
             what: format!("the {} machine of {app}", role.as_str()),
         })?;
-        let mut config = machine.config.clone().ok_or_else(|| Error::BadResponse {
-            action: "read the machine's config".into(),
-            detail: "Fly returned a machine without a config".into(),
-        })?;
-        if &config.image == image {
+        if machine.config.as_ref().is_some_and(|c| &c.image == image) {
             continue;
         }
-        config.image = image.clone();
-        let request = crate::fly::CreateMachineRequest {
-            name: None,
-            region: machine.region.clone(),
-            config,
-            min_secrets_version: None,
-        };
-        fly.update_machine(app, &machine.id, &request).await?;
+        // An update replaces the whole config: edit the document Fly returned, so fields
+        // textslash does not model (set with flyctl, or added by Fly) stay as they are.
+        let mut config = fly.machine_config_document(app, &machine.id).await?;
+        config["image"] = serde_json::Value::String(image.clone());
+        let region = machine.region.clone().unwrap_or_default();
+        fly.update_machine(app, &machine.id, &region, &config)
+            .await?;
         changed.push(machine.id.clone());
     }
     Ok(changed)

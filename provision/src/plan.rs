@@ -369,9 +369,11 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
     async fn ensure_volume(&self, app: &str) -> Result<(String, Outcome), Error> {
         let existing = self.fly.list_volumes(app).await?;
         let ours = |v: &&crate::fly::Volume| v.name == VOLUME_NAME && v.is_live();
-        if let Some(volume) = existing.iter().filter(ours).find(|v| {
-            v.attached_machine_id.is_some() || v.region == self.spec.region
-        }) {
+        if let Some(volume) = existing
+            .iter()
+            .filter(ours)
+            .find(|v| v.attached_machine_id.is_some() || v.region == self.spec.region)
+        {
             return Ok((
                 volume.id.clone(),
                 Outcome::AlreadyDone(format!("volume {} exists", volume.id)),

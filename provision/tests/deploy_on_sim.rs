@@ -411,6 +411,16 @@ async fn status_update_stop_start_and_teardown() {
     assert_eq!(status.vm.machines[0].state, "stopped");
     ops::set_vm_running(&fly, &d.vm_app, true).await.unwrap();
 
+    // Someone sets a field textslash does not model (as `fly machine update` could).
+    let mut config = fly
+        .machine_config_document(&d.vm_app, &d.vm_machine_id)
+        .await
+        .unwrap();
+    config["stop_config"] = serde_json::json!({"signal": "SIGINT", "timeout": "30s"});
+    fly.update_machine(&d.vm_app, &d.vm_machine_id, "ams", &config)
+        .await
+        .unwrap();
+
     let images = Images {
         relay: "test/relay:2".into(),
         vm: "test/vm:2".into(),
@@ -423,6 +433,12 @@ async fn status_update_stop_start_and_teardown() {
         .await
         .unwrap();
     assert_eq!(status.vm.machines[0].image.as_deref(), Some("test/vm:2"));
+    let kept = fly
+        .machine_config_document(&d.vm_app, &d.vm_machine_id)
+        .await
+        .unwrap();
+    assert_eq!(kept["stop_config"]["signal"], "SIGINT", "{kept}");
+    assert_eq!(kept["mounts"][0]["volume"], d.volume_id.as_str());
     assert_eq!(status.vm.volumes[0].id, d.volume_id, "the volume is kept");
     assert!(
         ops::update(&fly, &d.relay_app, &d.vm_app, &images)
@@ -489,9 +505,16 @@ async fn a_resume_in_another_region_moves_the_unused_volume_there() {
     spec.region = "fra".into();
     let d = deploy(&fly, &spec).await.0.unwrap();
     let volumes = fly.list_volumes("startmove-vm").await.unwrap();
-    assert_eq!(volumes.len(), 1, "the unused ams volume is gone: {volumes:?}");
+    assert_eq!(
+        volumes.len(),
+        1,
+        "the unused ams volume is gone: {volumes:?}"
+    );
     assert_eq!(volumes[0].region, "fra");
     assert_eq!(volumes[0].id, d.volume_id);
-    let machine = fly.get_machine("startmove-vm", &d.vm_machine_id).await.unwrap();
+    let machine = fly
+        .get_machine("startmove-vm", &d.vm_machine_id)
+        .await
+        .unwrap();
     assert_eq!(machine.region.as_deref(), Some("fra"));
 }

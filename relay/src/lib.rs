@@ -59,6 +59,22 @@ pub struct App {
     pub started: Instant,
     /// Whether the last attempt to reach the vm succeeded.
     pub vm_reachable: AtomicBool,
+    /// The Telegram webhook's registration, as `/health` reports it (no secret in it).
+    pub telegram_webhook: std::sync::Mutex<WebhookState>,
+}
+
+/// Where the Telegram webhook's registration stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum WebhookState {
+    /// No Telegram on this relay.
+    NotUsed,
+    Registering,
+    Registered,
+    /// Failed for now; retried with backoff. The detail is Telegram's answer.
+    Retrying(String),
+    /// Telegram refused it for good (a wrong bot token, say).
+    Refused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +101,7 @@ pub async fn run(
         .user_agent(concat!("textslash-relay/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a TLS backend is compiled in");
+    let config_has_telegram = config.telegram.is_some();
     let app = Arc::new(App {
         config,
         journal,
@@ -93,6 +110,11 @@ pub async fn run(
         outbox_wake: Notify::new(),
         started: Instant::now(),
         vm_reachable: AtomicBool::new(false),
+        telegram_webhook: std::sync::Mutex::new(if config_has_telegram {
+            WebhookState::Registering
+        } else {
+            WebhookState::NotUsed
+        }),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -144,20 +166,26 @@ async fn register_telegram_webhook(app: Arc<App>, mut stop: watch::Receiver<bool
     let Some(telegram) = &app.config.telegram else {
         return;
     };
+    let set_state = |state: WebhookState| {
+        *app.telegram_webhook.lock().expect("webhook state lock") = state;
+    };
     for attempt in 0.. {
         match telegram::set_webhook(&app.http, telegram, &app.config.public_url).await {
             Ok(()) => {
                 tracing::info!("Telegram webhook registered");
+                set_state(WebhookState::Registered);
                 return;
             }
             Err(SendError::Permanent(reason)) => {
                 tracing::error!(
                     "Telegram refused the webhook (check TELEGRAM_BOT_TOKEN): {reason}"
                 );
+                set_state(WebhookState::Refused(reason));
                 return;
             }
             Err(SendError::Retry { reason, after }) => {
                 tracing::warn!("registering the Telegram webhook failed, will retry: {reason}");
+                set_state(WebhookState::Retrying(reason));
                 let wait = after.unwrap_or_else(|| {
                     backoff(attempt, Duration::from_secs(1), Duration::from_secs(60))
                 });

@@ -32,6 +32,42 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// An image's width and height from its header (PNG, JPEG, GIF), without decoding it.
+pub fn dimensions(image: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |at: usize| {
+        Some(u32::from(u16::from_be_bytes(
+            image.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let be32 = |at: usize| Some(u32::from_be_bytes(image.get(at..at + 4)?.try_into().ok()?));
+    if image.starts_with(b"\x89PNG\r\n\x1a\n") && image.get(12..16) == Some(b"IHDR") {
+        return Some((be32(16)?, be32(20)?));
+    }
+    if image.starts_with(b"GIF8") {
+        let le16 = |at: usize| {
+            Some(u32::from(u16::from_le_bytes(
+                image.get(at..at + 2)?.try_into().ok()?,
+            )))
+        };
+        return Some((le16(6)?, le16(8)?));
+    }
+    if image.starts_with(&[0xFF, 0xD8]) {
+        // Walk the segments to a start-of-frame marker (SOF0..SOF15 but DHT, JPG, DAC).
+        let mut at = 2;
+        while at + 9 < image.len() {
+            if image[at] != 0xFF {
+                return None;
+            }
+            let marker = image[at + 1];
+            if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+                return Some((be16(at + 7)?, be16(at + 5)?));
+            }
+            at += 2 + be16(at + 2)? as usize;
+        }
+    }
+    None
+}
+
 /// 128 random bits in hex: the name is the capability.
 pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
@@ -87,7 +123,28 @@ pub fn sweep(data_dir: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    /// The first 24 bytes of a PNG of `width`×`height`: all a header reader needs.
+    pub fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend(width.to_be_bytes());
+        png.extend(height.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn image_dimensions_come_from_the_header() {
+        assert_eq!(dimensions(&png_header(1280, 9000)), Some((1280, 9000)));
+        let gif = b"GIF89a\x0a\x00\x14\x00";
+        assert_eq!(dimensions(gif), Some((10, 20)));
+        // SOI, an APP0 segment of 16 bytes, then SOF0 with height 300 and width 400.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        jpeg.extend([0u8; 14]);
+        jpeg.extend([0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0x2C, 0x01, 0x90, 0x03]);
+        assert_eq!(dimensions(&jpeg), Some((400, 300)));
+        assert_eq!(dimensions(b"not an image"), None);
+    }
+
     use super::*;
 
     #[test]

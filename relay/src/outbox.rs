@@ -1,7 +1,9 @@
 //! Outbox → channels. Replies are split at the channel's limit and sent part by part (the
-//! journal remembers how many parts went out), images after the text: uploads on Telegram,
-//! public `/media` URLs on Twilio. 429 and 5xx are retried with backoff (or the channel's
-//! `retry_after`); other refusals are recorded and dropped.
+//! journal remembers how many parts went out), images after the text, one per message:
+//! uploads on Telegram (as a document when Telegram would refuse it as a photo), public
+//! `/media` URLs on Twilio, which sends only the first media item of a WhatsApp message and
+//! ignores the rest. 429 and 5xx are retried with backoff (or the channel's `retry_after`);
+//! other refusals are recorded and dropped.
 
 use crate::journal::{OutboundMessage, now_ms};
 use crate::split::{TELEGRAM_LIMIT, WHATSAPP_LIMIT, split_message};
@@ -49,7 +51,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 /// The pieces of one reply, in sending order.
 enum Part {
     Text(String),
-    Images(Vec<String>),
+    Image(String),
 }
 
 fn parts(message: &OutboundMessage, telegram: bool) -> Vec<Part> {
@@ -62,14 +64,9 @@ fn parts(message: &OutboundMessage, telegram: bool) -> Vec<Part> {
         .into_iter()
         .map(Part::Text)
         .collect();
-    // Telegram takes one photo per upload; Twilio up to ten media URLs per message.
-    let per_message = if telegram { 1 } else { 10 };
-    parts.extend(
-        message
-            .images
-            .chunks(per_message)
-            .map(|names| Part::Images(names.to_vec())),
-    );
+    // Telegram takes one photo per upload. Twilio's API takes up to ten media URLs, but a
+    // WhatsApp message carries one and the others are dropped without an error.
+    parts.extend(message.images.iter().map(|name| Part::Image(name.clone())));
     parts
 }
 
@@ -88,18 +85,15 @@ async fn send(app: &App, message: OutboundMessage) {
             (Part::Text(text), Some(config), _) if telegram => {
                 telegram::send_text(&app.http, config, address, text).await
             }
-            (Part::Images(names), Some(config), _) if telegram => {
-                send_telegram_photo(app, config, address, &names[0]).await
+            (Part::Image(name), Some(config), _) if telegram => {
+                send_telegram_image(app, config, address, name).await
             }
             (Part::Text(text), _, Some(config)) if !telegram => {
                 twilio::send(&app.http, config, &message.conversation, text, &[]).await
             }
-            (Part::Images(names), _, Some(config)) if !telegram => {
-                let urls: Vec<String> = names
-                    .iter()
-                    .map(|n| format!("{}/media/{n}", app.config.public_url))
-                    .collect();
-                twilio::send(&app.http, config, &message.conversation, "", &urls).await
+            (Part::Image(name), _, Some(config)) if !telegram => {
+                let url = format!("{}/media/{name}", app.config.public_url);
+                twilio::send(&app.http, config, &message.conversation, "", &[url]).await
             }
             _ => Err(SendError::Permanent(format!(
                 "channel {channel} is not configured"
@@ -138,7 +132,9 @@ async fn send(app: &App, message: OutboundMessage) {
     }
 }
 
-async fn send_telegram_photo(
+/// Sends a stored image as a photo, or as a document (a file, up to 50 MB) when Telegram
+/// would refuse it as a photo: a full-page screenshot is often too tall.
+async fn send_telegram_image(
     app: &App,
     config: &crate::config::TelegramConfig,
     chat_id: &str,
@@ -152,7 +148,15 @@ async fn send_telegram_photo(
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
-    telegram::send_photo(&app.http, config, chat_id, bytes, name).await
+    if !telegram::fits_as_photo(&bytes) {
+        return telegram::send_document(&app.http, config, chat_id, bytes, name).await;
+    }
+    match telegram::send_photo(&app.http, config, chat_id, bytes.clone(), name).await {
+        Err(SendError::Permanent(reason)) if telegram::is_photo_refusal(&reason) => {
+            telegram::send_document(&app.http, config, chat_id, bytes, name).await
+        }
+        other => other,
+    }
 }
 
 /// Shows "typing…" where the channel has it (Telegram); WhatsApp via Twilio has no such call.

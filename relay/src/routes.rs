@@ -49,13 +49,31 @@ fn twiml_ok() -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], TWIML_EMPTY).into_response()
 }
 
+/// Telegram repeats a webhook that did not get a 2xx, so an unsaved message comes back.
+fn telegram_retries_later() -> Response {
+    refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
+}
+
+/// Twilio does not repeat a webhook that answered 5xx (it retries only a failed connection,
+/// docs/channels.md), so the sender is told, in the TwiML reply, to send it again.
+fn twilio_tell_sender_to_resend() -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], TWIML_RESEND).into_response()
+}
+
+const TWIML_RESEND: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Sorry, your message could not be saved. Please send it again.</Message></Response>";
+
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
 
 /// Journals an allowed message and wakes the forwarder; the answer the channel gets depends
-/// only on whether the message is now safe.
-fn take_in(app: &App, message: InboundMessage, ok: fn() -> Response) -> Response {
+/// only on whether the message is now safe: `ok`, or `unsaved` when it could not be written.
+fn take_in(
+    app: &App,
+    message: InboundMessage,
+    ok: fn() -> Response,
+    unsaved: fn() -> Response,
+) -> Response {
     if !app.config.is_allowed(&message.sender) {
         // The sender's id helps the owner fix ALLOWED_SENDERS; the text is none of our business.
         tracing::info!(sender = %message.sender, "dropped a message from a sender not in ALLOWED_SENDERS");
@@ -71,9 +89,8 @@ fn take_in(app: &App, message: InboundMessage, ok: fn() -> Response) -> Response
             ok()
         }
         Err(error) => {
-            // Not acknowledged, so the channel retries: nothing is lost.
             tracing::error!("could not journal a message: {error}");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
+            unsaved()
         }
     }
 }
@@ -124,7 +141,7 @@ async fn twilio_webhook(
             .map(|(url, content_type)| MediaRef::TwilioUrl { url, content_type })
             .collect(),
     };
-    take_in(&app, message, twiml_ok)
+    take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend)
 }
 
 async fn telegram_webhook(
@@ -161,7 +178,12 @@ async fn telegram_webhook(
             .map(|file_id| MediaRef::TelegramFile { file_id })
             .collect(),
     };
-    take_in(&app, message, || StatusCode::OK.into_response())
+    take_in(
+        &app,
+        message,
+        || StatusCode::OK.into_response(),
+        telegram_retries_later,
+    )
 }
 
 async fn callback(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -256,6 +278,7 @@ async fn health(State(app): State<Arc<App>>, Query(query): Query<HealthQuery>) -
         "channels": app.config.channels(),
         "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
         "vm": {"reachable": app.vm_reachable.load(Ordering::Relaxed), "checked_now": deep},
+        "telegram_webhook": *app.telegram_webhook.lock().expect("webhook state lock"),
     });
     (
         [

@@ -138,7 +138,18 @@ pub async fn set_webhook(
         "secret_token": config.webhook_secret,
         "allowed_updates": ["message"],
     });
-    call(http, config, "setWebhook", body).await
+    match call(http, config, "setWebhook", body).await {
+        // Telegram resolves the webhook's host when it is set, and a new relay's
+        // `<app>.fly.dev` has no address until its IPs are allocated, which happens after the
+        // machine starts: "400 Bad Request: bad webhook: Failed to resolve host". Worth waiting.
+        Err(SendError::Permanent(reason)) if reason.contains("Failed to resolve host") => {
+            Err(SendError::Retry {
+                reason,
+                after: None,
+            })
+        }
+        other => other,
+    }
 }
 
 pub async fn send_text(
@@ -170,6 +181,32 @@ pub async fn send_typing(
     .await
 }
 
+/// `sendPhoto`: "The photo must be at most 10 MB in size. The photo's width and height must
+/// not exceed 10000 in total. Width and height ratio must be at most 20." (Bot API; see
+/// docs/channels.md). Larger ones go as documents, which take files up to 50 MB.
+pub const PHOTO_MAX_BYTES: usize = 10 * 1024 * 1024;
+const PHOTO_MAX_SIDES: u64 = 10_000;
+const PHOTO_MAX_RATIO: u64 = 20;
+
+/// Whether Telegram would take `image` as a photo, judged from its size and header. An image
+/// whose dimensions cannot be read is tried as a photo (Telegram's answer then decides).
+pub fn fits_as_photo(image: &[u8]) -> bool {
+    if image.len() > PHOTO_MAX_BYTES {
+        return false;
+    }
+    let Some((width, height)) = crate::media::dimensions(image) else {
+        return true;
+    };
+    let (w, h) = (u64::from(width), u64::from(height));
+    w + h <= PHOTO_MAX_SIDES && w.max(h) <= PHOTO_MAX_RATIO * w.min(h).max(1)
+}
+
+/// Telegram's refusals of a photo that a document would get through
+/// (`Bad Request: PHOTO_INVALID_DIMENSIONS`, `PHOTO_SAVE_FILE_INVALID` for size).
+pub fn is_photo_refusal(reason: &str) -> bool {
+    reason.contains("PHOTO_INVALID_DIMENSIONS") || reason.contains("PHOTO_SAVE_FILE_INVALID")
+}
+
 pub async fn send_photo(
     http: &reqwest::Client,
     config: &TelegramConfig,
@@ -177,12 +214,52 @@ pub async fn send_photo(
     bytes: Vec<u8>,
     file_name: &str,
 ) -> Result<(), SendError> {
+    upload(
+        http,
+        config,
+        "sendPhoto",
+        "photo",
+        chat_id,
+        bytes,
+        file_name,
+    )
+    .await
+}
+
+pub async fn send_document(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    bytes: Vec<u8>,
+    file_name: &str,
+) -> Result<(), SendError> {
+    upload(
+        http,
+        config,
+        "sendDocument",
+        "document",
+        chat_id,
+        bytes,
+        file_name,
+    )
+    .await
+}
+
+async fn upload(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    method: &str,
+    field: &'static str,
+    chat_id: &str,
+    bytes: Vec<u8>,
+    file_name: &str,
+) -> Result<(), SendError> {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string());
     let form = reqwest::multipart::Form::new()
         .text("chat_id", chat_id.to_string())
-        .part("photo", part);
+        .part(field, part);
     let response = http
-        .post(method_url(config, "sendPhoto"))
+        .post(method_url(config, method))
         .multipart(form)
         .send()
         .await
@@ -245,6 +322,21 @@ mod tests {
         );
         assert!(parse_update(b"not json").is_err());
         assert!(parse_update(br#"{"message":{}}"#).is_err());
+    }
+
+    #[test]
+    fn photos_telegram_would_refuse_are_recognised() {
+        use crate::media::tests::png_header;
+        assert!(fits_as_photo(&png_header(1280, 8000)));
+        assert!(!fits_as_photo(&png_header(1280, 9000)), "sides over 10000");
+        assert!(!fits_as_photo(&png_header(100, 2100)), "ratio over 20");
+        let mut big = png_header(100, 100);
+        big.resize(PHOTO_MAX_BYTES + 1, 0);
+        assert!(!fits_as_photo(&big), "over 10 MB");
+        assert!(fits_as_photo(b"unknown format"), "Telegram decides");
+        assert!(is_photo_refusal(
+            "Telegram answered 400 Bad Request: Bad Request: PHOTO_INVALID_DIMENSIONS"
+        ));
     }
 
     #[test]

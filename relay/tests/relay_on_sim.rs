@@ -541,15 +541,17 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     })
     .await;
 
+    // Emoji count twice against Twilio's 1,600, and a WhatsApp message carries one image.
+    let image = Image {
+        content_type: "image/png".into(),
+        data_base64: "iVBORw0KGgo=".into(),
+    };
     let reply = Callback {
         id: "wa-1".into(),
         conversation: OWNER_WA.into(),
         kind: CallbackKind::Message,
-        text: "word ".repeat(500),
-        images: vec![Image {
-            content_type: "image/png".into(),
-            data_base64: "iVBORw0KGgo=".into(),
-        }],
+        text: "😀 ".repeat(1000),
+        images: vec![image.clone(), image],
     };
     assert_eq!(
         http.post(format!("{}/callback", relay.url))
@@ -562,16 +564,23 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
         200
     );
     let sent = eventually(
-        "two text parts and the image",
+        "two text parts and the two images",
         Duration::from_secs(10),
         || {
             let sent = sim.sim.channels.twilio_sent();
-            (sent.len() >= 3).then_some(sent)
+            (sent.len() >= 4).then_some(sent)
         },
     )
     .await;
-    assert!(sent[0].text.chars().count() <= 1600 && sent[1].text.chars().count() <= 1600);
+    let texts: String = sent.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts.matches('😀').count(), 1000, "every part arrived");
+    assert!(sent[0].text.encode_utf16().count() <= 1600);
     assert_eq!(sent[0].to, OWNER_WA);
+    assert_eq!(
+        sent.iter().filter(|s| s.media.len() == 1).count(),
+        2,
+        "one image per message: {sent:?}"
+    );
     let media_url = &sent[2].media[0];
     assert!(media_url.starts_with(&format!("{}/media/", relay.url)));
     let image = http.get(media_url).send().await.unwrap();
@@ -701,4 +710,195 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     assert_eq!(health["channels"], json!(["telegram", "whatsapp"]));
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+/// Holds the relay's journal locked for writing, as a full disk or a stuck writer would.
+fn lock_journal(data_dir: &std::path::Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(data_dir.join("journal.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    db
+}
+
+#[tokio::test]
+async fn a_message_that_could_not_be_saved_is_retried_or_the_sender_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let data = dir.path().join("relay");
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &data)).await;
+    wait_for_webhook(&sim).await;
+
+    // Twilio does not repeat a webhook that got a 5xx: the relay answers 200 with a TwiML
+    // reply asking the sender to send the message again.
+    let lock = lock_journal(&data);
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(
+            &json!({"url": format!("{}/webhook/twilio", relay.url), "from": OWNER_WA,
+                      "to": format!("whatsapp:{BOT_WA}"), "body": "unsaved"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200, "{answer}");
+    assert!(
+        answer["twiml"]
+            .as_str()
+            .unwrap()
+            .contains("<Message>Sorry, your message could not be saved"),
+        "{answer}"
+    );
+
+    // Telegram repeats a webhook that failed: it arrives once the journal works again.
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "saved on the retry", false).await,
+        503
+    );
+    drop(lock);
+    let received = eventually(
+        "the repeated update at the vm",
+        Duration::from_secs(15),
+        || {
+            let r = vm.received();
+            (!r.is_empty()).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].text, "saved on the retry");
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_screenshot_too_tall_for_a_photo_arrives_as_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    use base64::Engine;
+    // A full-page screenshot: 1280 × 9000 (sides over 10,000 together).
+    let mut tall = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    tall.extend(1280u32.to_be_bytes());
+    tall.extend(9000u32.to_be_bytes());
+    let callback = Callback {
+        id: "tall-1".into(),
+        conversation: format!("telegram:{OWNER}"),
+        kind: CallbackKind::Message,
+        text: "here it is".into(),
+        images: vec![Image {
+            content_type: "image/png".into(),
+            data_base64: base64::engine::general_purpose::STANDARD.encode(&tall),
+        }],
+    };
+    let status = reqwest::Client::new()
+        .post(format!("{}/callback", relay.url))
+        .bearer_auth(VM_TOKEN)
+        .json(&callback)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let sent = eventually("the text and the document", Duration::from_secs(10), || {
+        let sent: Vec<_> = sim
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .filter(|s| s.kind != "typing")
+            .collect();
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
+    assert_eq!(sent[0].text, "here it is");
+    assert_eq!(sent[1].kind, "document", "{sent:?}");
+    assert_eq!(sent[1].media, vec![tall.len().to_string()]);
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let http = reqwest::Client::new();
+    let fly = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/v1{path}", sim.base_url()))
+            .bearer_auth("sim-token")
+    };
+    // The relay's app exists but has no public address yet, as right after its machine starts.
+    let created = fly(reqwest::Method::POST, "/apps")
+        .json(&json!({"name": "hook-relay", "org_slug": "personal"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut env = base_env(&sim, &vm_url, &dir.path().join("relay"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!("http://{}", listener.local_addr().unwrap());
+    env.insert(
+        "PUBLIC_URL".into(),
+        format!("{}/apps/hook-relay", sim.base_url()),
+    );
+    let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let health = || async {
+        http.get(format!("{relay_url}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let retrying = {
+        let started = Instant::now();
+        loop {
+            let h = health().await;
+            if h["telegram_webhook"]["state"] == "retrying" {
+                break h;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{h}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(
+        retrying["telegram_webhook"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Failed to resolve host"),
+        "{retrying}"
+    );
+    assert!(!retrying.to_string().contains(sim::SIM_TELEGRAM_BOT));
+    assert!(
+        sim.sim
+            .channels
+            .telegram_webhook(sim::SIM_TELEGRAM_BOT)
+            .is_none()
+    );
+
+    // The addresses arrive; the relay's next attempt registers the webhook.
+    let ip = fly(reqwest::Method::POST, "/apps/hook-relay/ip_assignments")
+        .json(&json!({"type": "v6", "org_slug": "personal"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ip.status(), 200);
+    eventually("the webhook", Duration::from_secs(20), || {
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+    let started = Instant::now();
+    while health().await["telegram_webhook"]["state"] != "registered" {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
 }

@@ -3,6 +3,7 @@
 //! Every `/v1` call passes [`guard`] first: injected latency, the bearer/FlyV1 token check
 //! (401 with Fly's body), then the fault rules. Error bodies are Fly's `{error, status}`.
 
+use crate::Cors;
 use crate::faults::{FaultConfig, Verdict};
 use crate::world::{App, Ip, Machine, Volume, now_rfc3339};
 use crate::{Sim, supervisor};
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 type S = State<Arc<Sim>>;
 
@@ -72,17 +73,37 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/sim/faults",
             get(faults_fired).post(set_faults).delete(clear_faults),
         );
-    v1.merge(control)
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers([
-                    axum::http::header::AUTHORIZATION,
-                    axum::http::header::CONTENT_TYPE,
-                ]),
-        )
-        .with_state(sim)
+    let v1 = match cors_layer(&sim.config.cors) {
+        Some(layer) => v1.layer(layer),
+        None => v1,
+    };
+    v1.merge(control).with_state(sim)
+}
+
+/// How the Machines API answers browsers. Fly documents no CORS headers at all
+/// (docs/fly-machines-api.md, "CORS"), so the sim can play either world:
+/// - [`Cors::Open`]/[`Cors::Only`]: what an API that serves browsers would allow: the listed
+///   origins (or any), only the methods the API has and only the headers a client needs
+///   (`Authorization`, `Content-Type`), never credentials; a preflight from another origin,
+///   or asking for another method or header, gets no permission and the browser refuses;
+/// - [`Cors::Refuse`]: no `Access-Control-*` header on any answer, like a server that does
+///   not serve browsers (the one captured answer from api.machines.dev has none).
+fn cors_layer(cors: &Cors) -> Option<CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    let origins = match cors {
+        Cors::Refuse => return None,
+        Cors::Open => AllowOrigin::any(),
+        Cors::Only(origins) => {
+            AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -4,7 +4,8 @@
 //! - `/telegram/bot<token>/<method>`: getMe, setWebhook, deleteWebhook, getWebhookInfo,
 //!   sendMessage, sendChatAction, sendPhoto, getFile; `/telegram/file/bot<token>/<path>`.
 //!   Answers CORS like the real one (the page checks a bot token from the browser).
-//! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic), `/twilio/media/<id>`.
+//! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic), `/twilio/media/<id>`
+//!   (HTTP Basic, redirecting to `/twilio-cdn/<id>` on another host name).
 //! - `/anthropic/v1/models` (`x-api-key`), with CORS for the page's key check.
 //! - `POST /sim/telegram/send`, `POST /sim/twilio/send`: a user sends a message; the fake
 //!   delivers it to the registered webhook (Telegram, with the secret) or to the given URL
@@ -78,6 +79,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/telegram/file/{bot}/{*path}", get(telegram_file))
         .route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", post(twilio_send))
         .route("/twilio/media/{id}", get(twilio_media))
+        .route("/twilio-cdn/{id}", get(twilio_cdn))
         .route("/anthropic/v1/models", any(anthropic_models))
         .route("/sim/chat", get(|| async { axum::response::Html(include_str!("chat.html")) }))
         .route("/sim/telegram/send", post(user_sends_telegram))
@@ -142,8 +144,13 @@ async fn telegram_method(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/"));
+    let mut upload: Option<Vec<u8>> = None;
     let params: Value = if is_multipart {
-        json!({"chat_id": multipart_field(&body, "chat_id").unwrap_or_default(), "photo_bytes": body.len()})
+        let chat_id = multipart_field(&body, "chat_id")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        upload = multipart_field(&body, "photo").or_else(|| multipart_field(&body, "document"));
+        json!({"chat_id": chat_id})
     } else if body.is_empty() {
         json!({})
     } else {
@@ -169,6 +176,12 @@ async fn telegram_method(
             let Some(url) = params["url"].as_str() else {
                 return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: url is required");
             };
+            if !resolves(&sim, url) {
+                return telegram_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
+                );
+            }
             let secret = params["secret_token"]
                 .as_str()
                 .unwrap_or_default()
@@ -233,16 +246,24 @@ async fn telegram_method(
             });
             telegram_ok(json!(true))
         }
-        "sendPhoto" => {
+        "sendPhoto" | "sendDocument" => {
             let Some(chat) = chat().filter(|c| !c.is_empty()) else {
                 return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
             };
-            let size = params["photo_bytes"].as_u64().unwrap_or(0);
+            let file = upload.unwrap_or_default();
+            let photo = method == "sendPhoto";
+            if let Some(refusal) = if photo {
+                photo_refusal(&file)
+            } else {
+                (file.len() > DOCUMENT_MAX_BYTES).then_some("Bad Request: file is too big")
+            } {
+                return cors(HEADERS, telegram_error(StatusCode::BAD_REQUEST, refusal));
+            }
             state.telegram_sent.push(Sent {
                 to: format!("telegram:{chat}"),
-                kind: "photo".into(),
+                kind: if photo { "photo" } else { "document" }.into(),
                 text: String::new(),
-                media: vec![size.to_string()],
+                media: vec![file.len().to_string()],
             });
             state.next_message_id += 1;
             telegram_ok(json!({"message_id": state.next_message_id}))
@@ -256,14 +277,56 @@ async fn telegram_method(
     cors(HEADERS, response)
 }
 
-/// The value of a simple text field in a multipart body (enough for `chat_id`).
-fn multipart_field(body: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
+/// Whether Telegram could resolve `url`'s host. Telegram resolves a webhook's host when it is
+/// set and answers `400 bad webhook: Failed to resolve host` otherwise; an app's
+/// `<app>.fly.dev` name has an address only once the app has a public IP. So a sim app URL
+/// resolves only when its app has a `v6`, `shared_v4` or `v4` address.
+fn resolves(sim: &Sim, url: &str) -> bool {
+    let Some(rest) = url.strip_prefix(&format!("{}/apps/", sim.base_url)) else {
+        return true;
+    };
+    let app = rest.split('/').next().unwrap_or_default();
+    sim.world.with(|apps| {
+        apps.get(app)
+            .is_some_and(|a| a.ips.iter().any(|ip| ip.kind != "private_v6"))
+    })
+}
+
+/// Bot API limits (docs/channels.md, "sendPhoto"): "The photo must be at most 10 MB in size.
+/// The photo's width and height must not exceed 10000 in total. Width and height ratio must be
+/// at most 20." Documents may be up to 50 MB. The refusals are Telegram's own error texts
+/// (`PHOTO_INVALID_DIMENSIONS`, `PHOTO_SAVE_FILE_INVALID`), as reported against the Bot API.
+const PHOTO_MAX_BYTES: usize = 10 * 1024 * 1024;
+const DOCUMENT_MAX_BYTES: usize = 50 * 1024 * 1024;
+
+fn photo_refusal(file: &[u8]) -> Option<&'static str> {
+    if file.len() > PHOTO_MAX_BYTES {
+        return Some("Bad Request: PHOTO_SAVE_FILE_INVALID");
+    }
+    let (w, h) = png_dimensions(file)?;
+    let (w, h) = (u64::from(w), u64::from(h));
+    (w + h > 10_000 || w.max(h) > 20 * w.min(h).max(1))
+        .then_some("Bad Request: PHOTO_INVALID_DIMENSIONS")
+}
+
+/// A PNG's size from its IHDR chunk (the sim's images are PNGs).
+fn png_dimensions(file: &[u8]) -> Option<(u32, u32)> {
+    if !file.starts_with(b"\x89PNG\r\n\x1a\n") || file.get(12..16) != Some(b"IHDR") {
+        return None;
+    }
+    let be32 = |at: usize| Some(u32::from_be_bytes(file.get(at..at + 4)?.try_into().ok()?));
+    Some((be32(16)?, be32(20)?))
+}
+
+/// The bytes of the part named `name` in a multipart body.
+fn multipart_field(body: &[u8], name: &str) -> Option<Vec<u8>> {
+    let find =
+        |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).position(|w| w == needle);
     let marker = format!("name=\"{name}\"");
-    let after = &text[text.find(&marker)? + marker.len()..];
-    let start = after.find("\r\n\r\n")? + 4;
-    let end = after[start..].find("\r\n")? + start;
-    Some(after[start..end].to_string())
+    let after = &body[find(body, marker.as_bytes())? + marker.len()..];
+    let start = find(after, b"\r\n\r\n")? + 4;
+    let end = find(&after[start..], b"\r\n--")? + start;
+    Some(after[start..end].to_vec())
 }
 
 async fn telegram_file(
@@ -321,11 +384,32 @@ async fn user_sends_telegram(
         msg["text"] = json!(message.text);
     }
     let update = json!({"update_id": update_id, "message": msg});
-    let mut request = sim.http.post(&url).json(&update);
-    if !secret.is_empty() {
-        request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+    let deliver = {
+        let (http, url, secret) = (sim.http.clone(), url.clone(), secret.clone());
+        move || {
+            let mut request = http.post(&url).json(&update);
+            if !secret.is_empty() {
+                request = request.header("X-Telegram-Bot-Api-Secret-Token", &secret);
+            }
+            request.send()
+        }
+    };
+    let first = deliver().await;
+    let delivered = first.as_ref().is_ok_and(|r| r.status().is_success());
+    if !delivered {
+        // "In case of an unsuccessful request (a request with response HTTP status code
+        // different from 2XY), we will repeat the request and give up after a reasonable
+        // amount of attempts" (setWebhook, docs/channels.md). Here: three more, a second apart.
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if deliver().await.is_ok_and(|r| r.status().is_success()) {
+                    return;
+                }
+            }
+        });
     }
-    match request.send().await {
+    match first {
         Ok(response) => axum::Json(
             json!({"update_id": update_id, "webhook_status": response.status().as_u16()}),
         )
@@ -395,7 +479,9 @@ async fn twilio_send(
             "Invalid 'To' or 'From' Phone Number",
         );
     }
-    if text.chars().count() > 1600 {
+    // "Can be up to 1,600 characters", counted as encoded: characters outside the Basic
+    // Multilingual Plane (emoji) count twice (error 21617; docs/channels.md).
+    if text.encode_utf16().count() > 1600 {
         return twilio_error(
             StatusCode::BAD_REQUEST,
             21617,
@@ -405,6 +491,9 @@ async fn twilio_send(
     if text.is_empty() && media.is_empty() {
         return twilio_error(StatusCode::BAD_REQUEST, 21602, "Message body is required");
     }
+    // The API takes up to ten MediaUrl, but a WhatsApp message carries only the first; the
+    // others are dropped without an error.
+    let media: Vec<String> = media.into_iter().take(1).collect();
     let mut state = sim.channels.state.lock().unwrap();
     state.twilio_sent.push(Sent {
         to: to.clone(),
@@ -416,9 +505,38 @@ async fn twilio_send(
     (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032x}", state.next_message_id), "status": "queued", "to": to}))).into_response()
 }
 
-async fn twilio_media(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+/// Twilio's media URL answers with a redirect to its CDN on another host (`mms.twiliocdn.com`
+/// or an S3 host; docs/channels.md, "Inbound media download"). Here the other host is the
+/// same port under the name `localhost`, so a client keeps credentials only if it carries
+/// them across hosts.
+async fn twilio_media(
+    State(sim): State<Arc<Sim>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if twilio_account(&sim, &headers).is_none() {
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let cdn = sim.base_url.replace("127.0.0.1", "localhost");
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(
+            header::LOCATION,
+            format!("{cdn}/twilio-cdn/{id}?signature=sim"),
+        )],
+    )
+        .into_response()
+}
+
+/// The CDN side: a pre-signed URL. Like S3 it refuses a request that also carries an
+/// `Authorization` header ("Only one auth mechanism allowed").
+async fn twilio_cdn(headers: HeaderMap) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+        )
+            .into_response();
     }
     ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
 }
@@ -481,18 +599,32 @@ async fn user_sends_whatsapp(
         params.push(("MediaContentType0".into(), "image/png".into()));
     }
     let signature = relay::twilio::signature(&token, &message.url, &params);
-    let response = sim
-        .http
-        .post(&message.url)
-        .header("X-Twilio-Signature", signature)
-        .form(&params)
-        .send()
-        .await;
+    // Twilio tries to connect twice ("Twilio will try for 10 seconds to establish a TCP
+    // connection … (two 5-second attempts)", error 11205) and does not repeat a request that
+    // got an answer, whatever its status: a 5xx is reported as error 11200 and not retried.
+    let post = || {
+        sim.http
+            .post(&message.url)
+            .header("X-Twilio-Signature", &signature)
+            .form(&params)
+            .send()
+    };
+    let response = match post().await {
+        Err(error) if error.is_connect() => post().await,
+        other => other,
+    };
     match response {
-        Ok(response) => axum::Json(
-            json!({"message_sid": message_sid, "webhook_status": response.status().as_u16()}),
-        )
-        .into_response(),
+        Ok(response) => {
+            let status = response.status();
+            let twiml = response.text().await.unwrap_or_default();
+            axum::Json(json!({
+                "message_sid": message_sid,
+                "webhook_status": status.as_u16(),
+                "error_code": (!status.is_success()).then_some(11200),
+                "twiml": twiml,
+            }))
+            .into_response()
+        }
         Err(error) => (
             StatusCode::BAD_GATEWAY,
             format!("the webhook did not answer: {}", error.without_url()),

@@ -40,6 +40,17 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// How the sim's Machines API treats browsers (see `api::cors_layer` for what each allows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin, with only the API's methods and the headers a client needs.
+    Open,
+    /// Only these origins (`http://localhost:1234`), same methods and headers.
+    Only(Vec<String>),
+    /// No `Access-Control-*` header at all: browsers cannot call it.
+    Refuse,
+}
+
 /// What runs a machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
@@ -93,6 +104,8 @@ pub struct SimConfig {
     pub anthropic_keys: Vec<String>,
     /// How long a stopped machine takes to boot when Flycast wakes it (Fly: about 1–3 s).
     pub wake_delay: std::time::Duration,
+    /// How the Machines API answers browsers' CORS preflights.
+    pub cors: Cors,
     /// How long an app or machine deletion takes after it was answered (Fly deletes
     /// asynchronously: apps answer 202; a volume detaches once its machine is destroyed).
     pub deletion_delay: std::time::Duration,
@@ -112,6 +125,7 @@ impl SimConfig {
             anthropic_keys: vec![SIM_ANTHROPIC_KEY.into()],
             wake_delay: std::time::Duration::ZERO,
             deletion_delay: std::time::Duration::from_millis(1500),
+            cors: Cors::Open,
         }
     }
 }

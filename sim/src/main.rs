@@ -34,6 +34,19 @@ struct Args {
     /// How long a stopped machine takes to boot when Flycast wakes it.
     #[arg(long, default_value_t = 0)]
     wake_delay_ms: u64,
+    /// `allow`: the Machines API answers browsers' CORS preflights; `refuse`: it sends no
+    /// `Access-Control-*` header, like a server that does not serve browsers.
+    #[arg(long, value_enum, default_value = "allow")]
+    cors: CorsArg,
+    /// With `--cors allow`, only this origin (repeatable); any origin when none is given.
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CorsArg {
+    Allow,
+    Refuse,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -61,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
     config.tokens.extend(args.tokens);
     config.machine_env.extend(args.machine_env);
     config.wake_delay = std::time::Duration::from_millis(args.wake_delay_ms);
+    config.cors = match (args.cors, args.cors_origins.is_empty()) {
+        (CorsArg::Refuse, _) => sim::Cors::Refuse,
+        (CorsArg::Allow, true) => sim::Cors::Open,
+        (CorsArg::Allow, false) => sim::Cors::Only(args.cors_origins),
+    };
     if let Some(key) = args
         .anthropic_key_env
         .and_then(|name| std::env::var(name).ok())

@@ -128,7 +128,10 @@ pub fn config_as_fly_answers(sent: &Value) -> Value {
         }
     }
     for key in ["env", "metadata"] {
-        if object.get(key).is_none_or(|v| v.as_object().is_some_and(|m| m.is_empty())) {
+        if object
+            .get(key)
+            .is_none_or(|v| v.as_object().is_some_and(|m| m.is_empty()))
+        {
             object.insert(key.into(), Value::Null);
         }
     }

@@ -14,6 +14,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut SimConfig)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = SimConfig::new(dir.path().to_path_buf());
         config.images.rules = vec![
@@ -23,6 +27,7 @@ impl Harness {
             ),
             ("echo".into(), Program::Echo),
         ];
+        adjust(&mut config);
         let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -244,28 +249,72 @@ async fn restart_policies_are_honoured() {
     assert_eq!(h.machine_state("rp2", &always).await, "started");
 }
 
-#[tokio::test]
-async fn cors_preflights_are_answered_for_any_origin() {
-    let h = Harness::start().await;
-    let r = h
-        .http
+/// A preflight as Chromium sends it before a Fly call from a page.
+async fn preflight(h: &Harness, origin: &str, method: &str, headers: &str) -> reqwest::Response {
+    h.http
         .request(reqwest::Method::OPTIONS, h.url("/v1/apps"))
-        .header("Origin", "https://someone.github.io")
-        .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization,content-type",
-        )
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", method)
+        .header("Access-Control-Request-Headers", headers)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn allowed(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_listed_origins_methods_and_headers() {
+    let h =
+        Harness::start_with(|c| c.cors = sim::Cors::Only(vec!["http://localhost:9".into()])).await;
+    let ok = preflight(
+        &h,
+        "http://localhost:9",
+        "POST",
+        "authorization,content-type",
+    )
+    .await;
+    assert!(ok.status().is_success());
+    assert_eq!(
+        allowed(&ok, "access-control-allow-origin"),
+        "http://localhost:9"
+    );
+    assert!(allowed(&ok, "access-control-allow-methods").contains("delete"));
+    assert!(!allowed(&ok, "access-control-allow-methods").contains("patch"));
+    assert_eq!(
+        allowed(&ok, "access-control-allow-headers"),
+        "authorization,content-type"
+    );
+    assert_eq!(allowed(&ok, "access-control-allow-credentials"), "");
+    let stranger = preflight(&h, "https://evil.example", "POST", "authorization").await;
+    assert_eq!(allowed(&stranger, "access-control-allow-origin"), "");
+}
+
+#[tokio::test]
+async fn cors_refuse_answers_no_browser_at_all() {
+    let h = Harness::start_with(|c| c.cors = sim::Cors::Refuse).await;
+    let r = preflight(&h, "http://localhost:9", "GET", "authorization").await;
+    assert!(!r.status().is_success(), "{}", r.status());
+    let get = h
+        .http
+        .get(h.url("/v1/apps/x"))
+        .header("Origin", "http://localhost:9")
+        .bearer_auth("sim-token")
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success());
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let allowed = r.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    assert!(
+        get.headers()
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-")),
+        "{:?}",
+        get.headers()
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,9 @@ pub struct Config {
     pub telegram_api: String,
     /// The Anthropic API, for checking a key from the browser.
     pub anthropic_api: String,
+    /// A same-origin forwarder to the Machines API (a path relative to the page, like
+    /// `fly-api`), used when the browser refuses direct calls. `textslash serve` sets it.
+    pub api_fallback: Option<String>,
 }
 
 impl Default for Config {
@@ -25,6 +28,7 @@ impl Default for Config {
             images: provision::spec::Images::default(),
             telegram_api: "https://api.telegram.org".into(),
             anthropic_api: "https://api.anthropic.com".into(),
+            api_fallback: None,
         }
     }
 }

@@ -68,6 +68,18 @@ fn OfflineNotice() -> impl IntoView {
     }
 }
 
+/// Said once the browser refused a direct Fly call and the page switched to its host's
+/// forwarder (see [`browser`]).
+#[component]
+fn ForwardingNotice() -> impl IntoView {
+    let forwarding = browser::forwarding();
+    view! {
+        <Show when=move || forwarding.get()>
+            <p class="notice" role="status">"Your browser would not let this page call Fly's API directly, so for this visit its Fly calls go through the server this page came from, which passes them on without keeping them."</p>
+        </Show>
+    }
+}
+
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
@@ -90,6 +102,7 @@ pub fn App() -> impl IntoView {
             <a class="brand" href="#/">"textslash"</a>
         </header>
         <OfflineNotice/>
+        <ForwardingNotice/>
         <main>
             {move || match config.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),

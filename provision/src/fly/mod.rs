@@ -260,22 +260,43 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         .map_err(|e| capacity_error(e, &region))
     }
 
+    /// A machine's config as the JSON document Fly returned, every field kept, for an update
+    /// (a full replace) that must not drop what textslash does not model.
+    pub async fn machine_config_document(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<serde_json::Value, Error> {
+        let machine: serde_json::Value = self
+            .get(&format!("/v1/apps/{app}/machines/{id}"), "read the machine")
+            .await?;
+        match machine.get("config") {
+            Some(config) if config.is_object() => Ok(config.clone()),
+            _ => Err(Error::BadResponse {
+                action: "read the machine's config".into(),
+                detail: "Fly returned a machine without a config".into(),
+            }),
+        }
+    }
+
+    /// `UpdateMachineRequest`: replaces the machine's whole config (`{region, config}`).
     pub async fn update_machine(
         &self,
         app: &str,
         id: &str,
-        request: &CreateMachineRequest,
+        region: &str,
+        config: &serde_json::Value,
     ) -> Result<Machine, Error> {
-        let region = request.region.clone().unwrap_or_default();
+        let request = serde_json::json!({ "region": region, "config": config });
         self.call(
             Method::Post,
             &format!("/v1/apps/{app}/machines/{id}"),
-            Some(request),
+            Some(&request),
             Repeat::Safe,
             "update the machine",
         )
         .await
-        .map_err(|e| capacity_error(e, &region))
+        .map_err(|e| capacity_error(e, region))
     }
 
     pub async fn start_machine(&self, app: &str, id: &str) -> Result<(), Error> {

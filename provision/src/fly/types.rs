@@ -4,16 +4,15 @@
 //!
 //! On the way in they accept everything Fly documents, not only what it sends today
 //! (`docs/fly-machines-api.md`, "Response variants"):
-//! - unknown fields are ignored, because Fly adds fields without notice; a machine's config
-//!   keeps them ([`MachineConfig::other`]) so an update, which replaces the whole config,
-//!   does not drop what someone else set;
+//! - unknown fields are ignored, because Fly adds fields without notice (an update, which
+//!   replaces the whole config, edits the document Fly returned instead, so it keeps them:
+//!   see [`crate::ops::update`]);
 //! - `null` where a list, map, string or number is expected reads as empty, because Fly's API
 //!   is written in Go, whose JSON encoder writes nil maps and slices as `null` (Fly's own
 //!   example responses show `"env": null`, `"metadata": null`, `"exec": null`);
 //! - `autostop` is a string or a boolean ([`Autostop`]).
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 fn is_zero(n: &u16) -> bool {
@@ -52,25 +51,28 @@ impl Autostop {
 }
 
 impl<'de> Deserialize<'de> for Autostop {
+    // A visitor rather than `#[serde(untagged)]`, which would pull serde's buffering
+    // machinery into the page's wasm.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Old(bool),
-            New(String),
+        struct Either;
+        impl serde::de::Visitor<'_> for Either {
+            type Value = Autostop;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"off\", \"stop\", \"suspend\" or a boolean")
+            }
+            fn visit_bool<E: serde::de::Error>(self, stop: bool) -> Result<Autostop, E> {
+                Ok(if stop { Autostop::Stop } else { Autostop::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Autostop, E> {
+                match value {
+                    "off" => Ok(Autostop::Off),
+                    "stop" => Ok(Autostop::Stop),
+                    "suspend" => Ok(Autostop::Suspend),
+                    other => Err(E::unknown_variant(other, &["off", "stop", "suspend"])),
+                }
+            }
         }
-        match Wire::deserialize(deserializer)? {
-            Wire::Old(false) => Ok(Autostop::Off),
-            Wire::Old(true) => Ok(Autostop::Stop),
-            Wire::New(s) => match s.as_str() {
-                "off" => Ok(Autostop::Off),
-                "stop" => Ok(Autostop::Stop),
-                "suspend" => Ok(Autostop::Suspend),
-                other => Err(serde::de::Error::custom(format!(
-                    "unknown autostop value {other:?}"
-                ))),
-            },
-        }
+        deserializer.deserialize_any(Either)
     }
 }
 
@@ -258,10 +260,6 @@ pub struct MachineConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub metadata: BTreeMap<String, String>,
-    /// Fields textslash does not set (`init`, `dns`, `files`, `stop_config`…), kept so an
-    /// update (a full replace) sends them back unchanged.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
 }
 
 /// `fly.MachineGuest`.
@@ -294,9 +292,6 @@ pub struct Service {
     pub autostart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_machines_running: Option<u32>,
-    /// What textslash does not set (`concurrency`, service `checks`…), kept for updates.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Value>,
 }
 
 /// `fly.MachinePort`.
@@ -557,22 +552,6 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<Service>(r#"{"autostop": "sometimes"}"#).is_err());
-    }
-
-    #[test]
-    fn what_textslash_does_not_model_survives_an_update() {
-        let answer = r#"{"image": "a", "init": {"exec": null, "tty": false}, "dns": {},
-            "stop_config": {"signal": "SIGINT"},
-            "services": [{"protocol": "tcp", "internal_port": 8080, "autostop": true,
-                          "concurrency": {"type": "requests", "soft_limit": 20}}]}"#;
-        let mut config: MachineConfig = serde_json::from_str(answer).unwrap();
-        config.image = "b".into();
-        let sent = serde_json::to_value(&config).unwrap();
-        assert_eq!(sent["stop_config"]["signal"], "SIGINT");
-        assert_eq!(sent["init"]["tty"], false);
-        assert_eq!(sent["services"][0]["concurrency"]["soft_limit"], 20);
-        assert_eq!(sent["services"][0]["autostop"], "stop");
-        assert_eq!(sent["image"], "b");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
                 error.set(Some("Enter your Fly token first.".into()));
                 return;
             }
-            let fly = fly_client(&config.api_base, &token);
+            let fly = fly_client(&config, &token);
             let (relay, vm, relay_url, images) = (
                 deployment.relay_app.clone(),
                 deployment.vm_app.clone(),

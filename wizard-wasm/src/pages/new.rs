@@ -55,7 +55,7 @@ fn TokenStep() -> impl IntoView {
         }
         checking.set(true);
         error.set(None);
-        let api = config.with_value(|c| c.api_base.clone());
+        let api = config.get_value();
         spawn_local(async move {
             match fly_client(&api, &token).current_token().await {
                 Ok(current) => {
@@ -125,7 +125,7 @@ fn NamesStep() -> impl IntoView {
         });
     });
     {
-        let api = config.with_value(|c| c.api_base.clone());
+        let api = config.get_value();
         let token = wizard.fly_token.get_untracked();
         spawn_local(async move {
             let (list, nearest) = match fly_client(&api, &token).regions().await {
@@ -163,7 +163,7 @@ fn NamesStep() -> impl IntoView {
             return;
         }
         error.set(None);
-        let api = config.with_value(|c| c.api_base.clone());
+        let api = config.get_value();
         let token = wizard.fly_token.get_untracked();
         spawn_local(async move {
             let fly = fly_client(&api, &token);
