@@ -2,7 +2,7 @@
 //!
 //! Prices are Fly's, as used by Fly's own calculator (superfly/flyio-price-calc-ex
 //! `lib/flyio_price_calc/price.ex`, 2024-10) and the pricing page (superfly/docs
-//! `about/pricing.html.markerb`, 2026-08): see shared/reference/fly-machines-api.md §9.
+//! `about/pricing.html.markerb`, 2026-08): see docs/fly-machines-api.md §9.
 //! Base-price regions; some regions cost more.
 
 use crate::spec::DeploymentSpec;

@@ -1,4 +1,4 @@
-//! The deploy, as the ordered steps of the design (shared/design.md, "Provisioning plan").
+//! The deploy, as the ordered steps of the design (docs/design.md, "Provisioning plan").
 //!
 //! Every step first observes and acts only when something is missing, so running [`deploy`]
 //! again after a failure at any point resumes it and ends in the same state as a run that

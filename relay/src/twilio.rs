@@ -243,7 +243,7 @@ mod tests {
         .collect()
     }
 
-    // Vectors from Twilio's SDK test suites (see shared/reference/channels.md).
+    // Vectors from Twilio's SDK test suites (see docs/channels.md).
     #[test]
     fn official_base_vector() {
         assert_eq!(

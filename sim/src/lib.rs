@@ -2,7 +2,7 @@
 //!
 //! One loopback port serves everything, so the page needs a single origin in its CSP:
 //! - `/v1/…`: a Fly Machines API emulator (same paths, shapes and status codes as
-//!   shared/fly/openapi3.json for what `provision` uses), answering CORS preflights;
+//!   `sim/fly-openapi3.json` for what `provision` uses), answering CORS preflights as `--cors` says;
 //! - `/apps/<app>/…`: the app's public address (what `https://<app>.fly.dev` is on Fly);
 //! - `/flycast/<app>/…`: its private Flycast address, which starts a stopped machine and
 //!   holds the request until it answers, as Fly's proxy does;

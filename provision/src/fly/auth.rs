@@ -1,5 +1,5 @@
 //! The `Authorization` header for a pasted Fly token, following flyctl's own rules
-//! (superfly/fly-go `tokens/tokens.go`, see shared/reference/fly-machines-api.md §1).
+//! (superfly/fly-go `tokens/tokens.go`, see docs/fly-machines-api.md §1).
 
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 

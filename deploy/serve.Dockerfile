@@ -1,0 +1,28 @@
+# The page host: `textslash serve` with the built page, for when browsers may not call Fly's
+# API directly (it forwards the page's Fly calls from its own origin; see the README's
+# "Self-host the page"). Build from the repository root:
+#   docker build -f deploy/serve.Dockerfile --build-arg OWNER=<github owner> .
+FROM rust:1.95-bookworm AS build
+# npm: binaryen's wasm-opt, which `cargo xtask dist` installs for the page build.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /src
+COPY . .
+# The page names this owner's images, as pages.yml does for GitHub Pages.
+ARG OWNER=textslash
+RUN owner="$(printf '%s' "$OWNER" | tr '[:upper:]' '[:lower:]')" \
+ && printf '{"api_base": "https://api.machines.dev", "app_url": "https://{app}.fly.dev", "images": {"relay": "ghcr.io/%s/textslash-relay:latest", "vm": "ghcr.io/%s/textslash-vm:latest"}, "telegram_api": "https://api.telegram.org", "anthropic_api": "https://api.anthropic.com"}\n' "$owner" "$owner" > wizard-wasm/public/config.json \
+ && cargo xtask dist \
+ && cargo build --release --locked -p cli --bin textslash
+
+# distroless/cc: glibc and nothing else; reqwest brings its own TLS roots.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/textslash /textslash
+COPY --from=build /src/dist /page
+ENV TEXTSLASH_PAGE=/page TEXTSLASH_LISTEN=0.0.0.0:8080
+EXPOSE 8080
+USER 65532:65532
+ENTRYPOINT ["/textslash", "serve"]
