@@ -6,7 +6,8 @@
 //! - `/apps/<app>/…`: the app's public address (what `https://<app>.fly.dev` is on Fly);
 //! - `/flycast/<app>/…`: its private Flycast address, which starts a stopped machine and
 //!   holds the request until it answers, as Fly's proxy does;
-//! - `/telegram/…`, `/twilio/…`, `/anthropic/…`: fake channel and model APIs, and
+//! - `/telegram/…`, `/twilio/…`, `/anthropic/…`: fake channel and model APIs ([`model`] is
+//!   the Messages API the real Claude Code CLI runs against), and
 //!   `/sim/telegram/…`, `/sim/twilio/…` to play the user ([`channels`]);
 //! - `/sim/…`: control for tests: app URLs, a state dump, fault injection.
 //!
@@ -29,6 +30,7 @@ pub mod api;
 pub mod channels;
 pub mod echo;
 pub mod faults;
+pub mod model;
 pub mod openapi;
 pub mod proxy;
 pub mod supervisor;
@@ -137,6 +139,8 @@ pub struct Sim {
     pub world: world::World,
     pub faults: faults::Faults,
     pub channels: channels::Channels,
+    /// The fake Messages API's record of requests.
+    pub model: model::Model,
     pub http: reqwest::Client,
 }
 
@@ -189,6 +193,7 @@ pub async fn start_with_extra_routes(
         world: world::World::default(),
         faults: faults::Faults::default(),
         channels: channels::Channels::default(),
+        model: model::Model::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()
@@ -197,6 +202,7 @@ pub async fn start_with_extra_routes(
     let app = api::router(sim.clone())
         .merge(proxy::router(sim.clone()))
         .merge(channels::router(sim.clone()))
+        .merge(model::router(sim.clone()))
         .merge(extra);
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {

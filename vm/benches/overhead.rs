@@ -37,7 +37,14 @@ async fn main() {
     for _ in 0..20 {
         let t = Instant::now();
         let out = std::process::Command::new(bin.join("textslash-demo-agent"))
-            .args(["-p", "hi", "--output-format", "stream-json", "--verbose"])
+            .args([
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--",
+                "hi",
+            ])
             .current_dir(scratch.path())
             .output()
             .unwrap();

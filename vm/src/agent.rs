@@ -1,6 +1,17 @@
-//! Running the agent once: `AGENT_CMD -p <text> --output-format stream-json --verbose
-//! [--resume <id>] --mcp-config <file>` in the conversation's workspace, in its own process
-//! group so a cancel or timeout kills everything it started (browsers, MCP servers).
+//! Running the agent once: `AGENT_CMD -p --output-format stream-json --verbose
+//! --mcp-config <file> --allowedTools <list> [--resume <id>] -- <text>` in the conversation's
+//! workspace, in its own process group so a cancel or timeout kills everything it started
+//! (browsers, MCP servers).
+//!
+//! What the real CLI needs (Claude Code 2.1.330, `vm/tests/fixtures/claude-code-2.1.330/`):
+//! - every option before `--` and the text after it, or a message starting with `-` is read
+//!   as an option ("- list the files" → "unknown option");
+//! - tools allowed up front: in `-p` mode a tool without permission is refused and the run
+//!   still "succeeds" with `permission_denials` filled. `--allowedTools` works as root too
+//!   (`--permission-mode bypassPermissions` is refused as root), so the image and the tests,
+//!   which run as root, use the same flags;
+//! - an environment with only what the agent needs: it never sees `VM_TOKEN` or the relay's
+//!   callback URL, so a prompt injection that prints the environment cannot post as the bot.
 
 use crate::config::Config;
 use crate::stream::{AgentResult, StreamEvent, parse_line};
@@ -23,6 +34,13 @@ pub enum Outcome {
     TimedOut,
     Cancelled,
 }
+
+/// The tools the agent may use without asking (nobody can answer a prompt in `-p` mode):
+/// editing files, running commands, the web, and every Playwright MCP tool.
+pub const ALLOWED_TOOLS: &str = "Bash,Edit,Write,NotebookEdit,WebFetch,WebSearch,mcp__playwright";
+
+/// Variables of the vm's own environment the agent inherits; everything else is withheld.
+const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
 
 pub struct Run<'a> {
     pub config: &'a Config,
@@ -77,7 +95,6 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
         .args(fixed_args)
         .args([
             "-p",
-            prompt,
             "--output-format",
             "stream-json",
             "--verbose",
@@ -85,7 +102,19 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
             "--mcp-config",
         ])
         .arg(&mcp_file)
+        .args(["--allowedTools", ALLOWED_TOOLS]);
+    if let Some(session) = resume {
+        command.args(["--resume", session]);
+    }
+    command
+        .args(["--", prompt])
         .current_dir(workspace)
+        .env_clear()
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        )
         .env("CLAUDE_CONFIG_DIR", config.data_dir.join("claude"))
         .env("HOME", config.data_dir.join("home"))
         .stdin(Stdio::null())
@@ -93,12 +122,18 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    if let Some(session) = resume {
-        command.args(["--resume", session]);
+    if let Some(chromium) = &config.chromium_path {
+        command.env("CHROMIUM_PATH", chromium);
     }
     if let Some(key) = &config.anthropic_api_key {
         command.env("ANTHROPIC_API_KEY", key);
     }
+    if let Some(base) = &config.anthropic_base_url {
+        command.env("ANTHROPIC_BASE_URL", base);
+    }
+    // No telemetry, update checks or other calls beside the model's: the agent talks to
+    // Anthropic's API and to what its tools reach, nothing else.
+    command.env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
     std::fs::create_dir_all(config.data_dir.join("home"))?;
     if let Some(token) = &config.github_token {
         // git asks this helper for credentials; the token stays in the environment, not on disk.
@@ -157,6 +192,18 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
     kill_group(group);
     let stderr_tail = stderr_task.await.unwrap_or_default();
     Ok(match result {
+        // The CLI says so in its result line (`error_during_execution`, "No conversation
+        // found with session ID: …") and exits 1.
+        Some(result)
+            if resume.is_some()
+                && result.is_error
+                && result
+                    .errors
+                    .iter()
+                    .any(|e| e.contains("No conversation found")) =>
+        {
+            Outcome::UnknownSession
+        }
         Some(result) => Outcome::Finished(result),
         None if resume.is_some() && stderr_tail.contains("No conversation found") => {
             Outcome::UnknownSession

@@ -19,6 +19,9 @@ pub struct Config {
     pub agent_timeout: Duration,
     pub max_daily_usd: Option<f64>,
     pub anthropic_api_key: Option<String>,
+    /// Another Messages API for the agent (`ANTHROPIC_BASE_URL`; tests and the demo use the
+    /// sim's).
+    pub anthropic_base_url: Option<String>,
     pub github_token: Option<String>,
     /// How many conversations may run a job at the same time.
     pub max_parallel_jobs: usize,
@@ -85,6 +88,7 @@ impl Config {
             agent_timeout: Duration::from_secs(env.number("AGENT_TIMEOUT_SECS", 1800)?),
             max_daily_usd,
             anthropic_api_key,
+            anthropic_base_url: env.get("ANTHROPIC_BASE_URL"),
             github_token: env.get("GITHUB_TOKEN"),
             max_parallel_jobs: env.number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
             heartbeat: Duration::from_millis(env.number("HEARTBEAT_MS", 4000)?),

@@ -136,6 +136,7 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
         }
     };
     let session = vm.store.session(conversation).ok().flatten();
+    let started = std::time::SystemTime::now();
     let work = async {
         let mut cancel = cancel;
         let mut note = String::new();
@@ -172,7 +173,9 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
     let (text, state) = match outcome {
         Ok(Outcome::Finished(result)) => {
             let _ = vm.store.add_spend(result.total_cost_usd);
-            if result.is_error || result.subtype.starts_with("error") {
+            if let Some(sentence) = result.api_status.and_then(api_trouble) {
+                (sentence.to_string(), "done")
+            } else if result.is_error || result.subtype.starts_with("error") {
                 let detail = if result.errors.is_empty() {
                     result.text.clone()
                 } else {
@@ -182,13 +185,13 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
                     format!("The agent hit an error ({}): {detail}", result.subtype),
                     "done",
                 )
-            } else if result.text.trim().is_empty() {
-                (
-                    "The agent finished without a text reply.".to_string(),
-                    "done",
-                )
             } else {
-                (result.text, "done")
+                let text = if result.text.trim().is_empty() {
+                    "The agent finished without a text reply.".to_string()
+                } else {
+                    result.text
+                };
+                (with_denials(text, &result.denied_tools), "done")
             }
         }
         Ok(Outcome::UnknownSession) => (
@@ -232,9 +235,34 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
         &reply_id,
         conversation,
         format!("{note}{text}"),
-        collect_images(&images_dir),
+        collect_images(&images_dir, &workspace, started),
     );
     state
+}
+
+/// What a failed call to Anthropic's API means for the user, by its HTTP status.
+fn api_trouble(status: u16) -> Option<&'static str> {
+    Some(match status {
+        401 | 403 => {
+            "Anthropic refused the API key. Deploy again with a valid key (console.anthropic.com → API keys)."
+        }
+        429 => "Your Anthropic account hit a rate limit. Try again in a minute.",
+        529 => "Anthropic's API is overloaded right now. Try again in a minute.",
+        500..=599 => "Anthropic's API had a problem on its side. Try again in a minute.",
+        _ => return None,
+    })
+}
+
+/// One line naming the tools the agent was refused, so the user knows why work is missing.
+fn with_denials(text: String, denied: &[String]) -> String {
+    if denied.is_empty() {
+        text
+    } else {
+        format!(
+            "{text}\n\n(The agent was not allowed to use: {}.)",
+            denied.join(", ")
+        )
+    }
 }
 
 /// Saves attached images into the workspace and tells the agent where they are.
@@ -265,13 +293,32 @@ fn with_attachments(workspace: &std::path::Path, message: &relay::protocol::VmMe
     )
 }
 
-/// The screenshots a job left in its image folder.
-fn collect_images(dir: &std::path::Path) -> Vec<Image> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
+/// The screenshots a job made: everything in its image folder (Playwright's `--output-dir`),
+/// and images it wrote into the workspace's top level during the run (Playwright writes a
+/// screenshot the model gave a file name to there, relative to its working directory).
+fn collect_images(
+    image_dir: &std::path::Path,
+    workspace: &std::path::Path,
+    since: std::time::SystemTime,
+) -> Vec<Image> {
+    let files = |dir: &std::path::Path| -> Vec<(PathBuf, std::time::SystemTime)> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.path(), e.metadata().ok()?.modified().ok()?)))
+            .filter(|(path, _)| path.is_file())
+            .collect()
     };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<PathBuf> = files(image_dir).into_iter().map(|(p, _)| p).collect();
     paths.sort();
+    let mut made_here: Vec<PathBuf> = files(workspace)
+        .into_iter()
+        .filter(|(_, modified)| *modified >= since)
+        .map(|(p, _)| p)
+        .collect();
+    made_here.sort();
+    paths.extend(made_here);
     paths
         .into_iter()
         .filter_map(|path| {

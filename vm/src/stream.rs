@@ -25,6 +25,11 @@ pub struct AgentResult {
     pub total_cost_usd: f64,
     /// `errors[]` of error subtypes, or the API status when `is_error` came from an API call.
     pub errors: Vec<String>,
+    /// `api_error_status`: the Messages API's HTTP status when a call to it failed.
+    pub api_status: Option<u16>,
+    /// Tools the agent asked for and was not allowed (`permission_denials[].tool_name`), each
+    /// once.
+    pub denied_tools: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +71,14 @@ pub fn parse_line(line: &str) -> Result<StreamEvent, MalformedLine> {
             if let Some(status) = value["api_error_status"].as_u64() {
                 errors.push(format!("API error {status}"));
             }
+            let mut denied_tools: Vec<String> = Vec::new();
+            for denial in value["permission_denials"].as_array().into_iter().flatten() {
+                if let Some(tool) = denial["tool_name"].as_str()
+                    && !denied_tools.iter().any(|t| t == tool)
+                {
+                    denied_tools.push(tool.to_string());
+                }
+            }
             StreamEvent::Result(AgentResult {
                 session_id: value.get("session_id").and_then(text),
                 is_error: value["is_error"].as_bool().unwrap_or(false),
@@ -73,6 +86,8 @@ pub fn parse_line(line: &str) -> Result<StreamEvent, MalformedLine> {
                 text: text(&value["result"]).unwrap_or_default(),
                 total_cost_usd: value["total_cost_usd"].as_f64().unwrap_or(0.0),
                 errors,
+                denied_tools,
+                api_status: value["api_error_status"].as_u64().map(|s| s as u16),
             })
         }
         _ => StreamEvent::Other,
@@ -109,6 +124,31 @@ mod tests {
             "{}",
             result.total_cost_usd
         );
+    }
+
+    #[test]
+    fn reads_refused_tools_and_unknown_sessions_from_real_captures() {
+        let result = |capture: &str| {
+            capture
+                .lines()
+                .rev()
+                .find_map(|l| match parse_line(l) {
+                    Ok(StreamEvent::Result(r)) => Some(r),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let refused = result(include_str!(
+            "../tests/fixtures/claude-code-2.1.330/bash-tool-refused-default-mode.stream.jsonl"
+        ));
+        assert!(!refused.is_error);
+        assert_eq!(refused.denied_tools, ["Bash"]);
+        let unknown = result(include_str!(
+            "../tests/fixtures/claude-code-2.1.330/resume-unknown.stream.jsonl"
+        ));
+        assert!(unknown.is_error);
+        assert_eq!(unknown.subtype, "error_during_execution");
+        assert!(unknown.errors[0].starts_with("No conversation found"));
     }
 
     #[test]

@@ -212,7 +212,10 @@ async fn the_real_capture_and_misbehaving_agents_give_clear_replies() {
     let vm = RunningVm::start(&data, &url, &[("AGENT_TIMEOUT_SECS", "2")]).await;
     let cases = [
         ("#replay", "OK"),
-        ("#error", "The agent hit an error (success): API error 529"),
+        (
+            "#error",
+            "Anthropic's API is overloaded right now. Try again in a minute.",
+        ),
         (
             "#exit3",
             "The agent failed (exit code 3): demo agent: failing on purpose",

@@ -74,6 +74,28 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }),
     );
     note(
+        "real Claude Code",
+        timings.time(
+            "the vm running the real Claude Code CLI against the sim's model",
+            || {
+                totals.add(cmd::run_tests(
+                    Command::new("cargo")
+                        .args([
+                            "test",
+                            "-p",
+                            "vm",
+                            "--test",
+                            "real_claude",
+                            "--",
+                            "--ignored",
+                        ])
+                        .env("CLAUDE_BIN", tools::claude_bin()?),
+                )?);
+                Ok(())
+            },
+        ),
+    );
+    note(
         "page build",
         timings.time("page release build (trunk)", || {
             dist::build(root, None)?;

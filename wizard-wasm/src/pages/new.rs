@@ -46,6 +46,7 @@ fn TokenStep() -> impl IntoView {
     let config = StoredValue::new(expect_context::<Config>());
     let error = RwSignal::new(None::<String>);
     let checking = RwSignal::new(false);
+    let forwarding = crate::browser::forwarding();
     let command = Signal::derive(|| "fly tokens create org --expiry 720h".to_string());
     let check = move |_| {
         let token = wizard.fly_token.get_untracked();
@@ -79,7 +80,11 @@ fn TokenStep() -> impl IntoView {
         <StepHeader step=1 title="Your Fly.io token"/>
         <p>"textslash runs on your own Fly.io account. Create an org token in a terminal with flyctl (a dedicated org and a short expiry are safest):"</p>
         <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command id="copy-command"/></p>
-        <p class="muted">"The token goes from this page straight to Fly's API. It is never sent anywhere else."</p>
+        <p class="muted">{move || if forwarding.get() {
+            "The token goes from this page to Fly's API through the server this page came from, which passes it on without keeping it. It is sent nowhere else."
+        } else {
+            "The token goes from this page straight to Fly's API. It is never sent anywhere else."
+        }}</p>
         <Field label="Fly token" value=wizard.fly_token secret=true id="fly-token" placeholder="FlyV1 fm2_…"/>
         <label class="check">
             <input type="checkbox" id="remember-token" bind:checked=wizard.remember_token on:change=move |_| wizard.apply_token_choice()/>

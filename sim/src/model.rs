@@ -1,0 +1,353 @@
+//! A fake of Anthropic's Messages API (`POST /anthropic/v1/messages`) that the real Claude Code
+//! CLI can run against offline, with scripted replies.
+//!
+//! What it honours, as the real CLI was observed to use the API (Claude Code 2.1.330 against a
+//! local fake; `vm/tests/fixtures/claude-code-2.1.330/SOURCE.md`) and as Anthropic documents
+//! it (Messages API, streaming): the CLI posts `POST /v1/messages?beta=true` with `stream:
+//! true` and the headers `x-api-key`, `anthropic-version`; a streamed answer is server-sent
+//! events in this order: `message_start` (the message with id, type, role, model, empty
+//! content, usage), then for each content block `content_block_start` (text, or `tool_use`
+//! with id, name and an empty input), `content_block_delta` (`text_delta` or
+//! `input_json_delta`), `content_block_stop`, then `message_delta` (stop_reason `end_turn` or
+//! `tool_use`, usage) and `message_stop`. Errors have Anthropic's shape:
+//! `{"type": "error", "error": {"type": …, "message": …}}` (401 `authentication_error`, 429
+//! `rate_limit_error`, 529 `overloaded_error`).
+//!
+//! The script is chosen by words in the user's latest message, and advances with each tool
+//! result the CLI sends back:
+//! - "write a file": a `Bash` call that writes `hello.txt`, then a summary;
+//! - "write with the write tool": a `Write` call for `note.txt`, then a summary;
+//! - "dump the environment": a `Bash` call that saves `env` to `env.txt`, then a summary;
+//! - "take a screenshot" (optionally "named shot.png"): `ToolSearch` to load Playwright's
+//!   deferred tools, `browser_navigate` to the sim's chat page, `browser_take_screenshot`,
+//!   then a summary;
+//! - "long reply": one text of 6,000 characters;
+//! - "overloaded" / "rate limited": a 529 / 429 error;
+//! - "never end": a stream that starts and never finishes;
+//! - anything else: "You said: <the message>".
+
+use crate::Sim;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// What the CLI sent, for tests (bodies only; never the key).
+#[derive(Default)]
+pub struct Model {
+    requests: Mutex<Vec<Value>>,
+}
+
+impl Model {
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/anthropic/v1/messages", post(messages))
+        .route(
+            "/sim/anthropic/requests",
+            get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.model.requests()) }),
+        )
+        .with_state(sim)
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// One content block of a scripted answer.
+#[derive(Clone, Debug, PartialEq)]
+enum Block {
+    Text(String),
+    Tool { name: String, input: Value },
+}
+
+/// A scripted turn: blocks, or an error answer, or a stream that never ends.
+#[derive(Clone, Debug, PartialEq)]
+enum Turn {
+    Say(Vec<Block>),
+    Fail(StatusCode, &'static str, &'static str),
+    Hang,
+}
+
+fn say(text: impl Into<String>) -> Turn {
+    Turn::Say(vec![Block::Text(text.into())])
+}
+
+fn call(name: &str, input: Value) -> Turn {
+    Turn::Say(vec![Block::Tool {
+        name: name.into(),
+        input,
+    }])
+}
+
+/// The user's latest message (without the CLI's `<system-reminder>` blocks), and how many
+/// tool results have come back since it.
+fn conversation_state(messages: &[Value]) -> (String, usize) {
+    let texts = |m: &Value| -> Vec<String> {
+        match &m["content"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(parts) => parts
+                .iter()
+                .filter(|p| p["type"] == "text")
+                .filter_map(|p| p["text"].as_str())
+                .filter(|t| !t.trim_start().starts_with("<system-reminder>"))
+                .map(str::to_string)
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let is_tool_result = |m: &Value| {
+        m["content"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| p["type"] == "tool_result"))
+    };
+    let mut prompt = String::new();
+    let mut results = 0;
+    for message in messages.iter().filter(|m| m["role"] == "user") {
+        if is_tool_result(message) {
+            results += 1;
+        } else if let Some(text) = texts(message).last() {
+            prompt = text.clone();
+            results = 0;
+        }
+    }
+    (prompt, results)
+}
+
+/// The script: what to answer to `prompt` after `step` tool results.
+fn script(prompt: &str, step: usize, sim_base: &str) -> Turn {
+    let asked = prompt.to_lowercase();
+    if asked.contains("overloaded") {
+        return Turn::Fail(
+            StatusCode::from_u16(529).unwrap(),
+            "overloaded_error",
+            "Overloaded",
+        );
+    }
+    if asked.contains("rate limited") {
+        return Turn::Fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit",
+        );
+    }
+    if asked.contains("never end") {
+        return Turn::Hang;
+    }
+    if asked.contains("long reply") {
+        return say("This is a long answer. ".repeat(273));
+    }
+    if asked.contains("write a file") {
+        return match step {
+            0 => call(
+                "Bash",
+                json!({"command": "echo hello > hello.txt", "description": "Write hello.txt"}),
+            ),
+            _ => say("I wrote hello.txt."),
+        };
+    }
+    if asked.contains("dump the environment") {
+        return match step {
+            0 => call(
+                "Bash",
+                json!({"command": "env > env.txt", "description": "Save the environment"}),
+            ),
+            _ => say("I saved the environment to env.txt."),
+        };
+    }
+    if asked.contains("write with the write tool") {
+        return match step {
+            0 => call(
+                "Write",
+                json!({"file_path": "note.txt", "content": "written by the Write tool\n"}),
+            ),
+            _ => say("I wrote note.txt."),
+        };
+    }
+    if asked.contains("screenshot") {
+        let named = asked
+            .split_whitespace()
+            .skip_while(|w| *w != "named")
+            .nth(1)
+            .map(str::to_string);
+        let mut shot = json!({"type": "png"});
+        if let Some(name) = named {
+            shot["filename"] = json!(name);
+        }
+        return match step {
+            0 => call(
+                "ToolSearch",
+                json!({"query": "select:mcp__playwright__browser_navigate,mcp__playwright__browser_take_screenshot"}),
+            ),
+            1 => call(
+                "mcp__playwright__browser_navigate",
+                json!({"url": format!("{sim_base}/sim/chat")}),
+            ),
+            2 => call("mcp__playwright__browser_take_screenshot", shot),
+            _ => say("Here is the screenshot."),
+        };
+    }
+    say(format!("You said: {}", prompt.trim()))
+}
+
+async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !sim.config.anthropic_keys.iter().any(|k| k == key) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "the body is not JSON",
+        );
+    };
+    let Some(messages) = request["messages"].as_array() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages: Field required",
+        );
+    };
+    let (prompt, step) = conversation_state(messages);
+    sim.model.requests.lock().unwrap().push(request.clone());
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-sim")
+        .to_string();
+    let turn = script(&prompt, step, &sim.base_url);
+    let blocks = match turn {
+        Turn::Fail(status, kind, message) => return error(status, kind, message),
+        Turn::Hang => return hanging_stream(&model),
+        Turn::Say(blocks) => blocks,
+    };
+    let id = format!("msg_sim{}", sim.world.new_id(20));
+    let stop_reason = if blocks.iter().any(|b| matches!(b, Block::Tool { .. })) {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    let content: Vec<Value> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| match block {
+            Block::Text(text) => json!({"type": "text", "text": text}),
+            Block::Tool { name, input } => {
+                json!({"type": "tool_use", "id": format!("toolu_sim{i}{}", sim.world.new_id(16)), "name": name, "input": input})
+            }
+        })
+        .collect();
+    let usage = json!({"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
+    if request["stream"] != json!(true) {
+        return axum::Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop_reason, "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 100, "output_tokens": 1}}}),
+    )];
+    for (index, block) in content.iter().enumerate() {
+        let (start, delta) = if block["type"] == "text" {
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            )
+        } else {
+            (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            )
+        };
+        events.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        ));
+        events.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+            "usage": {"output_tokens": 20}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    let text: String = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect();
+    sse(Body::from(text))
+}
+
+fn sse(body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `message_start`, then nothing until the client gives up.
+fn hanging_stream(model: &str) -> Response {
+    let start = format!(
+        "event: message_start\ndata: {}\n\n",
+        json!({"type": "message_start", "message": {"id": "msg_simhang", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}})
+    );
+    // A first chunk, then a stream that never yields again (a model that stalls).
+    use futures::StreamExt;
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(start)) })
+        .chain(futures::stream::pending());
+    sse(Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_follows_tool_results() {
+        let user = |text: &str| json!({"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"}, {"type": "text", "text": text}]});
+        let result = json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]});
+        let assistant = json!({"role": "assistant", "content": [{"type": "tool_use"}]});
+        let (prompt, step) = conversation_state(&[user("please write a file")]);
+        assert_eq!((prompt.as_str(), step), ("please write a file", 0));
+        assert!(
+            matches!(script(&prompt, step, ""), Turn::Say(b) if matches!(&b[0], Block::Tool { name, .. } if name == "Bash"))
+        );
+        let (prompt, step) = conversation_state(&[user("please write a file"), assistant, result]);
+        assert_eq!(step, 1);
+        assert_eq!(script(&prompt, step, ""), say("I wrote hello.txt."));
+        assert_eq!(script("hi", 0, ""), say("You said: hi"));
+    }
+}

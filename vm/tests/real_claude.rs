@@ -1,0 +1,278 @@
+//! The vm running the real Claude Code CLI (`CLAUDE_BIN`, installed by `cargo xtask install`
+//! at the version `deploy/vm.Dockerfile` pins) against the sim's fake Messages API, offline.
+//! `cargo xtask test` runs these (`--ignored`, since they need the CLI).
+//!
+//! The agent runs with the flags the image uses (`--allowedTools`, which Claude Code accepts
+//! as root too), so these tests, which run as root, exercise exactly what production does.
+
+use relay::protocol::{Callback, CallbackKind, VmMessage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "vm-real-claude-token";
+
+/// A relay stand-in that keeps every non-typing callback.
+#[derive(Clone, Default)]
+struct Relay {
+    replies: Arc<Mutex<Vec<Callback>>>,
+}
+
+impl Relay {
+    async fn start() -> (Relay, String) {
+        let relay = Relay::default();
+        let state = relay.clone();
+        let app = axum::Router::new().route(
+            "/callback",
+            axum::routing::post(move |axum::Json(callback): axum::Json<Callback>| {
+                let relay = state.clone();
+                async move {
+                    if callback.kind != CallbackKind::Typing {
+                        let mut replies = relay.replies.lock().unwrap();
+                        if !replies.iter().any(|r| r.id == callback.id) {
+                            replies.push(callback);
+                        }
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/callback", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (relay, url)
+    }
+
+    /// Waits for the `count`-th reply in `conversation` (up to `within`).
+    async fn reply(&self, conversation: &str, count: usize, within: Duration) -> Callback {
+        let started = Instant::now();
+        loop {
+            let replies: Vec<Callback> = self
+                .replies
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.conversation == conversation)
+                .cloned()
+                .collect();
+            if replies.len() >= count {
+                return replies[count - 1].clone();
+            }
+            assert!(
+                started.elapsed() < within,
+                "no reply #{count} in {conversation}: {replies:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+struct World {
+    sim: sim::SimHandle,
+    relay: Relay,
+    vm_url: String,
+    data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl World {
+    async fn start(extra: &[(&str, &str)]) -> World {
+        let data = tempfile::tempdir().unwrap();
+        let sim = sim::start(
+            sim::SimConfig::new(data.path().join("sim")),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let (relay, callback_url) = Relay::start().await;
+        let claude = std::env::var("CLAUDE_BIN").expect("CLAUDE_BIN: cargo xtask test sets it");
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("VM_TOKEN".to_string(), TOKEN.to_string()),
+            ("RELAY_CALLBACK_URL".into(), callback_url),
+            (
+                "DATA_DIR".into(),
+                data.path().join("vm").display().to_string(),
+            ),
+            ("AGENT_CMD".into(), claude),
+            ("ANTHROPIC_API_KEY".into(), sim::SIM_ANTHROPIC_KEY.into()),
+            (
+                "ANTHROPIC_BASE_URL".into(),
+                format!("{}/anthropic", sim.base_url()),
+            ),
+            ("HEARTBEAT_MS".into(), "1000".into()),
+            ("IDLE_TIMEOUT_SECS".into(), "600".into()),
+        ]);
+        for (name, value) in extra {
+            env.insert(name.to_string(), value.to_string());
+        }
+        let config = vm::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let vm_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(vm::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        World {
+            sim,
+            relay,
+            vm_url,
+            data,
+            _stop: stop,
+        }
+    }
+
+    async fn send(&self, id: &str, conversation: &str, text: &str) {
+        let message = VmMessage {
+            id: id.into(),
+            conversation: conversation.into(),
+            sender: conversation.into(),
+            text: text.into(),
+            images: vec![],
+        };
+        let started = Instant::now();
+        loop {
+            let answer = reqwest::Client::new()
+                .post(format!("{}/messages", self.vm_url))
+                .bearer_auth(TOKEN)
+                .json(&message)
+                .send()
+                .await;
+            if let Ok(answer) = answer {
+                assert!(answer.status().is_success(), "{}", answer.status());
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the vm never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The workspace of the one conversation this world has had.
+    fn workspace(&self) -> std::path::PathBuf {
+        let dirs: Vec<_> = std::fs::read_dir(self.data.path().join("vm/workspaces"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
+    }
+
+    /// The user texts the model saw, in order.
+    fn prompts(&self) -> Vec<String> {
+        self.sim
+            .sim
+            .model
+            .requests()
+            .iter()
+            .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
+            .filter(|m| m["role"] == "user")
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn the_agent_runs_tools_and_its_files_stay_in_the_workspace() {
+    let world = World::start(&[]).await;
+    world
+        .send("m1", "telegram:1", "please write a file for me")
+        .await;
+    let reply = world.relay.reply("telegram:1", 1, LONG).await;
+    assert_eq!(reply.text, "I wrote hello.txt.", "{reply:?}");
+    let file = world.workspace().join("hello.txt");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "hello");
+    // The model's requests carried the key to the sim and nothing of the vm's own secrets.
+    let requests = world.sim.sim.model.requests();
+    assert!(requests.len() >= 2, "a tool call and its result");
+    assert!(!serde_json::to_string(&requests).unwrap().contains(TOKEN));
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_message_starting_with_a_dash_is_text_and_a_session_carries_on() {
+    let world = World::start(&[]).await;
+    world.send("d1", "telegram:2", "- list the files").await;
+    let first = world.relay.reply("telegram:2", 1, LONG).await;
+    assert_eq!(first.text, "You said: - list the files");
+    world.send("d2", "telegram:2", "--version").await;
+    let second = world.relay.reply("telegram:2", 2, LONG).await;
+    assert_eq!(second.text, "You said: --version");
+    // The second run resumed the first: the model saw both messages in one conversation.
+    let last = world.sim.sim.model.requests().last().cloned().unwrap();
+    let texts = serde_json::to_string(&last["messages"]).unwrap();
+    assert!(
+        texts.contains("- list the files") && texts.contains("--version"),
+        "{texts}"
+    );
+    assert!(world.prompts().iter().any(|p| p == "--version"));
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn an_unknown_session_starts_afresh_with_a_note() {
+    let world = World::start(&[]).await;
+    world.send("u1", "telegram:3", "hello").await;
+    world.relay.reply("telegram:3", 1, LONG).await;
+    // The CLI's own record of the session goes (a wiped config folder, say).
+    std::fs::remove_dir_all(world.data.path().join("vm/claude/projects")).unwrap();
+    world.send("u2", "telegram:3", "are you there").await;
+    let reply = world.relay.reply("telegram:3", 2, LONG).await;
+    assert!(
+        reply
+            .text
+            .starts_with("(Your previous session could not be found"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.ends_with("You said: are you there"),
+        "{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_model_error_gives_a_sentence_and_a_stuck_run_times_out() {
+    let world = World::start(&[("AGENT_TIMEOUT_SECS", "20")]).await;
+    world.send("e1", "telegram:4", "are you overloaded").await;
+    let reply = world.relay.reply("telegram:4", 1, LONG).await;
+    assert_eq!(
+        reply.text,
+        "Anthropic's API is overloaded right now. Try again in a minute."
+    );
+    world.send("e2", "telegram:5", "never end this").await;
+    let stuck = world.relay.reply("telegram:5", 1, LONG).await;
+    assert!(stuck.text.contains("ran out of time"), "{}", stuck.text);
+    // And the vm still serves.
+    world.send("e3", "telegram:5", "still there").await;
+    let after = world.relay.reply("telegram:5", 2, LONG).await;
+    assert!(
+        after.text.ends_with("You said: still there"),
+        "{}",
+        after.text
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn the_agent_sees_none_of_the_vm_s_secrets() {
+    let world = World::start(&[]).await;
+    world
+        .send("s1", "telegram:6", "please dump the environment")
+        .await;
+    let reply = world.relay.reply("telegram:6", 1, LONG).await;
+    assert_eq!(reply.text, "I saved the environment to env.txt.");
+    let env = std::fs::read_to_string(world.workspace().join("env.txt")).unwrap();
+    assert!(env.contains("ANTHROPIC_BASE_URL="), "{env}");
+    for withheld in ["VM_TOKEN", "RELAY_CALLBACK_URL", TOKEN] {
+        assert!(!env.contains(withheld), "the agent sees {withheld}");
+    }
+}
