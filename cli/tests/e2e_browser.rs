@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{eventually, machine_binaries, telegram_user_sends, vm_state, workspace};
+use common::{claude_bin, eventually, machine_binaries, telegram_user_sends, vm_state, workspace};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -369,14 +369,15 @@ impl std::ops::Deref for World {
 
 impl World {
     async fn start(dir: &Path, host: Host) -> World {
-        let (relay, vm, agent) = machine_binaries();
+        let (relay, vm, _) = machine_binaries();
         let mut config = sim::SimConfig::new(dir.to_path_buf());
         config.images.rules = vec![
             ("relay".into(), sim::Program::Path(relay)),
             ("vm".into(), sim::Program::Path(vm)),
         ];
         config.machine_env = vec![
-            ("AGENT_CMD".into(), agent.display().to_string()),
+            // The real Claude Code, against the sim's scripted model.
+            ("AGENT_CMD".into(), claude_bin().display().to_string()),
             ("IDLE_TIMEOUT_SECS".into(), "2".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];

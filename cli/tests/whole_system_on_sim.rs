@@ -1,7 +1,9 @@
 //! The whole product on one machine: `textslash deploy` provisions the sim's "Fly", which runs
 //! the real relay and vm binaries as machines; a user writes to the bot through the sim's fake
 //! Telegram; the relay journals the message and wakes the stopped vm through Flycast; the vm
-//! runs the demo agent and the reply comes back to the user; then `textslash teardown`.
+//! runs the real Claude Code (against the sim's scripted model) and the reply, and a
+//! screenshot taken with the real Playwright MCP and Chromium, come back to the user; then
+//! `textslash teardown`.
 
 mod common;
 
@@ -32,7 +34,7 @@ fn textslash(sim: &sim::SimHandle, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_chat_through_a_cold_vm_and_tear_down() {
-    let (relay_bin, vm_bin, agent_bin) = common::machine_binaries();
+    let (relay_bin, vm_bin, _) = common::machine_binaries();
     let dir = tempfile::tempdir().unwrap();
     let mut config = sim::SimConfig::new(dir.path().to_path_buf());
     config.images.rules = vec![
@@ -40,7 +42,12 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         ("vm".into(), sim::Program::Path(vm_bin)),
     ];
     config.machine_env = vec![
-        ("AGENT_CMD".into(), agent_bin.display().to_string()),
+        // The real Claude Code, against the sim's scripted model (ANTHROPIC_BASE_URL).
+        (
+            "AGENT_CMD".into(),
+            common::claude_bin().display().to_string(),
+        ),
+        ("CHROMIUM_PATH".into(), "/usr/bin/chromium".into()),
         // Sleep soon, so the test sees the vm stopped and woken again.
         ("IDLE_TIMEOUT_SECS".into(), "2".into()),
         ("RUST_LOG".into(), "warn".into()),
@@ -97,7 +104,24 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         "started",
         "Flycast woke the vm"
     );
-    assert!(reply.text.contains("[demo agent, not Claude]"));
+    assert!(
+        !sim.sim.model.requests().is_empty(),
+        "the reply came from Claude Code asking the (sim's) model"
+    );
+
+    // A screenshot through the real Playwright MCP and Chromium arrives as a photo.
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "take a screenshot").await,
+        200
+    );
+    eventually("the screenshot", Duration::from_secs(60), async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.kind == "photo" && s.to == format!("telegram:{OWNER}"))
+    })
+    .await;
     assert!(
         sim.sim
             .channels

@@ -125,6 +125,11 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             "TWILIO_API_BASE".to_string(),
             format!("{}/twilio", sim.base_url),
         );
+        // …and the sim's fake Messages API, which the real Claude Code runs against offline.
+        env.insert(
+            "ANTHROPIC_BASE_URL".to_string(),
+            format!("{}/anthropic", sim.base_url),
+        );
         for (k, v) in &sim.config.machine_env {
             env.insert(k.clone(), v.clone());
         }

@@ -276,3 +276,29 @@ async fn the_agent_sees_none_of_the_vm_s_secrets() {
         assert!(!env.contains(withheld), "the agent sees {withheld}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn screenshots_through_playwright_mcp_arrive_as_images_named_or_not() {
+    let world = World::start(&[("CHROMIUM_PATH", "/usr/bin/chromium")]).await;
+    world.send("p1", "telegram:7", "take a screenshot").await;
+    let shot = world.relay.reply("telegram:7", 1, LONG).await;
+    assert_eq!(shot.text, "Here is the screenshot.", "{shot:?}");
+    assert_eq!(shot.images.len(), 1, "{:?}", shot.text);
+    assert_eq!(shot.images[0].content_type, "image/png");
+    // Given a file name, Playwright writes into the workspace instead of its output folder.
+    world
+        .send("p2", "telegram:7", "take a screenshot named shot.png")
+        .await;
+    let named = world.relay.reply("telegram:7", 2, LONG).await;
+    assert_eq!(named.images.len(), 1, "{named:?}");
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(&named.images[0].data_base64)
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a real PNG");
+    assert!(
+        world.workspace().join("shot.png").is_file(),
+        "the named screenshot is in the workspace"
+    );
+}

@@ -2,8 +2,9 @@
 //! the page served from it and `config.json` pointing at it, until Ctrl-C (the sim's machines
 //! are its children and stop with it).
 //!
-//! The vm runs the real `claude` when it is on PATH and `ANTHROPIC_API_KEY` is set (the sim
-//! then accepts that key); otherwise the built-in demo agent, which labels every reply.
+//! The vm runs the real Claude Code (installed at the vm image's version): against the sim's
+//! scripted model, or against Anthropic's API when `ANTHROPIC_API_KEY` is set (the sim then
+//! accepts that key as the deployment's).
 
 use crate::cmd::{self, Timings};
 use crate::{dist, tools};
@@ -16,6 +17,7 @@ const PORT: u16 = 4280;
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let mut timings = Timings::default();
     tools::ensure_page_tools(root, &mut timings)?;
+    tools::ensure_agent_tools(root, &mut timings)?;
     cmd::run(
         Command::new("cargo").args(["build", "-p", "sim", "-p", "relay", "-p", "vm", "-p", "cli"]),
     )?;
@@ -29,8 +31,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     dist::build(root, Some(&config))?;
 
     let bin = root.join("target/debug");
-    let real_claude = cmd::output(Command::new("claude").arg("--version")).is_some()
-        && std::env::var_os("ANTHROPIC_API_KEY").is_some();
+    let real_model = std::env::var_os("ANTHROPIC_API_KEY").is_some();
     let mut sim = Command::new(bin.join("textslash-sim"));
     sim.args([
         "--port",
@@ -45,26 +46,28 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     .arg("--image")
     .arg(format!("vm={}", bin.join("vm").display()))
     // The vm sleeps after two idle minutes, so the next message shows the wake-up.
-    .args(["--machine-env", "IDLE_TIMEOUT_SECS=120"]);
-    if real_claude {
-        sim.args(["--anthropic-key-from-env", "ANTHROPIC_API_KEY"]);
-    } else {
-        sim.arg("--machine-env").arg(format!(
-            "AGENT_CMD={}",
-            bin.join("textslash-demo-agent").display()
-        ));
+    .args(["--machine-env", "IDLE_TIMEOUT_SECS=120"])
+    .arg("--machine-env")
+    .arg(format!("AGENT_CMD={}", tools::claude_bin()?.display()))
+    .args(["--machine-env", "CHROMIUM_PATH=/usr/bin/chromium"]);
+    if real_model {
+        sim.args(["--anthropic-key-from-env", "ANTHROPIC_API_KEY"])
+            .args([
+                "--machine-env",
+                "ANTHROPIC_BASE_URL=https://api.anthropic.com",
+            ]);
     }
 
     let telegram = sim_constant("SIM_TELEGRAM_BOT");
-    let anthropic = if real_claude {
+    let anthropic = if real_model {
         "your ANTHROPIC_API_KEY".to_string()
     } else {
         sim_constant("SIM_ANTHROPIC_KEY")
     };
-    let agent = if real_claude {
-        "the real Claude Code (found `claude` and ANTHROPIC_API_KEY)"
+    let agent = if real_model {
+        "Claude Code with Anthropic's API (your ANTHROPIC_API_KEY)"
     } else {
-        "the built-in demo agent (install Claude Code and set ANTHROPIC_API_KEY for the real one)"
+        "Claude Code with the sim's scripted model (set ANTHROPIC_API_KEY for the real one)"
     };
     println!(
         r#"
@@ -89,7 +92,7 @@ textslash demo: everything runs on this machine; nothing reaches Fly, Telegram o
 "#,
         sid = sim_constant("SIM_TWILIO_SID"),
         twilio = sim_constant("SIM_TWILIO_TOKEN"),
-        anthropic_cli = if real_claude {
+        anthropic_cli = if real_model {
             "$ANTHROPIC_API_KEY".to_string()
         } else {
             sim_constant("SIM_ANTHROPIC_KEY")

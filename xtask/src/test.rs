@@ -65,11 +65,11 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     note(
         "cargo test",
         timings.time("cargo test --workspace", || {
-            totals.add(cmd::run_tests(Command::new("cargo").args([
-                "test",
-                "--workspace",
-                "--all-features",
-            ]))?);
+            totals.add(cmd::run_tests(
+                Command::new("cargo")
+                    .args(["test", "--workspace", "--all-features"])
+                    .env("CLAUDE_BIN", tools::claude_bin()?),
+            )?);
             Ok(())
         }),
     );
@@ -137,7 +137,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                             "--test-threads",
                             "1",
                         ])
-                        .env("CHROMEDRIVER", tools::CHROMEDRIVER),
+                        .env("CHROMEDRIVER", tools::CHROMEDRIVER)
+                        .env("CLAUDE_BIN", tools::claude_bin()?),
                 )?);
                 Ok(())
             },

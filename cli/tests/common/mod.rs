@@ -35,6 +35,19 @@ pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// The real Claude Code CLI the vm machines run: `CLAUDE_BIN` (which `cargo xtask test`
+/// sets), or `claude` on PATH (`cargo xtask install` puts it there, at the version the vm
+/// image pins).
+pub fn claude_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CLAUDE_BIN") {
+        return PathBuf::from(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("claude"))
+        .find(|path| path.is_file())
+        .expect("Claude Code is not installed: run `cargo xtask install`")
+}
+
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
