@@ -26,14 +26,38 @@ impl Method {
     }
 }
 
-/// One request. `headers` may carry the Authorization header: a transport must never log it.
-#[derive(Clone, Debug)]
+/// One request. `headers` may carry the Authorization header: a transport must never log it,
+/// and `Debug` shows `<redacted>` in its place, so a `{:?}` cannot leak the Fly token.
+#[derive(Clone)]
 pub struct HttpRequest {
     pub method: Method,
     pub url: String,
     pub headers: Vec<(String, String)>,
     /// A JSON document, sent with `Content-Type: application/json`.
     pub body: Option<String>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if name.eq_ignore_ascii_case("authorization") {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("body", &self.body.as_ref().map(|b| b.len()))
+            .finish()
+    }
 }
 
 /// What came back. Bodies are small JSON documents, so a `String` is enough.
@@ -79,5 +103,24 @@ impl<C: Clock + ?Sized> Clock for &C {
     }
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_authorization_header_or_the_body() {
+        let request = HttpRequest {
+            method: Method::Post,
+            url: "https://api.machines.dev/v1/apps/a/secrets".into(),
+            headers: vec![("Authorization".into(), "FlyV1 fm2_secret".into())],
+            body: Some(r#"{"values":{"ANTHROPIC_API_KEY":"sk-ant-secret"}}"#.into()),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("fm2_secret"), "{shown}");
+        assert!(!shown.contains("sk-ant-secret"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("/v1/apps/a/secrets"));
     }
 }

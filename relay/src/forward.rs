@@ -9,7 +9,6 @@ use crate::protocol::{Image, VmMessage};
 use crate::{App, SendError, backoff, media, sleep_unless_stopped, telegram, twilio};
 use base64::Engine;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -92,7 +91,6 @@ async fn deliver(
         };
         match outcome {
             Ok(()) => {
-                app.vm_reachable.store(true, Ordering::Relaxed);
                 if let Err(error) = app.journal.mark_delivered(seq) {
                     // The vm de-duplicates on id, so a repeat after this is harmless.
                     tracing::error!("could not mark a message delivered: {error}");
@@ -112,7 +110,6 @@ async fn deliver(
                 return true;
             }
             Err(Delivery::Retry(reason)) => {
-                app.vm_reachable.store(false, Ordering::Relaxed);
                 tracing::warn!(id = %message.id, attempt, "vm not reachable yet: {reason}");
             }
         }

@@ -29,7 +29,6 @@ pub mod twilio;
 use config::Config;
 use journal::Journal;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
@@ -57,8 +56,6 @@ pub struct App {
     /// Rung when a reply is queued.
     pub outbox_wake: Notify,
     pub started: Instant,
-    /// Whether the last attempt to reach the vm succeeded.
-    pub vm_reachable: AtomicBool,
     /// The Telegram webhook's registration, as `/health` reports it (no secret in it).
     pub telegram_webhook: std::sync::Mutex<WebhookState>,
 }
@@ -109,7 +106,6 @@ pub async fn run(
         inbox_wake: Notify::new(),
         outbox_wake: Notify::new(),
         started: Instant::now(),
-        vm_reachable: AtomicBool::new(false),
         telegram_webhook: std::sync::Mutex::new(if config_has_telegram {
             WebhookState::Registering
         } else {

@@ -13,14 +13,12 @@ use crate::protocol::{Callback, CallbackKind, bearer_matches};
 use crate::{App, media, telegram, twilio};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// Webhook bodies are small; a reply with screenshots is not.
 const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
@@ -34,9 +32,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/webhook", post(twilio_webhook))
         .route("/webhook/telegram", post(telegram_webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    // The handler reads (and limits) its body itself, after checking the token.
     let callback = Router::new()
         .route("/callback", post(callback))
-        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(webhooks)
         .merge(callback)
@@ -186,13 +185,25 @@ async fn telegram_webhook(
     )
 }
 
-async fn callback(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The body (up to 32 MiB of images) is read only after the token checks out, so nobody
+/// without `VM_TOKEN` can make the relay hold large uploads in memory.
+async fn callback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !bearer_matches(authorization, &app.config.vm_token) {
         return refuse(StatusCode::UNAUTHORIZED, "bad or missing VM_TOKEN");
     }
+    let Ok(body) = axum::body::to_bytes(body, CALLBACK_BODY_LIMIT).await else {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "a callback is at most 32 MiB",
+        );
+    };
     let Ok(callback) = serde_json::from_slice::<Callback>(&body) else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -252,24 +263,10 @@ async fn callback(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-#[derive(serde::Deserialize)]
-struct HealthQuery {
-    deep: Option<String>,
-}
-
-async fn health(State(app): State<Arc<App>>, Query(query): Query<HealthQuery>) -> Response {
-    let deep = query.deep.is_some_and(|v| v == "1" || v == "true");
-    if deep {
-        // Through Flycast this starts a stopped vm; allow for its boot.
-        let reachable = app
-            .http
-            .get(format!("{}/health", app.config.vm_url))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        app.vm_reachable.store(reachable, Ordering::Relaxed);
-    }
+/// The relay's own state, for anyone (the page, Fly's checks). It never touches the vm: a
+/// request through Flycast would start the 2 GB machine, and this route is public. The page
+/// reads the vm's state from the Machines API instead.
+async fn health(State(app): State<Arc<App>>) -> Response {
     let (inbox, outbox) = app.journal.depth().unwrap_or((-1, -1));
     let body = serde_json::json!({
         "ok": true,
@@ -277,7 +274,6 @@ async fn health(State(app): State<Arc<App>>, Query(query): Query<HealthQuery>) -
         "uptime_secs": app.started.elapsed().as_secs(),
         "channels": app.config.channels(),
         "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
-        "vm": {"reachable": app.vm_reachable.load(Ordering::Relaxed), "checked_now": deep},
         "telegram_webhook": *app.telegram_webhook.lock().expect("webhook state lock"),
     });
     (

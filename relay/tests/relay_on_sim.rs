@@ -902,3 +902,61 @@ async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_unauthenticated_callback_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    // Announce 32 MiB and send none of it: the answer must not wait for the body.
+    let mut stream = tokio::net::TcpStream::connect(relay.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /callback HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: 33554432\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("the relay waited for the body of an unauthenticated upload")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..read]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn public_health_reports_the_relay_alone_and_never_wakes_the_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    // A "vm" that counts every connection made to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vm_url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    for query in ["", "?deep=1", "?deep=true"] {
+        let health: serde_json::Value = reqwest::get(format!("{}/health{query}", relay.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["ok"], true);
+        assert!(health.get("vm").is_none(), "{health}");
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the health check reached the vm"
+    );
+    relay.shut_down().await;
+}
