@@ -28,6 +28,13 @@ pub enum Error {
     NameTaken { app: String },
 
     #[error(
+        "An app named `{app}` already exists in your org and is not a textslash deployment (its \
+         machines were not made by textslash). Pick another prefix; textslash will not change or \
+         delete it."
+    )]
+    NotOurs { app: String },
+
+    #[error(
         "Fly has no capacity for this machine in region `{region}` right now. Pick another region, or retry later."
     )]
     NoCapacity { region: String },

@@ -27,6 +27,26 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role an app of a deployment has by its name (`<prefix>-relay`, `<prefix>-vm`).
+    pub fn of_app(app: &str) -> Option<Role> {
+        if app.ends_with("-relay") {
+            Some(Role::Relay)
+        } else if app.ends_with("-vm") {
+            Some(Role::Vm)
+        } else {
+            None
+        }
+    }
+
+    /// Whether every live machine of an app with this role is textslash's own (carries this
+    /// role in its metadata). An app with no machine yet is a deploy that stopped early.
+    pub fn owns(self, machines: &[crate::fly::Machine]) -> bool {
+        machines
+            .iter()
+            .filter(|m| m.is_live())
+            .all(|m| m.metadata(ROLE_KEY) == Some(self.as_str()))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Relay => "relay",

@@ -232,8 +232,18 @@ pub async fn teardown<T: Transport, C: Clock>(
             }
             AppName::Ours(_) => {}
         }
-        let mut removed = Vec::new();
+        // Only a deployment's own apps are deleted: named `<prefix>-relay`/`-vm`, and every
+        // machine in them made by textslash. A bookmark can name anything.
         let machines = fly.list_machines(app).await?;
+        if !Role::of_app(app).is_some_and(|role| role.owns(&machines)) {
+            leftovers.push(Leftover {
+                what: format!("app {app}"),
+                why: "it is not a textslash deployment's (its name or machines are not ours), so it was left alone".into(),
+            });
+            emit(StepState::Failed, format!("{app} is not ours; left alone"));
+            continue;
+        }
+        let mut removed = Vec::new();
         for machine in machines.iter().filter(|m| m.is_live()) {
             record(
                 &mut leftovers,

@@ -296,7 +296,10 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         for (name, state) in [(&relay, a), (&vm, b)] {
             match state {
                 AppName::TakenElsewhere => return Err(Error::NameTaken { app: name.clone() }),
-                AppName::Ours(_) => ours.push(name.clone()),
+                AppName::Ours(_) => {
+                    self.ensure_ours(name).await?;
+                    ours.push(name.clone())
+                }
                 AppName::Free => {}
             }
         }
@@ -313,8 +316,20 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
+    /// An existing app is adopted only if it is a deployment's: a same-named app of the
+    /// user's own is never changed.
+    async fn ensure_ours(&self, name: &str) -> Result<(), Error> {
+        let role = Role::of_app(name).expect("deployment apps end in -relay or -vm");
+        if role.owns(&self.fly.list_machines(name).await?) {
+            Ok(())
+        } else {
+            Err(Error::NotOurs { app: name.into() })
+        }
+    }
+
     async fn ensure_app(&self, name: &str, org: &str) -> Result<Outcome, Error> {
         if let AppName::Ours(_) = self.fly.app_name(name).await? {
+            self.ensure_ours(name).await?;
             return Ok(Outcome::AlreadyDone(format!("{name} exists")));
         }
         self.fly.create_app(name, org).await?;

@@ -518,3 +518,42 @@ async fn a_resume_in_another_region_moves_the_unused_volume_there() {
         .unwrap();
     assert_eq!(machine.region.as_deref(), Some("fra"));
 }
+
+#[tokio::test]
+async fn an_app_that_is_not_a_deployment_s_is_never_adopted_or_deleted() {
+    let h = Harness::start().await;
+    let fly = h.client("sim-token");
+    // The user's own app happens to be called like a deployment's relay.
+    fly.create_app("mine-relay", "personal").await.unwrap();
+    let theirs = provision::fly::CreateMachineRequest {
+        name: None,
+        region: Some("ams".into()),
+        config: provision::fly::MachineConfig {
+            image: "test/relay:1".into(),
+            ..Default::default()
+        },
+        min_secrets_version: None,
+    };
+    fly.create_machine("mine-relay", &theirs).await.unwrap();
+
+    let (refused, _) = deploy(&fly, &h.spec("mine")).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(
+        refused,
+        Error::NotOurs {
+            app: "mine-relay".into()
+        }
+    );
+    assert!(refused.to_string().contains("Pick another prefix"));
+
+    let leftovers = ops::teardown(&fly, &["mine-relay"], &|_: &Event| {})
+        .await
+        .unwrap();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert!(leftovers[0].why.contains("not a textslash deployment"));
+    // Untouched: the app, its machine, and nothing created beside it.
+    let dump = h.dump().await;
+    assert_eq!(dump["apps"].as_array().unwrap().len(), 1, "{dump}");
+    assert_eq!(dump["apps"][0]["name"], "mine-relay");
+    assert_eq!(dump["apps"][0]["machines"][0][1], "started");
+}

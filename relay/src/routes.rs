@@ -48,6 +48,17 @@ fn twiml_ok() -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], TWIML_EMPTY).into_response()
 }
 
+/// A short keyed hash of a stranger's id: HMAC-SHA1 under this relay's `VM_TOKEN`, so it
+/// cannot be reversed by trying every phone number.
+fn stranger_tag(key: &str, sender: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(sender.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Telegram repeats a webhook that did not get a 2xx, so an unsaved message comes back.
 fn telegram_retries_later() -> Response {
     refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
@@ -74,8 +85,12 @@ fn take_in(
     unsaved: fn() -> Response,
 ) -> Response {
     if !app.config.is_allowed(&message.sender) {
-        // The sender's id helps the owner fix ALLOWED_SENDERS; the text is none of our business.
-        tracing::info!(sender = %message.sender, "dropped a message from a sender not in ALLOWED_SENDERS");
+        // A stranger's number or id is personal data: the log gets a keyed hash, which tells
+        // repeated senders apart without naming them; the text is none of our business.
+        tracing::info!(
+            stranger = %stranger_tag(&app.config.vm_token, &message.sender),
+            "dropped a message from a sender not in ALLOWED_SENDERS"
+        );
         return ok();
     }
     match app.journal.accept(&message) {

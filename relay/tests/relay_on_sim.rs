@@ -960,3 +960,59 @@ async fn public_health_reports_the_relay_alone_and_never_wakes_the_vm() {
     );
     relay.shut_down().await;
 }
+
+#[tokio::test]
+async fn strangers_are_logged_by_a_keyed_hash_never_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut env = base_env(&sim, &vm_url, &dir.path().join("relay"));
+    env.insert("PORT".into(), port.to_string());
+    env.insert("PUBLIC_URL".into(), url.clone());
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .envs(env)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_webhook(&sim).await;
+    assert_eq!(telegram_user_sends(&sim, 987654321, "hi", false).await, 200);
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(
+            &json!({"url": format!("{url}/webhook/twilio"), "from": "whatsapp:+19995550123",
+                      "to": format!("whatsapp:{BOT_WA}"), "body": "hi"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["webhook_status"], 200);
+    relay.kill().unwrap();
+    let output = relay.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        log.matches("sender not in ALLOWED_SENDERS").count(),
+        2,
+        "{log}"
+    );
+    for number in ["987654321", "19995550123"] {
+        assert!(
+            !log.contains(number),
+            "a stranger's id is in the log: {log}"
+        );
+    }
+}

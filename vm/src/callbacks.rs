@@ -11,6 +11,8 @@ use tokio::sync::watch;
 enum Posted {
     Accepted,
     Retry(String),
+    /// 413: the relay will not take a body this large (its limit is 32 MiB).
+    TooLarge,
     Refused(String),
 }
 
@@ -25,7 +27,8 @@ async fn post(vm: &Vm, callback: &Callback) -> Posted {
         .await;
     match response {
         Ok(r) if r.status().is_success() => Posted::Accepted,
-        Ok(r) if r.status().as_u16() == 400 || r.status().as_u16() == 413 => {
+        Ok(r) if r.status().as_u16() == 413 => Posted::TooLarge,
+        Ok(r) if r.status().as_u16() == 400 => {
             Posted::Refused(format!("relay answered {}", r.status()))
         }
         Ok(r) => Posted::Retry(format!("relay answered {}", r.status())),
@@ -36,8 +39,29 @@ async fn post(vm: &Vm, callback: &Callback) -> Posted {
 /// Sends the oldest stored callback: `None` when there is none, `Err` when it should be retried.
 async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
     let (seq, callback) = vm.store.next_callback().ok()??;
-    Some(match post(vm, &callback).await {
+    let mut outcome = post(vm, &callback).await;
+    if matches!(outcome, Posted::TooLarge) && !callback.images.is_empty() {
+        // The text must arrive: send it without the images, saying which did not fit.
+        let count = callback.images.len();
+        let text = format!(
+            "{}\n\n({count} image{} could not be sent: too large for the relay.)",
+            callback.text,
+            if count == 1 { "" } else { "s" }
+        );
+        let text_only = Callback {
+            text: text.trim_start().to_string(),
+            images: vec![],
+            ..callback.clone()
+        };
+        outcome = post(vm, &text_only).await;
+    }
+    Some(match outcome {
         Posted::Accepted => {
+            let _ = vm.store.callback_done(seq);
+            Ok(())
+        }
+        Posted::TooLarge => {
+            tracing::error!(id = %callback.id, "the relay refused a result as too large");
             let _ = vm.store.callback_done(seq);
             Ok(())
         }

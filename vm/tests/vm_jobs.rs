@@ -16,6 +16,8 @@ struct FakeRelay {
     typing: Arc<AtomicUsize>,
     /// Answer 503 to this many callbacks first (a relay outage).
     fail_first: Arc<AtomicUsize>,
+    /// Answer 413 to any callback with images (a body over the relay's limit).
+    refuse_images: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeRelay {
@@ -38,6 +40,10 @@ impl FakeRelay {
                         if callback.kind == CallbackKind::Typing {
                             relay.typing.fetch_add(1, Ordering::SeqCst);
                             return axum::http::StatusCode::OK;
+                        }
+                        if relay.refuse_images.load(Ordering::SeqCst) && !callback.images.is_empty()
+                        {
+                            return axum::http::StatusCode::PAYLOAD_TOO_LARGE;
                         }
                         if relay.fail_first.load(Ordering::SeqCst) > 0 {
                             relay.fail_first.fetch_sub(1, Ordering::SeqCst);
@@ -253,6 +259,25 @@ async fn the_real_capture_and_misbehaving_agents_give_clear_replies() {
         "{again:?}"
     );
     assert!(again[1].contains("You said: again"));
+    vm.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_reply_too_large_for_the_relay_still_brings_its_text() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    relay.refuse_images.store(true, Ordering::SeqCst);
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    vm.send("big1", "telegram:big", "take a screenshot").await;
+    let reply = relay.wait_for("telegram:big", 1).await;
+    assert!(
+        reply[0].contains("You said: take a screenshot"),
+        "{reply:?}"
+    );
+    assert!(
+        reply[0].ends_with("(1 image could not be sent: too large for the relay.)"),
+        "{reply:?}"
+    );
     vm.shut_down().await;
 }
 

@@ -94,6 +94,14 @@ pub fn find(store: &dyn KeyValue, prefix: &str) -> Option<Deployment> {
     deployments(store).into_iter().find(|d| d.prefix == prefix)
 }
 
+/// Whether other pages can read this page's storage: localStorage belongs to the origin, and
+/// on a shared host (`<owner>.github.io/<repo>`, or any page below the root of its host)
+/// every other page of that origin reads the same storage.
+pub fn origin_is_shared(host: &str, path: &str) -> bool {
+    let shared_hosts = [".github.io", ".gitlab.io", ".pages.dev", ".netlify.app"];
+    shared_hosts.iter().any(|h| host.ends_with(h)) || !path.trim_matches('/').is_empty()
+}
+
 /// The export file's content.
 pub fn export(store: &dyn KeyValue) -> String {
     serde_json::to_string_pretty(&deployments(store)).expect("deployments serialise")
@@ -113,6 +121,15 @@ pub fn import(store: &dyn KeyValue, text: &str) -> Result<usize, String> {
             "That file holds a deployment with an invalid prefix; nothing was imported.".into(),
         );
     }
+    // Teardown deletes the apps a bookmark names: they must be the prefix's own two apps.
+    if incoming.iter().any(|d| {
+        d.relay_app != format!("{}-relay", d.prefix) || d.vm_app != format!("{}-vm", d.prefix)
+    }) {
+        return Err(
+            "That file names apps that do not match their deployment's prefix; nothing was imported."
+                .into(),
+        );
+    }
     for deployment in incoming.iter().rev() {
         remember(store, deployment);
     }
@@ -123,10 +140,30 @@ pub fn import(store: &dyn KeyValue, text: &str) -> Result<usize, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn shared_origins_are_recognised() {
+        assert!(origin_is_shared("someone.github.io", "/textslash/"));
+        assert!(origin_is_shared("someone.github.io", "/"));
+        assert!(origin_is_shared("example.com", "/tools/textslash/"));
+        assert!(!origin_is_shared("textslash.example.com", "/"));
+        assert!(!origin_is_shared("localhost:8080", ""));
+    }
+
+    #[test]
+    fn an_import_naming_other_apps_is_refused() {
+        let store = MemoryStore::default();
+        let mut foreign = deployment("mine");
+        foreign.vm_app = "someone-elses-app".into();
+        let text = serde_json::to_string(&vec![foreign]).unwrap();
+        assert!(import(&store, &text).unwrap_err().contains("do not match"));
+        assert!(deployments(&store).is_empty(), "nothing was imported");
+    }
+
     fn deployment(prefix: &str) -> Deployment {
         Deployment {
             prefix: prefix.into(),
             relay_app: format!("{prefix}-relay"),
+            vm_app: format!("{prefix}-vm"),
             ..Default::default()
         }
     }
@@ -158,7 +195,7 @@ mod tests {
         let store = MemoryStore::default();
         let n = import(
             &store,
-            r#"[{"prefix":"x","relay_app":"x-relay","fly_token":"FlyV1 secret"}]"#,
+            r#"[{"prefix":"x","relay_app":"x-relay","vm_app":"x-vm","fly_token":"FlyV1 secret"}]"#,
         )
         .unwrap();
         assert_eq!(n, 1);

@@ -47,6 +47,13 @@ fn TokenStep() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let checking = RwSignal::new(false);
     let forwarding = crate::browser::forwarding();
+    let location = window().location();
+    let host = location.host().unwrap_or_default();
+    let shared_origin =
+        crate::storage::origin_is_shared(&host, &location.pathname().unwrap_or_default());
+    let shared_warning = StoredValue::new(format!(
+        "Other pages at {host} can read what this page stores, a remembered token included. Do not remember it here unless you trust every page there, or host this page at an address of its own."
+    ));
     let command = Signal::derive(|| "fly tokens create org --expiry 720h".to_string());
     let check = move |_| {
         let token = wizard.fly_token.get_untracked();
@@ -92,6 +99,9 @@ fn TokenStep() -> impl IntoView {
         </label>
         <Show when=move || wizard.remember_token.get()>
             <p class="warning">"Anyone who can use this browser can then manage your Fly apps. Untick to remove it."</p>
+            <Show when=move || shared_origin>
+                <p class="warning" id="shared-origin">{move || shared_warning.get_value()}</p>
+            </Show>
         </Show>
         <button class="button" id="check-token" on:click=check disabled=move || checking.get()>
             {move || if checking.get() { "Checking…" } else { "Check token" }}
