@@ -15,6 +15,9 @@ pub struct TwilioConfig {
     /// `whatsapp:+14155238886`.
     pub from: String,
     pub api_base: String,
+    /// Hosts inbound media may redirect to: Twilio's CDN and its S3 bucket by default, plus
+    /// `TWILIO_MEDIA_HOSTS` (the sim adds its own).
+    pub media_hosts: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -104,11 +107,23 @@ impl Config {
                     env.get("TWILIO_API_BASE")
                         .unwrap_or("https://api.twilio.com".into()),
                 )?;
+                let mut media_hosts: Vec<String> = crate::twilio::MEDIA_HOSTS
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect();
+                media_hosts.extend(
+                    env.get("TWILIO_MEDIA_HOSTS")
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty()),
+                );
                 Some(TwilioConfig {
                     account_sid,
                     auth_token,
                     from: format!("whatsapp:{digits}"),
                     api_base,
+                    media_hosts,
                 })
             }
             (sid, token, _) => {

@@ -59,12 +59,18 @@ async fn deliver(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let started = Instant::now();
+    let (images, missing) = resolve_media(app, &message.media).await;
+    let text = std::iter::once(message.text.clone())
+        .chain(missing)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let payload = VmMessage {
-        images: resolve_media(app, &message.media).await,
+        images,
         id: message.id.clone(),
         conversation: message.conversation.clone(),
         sender: message.sender.clone(),
-        text: message.text.clone(),
+        text,
     };
     let wake_notice_at = started + app.config.wake_notice_after;
     let deadline = started + app.config.vm_deadline;
@@ -176,8 +182,11 @@ fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
 
 /// Downloads the message's media for the vm. A file that cannot be fetched is left out (the
 /// text still goes); a transient failure is retried a few times first.
-async fn resolve_media(app: &App, refs: &[MediaRef]) -> Vec<Image> {
+/// The attachments as images, and a line for each that could not be had (so the agent knows
+/// the user sent something it cannot see).
+async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>) {
     let mut images = Vec::new();
+    let mut missing = Vec::new();
     for media_ref in refs {
         let mut result = Err(SendError::Permanent("not tried".into()));
         for attempt in 0..3 {
@@ -186,7 +195,7 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> Vec<Image> {
                     telegram::download(&app.http, config, file_id).await
                 }
                 (MediaRef::TwilioUrl { url, .. }, _, Some(config)) => {
-                    twilio::download(&app.http, config, url).await
+                    twilio::download(config, url).await
                 }
                 _ => Err(SendError::Permanent("channel no longer configured".into())),
             };
@@ -217,9 +226,12 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> Vec<Image> {
                 });
             }
             Err(error) => {
-                tracing::warn!("an attachment could not be downloaded and is left out: {error}")
+                tracing::warn!("an attachment could not be downloaded and is left out: {error}");
+                missing.push(format!(
+                    "(The user sent an attachment that could not be fetched: {error}.)"
+                ));
             }
         }
     }
-    images
+    (images, missing)
 }

@@ -126,6 +126,8 @@ fn base_env(
             "TWILIO_API_BASE".into(),
             format!("{}/twilio", sim.base_url()),
         ),
+        // The sim's Twilio CDN is this port under `localhost`.
+        ("TWILIO_MEDIA_HOSTS".into(), "localhost".into()),
     ])
 }
 
@@ -1015,4 +1017,63 @@ async fn strangers_are_logged_by_a_keyed_hash_never_by_number() {
             "a stranger's id is in the log: {log}"
         );
     }
+}
+
+#[tokio::test]
+async fn inbound_media_are_bounded_and_fetched_only_from_twilio() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    // Somewhere that is not Twilio, recording whether anything (credentials) arrives.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}/media.png", elsewhere.local_addr().unwrap());
+    let contacted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = contacted.clone();
+    tokio::spawn(async move {
+        while let Ok(_conn) = elsewhere.accept().await {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let send = |body: &str, extra: serde_json::Value| {
+        let mut message = json!({"url": format!("{}/webhook/twilio", relay.url), "from": OWNER_WA,
+                                 "to": format!("whatsapp:{BOT_WA}"), "body": body, "image": true});
+        message
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        reqwest::Client::new()
+            .post(format!("{}/sim/twilio/send", sim.base_url()))
+            .json(&message)
+            .send()
+    };
+    // A 20 MB attachment (over WhatsApp's 16 MB), then one on a host that is not Twilio's.
+    send("a video", json!({"image_bytes": 20 * 1024 * 1024}))
+        .await
+        .unwrap();
+    send("look here", json!({"media_url": elsewhere_url}))
+        .await
+        .unwrap();
+    let received = eventually("both messages at the vm", Duration::from_secs(20), || {
+        let r = vm.received();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    assert!(received[0].images.is_empty());
+    assert!(
+        received[0].text.contains("larger than 16 MB"),
+        "{}",
+        received[0].text
+    );
+    assert!(received[1].images.is_empty());
+    assert!(
+        received[1].text.contains("not on Twilio's API host"),
+        "{}",
+        received[1].text
+    );
+    assert!(
+        !contacted.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay connected to a host that is not Twilio's"
+    );
+    relay.shut_down().await;
 }

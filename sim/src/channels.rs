@@ -512,17 +512,19 @@ async fn twilio_send(
 async fn twilio_media(
     State(sim): State<Arc<Sim>>,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     if twilio_account(&sim, &headers).is_none() {
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let cdn = sim.base_url.replace("127.0.0.1", "localhost");
+    let size = uri.query().map(|q| format!("&{q}")).unwrap_or_default();
     (
         StatusCode::TEMPORARY_REDIRECT,
         [(
             header::LOCATION,
-            format!("{cdn}/twilio-cdn/{id}?signature=sim"),
+            format!("{cdn}/twilio-cdn/{id}?signature=sim{size}"),
         )],
     )
         .into_response()
@@ -530,7 +532,7 @@ async fn twilio_media(
 
 /// The CDN side: a pre-signed URL. Like S3 it refuses a request that also carries an
 /// `Authorization` header ("Only one auth mechanism allowed").
-async fn twilio_cdn(headers: HeaderMap) -> Response {
+async fn twilio_cdn(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     if headers.contains_key(header::AUTHORIZATION) {
         return (
             StatusCode::BAD_REQUEST,
@@ -538,7 +540,16 @@ async fn twilio_cdn(headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+    let wanted = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("bytes=")))
+        .and_then(|n| n.parse::<usize>().ok());
+    // A big attachment (a video, say): PNG-headed bytes of that size.
+    let mut body = TINY_PNG.to_vec();
+    if let Some(n) = wanted {
+        body.resize(n.max(TINY_PNG.len()), 0);
+    }
+    ([(header::CONTENT_TYPE, "image/png")], body).into_response()
 }
 
 #[derive(Deserialize)]
@@ -553,6 +564,13 @@ struct WhatsappUserMessage {
     body: String,
     #[serde(default)]
     image: bool,
+    /// The attachment's size in bytes (a tiny PNG when absent).
+    #[serde(default)]
+    image_bytes: Option<usize>,
+    /// Sign this as `MediaUrl0` instead of the sim's own media URL (a test of where the
+    /// relay is willing to fetch from).
+    #[serde(default)]
+    media_url: Option<String>,
     /// Which account signs; the first configured one when absent.
     account_sid: Option<String>,
 }
@@ -592,9 +610,16 @@ async fn user_sends_whatsapp(
         ),
     ];
     if message.image {
+        let size = message
+            .image_bytes
+            .map(|n| format!("?bytes={n}"))
+            .unwrap_or_default();
         params.push((
             "MediaUrl0".into(),
-            format!("{}/twilio/media/{message_sid}", sim.base_url),
+            message
+                .media_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/twilio/media/{message_sid}{size}", sim.base_url)),
         ));
         params.push(("MediaContentType0".into(), "image/png".into()));
     }
