@@ -158,12 +158,12 @@ fn show_plan(args: DeployArgs) -> Result<(), Failure> {
     let estimate = provision::cost::estimate(&spec, 2.0);
     let relay_secrets: Vec<String> = machines::relay_secrets(&spec, "", "").into_keys().collect();
     let vm_secrets: Vec<String> = machines::vm_secrets(&spec, "").into_keys().collect();
-    let relay = machines::relay_config(&spec);
+    let relay = machines::relay_config(&spec, "<new volume>");
     let vm = machines::vm_config(&spec, "<new volume>");
     let plan = serde_json::json!({
         "apps": [spec.relay_app(), spec.vm_app()],
         "steps": provision::StepId::ALL.iter().map(|s| s.title()).collect::<Vec<_>>(),
-        "relay": {"machine": relay, "secrets": relay_secrets, "ips": ["v6", "shared_v4"]},
+        "relay": {"machine": relay, "secrets": relay_secrets, "volume_gb": machines::RELAY_VOLUME_GB, "ips": ["v6", "shared_v4"]},
         "vm": {"machine": vm, "secrets": vm_secrets, "volume_gb": spec.volume_gb, "ips": ["private_v6"]},
         "monthly_cost_usd": estimate,
     });

@@ -328,6 +328,8 @@ enum Host {
     /// `textslash serve`, with the sim's API refusing browsers (no CORS headers at all): the
     /// page must switch to the host's forwarder.
     Forwarding,
+    /// A static host, with the sim's API refusing browsers: the page can only say where to go.
+    StaticRefused,
 }
 
 /// The sim (Fly, channels) on `127.0.0.1:A` and the built page on `localhost:B`, with a
@@ -387,14 +389,14 @@ impl World {
         let static_origin = format!("http://localhost:{}", listener.local_addr().unwrap().port());
         config.cors = match host {
             Host::Static => sim::Cors::Only(vec![static_origin.clone()]),
-            Host::Forwarding => sim::Cors::Refuse,
+            Host::Forwarding | Host::StaticRefused => sim::Cors::Refuse,
         };
         let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let page_dir = page_for(sim.base_url());
         let (page, page_host) = match host {
-            Host::Static => {
+            Host::Static | Host::StaticRefused => {
                 drop(listener);
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let listener = tokio::net::TcpListener::bind(
@@ -1056,4 +1058,28 @@ async fn a_browser_refused_by_fly_deploys_chats_and_tears_down_through_the_forwa
         &["sim-token", sim::SIM_TELEGRAM_BOT, sim::SIM_ANTHROPIC_KEY],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn a_static_page_refused_by_fly_says_where_to_open_it_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::start(dir.path(), Host::StaticRefused).await;
+    let browser = Browser::start("refused").await;
+    browser.go(&format!("{}/", world.page)).await;
+    browser.click("#new-deployment").await;
+    browser.type_into("#fly-token", "sim-token").await;
+    browser.click("#check-token").await;
+    let said = browser
+        .wait_for_text("textslash serve", Duration::from_secs(20))
+        .await;
+    assert!(said.contains("refused"), "{said}");
+    assert!(said.contains("CLI"), "{said}");
+    assert!(
+        !said.contains("go through the server"),
+        "no forwarder here: {said}"
+    );
+    browser.shot("refused-1-token").await;
+    // One sentence, no retry loop: nothing else was asked of Fly.
+    assert_eq!(sim_state(&world).await["apps"], json!([]));
 }

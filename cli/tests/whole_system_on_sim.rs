@@ -167,3 +167,114 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         "nothing left: {state}"
     );
 }
+
+/// The relay's journal as its public health reports it.
+async fn waiting_for_vm(sim: &sim::SimHandle, relay_app: &str) -> Option<i64> {
+    let health: Value = reqwest::get(format!("{}/apps/{relay_app}/health", sim.base_url()))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    health["journal"]["waiting_for_vm"].as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_accepted_while_the_agent_is_down_survives_a_relay_update() {
+    let (relay_bin, vm_bin, _) = common::machine_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim::SimConfig::new(dir.path().to_path_buf());
+    config.images.rules = vec![
+        // An agent image that cannot start: messages wait in the relay's journal.
+        ("vm-down".into(), sim::Program::Path("/bin/false".into())),
+        ("relay".into(), sim::Program::Path(relay_bin)),
+        ("vm".into(), sim::Program::Path(vm_bin)),
+    ];
+    config.machine_env = vec![
+        (
+            "AGENT_CMD".into(),
+            common::claude_bin().display().to_string(),
+        ),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sim_ref = &sim;
+    let run = |args: &[&str]| {
+        let out = tokio::task::block_in_place(|| textslash(sim_ref, args));
+        assert!(
+            out.status.success(),
+            "textslash {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let update = |relay: &str, vm: &str| {
+        run(&[
+            "update",
+            "--prefix",
+            "keep",
+            "--relay-image",
+            &format!("ghcr.io/t/textslash-relay:{relay}"),
+            "--vm-image",
+            &format!("ghcr.io/t/textslash-{vm}"),
+        ])
+    };
+    let owner = format!("telegram:{OWNER}");
+    run(&[
+        "deploy",
+        "--prefix",
+        "keep",
+        "--channel",
+        "telegram",
+        "--allow",
+        &owner,
+    ]);
+    eventually("the webhook", Duration::from_secs(15), async || {
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+
+    // The agent goes down; a message is accepted and waits in the relay's journal.
+    update("1", "vm-down:1");
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "kept through an update").await,
+        200
+    );
+    eventually(
+        "the message in the journal",
+        Duration::from_secs(15),
+        async || (waiting_for_vm(&sim, "keep-relay").await == Some(1)).then_some(()),
+    )
+    .await;
+
+    // A relay image update replaces the relay's root filesystem; the journal is on its volume.
+    update("2", "vm-down:1");
+    eventually(
+        "the new relay, still holding the message",
+        Duration::from_secs(30),
+        async || (waiting_for_vm(&sim, "keep-relay").await == Some(1)).then_some(()),
+    )
+    .await;
+
+    // The agent comes back: the message is delivered, and answered once.
+    update("2", "vm:2");
+    let answered = async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .filter(|s| s.text == "You said: kept through an update")
+            .count()
+    };
+    eventually("the reply", Duration::from_secs(90), async || {
+        (answered().await >= 1).then_some(())
+    })
+    .await;
+    eventually("an empty journal", Duration::from_secs(30), async || {
+        (waiting_for_vm(&sim, "keep-relay").await == Some(0)).then_some(())
+    })
+    .await;
+    assert_eq!(answered().await, 1, "delivered once");
+    run(&["teardown", "--prefix", "keep", "--yes"]);
+}

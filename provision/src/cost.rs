@@ -26,6 +26,7 @@ pub struct Estimate {
     pub relay: f64,
     pub vm_running: f64,
     pub vm_stopped: f64,
+    /// Both volumes: the vm's workspace and the relay's journal.
     pub volume: f64,
     pub total: f64,
     pub vm_hours_per_day: f64,
@@ -46,7 +47,7 @@ pub fn estimate(spec: &DeploymentSpec, vm_hours_per_day: f64) -> Estimate {
     let relay = running_per_month(&spec.relay_guest);
     let vm_running = running_per_month(&spec.vm_guest) * share;
     let vm_stopped = ROOTFS_GB_PER_MONTH * VM_ROOTFS_GB * (1.0 - share);
-    let volume = VOLUME_GB_PER_MONTH * f64::from(spec.volume_gb);
+    let volume = VOLUME_GB_PER_MONTH * f64::from(spec.volume_gb + crate::machines::RELAY_VOLUME_GB);
     let round = |x: f64| (x * 100.0).round() / 100.0;
     Estimate {
         relay: round(relay),
@@ -69,8 +70,9 @@ mod tests {
         let e = estimate(&telegram_spec("c"), 0.0);
         assert_eq!(e.relay, 1.94);
         assert_eq!(e.vm_running, 0.0);
-        // Plus the stopped vm's 2 GB root filesystem and the 1 GB volume.
-        assert_eq!(e.total, 2.39);
+        // Plus the stopped vm's 2 GB root filesystem and the two 1 GB volumes.
+        assert_eq!(e.volume, 0.3);
+        assert_eq!(e.total, 2.54);
     }
 
     #[test]

@@ -14,6 +14,13 @@ use std::collections::BTreeMap;
 pub const INTERNAL_PORT: u16 = 8080;
 /// Where the vm's volume is mounted.
 pub const DATA_PATH: &str = "/data";
+/// The relay's journal and outgoing images live on a small volume of its own: Fly gives a
+/// machine a fresh root filesystem when it is replaced (an image update) and may on a
+/// restart ("Unlike stop, suspend does not reset the rootfs", docs/fly-machines-api.md §9),
+/// and accepted messages must outlive both.
+pub const RELAY_DATA_PATH: &str = "/var/lib/textslash";
+pub const RELAY_VOLUME_NAME: &str = "journal";
+pub const RELAY_VOLUME_GB: u32 = 1;
 /// The volume's name in the vm app.
 pub const VOLUME_NAME: &str = "data";
 /// Machine metadata key that tells textslash's machines apart from anything else in an app.
@@ -88,12 +95,12 @@ fn metadata(role: Role) -> BTreeMap<String, String> {
 }
 
 /// The relay: always on, public HTTPS on 443 with 80 redirecting, restarted whatever happens.
-pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
+pub fn relay_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
     let relay = spec.relay_app();
     let env = BTreeMap::from([
         ("PORT".to_string(), INTERNAL_PORT.to_string()),
         ("PUBLIC_URL".to_string(), app_url(&spec.app_url, &relay)),
-        ("DATA_DIR".to_string(), "/var/lib/textslash".to_string()),
+        ("DATA_DIR".to_string(), RELAY_DATA_PATH.to_string()),
         ("VM_URL".to_string(), flycast_url(&spec.vm_app())),
         (
             "ALLOWED_SENDERS".to_string(),
@@ -124,7 +131,10 @@ pub fn relay_config(spec: &DeploymentSpec) -> MachineConfig {
             min_machines_running: Some(1),
         }],
         checks: health_check(),
-        mounts: Vec::new(),
+        mounts: vec![Mount {
+            volume: volume_id.into(),
+            path: RELAY_DATA_PATH.into(),
+        }],
         restart: Some(Restart {
             policy: "always".into(),
             max_retries: None,
@@ -241,7 +251,7 @@ mod tests {
             .into_values()
             .chain(vm_secrets(&spec, "vmtoken").into_values())
             .collect();
-        for config in [relay_config(&spec), vm_config(&spec, "vol_1")] {
+        for config in [relay_config(&spec, "vol_0"), vm_config(&spec, "vol_1")] {
             for value in config.env.values() {
                 for secret in &secrets {
                     assert!(!value.contains(secret.as_str()), "a secret is in env");
@@ -258,7 +268,7 @@ mod tests {
         assert_eq!(vm.services[0].ports[0].port, 80);
         assert_eq!(vm.mounts[0].path, "/data");
         assert_eq!(vm.restart.as_ref().unwrap().policy, "on-failure");
-        let relay = relay_config(&spec);
+        let relay = relay_config(&spec, "vol_0");
         assert!(relay.services[0].ports.iter().any(|p| p.port == 443));
         assert_eq!(relay.env["VM_URL"], "http://t-vm.flycast");
         assert_eq!(relay.env["PUBLIC_URL"], "https://t-relay.fly.dev");

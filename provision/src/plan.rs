@@ -11,7 +11,7 @@
 
 use crate::error::Error;
 use crate::fly::{AppName, CreateVolumeRequest, FlyClient, IpKind, Machine};
-use crate::machines::{self, ROLE_KEY, Role, VOLUME_NAME};
+use crate::machines::{self, RELAY_VOLUME_GB, RELAY_VOLUME_NAME, ROLE_KEY, Role, VOLUME_NAME};
 use crate::random;
 use crate::spec::{ChannelKind, DeploymentSpec};
 use crate::transport::{Clock, HttpRequest, Method, Transport};
@@ -59,7 +59,7 @@ impl StepId {
             StepId::Names => "Check the app names are free",
             StepId::Apps => "Create the relay and vm apps",
             StepId::Secrets => "Store the secrets on Fly",
-            StepId::Volume => "Create the vm's volume",
+            StepId::Volume => "Create the volumes (the vm's work, the relay's journal)",
             StepId::VmMachine => "Create the vm machine",
             StepId::VmIp => "Give the vm a private (Flycast) address",
             StepId::RelayMachine => "Create the relay machine",
@@ -102,6 +102,8 @@ pub struct Deployment {
     pub relay_url: String,
     pub webhook_url: String,
     pub volume_id: String,
+    /// The relay's journal volume (empty in bookmarks from before it had one).
+    pub relay_volume_id: String,
     pub vm_machine_id: String,
     pub relay_machine_id: String,
     /// Unix milliseconds.
@@ -143,8 +145,17 @@ pub async fn deploy<T: Transport, C: Clock>(
     .await?;
     let secrets_version = run.step(StepId::Secrets, || run.ensure_secrets()).await?;
 
+    let (volume_id, relay_volume_id) = run
+        .step(StepId::Volume, || async {
+            let ((vm_volume, a), (relay_volume, b)) = try_join(
+                run.ensure_volume(&vm, VOLUME_NAME, spec.volume_gb),
+                run.ensure_volume(&relay, RELAY_VOLUME_NAME, RELAY_VOLUME_GB),
+            )
+            .await?;
+            Ok(((vm_volume, relay_volume), combine(a, b)))
+        })
+        .await?;
     let vm_chain = async {
-        let volume_id = run.step(StepId::Volume, || run.ensure_volume(&vm)).await?;
         let config = machines::vm_config(spec, &volume_id);
         let request = machines::machine_request(spec, config, Role::Vm, secrets_version.vm);
         let machine = run
@@ -156,10 +167,10 @@ pub async fn deploy<T: Transport, C: Clock>(
             run.ensure_ips(&vm, &org, &[IpKind::PrivateV6])
         })
         .await?;
-        Ok::<_, Error>((volume_id, machine))
+        Ok::<_, Error>(machine)
     };
     let relay_chain = async {
-        let config = machines::relay_config(spec);
+        let config = machines::relay_config(spec, &relay_volume_id);
         let request = machines::machine_request(spec, config, Role::Relay, secrets_version.relay);
         let machine = run
             .step(StepId::RelayMachine, || {
@@ -172,7 +183,7 @@ pub async fn deploy<T: Transport, C: Clock>(
         .await?;
         Ok::<_, Error>(machine)
     };
-    let ((volume_id, vm_machine), relay_machine) = try_join(vm_chain, relay_chain).await?;
+    let (vm_machine, relay_machine) = try_join(vm_chain, relay_chain).await?;
 
     run.step(StepId::Started, || async {
         try_join(
@@ -198,6 +209,7 @@ pub async fn deploy<T: Transport, C: Clock>(
         webhook_url: format!("{relay_url}{}", spec.channel.kind().webhook_path()),
         relay_url,
         volume_id,
+        relay_volume_id,
         vm_machine_id: vm_machine,
         relay_machine_id: relay_machine,
         created_at_ms: fly.clock().now_ms(),
@@ -377,13 +389,19 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
-    /// Reuses the vm's volume when a machine already uses it or it is in the chosen region.
-    /// An unused one in another region is what an earlier attempt left before the user
-    /// picked another region (Fly had no capacity, say): a machine can only mount a volume in
-    /// its own region, so that one is deleted and a new one made where the machine will be.
-    async fn ensure_volume(&self, app: &str) -> Result<(String, Outcome), Error> {
+    /// Reuses the app's volume `name` when a machine already uses it or it is in the chosen
+    /// region. An unused one in another region is what an earlier attempt left before the
+    /// user picked another region (Fly had no capacity, say): a machine can only mount a
+    /// volume in its own region, so that one is deleted and a new one made where the machine
+    /// will be.
+    async fn ensure_volume(
+        &self,
+        app: &str,
+        name: &str,
+        size_gb: u32,
+    ) -> Result<(String, Outcome), Error> {
         let existing = self.fly.list_volumes(app).await?;
-        let ours = |v: &&crate::fly::Volume| v.name == VOLUME_NAME && v.is_live();
+        let ours = |v: &&crate::fly::Volume| v.name == name && v.is_live();
         if let Some(volume) = existing
             .iter()
             .filter(ours)
@@ -400,15 +418,15 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             replaced.push(format!("removed {} left in {}", stale.id, stale.region));
         }
         let request = CreateVolumeRequest {
-            name: VOLUME_NAME.into(),
+            name: name.into(),
             region: self.spec.region.clone(),
-            size_gb: self.spec.volume_gb,
+            size_gb,
             require_unique_zone: false,
         };
         let volume = self.fly.create_volume(app, &request).await?;
         let mut message = format!(
-            "volume {} ({} GB in {})",
-            volume.id, self.spec.volume_gb, self.spec.region
+            "{app}: volume {} ({size_gb} GB in {})",
+            volume.id, self.spec.region
         );
         if !replaced.is_empty() {
             message = format!("{message}; {}", replaced.join(", "));

@@ -132,7 +132,12 @@ fn assert_agrees(toml: &Value, config: &provision::fly::types::MachineConfig) {
 
 #[test]
 fn relay_template_matches_the_machine_config() {
-    assert_agrees(&template("relay.toml"), &relay_config(&spec()));
+    let toml = template("relay.toml");
+    assert_agrees(&toml, &relay_config(&spec(), "vol_x"));
+    assert_eq!(
+        toml["mounts"]["initial_size"].as_str(),
+        Some(format!("{}gb", provision::machines::RELAY_VOLUME_GB).as_str())
+    );
 }
 
 #[test]

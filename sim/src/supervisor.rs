@@ -141,9 +141,12 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             }
         }
         env.extend(secrets);
-        // A machine's own root filesystem: `/var/lib/…` paths land in a folder per app, so
-        // machines never write to the host's /var/lib and their files outlive a restart.
-        let rootfs = sim.config.data_dir.join("rootfs").join(app_name);
+        // A machine's own root filesystem: `/var/lib/…` paths land in a folder per machine, so
+        // machines never write to the host's /var/lib. Every boot gets it fresh, as on Fly: an
+        // update replaces the machine's root filesystem, and "unlike stop, suspend does not
+        // reset the rootfs" (docs/fly-machines-api.md §9): only volumes keep files.
+        let rootfs = sim.config.data_dir.join("rootfs").join(app_name).join(id);
+        let _ = std::fs::remove_dir_all(&rootfs);
         for value in env.values_mut() {
             *value = rewrite_urls(value, &names, &sim.base_url);
             let mut remapped = false;
