@@ -229,6 +229,10 @@ async fn the_real_capture_and_misbehaving_agents_give_clear_replies() {
         ("#malformed still works", "You said: #malformed still works"),
         ("#hang", "ran out of time"),
         ("take a screenshot", "screenshot"),
+        (
+            "#denied",
+            "(The agent was not allowed to use: Bash, Write.)",
+        ),
     ];
     for (i, (prompt, _)) in cases.iter().enumerate() {
         vm.send(&format!("m{i}"), &format!("telegram:{i}"), prompt)

@@ -6,7 +6,8 @@
 //! folder named in `--mcp-config`. Sessions are remembered in `.demo-agent-sessions` in the
 //! working directory, so `--resume` with an unknown id fails exactly as Claude Code does.
 //! For tests, a prompt starting with one of these misbehaves on cue: `#replay` (prints the
-//! real capture from `DEMO_AGENT_CAPTURE`), `#slow`, `#hang`, `#error`, `#huge`,
+//! real capture from `DEMO_AGENT_CAPTURE`), `#slow`, `#hang`, `#error`, `#huge`, `#denied`
+//! (a result with `permission_denials`, as Claude Code reports a refused tool),
 //! `#malformed`, `#exit3`.
 
 use std::io::Write;
@@ -147,5 +148,12 @@ fn main() {
         "result": if is_error { String::new() } else { text },
         "session_id": session,
         "total_cost_usd": 0.0123,
+        "permission_denials": if prompt.starts_with("#denied") {
+            serde_json::json!([{"tool_name": "Bash", "tool_use_id": "t1", "tool_input": {}},
+                               {"tool_name": "Bash", "tool_use_id": "t2", "tool_input": {}},
+                               {"tool_name": "Write", "tool_use_id": "t3", "tool_input": {}}])
+        } else {
+            serde_json::json!([])
+        },
     }));
 }
