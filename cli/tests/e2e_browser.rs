@@ -348,18 +348,8 @@ enum PageHost {
         _stop: tokio::sync::oneshot::Sender<()>,
     },
     Forwarding {
-        child: std::process::Child,
-        _stdout: std::io::BufReader<std::process::ChildStdout>,
+        _served: common::Served,
     },
-}
-
-impl Drop for PageHost {
-    fn drop(&mut self) {
-        if let PageHost::Forwarding { child, .. } = self {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl std::ops::Deref for World {
@@ -417,14 +407,10 @@ impl World {
             }
             Host::Forwarding => {
                 drop(listener);
-                let (origin, child, out) = textslash_serve(page_dir.path(), sim.base_url());
-                (
-                    origin,
-                    PageHost::Forwarding {
-                        child,
-                        _stdout: out,
-                    },
-                )
+                let served = common::textslash_serve(page_dir.path(), sim.base_url());
+                // `localhost`, not the API's `127.0.0.1`: another origin.
+                let origin = served.base.replace("127.0.0.1", "localhost");
+                (origin, PageHost::Forwarding { _served: served })
             }
         };
         World {
@@ -465,42 +451,6 @@ fn page_for(api: &str) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-/// Runs `textslash serve` on a free port; returns its origin as `http://localhost:PORT`.
-fn textslash_serve(
-    page: &Path,
-    api: &str,
-) -> (
-    String,
-    std::process::Child,
-    std::io::BufReader<std::process::ChildStdout>,
-) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-url",
-            api,
-            "--page",
-        ])
-        .arg(page)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap_or_else(|| panic!("textslash serve said {line:?}"))
-        .to_string();
-    (format!("http://localhost:{port}"), child, out)
 }
 
 async fn sim_state(sim: &sim::SimHandle) -> Value {

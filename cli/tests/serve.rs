@@ -3,50 +3,8 @@
 
 mod common;
 
+use common::textslash_serve;
 use serde_json::{Value, json};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(page: &std::path::Path, api: &str) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_textslash"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-url",
-            api,
-            "--page",
-        ])
-        .arg(page)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split(" on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("textslash serve said {line:?}"))
-        .trim()
-        .trim_end_matches('/')
-        .to_string();
-    Serve { child, base }
-}
 
 fn page_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +30,7 @@ async fn forwards_only_machines_api_calls_and_keeps_nothing() {
         .await
         .unwrap();
     let page = page_dir();
-    let mut server = serve(page.path(), sim.base_url());
+    let server = textslash_serve(page.path(), sim.base_url());
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.base);
 
@@ -146,14 +104,6 @@ async fn forwards_only_machines_api_calls_and_keeps_nothing() {
     assert_eq!(huge.status(), 413);
 
     // It said nothing about the token.
-    server.child.kill().unwrap();
-    let output = std::mem::replace(&mut server.child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = server.stop();
     assert!(!said.contains("sim-token"), "{said}");
 }

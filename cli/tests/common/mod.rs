@@ -48,6 +48,71 @@ pub fn claude_bin() -> PathBuf {
         .expect("Claude Code is not installed: run `cargo xtask install`")
 }
 
+/// `textslash serve` (the real binary) on a free loopback port; stopped when dropped.
+pub struct Served {
+    child: Option<std::process::Child>,
+    /// Where it listens: `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Served {
+    /// Stops it and returns everything it printed.
+    pub fn stop(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `textslash serve --page <page> --api-url <api>` and waits for its "serving … on"
+/// line.
+pub fn textslash_serve(page: &Path, api: &str) -> Served {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-url",
+            api,
+            "--page",
+        ])
+        .arg(page)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split(" on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("textslash serve said {line:?}"))
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    Served {
+        child: Some(child),
+        base,
+    }
+}
+
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
