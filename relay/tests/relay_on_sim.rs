@@ -188,6 +188,32 @@ async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str, pho
     answer["webhook_status"].as_u64().unwrap() as u16
 }
 
+/// A WhatsApp user writes to the relay at `webhook` (Twilio signs it); `extra` adds fields of
+/// the sim's control (`image`, `image_bytes`, `media_url`). Returns the sim's report
+/// (`webhook_status`, `twiml`).
+async fn whatsapp_user_sends(
+    sim: &sim::SimHandle,
+    webhook: &str,
+    from: &str,
+    body: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut message =
+        json!({"url": webhook, "from": from, "to": format!("whatsapp:{BOT_WA}"), "body": body});
+    if let Some(extra) = extra.as_object() {
+        message.as_object_mut().unwrap().extend(extra.clone());
+    }
+    reqwest::Client::new()
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(&message)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn wait_for_webhook(sim: &sim::SimHandle) {
     eventually(
         "the relay to register its Telegram webhook",
@@ -497,24 +523,18 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     let (vm, vm_url) = FakeVm::start().await;
     let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
     let http = reqwest::Client::new();
-    let send = |from: &str, body: &str, image: bool| {
-        http.post(format!("{}/sim/twilio/send", sim.base_url()))
-            .json(&json!({"url": format!("{}/webhook/twilio", relay.url), "from": from, "to": format!("whatsapp:{BOT_WA}"), "body": body, "image": image}))
-            .send()
-    };
-    let answer: serde_json::Value = send(OWNER_WA, "hi from whatsapp", true)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let webhook = format!("{}/webhook/twilio", relay.url);
+    let image = json!({"image": true});
+    let answer = whatsapp_user_sends(&sim, &webhook, OWNER_WA, "hi from whatsapp", image).await;
     assert_eq!(answer["webhook_status"], 200);
-    let answer: serde_json::Value = send("whatsapp:+19990000000", "stranger", false)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = whatsapp_user_sends(
+        &sim,
+        &webhook,
+        "whatsapp:+19990000000",
+        "stranger",
+        json!({}),
+    )
+    .await;
     assert_eq!(answer["webhook_status"], 200);
     let received = eventually("the message at the vm", Duration::from_secs(10), || {
         vm.received().first().cloned()
@@ -528,15 +548,8 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     );
 
     // The legacy path signs and works too.
-    let answer: serde_json::Value = http
-        .post(format!("{}/sim/twilio/send", sim.base_url()))
-        .json(&json!({"url": format!("{}/webhook", relay.url), "from": OWNER_WA, "to": format!("whatsapp:{BOT_WA}"), "body": "second"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let legacy = format!("{}/webhook", relay.url);
+    let answer = whatsapp_user_sends(&sim, &legacy, OWNER_WA, "second", json!({})).await;
     assert_eq!(answer["webhook_status"], 200);
     eventually("the second message", Duration::from_secs(10), || {
         (vm.received().len() == 2).then_some(())
@@ -733,18 +746,8 @@ async fn a_message_that_could_not_be_saved_is_retried_or_the_sender_is_told() {
     // Twilio does not repeat a webhook that got a 5xx: the relay answers 200 with a TwiML
     // reply asking the sender to send the message again.
     let lock = lock_journal(&data);
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/sim/twilio/send", sim.base_url()))
-        .json(
-            &json!({"url": format!("{}/webhook/twilio", relay.url), "from": OWNER_WA,
-                      "to": format!("whatsapp:{BOT_WA}"), "body": "unsaved"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let webhook = format!("{}/webhook/twilio", relay.url);
+    let answer = whatsapp_user_sends(&sim, &webhook, OWNER_WA, "unsaved", json!({})).await;
     assert_eq!(answer["webhook_status"], 200, "{answer}");
     assert!(
         answer["twiml"]
@@ -986,18 +989,9 @@ async fn strangers_are_logged_by_a_keyed_hash_never_by_number() {
         .unwrap();
     wait_for_webhook(&sim).await;
     assert_eq!(telegram_user_sends(&sim, 987654321, "hi", false).await, 200);
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/sim/twilio/send", sim.base_url()))
-        .json(
-            &json!({"url": format!("{url}/webhook/twilio"), "from": "whatsapp:+19995550123",
-                      "to": format!("whatsapp:{BOT_WA}"), "body": "hi"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let webhook = format!("{url}/webhook/twilio");
+    let answer =
+        whatsapp_user_sends(&sim, &webhook, "whatsapp:+19995550123", "hi", json!({})).await;
     assert_eq!(answer["webhook_status"], 200);
     relay.kill().unwrap();
     let output = relay.wait_with_output().unwrap();
@@ -1035,25 +1029,12 @@ async fn inbound_media_are_bounded_and_fetched_only_from_twilio() {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let send = |body: &str, extra: serde_json::Value| {
-        let mut message = json!({"url": format!("{}/webhook/twilio", relay.url), "from": OWNER_WA,
-                                 "to": format!("whatsapp:{BOT_WA}"), "body": body, "image": true});
-        message
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        reqwest::Client::new()
-            .post(format!("{}/sim/twilio/send", sim.base_url()))
-            .json(&message)
-            .send()
-    };
+    let webhook = format!("{}/webhook/twilio", relay.url);
     // A 20 MB attachment (over WhatsApp's 16 MB), then one on a host that is not Twilio's.
-    send("a video", json!({"image_bytes": 20 * 1024 * 1024}))
-        .await
-        .unwrap();
-    send("look here", json!({"media_url": elsewhere_url}))
-        .await
-        .unwrap();
+    let big = json!({"image": true, "image_bytes": 20 * 1024 * 1024});
+    whatsapp_user_sends(&sim, &webhook, OWNER_WA, "a video", big).await;
+    let elsewhere = json!({"image": true, "media_url": elsewhere_url});
+    whatsapp_user_sends(&sim, &webhook, OWNER_WA, "look here", elsewhere).await;
     let received = eventually("both messages at the vm", Duration::from_secs(20), || {
         let r = vm.received();
         (r.len() == 2).then_some(r)
