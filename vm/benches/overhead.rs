@@ -1,5 +1,8 @@
 //! The vm's own costs, on loopback, bounded: process start to `/health` ready, idle RSS, and
-//! per-message overhead (request to reply minus the agent's own run time) with the demo agent.
+//! per-message overhead (request to reply minus the agent's own run time) with the demo agent;
+//! then, when the Claude Code CLI is installed (`CLAUDE_BIN`, or `claude` on PATH), message to
+//! model latency for a conversation's first (cold) and next (warm) message, and the RSS of the
+//! vm with its agents with one and three warm conversations, against the sim's Messages API.
 
 use std::time::{Duration, Instant};
 
@@ -36,19 +39,29 @@ async fn main() {
     let mut agent_runs = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let out = std::process::Command::new(bin.join("textslash-demo-agent"))
+        let mut agent = std::process::Command::new(bin.join("textslash-demo-agent"))
             .args([
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
-                "--verbose",
-                "--",
-                "hi",
             ])
             .current_dir(scratch.path())
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-        assert!(out.status.success());
+        use std::io::Write;
+        let mut stdin = agent.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            r#"{{"type":"user","message":{{"role":"user","content":"hi"}}}}"#
+        )
+        .unwrap();
+        drop(stdin);
+        let out = agent.wait_with_output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty());
         agent_runs.push(t.elapsed());
     }
     let agent = median(agent_runs);
@@ -137,5 +150,171 @@ async fn main() {
         total.as_secs_f64() * 1e3,
         agent.as_secs_f64() * 1e3,
         total.saturating_sub(agent).as_secs_f64() * 1e3
+    );
+
+    match claude_bin() {
+        Some(claude) => real_claude(&bin, &claude).await,
+        None => {
+            println!("Claude Code: not installed (CLAUDE_BIN unset, no claude on PATH); skipped")
+        }
+    }
+}
+
+fn claude_bin() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("CLAUDE_BIN") {
+        return Some(path.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("claude"))
+        .find(|path| path.is_file())
+}
+
+/// The resident memory of a process and all its descendants (the agents, their MCP servers
+/// and browsers), from /proc.
+fn tree_rss_kib(root: u32) -> u64 {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The fields after the command name (which may hold spaces) in parentheses.
+            let after = stat.rsplit_once(')')?.1;
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    tree.into_iter().map(rss_kib).sum()
+}
+
+async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
+    let data = tempfile::tempdir().unwrap();
+    let sim = sim::start(
+        sim::SimConfig::new(data.path().join("sim")),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback_url = format!("http://{}/callback", relay.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                if body.contains("\"message\"") {
+                    let _ = tx.send(body);
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(relay, app).await.unwrap() });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut vm = std::process::Command::new(bin.join("vm"))
+        .env("PORT", port.to_string())
+        .env("LISTEN_HOST", "127.0.0.1")
+        .env("VM_TOKEN", "bench")
+        .env("RELAY_CALLBACK_URL", &callback_url)
+        .env("DATA_DIR", data.path().join("vm"))
+        .env("AGENT_CMD", claude)
+        .env("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY)
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("{}/anthropic", sim.base_url()),
+        )
+        .env("CHROMIUM_PATH", "/usr/bin/chromium")
+        .env("WARM_AGENTS", "3")
+        .env("HEARTBEAT_MS", "60000")
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while !http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    // Message posted → the model's first request for it, seen by the sim; then its reply.
+    let mut message_number = 0;
+    let mut to_model = async |conversation: &str| -> Duration {
+        message_number += 1;
+        let before = sim.sim.model.requests().len();
+        let message = serde_json::json!({"id": format!("b{message_number}"), "conversation": conversation, "sender": conversation, "text": "hi"});
+        let posted = Instant::now();
+        let status = http
+            .post(format!("{url}/messages"))
+            .bearer_auth("bench")
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+        while sim.sim.model.requests().len() == before {
+            assert!(
+                posted.elapsed() < Duration::from_secs(60),
+                "the model was never called"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let latency = posted.elapsed();
+        let reply = tokio::time::timeout(Duration::from_secs(60), replies.recv())
+            .await
+            .expect("a reply within 60 s")
+            .unwrap();
+        assert!(reply.contains("You said: hi"), "{reply}");
+        latency
+    };
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let mut rss_warm = Vec::new();
+    for i in 0..10 {
+        let conversation = format!("telegram:{i}");
+        cold.push(to_model(&conversation).await);
+        warm.push(to_model(&conversation).await);
+        if i == 0 || i == 2 {
+            rss_warm.push(tree_rss_kib(vm.id()));
+        }
+    }
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "vm with Claude Code ({}, Playwright MCP, the sim's model):",
+        claude.display()
+    );
+    println!(
+        "  message posted to the model's first request, median of 10: cold (new process) {:.0} ms, warm (same conversation) {:.0} ms",
+        ms(median(cold)),
+        ms(median(warm))
+    );
+    println!(
+        "  RSS of the vm and its agents: 1 warm conversation {:.0} MiB, 3 warm {:.0} MiB",
+        rss_warm[0] as f64 / 1024.0,
+        rss_warm[1] as f64 / 1024.0
     );
 }

@@ -1,15 +1,20 @@
-//! Running the agent once: `AGENT_CMD -p --output-format stream-json --verbose
-//! --mcp-config <file> --allowedTools <list> [--resume <id>] -- <text>` in the conversation's
-//! workspace, in its own process group so a cancel or timeout kills everything it started
-//! (browsers, MCP servers).
+//! One agent process: Claude Code started once per conversation in streaming-input mode
+//! (`AGENT_CMD -p --input-format stream-json --output-format stream-json --verbose
+//! --mcp-config <file> --allowedTools <list> [--resume <id>]`), then fed one user message per
+//! job on stdin. Between jobs it waits, warm, in [`crate::agents`], so the next message reaches
+//! the model without paying the CLI's and the MCP server's start-up again. It runs in its own
+//! process group: a cancel, a timeout or an eviction kills everything it started (browsers,
+//! MCP servers).
 //!
-//! What the real CLI needs (Claude Code 2.1.330, `vm/tests/fixtures/claude-code-2.1.330/`):
-//! - every option before `--` and the text after it, or a message starting with `-` is read
-//!   as an option ("- list the files" → "unknown option");
+//! What the real CLI needs and does (Claude Code 2.1.330, `vm/tests/fixtures/claude-code-2.1.330/`):
+//! - the message as a stream-json line on stdin (`{"type":"user","message":{…}}`), never on
+//!   the command line, so text starting with `-` is never read as an option;
 //! - tools allowed up front: in `-p` mode a tool without permission is refused and the run
 //!   still "succeeds" with `permission_denials` filled. `--allowedTools` works as root too
 //!   (`--permission-mode bypassPermissions` is refused as root), so the image and the tests,
 //!   which run as root, use the same flags;
+//! - one `system/init` and one `result` line per message; the result's `total_cost_usd` counts
+//!   from the process's start, so a turn's cost is the difference from the previous result;
 //! - an environment with only what the agent needs: it never sees `VM_TOKEN` or the relay's
 //!   callback URL, so a prompt injection that prints the environment cannot post as the bot.
 
@@ -17,12 +22,16 @@ use crate::config::Config;
 use crate::stream::{AgentResult, StreamEvent, parse_line};
 use std::path::Path;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
-/// How one run ended.
+/// How one message's turn ended.
 #[derive(Debug)]
 pub enum Outcome {
+    /// The turn's result; `total_cost_usd` is this turn's own cost.
     Finished(AgentResult),
     /// `--resume` named a session Claude Code does not have.
     UnknownSession,
@@ -42,14 +51,31 @@ pub const ALLOWED_TOOLS: &str = "Bash,Edit,Write,NotebookEdit,WebFetch,WebSearch
 /// Variables of the vm's own environment the agent inherits; everything else is withheld.
 const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
 
-pub struct Run<'a> {
+/// How much of the agent's stderr is kept to explain a failure.
+const STDERR_TAIL: usize = 2000;
+
+/// Where and how to start an agent process for one conversation.
+pub struct Start<'a> {
     pub config: &'a Config,
-    pub prompt: &'a str,
     pub resume: Option<&'a str>,
     pub workspace: &'a Path,
     /// Where Playwright MCP writes screenshots.
     pub image_dir: &'a Path,
-    pub cancel: &'a mut oneshot::Receiver<()>,
+}
+
+/// A running agent process, between messages or during one.
+pub struct Process {
+    child: Child,
+    group: Option<i32>,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr_tail: Arc<Mutex<String>>,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+    /// The session it works in: the one it resumed, then the one its output names.
+    session: Option<String>,
+    resumed: bool,
+    /// `total_cost_usd` of its last result (the CLI counts from the process's start).
+    cost_so_far: f64,
 }
 
 /// The MCP configuration: Playwright in headless, isolated mode, writing into `image_dir`.
@@ -68,24 +94,9 @@ fn mcp_config(image_dir: &Path, chromium: Option<&str>) -> serde_json::Value {
     serde_json::json!({"mcpServers": {"playwright": {"command": "npx", "args": args}}})
 }
 
-/// Runs the agent and reports the session id as soon as it is known (`on_session`).
-pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Result<Outcome> {
-    let Run {
-        config,
-        prompt,
-        resume,
-        workspace,
-        image_dir,
-        cancel,
-    } = run;
-    std::fs::create_dir_all(workspace)?;
-    std::fs::create_dir_all(image_dir)?;
-    let mcp_file = image_dir.join("mcp.json");
-    std::fs::write(
-        &mcp_file,
-        mcp_config(image_dir, config.chromium_path.as_deref()).to_string(),
-    )?;
-
+/// The command line and environment of an agent process.
+fn command(start: &Start<'_>, mcp_file: &Path) -> std::io::Result<tokio::process::Command> {
+    let config = start.config;
     let (program, fixed_args) = config
         .agent_cmd
         .split_first()
@@ -95,20 +106,21 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
         .args(fixed_args)
         .args([
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",
             "--strict-mcp-config",
             "--mcp-config",
         ])
-        .arg(&mcp_file)
+        .arg(mcp_file)
         .args(["--allowedTools", ALLOWED_TOOLS]);
-    if let Some(session) = resume {
+    if let Some(session) = start.resume {
         command.args(["--resume", session]);
     }
     command
-        .args(["--", prompt])
-        .current_dir(workspace)
+        .current_dir(start.workspace)
         .env_clear()
         .envs(
             INHERITED_ENV
@@ -117,7 +129,7 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
         )
         .env("CLAUDE_CONFIG_DIR", config.data_dir.join("claude"))
         .env("HOME", config.data_dir.join("home"))
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -144,83 +156,182 @@ pub async fn run(run: Run<'_>, mut on_session: impl FnMut(&str)) -> std::io::Res
         )?;
         command.env("GITHUB_TOKEN", token).env("GH_TOKEN", token);
     }
-
-    let mut child = command.spawn()?;
-    let group = child.id().map(|pid| pid as i32);
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut buffer = Vec::new();
-        let _ = stderr.read_to_end(&mut buffer).await;
-        let text = String::from_utf8_lossy(&buffer).into_owned();
-        let start = text.len().saturating_sub(2000);
-        text[text.ceil_char_boundary(start)..].to_string()
-    });
-
-    let mut lines = BufReader::new(stdout).lines();
-    let mut result = None;
-    let reading = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_line(&line) {
-                Ok(StreamEvent::Init { session_id }) => on_session(&session_id),
-                Ok(StreamEvent::Result(r)) => {
-                    if let Some(id) = &r.session_id {
-                        on_session(id);
-                    }
-                    result = Some(r);
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!("ignoring a line from the agent: {error}"),
-            }
-        }
-    };
-    let ended = tokio::select! {
-        _ = reading => None,
-        _ = tokio::time::sleep(config.agent_timeout) => Some(Outcome::TimedOut),
-        _ = cancel => Some(Outcome::Cancelled),
-    };
-    if let Some(outcome) = ended {
-        kill_group(group);
-        let _ = child.wait().await;
-        return Ok(outcome);
-    }
-    let status = child.wait().await?;
-    // Whatever the agent left running in its group goes with it.
-    kill_group(group);
-    let stderr_tail = stderr_task.await.unwrap_or_default();
-    Ok(match result {
-        // The CLI says so in its result line (`error_during_execution`, "No conversation
-        // found with session ID: …") and exits 1.
-        Some(result)
-            if resume.is_some()
-                && result.is_error
-                && result
-                    .errors
-                    .iter()
-                    .any(|e| e.contains("No conversation found")) =>
-        {
-            Outcome::UnknownSession
-        }
-        Some(result) => Outcome::Finished(result),
-        None if resume.is_some() && stderr_tail.contains("No conversation found") => {
-            Outcome::UnknownSession
-        }
-        None => Outcome::Failed {
-            code: status.code(),
-            stderr_tail,
-        },
-    })
+    Ok(command)
 }
 
-fn kill_group(group: Option<i32>) {
-    if let Some(pgid) = group {
-        // SAFETY: kill(2) with a negative pid signals the process group we created; no memory
-        // is touched.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+impl Process {
+    /// Starts the agent; it waits for its first message.
+    pub fn start(start: Start<'_>) -> std::io::Result<Process> {
+        std::fs::create_dir_all(start.workspace)?;
+        std::fs::create_dir_all(start.image_dir)?;
+        let mcp_file = start.image_dir.join("mcp.json");
+        std::fs::write(
+            &mcp_file,
+            mcp_config(start.image_dir, start.config.chromium_path.as_deref()).to_string(),
+        )?;
+        let mut child = command(&start, &mcp_file)?.spawn()?;
+        let group = child.id().map(|pid| pid as i32);
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let stderr_tail = Arc::new(Mutex::new(String::new()));
+        let tail = stderr_tail.clone();
+        let stderr_reader = tokio::spawn(async move {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                tail.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                if tail.len() > 2 * STDERR_TAIL {
+                    let cut = tail.ceil_char_boundary(tail.len() - STDERR_TAIL);
+                    tail.drain(..cut);
+                }
+            }
+        });
+        Ok(Process {
+            child,
+            group,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            stderr_tail,
+            stderr_reader: Some(stderr_reader),
+            session: start.resume.map(str::to_string),
+            resumed: start.resume.is_some(),
+            cost_so_far: 0.0,
+        })
+    }
+
+    /// The session this process works in, once known.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The process's id (its process group's too).
+    pub fn pid(&self) -> Option<u32> {
+        self.group.map(|g| g as u32)
+    }
+
+    /// Sends one message and reads until its result; reports the session id as soon as it is
+    /// known (`on_session`). After anything but `Finished` the process is finished too: drop it.
+    pub async fn turn(
+        &mut self,
+        prompt: &str,
+        timeout: Duration,
+        cancel: &mut oneshot::Receiver<()>,
+        mut on_session: impl FnMut(&str),
+    ) -> Outcome {
+        let line = serde_json::json!({
+            "type": "user",
+            "message": {"role": "user", "content": [{"type": "text", "text": prompt}]},
+        });
+        let sent = async {
+            self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+            self.stdin.flush().await
+        };
+        if sent.await.is_err() {
+            // It is gone already; what it said on the way out explains why.
+            return self.failed().await;
         }
+        let mut result = None;
+        let session = &mut self.session;
+        let lines = &mut self.lines;
+        let reading = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_line(&line) {
+                    Ok(StreamEvent::Init { session_id }) => {
+                        on_session(&session_id);
+                        *session = Some(session_id);
+                    }
+                    Ok(StreamEvent::Result(r)) => {
+                        if let Some(id) = &r.session_id {
+                            on_session(id);
+                            *session = Some(id.clone());
+                        }
+                        result = Some(r);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!("ignoring a line from the agent: {error}"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = reading => {}
+            _ = tokio::time::sleep(timeout) => return Outcome::TimedOut,
+            _ = cancel => return Outcome::Cancelled,
+        }
+        match result {
+            // The CLI says so in its result line (`error_during_execution`, "No conversation
+            // found with session ID: …") and exits 1.
+            Some(result)
+                if self.resumed
+                    && result.is_error
+                    && result
+                        .errors
+                        .iter()
+                        .any(|e| e.contains("No conversation found")) =>
+            {
+                Outcome::UnknownSession
+            }
+            Some(mut result) => {
+                let total = result.total_cost_usd;
+                result.total_cost_usd = (total - self.cost_so_far).max(0.0);
+                self.cost_so_far = total;
+                Outcome::Finished(result)
+            }
+            None => {
+                let outcome = self.failed().await;
+                match outcome {
+                    Outcome::Failed {
+                        ref stderr_tail, ..
+                    } if self.resumed && stderr_tail.contains("No conversation found") => {
+                        Outcome::UnknownSession
+                    }
+                    outcome => outcome,
+                }
+            }
+        }
+    }
+
+    fn kill_group(&self) {
+        if let Some(pgid) = self.group {
+            // SAFETY: kill(2) with a negative pid signals the process group we created; no
+            // memory is touched.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// The process ended (or could not be written to): its exit code and last words.
+    async fn failed(&mut self) -> Outcome {
+        let code = match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        };
+        // What it started may hold its stderr open: end them, then read what is left.
+        self.kill_group();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+        }
+        let tail = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let start = tail.ceil_char_boundary(tail.len().saturating_sub(STDERR_TAIL));
+        Outcome::Failed {
+            code,
+            stderr_tail: tail[start..].to_string(),
+        }
+    }
+}
+
+impl Drop for Process {
+    /// Whatever the agent started goes with it.
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }

@@ -25,6 +25,10 @@ pub struct Config {
     pub github_token: Option<String>,
     /// How many conversations may run a job at the same time.
     pub max_parallel_jobs: usize,
+    /// How many idle conversations keep their agent process warm (`WARM_AGENTS`; 0: none).
+    pub warm_agents: usize,
+    /// How long an idle agent process is kept (`AGENT_WARM_SECS`).
+    pub agent_warm_for: Duration,
     pub heartbeat: Duration,
     /// A browser for Playwright MCP (the image sets Debian's Chromium).
     pub chromium_path: Option<String>,
@@ -91,6 +95,8 @@ impl Config {
             anthropic_base_url: env.get("ANTHROPIC_BASE_URL"),
             github_token: env.get("GITHUB_TOKEN"),
             max_parallel_jobs: env.number("MAX_PARALLEL_JOBS", 2)?.max(1) as usize,
+            warm_agents: env.number("WARM_AGENTS", 1)? as usize,
+            agent_warm_for: Duration::from_secs(env.number("AGENT_WARM_SECS", 600)?),
             heartbeat: Duration::from_millis(env.number("HEARTBEAT_MS", 4000)?),
             chromium_path: env.get("CHROMIUM_PATH"),
         })

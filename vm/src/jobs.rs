@@ -97,8 +97,13 @@ fn safe_name(conversation: &str) -> String {
         .collect()
 }
 
-pub fn image_dir(vm: &Vm, seq: i64) -> PathBuf {
-    vm.config.data_dir.join("images").join(seq.to_string())
+/// Where Playwright MCP writes a conversation's screenshots (its `--output-dir`); the vm
+/// empties it as it sends them.
+pub fn image_dir(vm: &Vm, conversation: &str) -> PathBuf {
+    vm.config
+        .data_dir
+        .join("images")
+        .join(safe_name(conversation))
 }
 
 /// Runs one job to its reply; returns the job's final state.
@@ -108,6 +113,7 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
     let reply_id = format!("result:{}", message.id);
     if message.text.trim() == "/new" {
         let _ = vm.store.clear_session(conversation);
+        vm.agents.forget(conversation);
         reply(vm, &reply_id, conversation, "Started a fresh session: the agent has forgotten this conversation (your files are still there).".into(), vec![]);
         return "done";
     }
@@ -128,42 +134,57 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
         .join("workspaces")
         .join(safe_name(conversation));
     let prompt = with_attachments(&workspace, message);
-    let images_dir = image_dir(vm, job.seq);
+    let images_dir = image_dir(vm, conversation);
     let heartbeat = async {
         loop {
             callbacks::typing(vm, conversation).await;
             tokio::time::sleep(vm.config.heartbeat).await;
         }
     };
-    let session = vm.store.session(conversation).ok().flatten();
     let started = std::time::SystemTime::now();
     let work = async {
         let mut cancel = cancel;
         let mut note = String::new();
-        let mut resume = session;
+        let mut resume = vm.store.session(conversation).ok().flatten();
         loop {
-            let outcome = agent::run(
-                agent::Run {
+            let warm = vm.agents.take(conversation, resume.as_deref());
+            let mut process = match warm {
+                Some(process) => process,
+                None => match agent::Process::start(agent::Start {
                     config: &vm.config,
-                    prompt: &prompt,
                     resume: resume.as_deref(),
                     workspace: &workspace,
                     image_dir: &images_dir,
-                    cancel: &mut cancel,
+                }) {
+                    Ok(process) => process,
+                    Err(error) => return (note, Err(error)),
                 },
-                |session_id| {
-                    let _ = vm.store.set_session(conversation, session_id);
-                },
-            )
-            .await;
-            if matches!(outcome, Ok(Outcome::UnknownSession)) && resume.is_some() {
-                let _ = vm.store.clear_session(conversation);
-                resume = None;
-                note = "(Your previous session could not be found, so this started a new one.)\n\n"
-                    .into();
-                continue;
+            };
+            let outcome = process
+                .turn(
+                    &prompt,
+                    vm.config.agent_timeout,
+                    &mut cancel,
+                    |session_id| {
+                        let _ = vm.store.set_session(conversation, session_id);
+                    },
+                )
+                .await;
+            match outcome {
+                Outcome::UnknownSession if resume.is_some() => {
+                    let _ = vm.store.clear_session(conversation);
+                    resume = None;
+                    note = "(Your previous session could not be found, so this started a new one.)\n\n"
+                        .into();
+                }
+                Outcome::Finished(_) => {
+                    vm.agents.put_back(conversation, process);
+                    return (note, Ok(outcome));
+                }
+                // Cancelled, timed out or crashed: the process goes (dropping it ends its
+                // process group); the next message starts one that resumes the session.
+                outcome => return (note, Ok(outcome)),
             }
-            return (note, outcome);
         }
     };
     let (note, outcome) = tokio::select! {
@@ -293,47 +314,53 @@ fn with_attachments(workspace: &std::path::Path, message: &relay::protocol::VmMe
     )
 }
 
-/// The screenshots a job made: everything in its image folder (Playwright's `--output-dir`),
-/// and images it wrote into the workspace's top level during the run (Playwright writes a
-/// screenshot the model gave a file name to there, relative to its working directory).
+/// The screenshots a job made: what is in the conversation's image folder (Playwright's
+/// `--output-dir`, emptied here, so each job sends only its own), and images it wrote into the
+/// workspace's top level during the run (Playwright writes a screenshot the model gave a file
+/// name to there, relative to its working directory; those stay, they are the user's work).
 fn collect_images(
     image_dir: &std::path::Path,
     workspace: &std::path::Path,
     since: std::time::SystemTime,
 ) -> Vec<Image> {
-    let files = |dir: &std::path::Path| -> Vec<(PathBuf, std::time::SystemTime)> {
-        std::fs::read_dir(dir)
+    let images = |dir: &std::path::Path| -> Vec<(PathBuf, &'static str, std::time::SystemTime)> {
+        let mut found: Vec<_> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| Some((e.path(), e.metadata().ok()?.modified().ok()?)))
-            .filter(|(path, _)| path.is_file())
-            .collect()
+            .filter_map(|entry| {
+                let path = entry.path();
+                let content_type = match path.extension()?.to_str()? {
+                    "png" => "image/png",
+                    "jpg" | "jpeg" => "image/jpeg",
+                    "webp" => "image/webp",
+                    _ => return None,
+                };
+                let modified = entry.metadata().ok()?.modified().ok()?;
+                path.is_file().then_some((path, content_type, modified))
+            })
+            .collect();
+        found.sort();
+        found
     };
-    let mut paths: Vec<PathBuf> = files(image_dir).into_iter().map(|(p, _)| p).collect();
-    paths.sort();
-    let mut made_here: Vec<PathBuf> = files(workspace)
+    let from_playwright = images(image_dir);
+    let made_here = images(workspace)
         .into_iter()
-        .filter(|(_, modified)| *modified >= since)
-        .map(|(p, _)| p)
-        .collect();
-    made_here.sort();
-    paths.extend(made_here);
-    paths
-        .into_iter()
-        .filter_map(|path| {
-            let content_type = match path.extension()?.to_str()? {
-                "png" => "image/png",
-                "jpg" | "jpeg" => "image/jpeg",
-                "webp" => "image/webp",
-                _ => return None,
-            };
-            let bytes = std::fs::read(&path).ok()?;
-            Some(Image {
+        .filter(|(_, _, modified)| *modified >= since);
+    let mut sent = Vec::new();
+    for (path, content_type, _) in from_playwright.iter().cloned().chain(made_here) {
+        if sent.len() == 10 {
+            break;
+        }
+        if let Ok(bytes) = std::fs::read(&path) {
+            sent.push(Image {
                 content_type: content_type.into(),
                 data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
-            })
-        })
-        .take(10)
-        .collect()
+            });
+        }
+    }
+    for (path, _, _) in from_playwright {
+        let _ = std::fs::remove_file(path);
+    }
+    sent
 }

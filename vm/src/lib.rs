@@ -4,13 +4,15 @@
 //!
 //! # Layout
 //! - [`config`]: environment variables.
-//! - [`routes`]: `POST /messages`, `GET /health`, `GET /images/<id>`.
+//! - [`routes`]: `POST /messages`, `GET /health`.
 //! - [`jobs`]: the queue's dispatcher, a job's life, and the chat commands.
-//! - [`agent`]: one run of the agent process; [`stream`] reads its stream-json.
+//! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json.
+//! - [`agents`]: the warm processes of recently active conversations.
 //! - [`callbacks`]: results to the relay, kept until it accepts them.
 //! - [`store`]: SQLite on `DATA_DIR` (queue, sessions, spend, callbacks).
 
 pub mod agent;
+pub mod agents;
 pub mod callbacks;
 pub mod config;
 pub mod jobs;
@@ -40,6 +42,8 @@ pub struct Vm {
     pub callbacks_wake: Notify,
     /// conversation → how to cancel its running job.
     pub running: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Agent processes waiting, warm, for their conversation's next message.
+    pub agents: agents::Agents,
     /// Cleared when shutdown begins: no new job starts.
     pub accepting: AtomicBool,
 }
@@ -83,6 +87,7 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(10))
         .build()
         .expect("TLS backend");
+    let warm_agents = config.warm_agents;
     let vm = Arc::new(Vm {
         config,
         store,
@@ -92,6 +97,7 @@ pub async fn run(
         jobs_wake: Notify::new(),
         callbacks_wake: Notify::new(),
         running: Mutex::new(HashMap::new()),
+        agents: agents::Agents::new(warm_agents),
         accepting: AtomicBool::new(true),
     });
     for job in vm.store.take_interrupted()? {
@@ -143,6 +149,7 @@ pub async fn run(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    vm.agents.clear();
     let _ = sender.await;
     callbacks::flush(&vm, Duration::from_secs(5)).await;
     tracing::info!("vm stopped");
@@ -154,6 +161,7 @@ pub async fn run(
 async fn watch_idle(vm: Arc<Vm>, idle: oneshot::Sender<()>) {
     loop {
         tokio::time::sleep(Duration::from_millis(250).min(vm.config.idle_timeout)).await;
+        vm.agents.expire(vm.config.agent_warm_for);
         let busy = vm
             .store
             .counts(None)

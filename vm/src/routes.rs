@@ -2,13 +2,12 @@
 //!
 //! - `POST /messages`: queue a message (202; idempotent on `id`). `/status` and `/cancel`
 //!   are answered at once instead of waiting behind the running job.
-//! - `GET /health`: ready, version, jobs, idle seconds.
-//! - `GET /images/<job>-<file>`: a screenshot a job produced.
+//! - `GET /health`: ready, version, jobs, warm agent processes, idle seconds.
 
 use crate::{Vm, jobs};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +18,6 @@ use std::sync::Arc;
 pub fn router(vm: Arc<Vm>) -> Router {
     let private = Router::new()
         .route("/messages", post(messages))
-        .route("/images/{id}", get(image))
         .layer(middleware::from_fn_with_state(vm.clone(), require_token))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
     Router::new()
@@ -131,34 +129,8 @@ async fn health(State(vm): State<Arc<Vm>>) -> Response {
         "version": crate::VERSION,
         "jobs": {"running": running, "queued": queued},
         "idle_secs": vm.idle_for().as_secs(),
+        "warm_agents": vm.agents.count(),
         "agent": vm.config.agent_cmd.first(),
     }))
     .into_response()
-}
-
-async fn image(State(vm): State<Arc<Vm>>, Path(id): Path<String>) -> Response {
-    let found = id.split_once('-').and_then(|(seq, name)| {
-        let seq: i64 = seq.parse().ok()?;
-        let safe = !name.is_empty()
-            && !name.starts_with('.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        safe.then(|| jobs::image_dir(&vm, seq).join(name))
-    });
-    match found.map(std::fs::read) {
-        Some(Ok(bytes)) => (
-            [(
-                header::CONTENT_TYPE,
-                if id.ends_with(".png") {
-                    "image/png"
-                } else {
-                    "image/jpeg"
-                },
-            )],
-            bytes,
-        )
-            .into_response(),
-        _ => (StatusCode::NOT_FOUND, "no such image").into_response(),
-    }
 }

@@ -212,12 +212,21 @@ async fn a_message_starting_with_a_dash_is_text_and_a_session_carries_on() {
         "{texts}"
     );
     assert!(world.prompts().iter().any(|p| p == "--version"));
+    // Both went to one process, which now waits for the next message.
+    let health: serde_json::Value = reqwest::get(format!("{}/health", world.vm_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["warm_agents"], 1, "{health}");
 }
 
 #[tokio::test]
 #[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
 async fn an_unknown_session_starts_afresh_with_a_note() {
-    let world = World::start(&[]).await;
+    // No warm processes: each message starts the CLI with --resume, as after a vm restart.
+    let world = World::start(&[("WARM_AGENTS", "0")]).await;
     world.send("u1", "telegram:3", "hello").await;
     world.relay.reply("telegram:3", 1, LONG).await;
     // The CLI's own record of the session goes (a wiped config folder, say).

@@ -74,6 +74,19 @@ impl FakeRelay {
             .collect()
     }
 
+    /// Waits until a job has started working (its first typing heartbeat) since `seen`
+    /// heartbeats were counted.
+    async fn wait_typing_after(&self, seen: usize) {
+        let started = Instant::now();
+        while self.typing.load(Ordering::SeqCst) <= seen {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no job started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_for(&self, conversation: &str, count: usize) -> Vec<String> {
         let started = Instant::now();
         loop {
@@ -149,6 +162,33 @@ impl RunningVm {
             .unwrap()
             .status()
             .as_u16()
+    }
+
+    async fn health(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/health", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `/health` reports `count` warm agent processes.
+    async fn wait_warm(&self, count: u64) {
+        let started = Instant::now();
+        loop {
+            let health = self.health().await;
+            if health["warm_agents"] == count {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "waited for {count} warm agents: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn shut_down(mut self) {
@@ -309,8 +349,9 @@ async fn chat_commands_new_status_cancel() {
     assert!(replies[2].starts_with("Started a fresh session"));
     assert!(replies[3].contains("turn 1"), "a new session: {replies:?}");
 
+    let seen = relay.typing.load(Ordering::SeqCst);
     vm.send("5", c, "#hang").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.wait_typing_after(seen).await;
     let started = Instant::now();
     vm.send("6", c, "/cancel").await;
     let replies = relay.wait_for(c, 6).await;
@@ -352,23 +393,6 @@ async fn every_endpoint_but_health_needs_the_token() {
             .unwrap()
             .status(),
         401
-    );
-    assert_eq!(
-        http.get(format!("{}/images/1-page.png", vm.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        http.get(format!("{}/images/1-..", vm.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
     );
     assert_eq!(
         http.post(format!("{}/messages", vm.url))
@@ -428,8 +452,79 @@ async fn shutdown_interrupts_running_jobs_and_says_so() {
     let (relay, url) = FakeRelay::start().await;
     let vm = RunningVm::start(&data, &url, &[]).await;
     vm.send("1", "telegram:3", "#hang").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.wait_typing_after(0).await;
     vm.shut_down().await;
     let replies = relay.texts("telegram:3");
     assert_eq!(replies, [vm::jobs::INTERRUPTED_BY_SHUTDOWN], "{replies:?}");
+}
+
+/// The demo agent's process id, from its reply ("message N of process P").
+fn agent_process(reply: &str) -> (u32, u32) {
+    let (_, rest) = reply.split_once("message ").expect(reply);
+    let (number, rest) = rest.split_once(" of process ").expect(reply);
+    let pid = rest.trim_end_matches(')');
+    (number.parse().unwrap(), pid.parse().expect(reply))
+}
+
+#[tokio::test]
+async fn a_conversation_keeps_its_agent_warm_and_a_dead_or_reset_one_is_replaced() {
+    let (_dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[("WARM_AGENTS", "2"), ("MAX_DAILY_USD", "5")]).await;
+    let c = "telegram:warm";
+    vm.send("1", c, "one").await;
+    vm.send("2", c, "two").await;
+    let replies = relay.wait_for(c, 2).await;
+    let (first_number, first_pid) = agent_process(&replies[0]);
+    assert_eq!(first_number, 1);
+    assert_eq!(
+        agent_process(&replies[1]),
+        (2, first_pid),
+        "the second message went to the same process: {replies:?}"
+    );
+    vm.wait_warm(1).await;
+    // The CLI's cost counts from the process's start: each job adds only its own share.
+    vm.send("3", c, "/status").await;
+    let status = relay.wait_for(c, 3).await;
+    assert!(status[2].contains("$0.0246 of $5.00"), "{status:?}");
+
+    // A crash loses the process, not the session.
+    vm.send("4", c, "#exit3").await;
+    vm.send("5", c, "after the crash").await;
+    let replies = relay.wait_for(c, 5).await;
+    assert!(replies[3].contains("exit code 3"), "{replies:?}");
+    let (number, pid) = agent_process(&replies[4]);
+    assert!(number == 1 && pid != first_pid, "{replies:?}");
+    assert!(!replies[4].contains("turn 1 "), "resumed: {replies:?}");
+
+    // At most WARM_AGENTS wait: a third conversation ends the least recently used one.
+    vm.send("a", "telegram:a", "hi").await;
+    relay.wait_for("telegram:a", 1).await;
+    vm.send("b", "telegram:b", "hi").await;
+    relay.wait_for("telegram:b", 1).await;
+    vm.wait_warm(2).await;
+    vm.send("6", c, "evicted?").await;
+    let replies = relay.wait_for(c, 6).await;
+    assert_eq!(
+        agent_process(&replies[5]).0,
+        1,
+        "a new process: {replies:?}"
+    );
+
+    // /new ends the warm process along with the session.
+    vm.send("7", c, "/new").await;
+    vm.send("8", c, "fresh").await;
+    let replies = relay.wait_for(c, 8).await;
+    assert!(
+        replies[7].contains("turn 1 of this session, message 1 "),
+        "{replies:?}"
+    );
+    vm.shut_down().await;
+
+    // Idle processes do not outlive AGENT_WARM_SECS.
+    let vm = RunningVm::start(&data, &url, &[("AGENT_WARM_SECS", "1")]).await;
+    vm.send("9", c, "short-lived").await;
+    relay.wait_for(c, 9).await;
+    vm.wait_warm(0).await;
+    vm.shut_down().await;
 }

@@ -1,5 +1,5 @@
 //! `textslash-demo-agent`: a stand-in for `claude` that speaks the same command line and
-//! `stream-json`, for the demo (no Anthropic key needed) and the vm's tests. Every reply says
+//! `stream-json` (messages in on stdin, one result out per message), for the demo (no Anthropic key needed) and the vm's tests. Every reply says
 //! it comes from the demo agent, so nobody mistakes it for Claude.
 //!
 //! It echoes the prompt; a prompt with "screenshot" writes a PNG into the Playwright output
@@ -57,14 +57,24 @@ fn output_dir(args: &[String]) -> Option<std::path::PathBuf> {
     Some(list.get(i + 1)?.as_str()?.into())
 }
 
+/// The text of a stream-json user line (`{"type":"user","message":{"content":…}}`), whose
+/// content is a string or a list of text blocks.
+fn prompt_of(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let content = &value["message"]["content"];
+    if let Some(text) = content.as_str() {
+        return Some(text.to_string());
+    }
+    let parts: Vec<&str> = content
+        .as_array()?
+        .iter()
+        .filter_map(|part| part["text"].as_str())
+        .collect();
+    Some(parts.join("\n"))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // Like Claude Code: options, then `--`, then the text (which may start with `-`).
-    let prompt = args
-        .iter()
-        .position(|a| a == "--")
-        .map(|i| args[i + 1..].join(" "))
-        .unwrap_or_default();
     // One line per turn, holding the session id: turns of a session = lines with its id.
     let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
     let session = match flag(&args, "--resume") {
@@ -81,6 +91,21 @@ fn main() {
         }
         None => new_session_id(),
     };
+    // Like Claude Code with `--input-format stream-json`: one user message per stdin line,
+    // one result per message, until stdin closes.
+    let mut cost_so_far = 0.0;
+    for (message_number, line) in std::io::stdin().lines().map_while(Result::ok).enumerate() {
+        let Some(prompt) = prompt_of(&line) else {
+            continue;
+        };
+        cost_so_far += 0.0123;
+        answer(&args, &session, &prompt, message_number + 1, cost_so_far);
+    }
+}
+
+/// One turn: a reply to `prompt`, or the misbehaviour it asks for.
+fn answer(args: &[String], session: &str, prompt: &str, message_number: usize, cost: f64) {
+    let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
     let turns = known.lines().filter(|l| *l == session).count();
     let _ = std::fs::OpenOptions::new()
         .create(true)
@@ -95,6 +120,7 @@ fn main() {
             "{}",
             std::fs::read_to_string(capture).expect("capture readable")
         );
+        let _ = std::io::stdout().flush();
         return;
     }
     if prompt.starts_with("#exit3") {
@@ -118,7 +144,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(3600));
     }
     if prompt.contains("screenshot")
-        && let Some(dir) = output_dir(&args)
+        && let Some(dir) = output_dir(args)
     {
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join("page-demo.png"), PNG_1X1);
@@ -132,8 +158,9 @@ fn main() {
             ""
         };
         format!(
-            "[demo agent, not Claude] You said: {prompt}{picture} (turn {} of this session)",
-            turns + 1
+            "[demo agent, not Claude] You said: {prompt}{picture} (turn {} of this session, message {message_number} of process {})",
+            turns + 1,
+            std::process::id()
         )
     };
     emit(
@@ -147,7 +174,8 @@ fn main() {
         "api_error_status": if is_error { serde_json::json!(529) } else { serde_json::Value::Null },
         "result": if is_error { String::new() } else { text },
         "session_id": session,
-        "total_cost_usd": 0.0123,
+        // Like Claude Code's: counted from the process's start.
+        "total_cost_usd": cost,
         "permission_denials": if prompt.starts_with("#denied") {
             serde_json::json!([{"tool_name": "Bash", "tool_use_id": "t1", "tool_input": {}},
                                {"tool_name": "Bash", "tool_use_id": "t2", "tool_input": {}},
