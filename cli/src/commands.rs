@@ -290,18 +290,26 @@ async fn teardown(args: TeardownArgs) -> Result<(), Failure> {
     let leftovers = ops::teardown(&fly, &[&relay, &vm], &|e: &Event| renderer.event(e))
         .await
         .map_err(failed)?;
+    let (for_you, on_fly): (Vec<_>, Vec<_>) = leftovers.iter().partition(|l| l.outside_fly);
     renderer.result(&serde_json::json!({ "leftovers": leftovers }), || {
-        if leftovers.is_empty() {
+        let mut text = if on_fly.is_empty() {
             format!("Removed {relay} and {vm}; nothing is left.")
         } else {
-            let lines: Vec<String> = leftovers
+            let lines: Vec<String> = on_fly
                 .iter()
                 .map(|l| format!("  {}: {}", l.what, l.why))
                 .collect();
             format!("Some things are left over:\n{}", lines.join("\n"))
+        };
+        for leftover in &for_you {
+            text.push_str(&format!(
+                "\nStill to do: {}: {}",
+                leftover.what, leftover.why
+            ));
         }
+        text
     });
-    if leftovers.is_empty() {
+    if on_fly.is_empty() {
         Ok(())
     } else {
         Err(Failure::Failed(

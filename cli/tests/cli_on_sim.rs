@@ -1,14 +1,18 @@
 //! The `textslash` binary, run as a user would, against the sim on loopback.
 
+mod common;
+
 use serde_json::Value;
 use sim::{Program, SimConfig, SimHandle};
 use std::process::Output;
 
+/// The real relay (teardown runs its `unregister-webhook` in the machine); an echo vm.
 async fn sim() -> (SimHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = SimConfig::new(dir.path().to_path_buf());
+    let (relay, _, _) = common::machine_binaries();
     config.images.rules = vec![
-        ("relay".into(), Program::Echo),
+        ("relay".into(), Program::Path(relay)),
         ("vm".into(), Program::Echo),
     ];
     (
@@ -38,10 +42,8 @@ async fn textslash(sim: &SimHandle, args: &[&str], env: &[(&str, &str)]) -> Outp
 
 const TELEGRAM: [(&str, &str); 3] = [
     ("FLY_API_TOKEN", "sim-token"),
-    (
-        "TELEGRAM_BOT_TOKEN",
-        "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
-    ),
+    // The bot the sim's Telegram knows, so the real relay can register its webhook.
+    ("TELEGRAM_BOT_TOKEN", sim::SIM_TELEGRAM_BOT),
     ("ANTHROPIC_API_KEY", "sk-ant-cli-test"),
 ];
 
@@ -108,10 +110,7 @@ async fn deploy_status_teardown_from_a_terminal() {
         String::from_utf8_lossy(&deploy.stdout),
         String::from_utf8_lossy(&deploy.stderr)
     );
-    assert!(
-        !all_output.contains("sk-ant-cli-test")
-            && !all_output.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")
-    );
+    assert!(!all_output.contains("sk-ant-cli-test") && !all_output.contains(sim::SIM_TELEGRAM_BOT));
 
     // Plain progress when stderr is not a terminal.
     let status = textslash(&sim, &["status", "--prefix", "cli"], &TELEGRAM).await;
@@ -121,6 +120,13 @@ async fn deploy_status_teardown_from_a_terminal() {
         text.contains("cli-vm:") && text.contains("started") && text.contains("relay health: ok"),
         "{text}"
     );
+
+    common::eventually(
+        "the relay to register its webhook",
+        std::time::Duration::from_secs(30),
+        async || sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+    )
+    .await;
 
     // Teardown off a terminal needs --yes, and changes nothing without it.
     let refused = textslash(&sim, &["teardown", "--prefix", "cli"], &TELEGRAM).await;
@@ -134,6 +140,11 @@ async fn deploy_status_teardown_from_a_terminal() {
     );
     assert!(String::from_utf8_lossy(&teardown.stdout).contains("nothing is left"));
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
+    assert_eq!(
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+        None,
+        "the bot's webhook went with the relay"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -523,7 +523,8 @@ async fn telegram_channel(browser: &Browser) {
         .await;
 }
 
-async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) {
+/// Tears the deployment down on its detail screen; returns what the page says afterwards.
+async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) -> String {
     browser.go(&format!("{}/#/d/{prefix}", world.page)).await;
     // The detail screen reads the deployment's state from Fly (and the relay's health).
     let status = browser
@@ -538,7 +539,7 @@ async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) {
     browser.click("#teardown").await;
     browser
         .wait_for_text("nothing is left on Fly", Duration::from_secs(60))
-        .await;
+        .await
 }
 
 /// The page called only its own origin and the endpoints its config.json names (all on the
@@ -673,10 +674,15 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     }
     browser.click("#finish").await;
 
-    // 5. Tear both down from the page; nothing is left.
-    tear_down_from_page(&browser, &sim, "e2e").await;
+    // 5. Tear both down from the page; nothing is left, not even the bot's webhook.
+    let torn_down = tear_down_from_page(&browser, &sim, "e2e").await;
+    assert!(!torn_down.contains("Still to do"), "{torn_down}");
     tear_down_from_page(&browser, &sim, "second").await;
     assert_eq!(sim_state(&sim).await["apps"], json!([]));
+    assert_eq!(
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+        None
+    );
 
     // 6. Only the page's own origin was contacted, and no secret leaked into URLs or storage.
     assert_privacy(
@@ -759,7 +765,13 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
     .await;
 
     browser.click("#finish").await;
-    tear_down_from_page(&browser, &sim, "wa").await;
+    let torn_down = tear_down_from_page(&browser, &sim, "wa").await;
+    // Twilio's webhook is the user's to clear, and the page says where.
+    assert!(
+        torn_down.contains("Still to do: the WhatsApp webhook in Twilio")
+            && torn_down.contains("When a message comes in"),
+        "{torn_down}"
+    );
     assert_eq!(sim_state(&sim).await["apps"], json!([]));
     assert_privacy(
         &browser,

@@ -166,6 +166,17 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         serde_json::json!([]),
         "nothing left: {state}"
     );
+    // …not even the bot's webhook, which would point at a name anyone can claim next.
+    assert_eq!(
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+        None,
+        "teardown removed the Telegram webhook"
+    );
+    let progress = String::from_utf8_lossy(&teardown.stderr);
+    assert!(
+        progress.contains("removed the Telegram webhook"),
+        "{progress}"
+    );
 }
 
 /// The relay's journal as its public health reports it.

@@ -3,7 +3,7 @@
 //! they also work on a deploy that stopped half-way.
 
 use crate::error::Error;
-use crate::fly::{AppName, CheckStatus, FlyClient, IpAssignment, Volume};
+use crate::fly::{AppName, CheckStatus, FlyClient, IpAssignment, Machine, Volume};
 use crate::machines::{ROLE_KEY, Role};
 use crate::plan::{Event, Progress, StepId, StepState, fetch_health, find_machine};
 use crate::spec::Images;
@@ -194,11 +194,14 @@ pub async fn set_vm_running<T: Transport, C: Clock>(
     }
 }
 
-/// Something teardown could not remove.
+/// Something teardown could not remove, or a setting outside Fly only the user can change.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Leftover {
     pub what: String,
     pub why: String,
+    /// Not on Fly: a channel's setting the user clears by hand (WhatsApp's webhook in Twilio).
+    #[serde(default)]
+    pub outside_fly: bool,
 }
 
 /// Removes machines, volumes, IPs and both apps, then checks each app is gone (404).
@@ -227,6 +230,7 @@ pub async fn teardown<T: Transport, C: Clock>(
                 leftovers.push(Leftover {
                     what: app.into(),
                     why: "it belongs to another org".into(),
+                    outside_fly: false,
                 });
                 continue;
             }
@@ -239,11 +243,19 @@ pub async fn teardown<T: Transport, C: Clock>(
             leftovers.push(Leftover {
                 what: format!("app {app}"),
                 why: "it is not a textslash deployment's (its name or machines are not ours), so it was left alone".into(),
+                outside_fly: false,
             });
             emit(StepState::Failed, format!("{app} is not ours; left alone"));
             continue;
         }
         let mut removed = Vec::new();
+        if Role::of_app(app) == Some(Role::Relay) {
+            match unregister_webhook(fly, app, &machines).await {
+                Ok(Some(what)) => removed.push(what),
+                Ok(None) => {}
+                Err(leftover) => leftovers.push(leftover),
+            }
+        }
         for machine in machines.iter().filter(|m| m.is_live()) {
             record(
                 &mut leftovers,
@@ -259,6 +271,7 @@ pub async fn teardown<T: Transport, C: Clock>(
                 leftovers.push(Leftover {
                     what: format!("machine {}", machine.id),
                     why: e.to_string(),
+                    outside_fly: false,
                 });
             }
         }
@@ -300,16 +313,106 @@ pub async fn teardown<T: Transport, C: Clock>(
                 leftovers.push(Leftover {
                     what: format!("app {app}"),
                     why: "it still exists after deletion".into(),
+                    outside_fly: false,
                 });
                 emit(StepState::Failed, format!("{app} still exists"));
             }
             Err(e) => leftovers.push(Leftover {
                 what: format!("app {app}"),
                 why: e.to_string(),
+                outside_fly: false,
             }),
         }
     }
     Ok(leftovers)
+}
+
+/// What `relay unregister-webhook` answers (one JSON line; see `relay/src/unregister.rs`).
+#[derive(Deserialize)]
+struct Unregistered {
+    channel: String,
+    removed: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Removes the channel's webhook before the relay goes, so the channel stops calling a URL
+/// that anyone could claim next by creating an app of that name. It runs the relay's own
+/// `unregister-webhook` in its machine (the Machines API's exec), so the bot token is used
+/// where it already is and stored nowhere new. WhatsApp's webhook is a field of the user's
+/// Twilio console: the answer is a leftover saying which.
+async fn unregister_webhook<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    machines: &[Machine],
+) -> Result<Option<String>, Leftover> {
+    let telegram_by_hand = |why: String| Leftover {
+        what: "the channel's webhook".into(),
+        why: format!(
+            "{why}. If this was a Telegram bot, open https://api.telegram.org/bot<your bot token>/deleteWebhook in a browser, or Telegram keeps calling {app}.fly.dev, which anyone could claim next"
+        ),
+        outside_fly: false,
+    };
+    let Some(machine) = machines.iter().find(|m| m.is_live()) else {
+        return Ok(None);
+    };
+    // exec needs a running machine: a stopped relay (the deployment was stopped) starts first.
+    if machine.state != "started" {
+        let started = async {
+            fly.start_machine(app, &machine.id).await?;
+            fly.wait_machine(app, &machine.id, "started", 60).await
+        };
+        match started.await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(telegram_by_hand(
+                    "the relay did not start to remove it".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(telegram_by_hand(format!(
+                    "the relay could not start to remove it ({e})"
+                )));
+            }
+        }
+    }
+    let answer = fly
+        .exec_machine(app, &machine.id, &["/relay", "unregister-webhook"], 60)
+        .await
+        .map_err(|e| {
+            telegram_by_hand(format!("the relay could not be asked to remove it ({e})"))
+        })?;
+    let Some(unregistered) = answer
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Unregistered>(line).ok())
+    else {
+        let said = answer
+            .stderr
+            .lines()
+            .last()
+            .unwrap_or("no answer")
+            .to_string();
+        return Err(telegram_by_hand(format!(
+            "the relay could not remove it (exit code {}: {said})",
+            answer.exit_code
+        )));
+    };
+    match (unregistered.channel.as_str(), unregistered.removed) {
+        ("telegram", true) => Ok(Some("the Telegram webhook".into())),
+        ("telegram", false) => Err(telegram_by_hand(format!(
+            "Telegram did not remove it ({})",
+            unregistered.error.unwrap_or_default()
+        ))),
+        _ => Err(Leftover {
+            what: "the WhatsApp webhook in Twilio".into(),
+            why: format!(
+                "only you can clear it: in the Twilio console, open your WhatsApp sender (or the Sandbox settings) and empty “When a message comes in”, which still points at {app}.fly.dev"
+            ),
+            outside_fly: true,
+        }),
+    }
 }
 
 /// Waits until the machine is destroyed (or gone: a 404 means the same).
@@ -364,6 +467,7 @@ fn record(
         Err(e) => leftovers.push(Leftover {
             what,
             why: e.to_string(),
+            outside_fly: false,
         }),
     }
 }

@@ -282,8 +282,20 @@ async fn a_failure_at_any_step_resumes_to_the_same_state() {
         )
         .await
         .unwrap();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        only_the_webhook_is_left(&leftovers);
     }
+}
+
+/// The echo machines these tests run have no `/relay` to remove a channel's webhook with, so
+/// teardown answers exactly what it would for such an image: one leftover, with the way to
+/// remove it by hand. (`cli/tests/whole_system_on_sim.rs` runs the real relay, which removes it.)
+fn only_the_webhook_is_left(leftovers: &[ops::Leftover]) {
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert_eq!(leftovers[0].what, "the channel's webhook");
+    assert!(
+        leftovers[0].why.contains("exit code 127") && leftovers[0].why.contains("/deleteWebhook"),
+        "{leftovers:?}"
+    );
 }
 
 #[tokio::test]
@@ -451,7 +463,7 @@ async fn status_update_stop_start_and_teardown() {
     let leftovers = ops::teardown(&fly, &[&d.relay_app, &d.vm_app], &|_: &Event| {})
         .await
         .unwrap();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    only_the_webhook_is_left(&leftovers);
     assert_eq!(h.dump().await["apps"], serde_json::json!([]));
     let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
         .await

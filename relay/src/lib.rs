@@ -13,6 +13,7 @@
 //! - [`protocol`]: the relay↔vm contract (the vm crate uses it too).
 //! - [`split`], [`media`]: long replies and outgoing images.
 //! - [`service`]: environment, logging, listen address, shutdown (shared with the vm).
+//! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
 
 pub mod config;
 pub mod forward;
@@ -25,6 +26,7 @@ pub mod service;
 pub mod split;
 pub mod telegram;
 pub mod twilio;
+pub mod unregister;
 
 use config::Config;
 use journal::Journal;

@@ -1,4 +1,6 @@
 //! `relay`: reads its configuration from the environment and serves until SIGTERM or Ctrl-C.
+//! `relay unregister-webhook` instead removes the channel's webhook and exits (teardown runs
+//! it in the machine; see `relay::unregister`).
 
 use anyhow::Context;
 use relay::service;
@@ -8,6 +10,17 @@ async fn main() -> anyhow::Result<()> {
     service::init_logging();
     let config = relay::config::Config::from_lookup(|name| std::env::var(name).ok())
         .context("the relay's configuration is incomplete")?;
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("unregister-webhook") => {
+            let answer = relay::unregister::run(&config).await;
+            println!("{answer}");
+            std::process::exit(if answer["error"].is_null() { 0 } else { 1 });
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}: the relay takes none, or unregister-webhook")
+        }
+    }
     let listener = tokio::net::TcpListener::bind((service::listen_host(), config.port))
         .await
         .with_context(|| format!("PORT: cannot listen on {}", config.port))?;

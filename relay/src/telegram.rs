@@ -152,6 +152,21 @@ pub async fn set_webhook(
     }
 }
 
+/// Removes the bot's webhook (teardown), so Telegram stops calling a URL someone else could
+/// claim once the app is gone.
+pub async fn delete_webhook(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+) -> Result<(), SendError> {
+    call(
+        http,
+        config,
+        "deleteWebhook",
+        serde_json::json!({"drop_pending_updates": true}),
+    )
+    .await
+}
+
 pub async fn send_text(
     http: &reqwest::Client,
     config: &TelegramConfig,

@@ -42,6 +42,7 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
         if let Some(m) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) {
             m.state = "started".into();
             m.port = Some(launch.port);
+            m.env = launch.env.clone();
             m.kill = Some(kill_tx);
         }
     });
@@ -58,6 +59,69 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+/// `exec`: runs `command` as a process of the started machine would, with its environment
+/// (secrets included, which is how flyctl's `pg` commands read one: `echo $S3_ARCHIVE_CONFIG`).
+/// The image's program is its entrypoint, so a command naming a file of that name runs the
+/// local program; any other command is not found in the image (exit 127, as a shell says).
+pub async fn exec(
+    sim: &Arc<Sim>,
+    app: &str,
+    id: &str,
+    command: &[String],
+    timeout: std::time::Duration,
+) -> Result<Value, String> {
+    let (state, image, env) = sim.world.with(|apps| {
+        let machine = apps
+            .get(app)
+            .and_then(|a| a.machines.get(id))
+            .ok_or("machine not found")?;
+        let image = machine
+            .config
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Ok::<_, String>((
+            machine.state.clone(),
+            image.to_string(),
+            machine.env.clone(),
+        ))
+    })?;
+    if state != "started" {
+        return Err(format!(
+            "machine is {state}, not started: start it before exec"
+        ));
+    }
+    let named = |path: &std::path::Path| {
+        path.file_name().map(|n| n.to_string_lossy().into_owned())
+            == std::path::Path::new(&command[0])
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+    };
+    let program = match sim.config.images.program_for(&image) {
+        Some(Program::Path(path)) if named(&path) => path,
+        _ => {
+            return Ok(serde_json::json!({"exit_code": 127, "stdout": "",
+                "stderr": format!("exec: {}: not found\n", command[0])}));
+        }
+    };
+    let run = Command::new(&program)
+        .args(&command[1..])
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(output)) => Ok(serde_json::json!({
+            "exit_code": output.status.code().unwrap_or(-1),
+            "stdout": String::from_utf8_lossy(&output.stdout),
+            "stderr": String::from_utf8_lossy(&output.stderr),
+        })),
+        Ok(Err(e)) => Err(format!("sim: could not run {}: {e}", program.display())),
+        Err(_) => Err(format!("command timed out after {} s", timeout.as_secs())),
+    }
 }
 
 /// A machine's process, or its in-process stand-in.
@@ -209,6 +273,7 @@ async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, success: b
         }
         machine.state = "stopped".into();
         machine.port = None;
+        machine.env.clear();
         machine.kill = None;
         let wanted = match machine.restart_policy().as_str() {
             "no" => false,
@@ -240,6 +305,7 @@ pub fn stop(sim: &Sim, app: &str, id: &str) {
                 let _ = kill.send(());
             }
             m.port = None;
+            m.env.clear();
             m.state = "stopped".into();
             m.restarts = 0;
         }

@@ -46,6 +46,8 @@ pub struct Machine {
     pub instance_id: String,
     /// Where the process listens, while it runs.
     pub port: Option<u16>,
+    /// The environment its process was started with, for `exec` (empty while stopped).
+    pub env: std::collections::BTreeMap<String, String>,
     /// Kills the process when sent or dropped.
     pub kill: Option<tokio::sync::oneshot::Sender<()>>,
     /// Bumped on every start, so a watcher of an old process ignores its late exit.

@@ -322,6 +322,31 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         }
     }
 
+    /// Runs `command` in a started machine, in its environment (its secrets included).
+    pub async fn exec_machine(
+        &self,
+        app: &str,
+        id: &str,
+        command: &[&str],
+        timeout_secs: u32,
+    ) -> Result<ExecResponse, Error> {
+        let request = ExecRequest {
+            command: command.iter().map(|part| part.to_string()).collect(),
+            timeout: timeout_secs,
+        };
+        let answer: Option<ExecResponse> = self
+            .call(
+                Method::Post,
+                &format!("/v1/apps/{app}/machines/{id}/exec"),
+                Some(&request),
+                // Our commands are safe to repeat (removing a webhook twice removes it once).
+                Repeat::Safe,
+                "run a command in the machine",
+            )
+            .await?;
+        Ok(answer.unwrap_or_default())
+    }
+
     pub async fn stop_machine(&self, app: &str, id: &str) -> Result<(), Error> {
         self.call_ignoring_body(
             Method::Post,

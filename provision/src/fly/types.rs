@@ -409,6 +409,25 @@ pub struct StartResponse {
     pub previous_state: Option<String>,
 }
 
+/// `MachineExecRequest` (SPEC `Machines_exec`; `timeout` in seconds, as flyctl's
+/// `machine exec --timeout` says).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub timeout: u32,
+}
+
+/// `flydv1.ExecResponse`: what the command printed and how it exited.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExecResponse {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exit_code: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub stdout: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub stderr: String,
+}
+
 /// `WaitMachineResponse`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct WaitResponse {

@@ -74,17 +74,24 @@ pub fn Detail(prefix: String) -> impl IntoView {
                     .await
                     .map(|left| {
                         storage::forget(&LocalStorage, &prefix);
-                        Some(if left.is_empty() {
-                            "Torn down: nothing is left on Fly.".into()
+                        let list = |outside_fly: bool| {
+                            left.iter()
+                                .filter(|l| l.outside_fly == outside_fly)
+                                .map(|l| format!("{} ({})", l.what, l.why))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        };
+                        let on_fly = list(false);
+                        let mut text = if on_fly.is_empty() {
+                            "Torn down: nothing is left on Fly.".to_string()
                         } else {
-                            format!(
-                                "Left over: {}",
-                                left.iter()
-                                    .map(|l| format!("{} ({})", l.what, l.why))
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            )
-                        })
+                            format!("Left over: {on_fly}")
+                        };
+                        let for_you = list(true);
+                        if !for_you.is_empty() {
+                            text.push_str(&format!(" Still to do: {for_you}."));
+                        }
+                        Some(text)
                     }),
                     _ => Ok(None),
                 };
