@@ -40,6 +40,8 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     pub wake_notice_after: Duration,
     pub vm_deadline: Duration,
+    /// How long delivered messages and sent replies are kept (`RETENTION_HOURS`).
+    pub retention: Duration,
 }
 
 // Hand-written so a stray `{:?}` can never print a credential.
@@ -187,6 +189,7 @@ impl Config {
             telegram,
             wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
             vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
+            retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
         })
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub const WAKING_UP: &str = "Waking up your agent… (it sleeps when idle; this takes a few seconds)";
+pub const DISK_FULL: &str = "Your agent's disk is full, so it could not take that message. Extend the volume of your -vm app (Fly dashboard → the app → Volumes), then send it again.";
 pub const UNREACHABLE: &str = "I could not reach your agent. Your message is saved and will be delivered as soon as the agent is back.";
 
 /// How often the inbox is checked when nothing rang.
@@ -115,6 +116,12 @@ async fn deliver(
                 let _ = app.journal.mark_delivered(seq);
                 return true;
             }
+            Err(Delivery::DiskFull) => {
+                tracing::error!(id = %message.id, "the vm's disk is full; the sender was told");
+                notify(app, &message, "disk-full", DISK_FULL);
+                let _ = app.journal.mark_delivered(seq);
+                return true;
+            }
             Err(Delivery::Retry(reason)) => {
                 tracing::warn!(id = %message.id, attempt, "vm not reachable yet: {reason}");
             }
@@ -142,6 +149,9 @@ async fn deliver(
 enum Delivery {
     Retry(String),
     Refused(String),
+    /// The vm's volume is full (507): retrying would hold up every conversation behind this
+    /// message until someone makes room, so the sender is told instead.
+    DiskFull,
 }
 
 async fn post_message(app: &App, payload: &VmMessage, timeout: Duration) -> Result<(), Delivery> {
@@ -159,7 +169,9 @@ async fn post_message(app: &App, payload: &VmMessage, timeout: Duration) -> Resu
         return Ok(());
     }
     let body = response.text().await.unwrap_or_default();
-    if status.as_u16() == 400 || status.as_u16() == 413 || status.as_u16() == 422 {
+    if status.as_u16() == 507 {
+        Err(Delivery::DiskFull)
+    } else if status.as_u16() == 400 || status.as_u16() == 413 || status.as_u16() == 422 {
         Err(Delivery::Refused(body.chars().take(200).collect()))
     } else {
         // 401 means VM_TOKEN differs between the apps: worth retrying after the owner fixes it.

@@ -5,6 +5,9 @@
 //! - `inbox`: messages from the channels, until the vm accepts them (`delivered_ms`).
 //! - `outbox`: replies and notices for the channels, until sent; `chunks_sent` remembers how
 //!   far a long reply got so a restart does not repeat its first half.
+//!
+//! Finished rows stay for `RETENTION_HOURS` (duplicates of a delivered message are still
+//! recognised meanwhile), then [`Journal::prune`] removes them, text and all.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -224,6 +227,22 @@ impl Journal {
         Ok(())
     }
 
+    /// Forgets what was finished before `before_ms`: delivered messages (their text and the
+    /// record that de-duplicates channel retries, which come within a day) and sent or
+    /// abandoned replies. Pending rows are never touched. Returns how many rows went.
+    pub fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
+        let db = self.db();
+        let inbox = db.execute(
+            "DELETE FROM inbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
+            params![before_ms],
+        )?;
+        let outbox = db.execute(
+            "DELETE FROM outbox WHERE done_ms IS NOT NULL AND done_ms < ?1",
+            params![before_ms],
+        )?;
+        Ok(inbox + outbox)
+    }
+
     /// (inbound waiting for the vm, replies waiting for a channel).
     pub fn depth(&self) -> Result<(i64, i64), JournalError> {
         let db = self.db();
@@ -289,5 +308,28 @@ mod tests {
         assert_eq!((later.chunks_sent, later.attempts), (1, 1));
         journal.mark_sent(later.seq).unwrap();
         assert_eq!(journal.depth().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn prune_forgets_only_what_was_finished_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        assert!(journal.accept(&message("delivered")).unwrap());
+        assert!(journal.accept(&message("pending")).unwrap());
+        let (seq, _) = journal.next_undelivered().unwrap().unwrap();
+        journal.mark_delivered(seq).unwrap();
+        journal.enqueue("r1", "telegram:1", "sent", &[]).unwrap();
+        journal.enqueue("r2", "telegram:1", "waiting", &[]).unwrap();
+        let sent = journal.next_due(now_ms()).unwrap().unwrap();
+        assert_eq!(sent.text, "sent");
+        journal.mark_sent(sent.seq).unwrap();
+
+        // Nothing finished before a cutoff in the past.
+        assert_eq!(journal.prune(now_ms() - 60_000).unwrap(), 0);
+        assert_eq!(journal.prune(now_ms() + 1).unwrap(), 2);
+        // What is pending stays, and a pruned id is no longer a duplicate.
+        assert_eq!(journal.depth().unwrap(), (1, 1));
+        assert_eq!(journal.next_undelivered().unwrap().unwrap().1.id, "pending");
+        assert!(journal.accept(&message("delivered")).unwrap());
     }
 }

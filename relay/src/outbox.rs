@@ -14,15 +14,27 @@ use tokio::sync::watch;
 
 const IDLE_TICK: Duration = Duration::from_secs(30);
 
+/// Keeps the volume from filling up: stored images go after an hour, finished journal rows
+/// after the retention period.
+fn housekeeping(app: &App) {
+    media::sweep(&app.config.data_dir);
+    let cutoff = now_ms() - app.config.retention.as_millis() as i64;
+    match app.journal.prune(cutoff) {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "pruned finished journal rows"),
+        Err(error) => tracing::warn!("pruning the journal failed: {error}"),
+    }
+}
+
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut last_sweep = std::time::Instant::now();
+    let mut last_sweep: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        if last_sweep.elapsed() > Duration::from_secs(600) {
-            media::sweep(&app.config.data_dir);
-            last_sweep = std::time::Instant::now();
+        if last_sweep.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
+            housekeeping(&app);
+            last_sweep = Some(std::time::Instant::now());
         }
         match app.journal.next_due(now_ms()) {
             Ok(Some(message)) => send(&app, message).await,

@@ -23,6 +23,8 @@ struct FakeVm {
     received: Arc<Mutex<Vec<VmMessage>>>,
     first_answer_delay: Arc<Mutex<Option<Duration>>>,
     reply_to: Arc<Mutex<Option<String>>>,
+    /// Answer 507, as the vm does when its volume is full.
+    disk_full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeVm {
@@ -38,6 +40,9 @@ impl FakeVm {
                         let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
                         if !relay::protocol::bearer_matches(auth, VM_TOKEN) {
                             return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {
+                            return axum::http::StatusCode::INSUFFICIENT_STORAGE;
                         }
                         let delay = vm.first_answer_delay.lock().unwrap().take();
                         if let Some(delay) = delay {
@@ -643,6 +648,48 @@ async fn a_cold_vm_gets_exactly_one_waking_notice_then_the_reply() {
     .await;
     let texts: Vec<&str> = sent.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(texts, [relay::forward::WAKING_UP, "echo: wake up"]);
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_full_vm_disk_gives_each_sender_a_sentence_and_holds_nobody_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    vm.disk_full
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    wait_for_webhook(&sim).await;
+    // Two messages while the disk is full: each sender hears why, neither waits on the other.
+    for text in ["one", "two"] {
+        assert_eq!(telegram_user_sends(&sim, OWNER, text, false).await, 200);
+    }
+    eventually("two disk-full sentences", Duration::from_secs(20), || {
+        let told = sim
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .filter(|s| s.text == relay::forward::DISK_FULL)
+            .count();
+        (told == 2).then_some(())
+    })
+    .await;
+    // Room made: the next message goes through, and the two given up are not replayed.
+    vm.disk_full
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(telegram_user_sends(&sim, OWNER, "three", false).await, 200);
+    let received = eventually(
+        "the next message at the vm",
+        Duration::from_secs(20),
+        || {
+            let r = vm.received();
+            (!r.is_empty()).then_some(r)
+        },
+    )
+    .await;
+    let texts: Vec<&str> = received.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["three"]);
     relay.shut_down().await;
 }
 

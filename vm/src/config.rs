@@ -30,6 +30,8 @@ pub struct Config {
     /// How long an idle agent process is kept (`AGENT_WARM_SECS`).
     pub agent_warm_for: Duration,
     pub heartbeat: Duration,
+    /// How long finished jobs and delivered results are kept (`RETENTION_HOURS`).
+    pub retention: Duration,
     /// A browser for Playwright MCP (the image sets Debian's Chromium).
     pub chromium_path: Option<String>,
 }
@@ -98,6 +100,7 @@ impl Config {
             warm_agents: env.number("WARM_AGENTS", 1)? as usize,
             agent_warm_for: Duration::from_secs(env.number("AGENT_WARM_SECS", 600)?),
             heartbeat: Duration::from_millis(env.number("HEARTBEAT_MS", 4000)?),
+            retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
             chromium_path: env.get("CHROMIUM_PATH"),
         })
     }

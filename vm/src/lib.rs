@@ -115,6 +115,7 @@ pub async fn run(
     let sender = tokio::spawn(callbacks::run(vm.clone(), stop_rx.clone()));
     let (idle_tx, idle_rx) = oneshot::channel();
     tokio::spawn(watch_idle(vm.clone(), idle_tx));
+    tokio::spawn(housekeeping(vm.clone(), stop_rx.clone()));
 
     tracing::info!(
         "vm listening on {}",
@@ -154,6 +155,26 @@ pub async fn run(
     callbacks::flush(&vm, Duration::from_secs(5)).await;
     tracing::info!("vm stopped");
     Ok(())
+}
+
+/// Keeps the volume from filling up with finished work: at start and every ten minutes,
+/// jobs and results older than `RETENTION_HOURS` go (the workspaces are the user's, and stay).
+async fn housekeeping(vm: Arc<Vm>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(vm.config.retention)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        match vm.store.prune(cutoff) {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "pruned finished jobs and results"),
+            Err(error) => tracing::warn!("pruning the store failed: {error}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Fires once nothing is running, queued or waiting for the relay, and no request came for

@@ -1,6 +1,6 @@
 //! The vm's HTTP surface. Everything but `/health` needs `Authorization: Bearer VM_TOKEN`.
 //!
-//! - `POST /messages`: queue a message (202; idempotent on `id`). `/status` and `/cancel`
+//! - `POST /messages`: queue a message (202; idempotent on `id`; 507 when the volume is full). `/status` and `/cancel`
 //!   are answered at once instead of waiting behind the running job.
 //! - `GET /health`: ready, version, jobs, warm agent processes, idle seconds.
 
@@ -14,6 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use relay::protocol::{VmMessage, bearer_matches};
 use std::sync::Arc;
+
+/// The 507 body, which the relay passes on to the sender.
+pub const DISK_FULL: &str = "the agent's disk is full";
 
 pub fn router(vm: Arc<Vm>) -> Router {
     let private = Router::new()
@@ -91,6 +94,11 @@ async fn messages(State(vm): State<Arc<Vm>>, body: Bytes) -> Response {
         }
         _ => match vm.store.add_job(&message) {
             Ok(_) => vm.jobs_wake.notify_one(),
+            // Retrying will not help until someone makes room: the relay tells the sender.
+            Err(error) if error.is_disk_full() => {
+                tracing::error!("could not queue a message: {error}");
+                return (StatusCode::INSUFFICIENT_STORAGE, DISK_FULL).into_response();
+            }
             Err(error) => {
                 tracing::error!("could not queue a message: {error}");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();

@@ -11,6 +11,24 @@ use std::sync::Mutex;
 #[error("vm store: {0}")]
 pub struct StoreError(#[from] rusqlite::Error);
 
+impl StoreError {
+    /// The volume (or SQLite's page limit) is full: nothing new can be stored until room is
+    /// made, so retrying soon is pointless.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(&self.0, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Columns added after the first release, for stores created before them.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("jobs", "finished_ms"), ("callbacks", "done_ms")];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub seq: i64,
@@ -27,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id           TEXT NOT NULL UNIQUE,
     conversation TEXT NOT NULL,
     message      TEXT NOT NULL,
-    state        TEXT NOT NULL DEFAULT 'queued'
+    state        TEXT NOT NULL DEFAULT 'queued',
+    finished_ms  INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, conversation, seq);
 CREATE TABLE IF NOT EXISTS sessions (conversation TEXT PRIMARY KEY, session_id TEXT NOT NULL);
@@ -36,7 +55,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      TEXT NOT NULL UNIQUE,
     body    TEXT NOT NULL,
-    done    INTEGER NOT NULL DEFAULT 0
+    done    INTEGER NOT NULL DEFAULT 0,
+    done_ms INTEGER
 );
 ";
 
@@ -66,6 +86,16 @@ impl Store {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        for (table, column) in ADDED_COLUMNS {
+            let present: bool = db.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} INTEGER"))?;
+            }
+        }
         Ok(Store { db: Mutex::new(db) })
     }
 
@@ -110,9 +140,10 @@ impl Store {
     }
 
     pub fn set_state(&self, seq: i64, state: &str) -> Result<(), StoreError> {
+        let finished = (state != "queued" && state != "running").then(now_ms);
         self.db().execute(
-            "UPDATE jobs SET state = ?1 WHERE seq = ?2",
-            params![state, seq],
+            "UPDATE jobs SET state = ?1, finished_ms = ?2 WHERE seq = ?3",
+            params![state, finished, seq],
         )?;
         Ok(())
     }
@@ -227,9 +258,36 @@ impl Store {
     }
 
     pub fn callback_done(&self, seq: i64) -> Result<(), StoreError> {
-        self.db()
-            .execute("UPDATE callbacks SET done = 1 WHERE seq = ?1", [seq])?;
+        self.db().execute(
+            "UPDATE callbacks SET done = 1, done_ms = ?1 WHERE seq = ?2",
+            params![now_ms(), seq],
+        )?;
         Ok(())
+    }
+
+    /// Forgets finished jobs (the user's message text) and delivered results (their text and
+    /// images) finished before `before_ms`; rows finished before these columns existed count
+    /// as finished now. Returns how many rows went.
+    pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let db = self.db();
+        let now = now_ms();
+        db.execute(
+            "UPDATE jobs SET finished_ms = ?1 WHERE finished_ms IS NULL AND state NOT IN ('queued', 'running')",
+            [now],
+        )?;
+        db.execute(
+            "UPDATE callbacks SET done_ms = ?1 WHERE done_ms IS NULL AND done = 1",
+            [now],
+        )?;
+        let jobs = db.execute(
+            "DELETE FROM jobs WHERE finished_ms < ?1 AND state NOT IN ('queued', 'running')",
+            [before_ms],
+        )?;
+        let callbacks = db.execute(
+            "DELETE FROM callbacks WHERE done = 1 AND done_ms < ?1",
+            [before_ms],
+        )?;
+        Ok(jobs + callbacks)
     }
 
     pub fn pending_callbacks(&self) -> Result<i64, StoreError> {
@@ -318,5 +376,71 @@ mod tests {
         store.callback_done(seq).unwrap();
         assert_eq!(store.pending_callbacks().unwrap(), 0);
         assert_eq!(utc_day().len(), 10);
+    }
+
+    #[test]
+    fn prune_forgets_finished_work_only_and_old_stores_gain_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.db");
+        // A store from before the retention columns.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                conversation TEXT NOT NULL, message TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued');
+             CREATE TABLE callbacks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO jobs (id, conversation, message, state) VALUES ('old', 'a', '{}', 'done');",
+        )
+        .unwrap();
+        drop(old);
+        let store = Store::open(&path).unwrap();
+        for id in ["done", "queued"] {
+            store.add_job(&message(id, "a")).unwrap();
+        }
+        let done = store.runnable(1).unwrap().remove(0);
+        store.set_state(done.seq, "done").unwrap();
+        let reply = |id: &str| Callback {
+            id: id.into(),
+            conversation: "a".into(),
+            kind: relay::protocol::CallbackKind::Message,
+            text: "t".into(),
+            images: vec![],
+        };
+        store.enqueue_callback(&reply("sent")).unwrap();
+        store.enqueue_callback(&reply("unsent")).unwrap();
+        let (seq, _) = store.next_callback().unwrap().unwrap();
+        store.callback_done(seq).unwrap();
+
+        assert_eq!(
+            store.prune(now_ms() - 60_000).unwrap(),
+            0,
+            "nothing is old yet"
+        );
+        // The old row, the finished job and the delivered result go; queued work stays.
+        assert_eq!(store.prune(now_ms() + 1).unwrap(), 3);
+        assert_eq!(store.counts(None).unwrap(), (0, 1));
+        assert_eq!(store.pending_callbacks().unwrap(), 1);
+        assert_eq!(store.runnable(5).unwrap()[0].message.id, "queued");
+    }
+
+    #[test]
+    fn a_full_store_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("vm.db")).unwrap();
+        // SQLite's page limit gives the same error a full volume does (SQLITE_FULL).
+        let pages: i64 = store
+            .db()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .db()
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let big = VmMessage {
+            text: "x".repeat(64 * 1024),
+            ..message("big", "a")
+        };
+        let error = store.add_job(&big).unwrap_err();
+        assert!(error.is_disk_full(), "{error}");
     }
 }
