@@ -259,7 +259,9 @@ impl Store {
 
     pub fn callback_done(&self, seq: i64) -> Result<(), StoreError> {
         self.db().execute(
-            "UPDATE callbacks SET done = 1, done_ms = ?1 WHERE seq = ?2",
+            // The body (base64 images included) is of no use once the relay has it; the row
+            // stays only so a repeated id is recognised.
+            "UPDATE callbacks SET done = 1, done_ms = ?1, body = '' WHERE seq = ?2",
             params![now_ms(), seq],
         )?;
         Ok(())
