@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::service::ConfigError;
-use crate::service::{Env, http_url};
+use contract::protocol::{Channel, Conversation};
+pub use contract::service::ConfigError;
+use contract::service::{Env, http_url};
 
 #[derive(Clone)]
 pub struct TwilioConfig {
@@ -74,7 +75,11 @@ impl Config {
             .filter(|s| !s.is_empty())
             .collect();
         for sender in &allowed_senders {
-            if !(sender.starts_with("whatsapp:+") || sender.starts_with("telegram:")) {
+            let well_formed = match Conversation::parse(sender) {
+                Some(c) => c.channel == Channel::Telegram || c.address.starts_with('+'),
+                None => false,
+            };
+            if !well_formed {
                 return Err(ConfigError {
                     var: "ALLOWED_SENDERS",
                     problem:

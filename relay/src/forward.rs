@@ -5,9 +5,10 @@
 //! takes it. After a restart the journal still holds whatever the vm never accepted.
 
 use crate::journal::{InboundMessage, MediaRef};
-use crate::protocol::{Image, VmMessage};
 use crate::{App, SendError, backoff, media, sleep_unless_stopped, telegram, twilio};
 use base64::Engine;
+use contract::client::Verdict;
+use contract::protocol::{Image, VmMessage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -81,11 +82,10 @@ async fn deliver(
         let remaining = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(5));
-        let mut request = std::pin::pin!(post_message(
-            app,
-            &payload,
-            remaining.min(Duration::from_secs(60))
-        ));
+        let mut request = std::pin::pin!(
+            app.vm
+                .send(&payload, remaining.min(Duration::from_secs(60)))
+        );
         let outcome = loop {
             tokio::select! {
                 outcome = &mut request => break outcome,
@@ -97,7 +97,7 @@ async fn deliver(
             }
         };
         match outcome {
-            Ok(()) => {
+            Verdict::Accepted => {
                 if let Err(error) = app.journal.mark_delivered(seq) {
                     // The vm de-duplicates on id, so a repeat after this is harmless.
                     tracing::error!("could not mark a message delivered: {error}");
@@ -105,7 +105,11 @@ async fn deliver(
                 tracing::info!(id = %message.id, took_ms = started.elapsed().as_millis() as u64, "delivered to the vm");
                 return true;
             }
-            Err(Delivery::Refused(reason)) => {
+            Verdict::TooLarge | Verdict::Refused(_) => {
+                let reason = match outcome {
+                    Verdict::Refused(reason) => reason,
+                    _ => "it is too large".to_string(),
+                };
                 tracing::error!(id = %message.id, "the vm refused a message for good: {reason}");
                 notify(
                     app,
@@ -116,13 +120,13 @@ async fn deliver(
                 let _ = app.journal.mark_delivered(seq);
                 return true;
             }
-            Err(Delivery::DiskFull) => {
+            Verdict::DiskFull => {
                 tracing::error!(id = %message.id, "the vm's disk is full; the sender was told");
                 notify(app, &message, "disk-full", DISK_FULL);
                 let _ = app.journal.mark_delivered(seq);
                 return true;
             }
-            Err(Delivery::Retry(reason)) => {
+            Verdict::Retry(reason) => {
                 tracing::warn!(id = %message.id, attempt, "vm not reachable yet: {reason}");
             }
         }
@@ -144,39 +148,6 @@ async fn deliver(
         }
     }
     unreachable!("the attempt loop only ends by returning")
-}
-
-enum Delivery {
-    Retry(String),
-    Refused(String),
-    /// The vm's volume is full (507): retrying would hold up every conversation behind this
-    /// message until someone makes room, so the sender is told instead.
-    DiskFull,
-}
-
-async fn post_message(app: &App, payload: &VmMessage, timeout: Duration) -> Result<(), Delivery> {
-    let response = app
-        .http
-        .post(format!("{}/messages", app.config.vm_url))
-        .bearer_auth(&app.config.vm_token)
-        .timeout(timeout)
-        .json(payload)
-        .send()
-        .await
-        .map_err(|e| Delivery::Retry(e.without_url().to_string()))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = response.text().await.unwrap_or_default();
-    if status.as_u16() == 507 {
-        Err(Delivery::DiskFull)
-    } else if status.as_u16() == 400 || status.as_u16() == 413 || status.as_u16() == 422 {
-        Err(Delivery::Refused(body.chars().take(200).collect()))
-    } else {
-        // 401 means VM_TOKEN differs between the apps: worth retrying after the owner fixes it.
-        Err(Delivery::Retry(format!("vm answered {status}")))
-    }
 }
 
 /// Queues a notice to the message's conversation, once per message and kind.

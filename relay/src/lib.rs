@@ -10,9 +10,7 @@
 //! - [`forward`]: inbox → vm, with the "Waking up…" notice and a deadline.
 //! - [`outbox`]: outbox → channels, split to each channel's limit, with retries.
 //! - [`twilio`], [`telegram`]: the two channels' formats, signatures and APIs.
-//! - [`protocol`]: the relay↔vm contract (the vm crate uses it too).
 //! - [`split`], [`media`]: long replies and outgoing images.
-//! - [`service`]: environment, logging, listen address, shutdown (shared with the vm).
 //! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
 
 pub mod config;
@@ -20,9 +18,7 @@ pub mod forward;
 pub mod journal;
 pub mod media;
 pub mod outbox;
-pub mod protocol;
 pub mod routes;
-pub mod service;
 pub mod split;
 pub mod telegram;
 pub mod twilio;
@@ -53,6 +49,8 @@ pub struct App {
     pub config: Config,
     pub journal: Journal,
     pub http: reqwest::Client,
+    /// Messages to the vm, in the contract's terms.
+    pub vm: contract::client::ToVm,
     /// Rung when a message is journaled, so the forwarder does not wait for its next tick.
     pub inbox_wake: Notify,
     /// Rung when a reply is queued.
@@ -101,10 +99,12 @@ pub async fn run(
         .build()
         .expect("a TLS backend is compiled in");
     let config_has_telegram = config.telegram.is_some();
+    let vm = contract::client::ToVm::new(http.clone(), &config.vm_url, &config.vm_token);
     let app = Arc::new(App {
         config,
         journal,
         http,
+        vm,
         inbox_wake: Notify::new(),
         outbox_wake: Notify::new(),
         started: Instant::now(),

@@ -3,7 +3,7 @@
 //! it in the machine; see `relay::unregister`).
 
 use anyhow::Context;
-use relay::service;
+use contract::service;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 use crate::journal::{OutboundMessage, now_ms};
 use crate::split::{TELEGRAM_LIMIT, WHATSAPP_LIMIT, split_message};
 use crate::{App, SendError, backoff, media, telegram, twilio};
+use contract::protocol::{Channel, Conversation};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -83,13 +84,13 @@ fn parts(message: &OutboundMessage, telegram: bool) -> Vec<Part> {
 }
 
 async fn send(app: &App, message: OutboundMessage) {
-    let Some((channel, address)) = message.conversation.split_once(':') else {
+    let Some(Conversation { channel, address }) = Conversation::parse(&message.conversation) else {
         let _ = app
             .journal
             .mark_failed(message.seq, "conversation has no channel");
         return;
     };
-    let telegram = channel == "telegram";
+    let telegram = channel == Channel::Telegram;
     let parts = parts(&message, telegram);
     let mut sent = message.chunks_sent.max(0) as usize;
     for part in parts.iter().skip(sent) {
@@ -108,7 +109,8 @@ async fn send(app: &App, message: OutboundMessage) {
                 twilio::send(&app.http, config, &message.conversation, "", &[url]).await
             }
             _ => Err(SendError::Permanent(format!(
-                "channel {channel} is not configured"
+                "channel {} is not configured",
+                channel.name()
             ))),
         };
         match result {
@@ -173,8 +175,13 @@ async fn send_telegram_image(
 
 /// Shows "typing…" where the channel has it (Telegram); WhatsApp via Twilio has no such call.
 pub async fn send_typing(app: &App, conversation: &str) {
-    if let (Some(("telegram", chat_id)), Some(config)) =
-        (conversation.split_once(':'), &app.config.telegram)
+    if let (
+        Some(Conversation {
+            channel: Channel::Telegram,
+            address: chat_id,
+        }),
+        Some(config),
+    ) = (Conversation::parse(conversation), &app.config.telegram)
         && let Err(error) = telegram::send_typing(&app.http, config, chat_id).await
     {
         tracing::debug!("typing indicator not shown: {error}");

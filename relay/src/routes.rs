@@ -9,7 +9,6 @@
 //! | `GET /media/<name>` | Twilio fetching an outgoing image |
 
 use crate::journal::{InboundMessage, MediaRef};
-use crate::protocol::{Callback, CallbackKind, bearer_matches};
 use crate::{App, media, telegram, twilio};
 use axum::Router;
 use axum::body::Bytes;
@@ -18,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use contract::protocol::{Callback, CallbackKind, Channel, Conversation, bearer_matches};
 use std::sync::Arc;
 
 /// Webhook bodies are small; a reply with screenshots is not.
@@ -145,7 +145,7 @@ async fn twilio_webhook(
         );
     };
     let message = InboundMessage {
-        id: format!("whatsapp:{}", inbound.message_sid),
+        id: Conversation::id(Channel::Whatsapp, &inbound.message_sid),
         conversation: inbound.from.clone(),
         sender: inbound.from,
         text: inbound.body,
@@ -182,7 +182,7 @@ async fn telegram_webhook(
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "not a Telegram update"),
     };
     let message = InboundMessage {
-        id: format!("telegram:{}", inbound.update_id),
+        id: Conversation::id(Channel::Telegram, inbound.update_id),
         conversation: inbound.conversation,
         sender: inbound.sender,
         text: inbound.text,
@@ -225,10 +225,10 @@ async fn callback(
             "not a callback: expected {id, conversation, kind, text?, images?}",
         );
     };
-    let channel_enabled = match callback.conversation.split_once(':') {
-        Some(("telegram", _)) => app.config.telegram.is_some(),
-        Some(("whatsapp", _)) => app.config.twilio.is_some(),
-        _ => false,
+    let channel_enabled = match Conversation::parse(&callback.conversation).map(|c| c.channel) {
+        Some(Channel::Telegram) => app.config.telegram.is_some(),
+        Some(Channel::Whatsapp) => app.config.twilio.is_some(),
+        None => false,
     };
     if !channel_enabled {
         return refuse(

@@ -4,6 +4,7 @@
 use crate::SendError;
 use crate::config::TelegramConfig;
 use crate::twilio::classify;
+use contract::protocol::{Channel, Conversation};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -78,8 +79,8 @@ pub fn parse_update(body: &[u8]) -> Result<Option<Inbound>, serde_json::Error> {
     }
     Ok(Some(Inbound {
         update_id: update.update_id,
-        sender: format!("telegram:{}", from.id),
-        conversation: format!("telegram:{}", message.chat.id),
+        sender: Conversation::id(Channel::Telegram, from.id),
+        conversation: Conversation::id(Channel::Telegram, message.chat.id),
         text,
         photo_file_id,
     }))

@@ -2,8 +2,8 @@
 //! a small axum app plays the vm, and the relay runs in-process (or as its binary, for the
 //! crash test).
 
+use contract::protocol::{Callback, CallbackKind, Image, VmMessage};
 use relay::config::Config;
-use relay::protocol::{Callback, CallbackKind, Image, VmMessage};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ impl FakeVm {
                     let vm = vm.clone();
                     async move {
                         let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-                        if !relay::protocol::bearer_matches(auth, VM_TOKEN) {
+                        if !contract::protocol::bearer_matches(auth, VM_TOKEN) {
                             return axum::http::StatusCode::UNAUTHORIZED;
                         }
                         if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {

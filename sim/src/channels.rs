@@ -623,7 +623,7 @@ async fn user_sends_whatsapp(
         ));
         params.push(("MediaContentType0".into(), "image/png".into()));
     }
-    let signature = relay::twilio::signature(&token, &message.url, &params);
+    let signature = twilio_signature(&token, &message.url, &params);
     // Twilio tries to connect twice ("Twilio will try for 10 seconds to establish a TCP
     // connection … (two 5-second attempts)", error 11205) and does not repeat a request that
     // got an answer, whatever its status: a 5xx is reported as error 11200 and not retried.
@@ -682,4 +682,51 @@ async fn anthropic_models(
             json!({"data": [{"type": "model", "id": "claude-sim-1", "display_name": "Claude (sim)"}], "has_more": false}),
         ),
     )
+}
+
+/// How Twilio signs a webhook (docs/channels.md §1, Twilio's "Secure webhooks"): the URL as
+/// requested, then each POST parameter's name and value with no separators, sorted by name
+/// (case-sensitive), HMAC-SHA1 keyed with the auth token, in base64. Written here from the
+/// documentation rather than borrowed from the relay, so a bug in the relay's check cannot
+/// hide behind the same bug in its fake.
+fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signs_webhooks_as_twilio_documents() {
+        // The base case of Twilio's SDKs (docs/channels.md §1).
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .rev()
+        .collect();
+        assert_eq!(
+            super::twilio_signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+    }
 }

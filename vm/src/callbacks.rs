@@ -3,44 +3,19 @@
 //! restart too). Typing heartbeats are the exception: best effort, never stored.
 
 use crate::Vm;
-use relay::protocol::Callback;
+use contract::client::Verdict;
+use contract::protocol::Callback;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-enum Posted {
-    Accepted,
-    Retry(String),
-    /// 413: the relay will not take a body this large (its limit is 32 MiB).
-    TooLarge,
-    Refused(String),
-}
-
-async fn post(vm: &Vm, callback: &Callback) -> Posted {
-    let response = vm
-        .http
-        .post(&vm.config.relay_callback_url)
-        .bearer_auth(&vm.config.vm_token)
-        .timeout(Duration::from_secs(30))
-        .json(callback)
-        .send()
-        .await;
-    match response {
-        Ok(r) if r.status().is_success() => Posted::Accepted,
-        Ok(r) if r.status().as_u16() == 413 => Posted::TooLarge,
-        Ok(r) if r.status().as_u16() == 400 => {
-            Posted::Refused(format!("relay answered {}", r.status()))
-        }
-        Ok(r) => Posted::Retry(format!("relay answered {}", r.status())),
-        Err(e) => Posted::Retry(e.without_url().to_string()),
-    }
-}
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends the oldest stored callback: `None` when there is none, `Err` when it should be retried.
 async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
     let (seq, callback) = vm.store.next_callback().ok()??;
-    let mut outcome = post(vm, &callback).await;
-    if matches!(outcome, Posted::TooLarge) && !callback.images.is_empty() {
+    let mut outcome = vm.relay.send(&callback, SEND_TIMEOUT).await;
+    if outcome == Verdict::TooLarge && !callback.images.is_empty() {
         // The text must arrive: send it without the images, saying which did not fit.
         let count = callback.images.len();
         let text = format!(
@@ -53,24 +28,26 @@ async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
             images: vec![],
             ..callback.clone()
         };
-        outcome = post(vm, &text_only).await;
+        outcome = vm.relay.send(&text_only, SEND_TIMEOUT).await;
     }
     Some(match outcome {
-        Posted::Accepted => {
+        Verdict::Accepted => {
             let _ = vm.store.callback_done(seq);
             Ok(())
         }
-        Posted::TooLarge => {
+        Verdict::TooLarge => {
             tracing::error!(id = %callback.id, "the relay refused a result as too large");
             let _ = vm.store.callback_done(seq);
             Ok(())
         }
-        Posted::Refused(reason) => {
+        Verdict::Refused(reason) => {
             tracing::error!(id = %callback.id, "the relay refused a result for good: {reason}");
             let _ = vm.store.callback_done(seq);
             Ok(())
         }
-        Posted::Retry(reason) => Err(reason),
+        // Kept and retried: the relay's journal frees room as it prunes.
+        Verdict::DiskFull => Err("the relay's disk is full".into()),
+        Verdict::Retry(reason) => Err(reason),
     })
 }
 
@@ -116,9 +93,9 @@ pub async fn typing(vm: &Vm, conversation: &str) {
     let callback = Callback {
         id: format!("typing:{}", crate::jobs::random_id()),
         conversation: conversation.to_string(),
-        kind: relay::protocol::CallbackKind::Typing,
+        kind: contract::protocol::CallbackKind::Typing,
         text: String::new(),
         images: vec![],
     };
-    let _ = post(vm, &callback).await;
+    let _ = vm.relay.send(&callback, SEND_TIMEOUT).await;
 }

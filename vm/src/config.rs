@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use relay::service::ConfigError;
-use relay::service::{Env, http_url};
+pub use contract::service::ConfigError;
+use contract::service::{Env, http_url};
 
 #[derive(Clone)]
 pub struct Config {

@@ -10,7 +10,7 @@ use crate::agent::{self, Outcome};
 use crate::store::Job;
 use crate::{Vm, callbacks};
 use base64::Engine;
-use relay::protocol::{Callback, CallbackKind, Image};
+use contract::protocol::{Callback, CallbackKind, Image};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -287,7 +287,10 @@ fn with_denials(text: String, denied: &[String]) -> String {
 }
 
 /// Saves attached images into the workspace and tells the agent where they are.
-fn with_attachments(workspace: &std::path::Path, message: &relay::protocol::VmMessage) -> String {
+fn with_attachments(
+    workspace: &std::path::Path,
+    message: &contract::protocol::VmMessage,
+) -> String {
     if message.images.is_empty() {
         return message.text.clone();
     }

@@ -34,7 +34,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Vm {
     pub config: Config,
     pub store: Store,
-    pub http: reqwest::Client,
+    /// Results and typing to the relay, in the contract's terms.
+    pub relay: contract::client::ToRelay,
     pub started: Instant,
     last_activity: Mutex<Instant>,
     /// Rung when a job is queued or finishes.
@@ -88,10 +89,11 @@ pub async fn run(
         .build()
         .expect("TLS backend");
     let warm_agents = config.warm_agents;
+    let relay = contract::client::ToRelay::new(http, &config.relay_callback_url, &config.vm_token);
     let vm = Arc::new(Vm {
         config,
         store,
-        http,
+        relay,
         started: Instant::now(),
         last_activity: Mutex::new(Instant::now()),
         jobs_wake: Notify::new(),

@@ -2,7 +2,7 @@
 //! Ctrl-C. Exits 0 when idle so Fly's `on-failure` restart policy leaves the machine stopped.
 
 use anyhow::Context;
-use relay::service;
+use contract::service;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

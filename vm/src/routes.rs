@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use relay::protocol::{VmMessage, bearer_matches};
+use contract::protocol::{VmMessage, bearer_matches};
 use std::sync::Arc;
 
 /// The 507 body, which the relay passes on to the sender.

@@ -2,7 +2,7 @@
 //! the job queue, each conversation's Claude session id, today's spend, and the callbacks
 //! (results) not yet accepted by the relay.
 
-use relay::protocol::{Callback, VmMessage};
+use contract::protocol::{Callback, VmMessage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -363,7 +363,7 @@ mod tests {
             let callback = Callback {
                 id: "c".into(),
                 conversation: "a".into(),
-                kind: relay::protocol::CallbackKind::Message,
+                kind: contract::protocol::CallbackKind::Message,
                 text: "t".into(),
                 images: vec![],
             };
@@ -404,7 +404,7 @@ mod tests {
         let reply = |id: &str| Callback {
             id: id.into(),
             conversation: "a".into(),
-            kind: relay::protocol::CallbackKind::Message,
+            kind: contract::protocol::CallbackKind::Message,
             text: "t".into(),
             images: vec![],
         };

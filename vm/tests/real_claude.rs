@@ -5,7 +5,7 @@
 //! The agent runs with the flags the image uses (`--allowedTools`, which Claude Code accepts
 //! as root too), so these tests, which run as root, exercise exactly what production does.
 
-use relay::protocol::{Callback, CallbackKind, VmMessage};
+use contract::protocol::{Callback, CallbackKind, VmMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

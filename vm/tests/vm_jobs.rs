@@ -1,7 +1,7 @@
 //! The vm over real HTTP on loopback, with the demo agent as its agent program and a small
 //! axum app as the relay.
 
-use relay::protocol::{Callback, CallbackKind, VmMessage};
+use contract::protocol::{Callback, CallbackKind, VmMessage};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ impl FakeRelay {
                       axum::Json(callback): axum::Json<Callback>| {
                     let relay = state.clone();
                     async move {
-                        if !relay::protocol::bearer_matches(
+                        if !contract::protocol::bearer_matches(
                             headers.get("authorization").and_then(|v| v.to_str().ok()),
                             TOKEN,
                         ) {

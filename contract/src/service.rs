@@ -1,4 +1,4 @@
-//! Process plumbing both services share (the vm uses it through this crate): reading the
+//! Process plumbing both services share: reading the
 //! environment with errors that name the variable (never its value), logging, the listen
 //! address and the shutdown signal.
 

@@ -1,4 +1,4 @@
-//! The relay↔vm contract, used by both crates so the two sides cannot drift apart.
+//! What travels between the relay and the vm.
 //!
 //! - relay → vm: `POST /messages` with a [`VmMessage`]; the vm answers 202 once it is queued.
 //! - vm → relay: `POST /callback` with a [`Callback`] (typing, or a reply with images).
@@ -47,6 +47,49 @@ pub struct Callback {
     pub images: Vec<Image>,
 }
 
+/// The channels a conversation can be on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Telegram,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Telegram => "telegram",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// A conversation id, parsed: `telegram:<chat id>` or `whatsapp:+<number>` (the wire form,
+/// the journal's, and the allowlist's). Sender ids have the same form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conversation<'a> {
+    pub channel: Channel,
+    /// The chat id, or `+<number>`.
+    pub address: &'a str,
+}
+
+impl<'a> Conversation<'a> {
+    /// `None` for an unknown channel or an empty address.
+    pub fn parse(id: &'a str) -> Option<Conversation<'a>> {
+        let (channel, address) = id.split_once(':')?;
+        let channel = match channel {
+            "telegram" => Channel::Telegram,
+            "whatsapp" => Channel::Whatsapp,
+            _ => return None,
+        };
+        (!address.is_empty()).then_some(Conversation { channel, address })
+    }
+
+    /// The id for `address` on `channel`.
+    pub fn id(channel: Channel, address: impl std::fmt::Display) -> String {
+        format!("{}:{address}", channel.name())
+    }
+}
+
 /// Constant-time check of an `Authorization: Bearer <token>` header value.
 pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     header
@@ -64,6 +107,22 @@ mod tests {
         assert!(!bearer_matches(Some("Bearer abd"), "abc"));
         assert!(!bearer_matches(Some("abc"), "abc"));
         assert!(!bearer_matches(None, "abc"));
+    }
+
+    #[test]
+    fn conversation_ids_parse_and_print_alike() {
+        let chat = Conversation::parse("telegram:-100123").unwrap();
+        assert_eq!(chat.channel, Channel::Telegram);
+        assert_eq!(chat.address, "-100123");
+        assert_eq!(
+            Conversation::id(Channel::Telegram, -100123),
+            "telegram:-100123"
+        );
+        let phone = Conversation::parse("whatsapp:+15551234567").unwrap();
+        assert_eq!(phone.channel, Channel::Whatsapp);
+        for bad in ["telegram:", "sms:+1555", "no-colon", ""] {
+            assert_eq!(Conversation::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
