@@ -1,6 +1,6 @@
 //! Process plumbing both services share: reading the
 //! environment with errors that name the variable (never its value), logging, the listen
-//! address and the shutdown signal.
+//! address, the shutdown signal, and what can stop a start.
 
 /// A configuration problem: which variable, and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,6 +63,33 @@ pub fn http_url(name: &'static str, value: String) -> Result<String, ConfigError
     } else {
         Err(ConfigError::new(name, "must be an http:// or https:// URL"))
     }
+}
+
+/// Why a service could not start (or stopped serving), for `main` to print.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATA_DIR: cannot create or use the folder: {0}")]
+    DataDir(std::io::Error),
+    /// The service's SQLite file (the relay's journal, the vm's store).
+    #[error(transparent)]
+    Storage(Box<dyn std::error::Error + Send + Sync>),
+    #[error("PORT: cannot listen on {port}: {source}")]
+    Listen { port: u16, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+impl StartError {
+    pub fn storage(error: impl std::error::Error + Send + Sync + 'static) -> StartError {
+        StartError::Storage(Box::new(error))
+    }
+}
+
+/// Listens on `port` at [`listen_host`].
+pub async fn bind(port: u16) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind((listen_host(), port))
+        .await
+        .map_err(|source| StartError::Listen { port, source })
 }
 
 /// Logs to stderr at `RUST_LOG` (default `info`).

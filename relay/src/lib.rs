@@ -74,15 +74,7 @@ pub enum WebhookState {
     Refused(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("DATA_DIR: cannot create or use the folder: {0}")]
-    DataDir(std::io::Error),
-    #[error(transparent)]
-    Journal(#[from] journal::JournalError),
-    #[error("serving HTTP: {0}")]
-    Serve(std::io::Error),
-}
+pub use contract::service::StartError;
 
 /// Runs the relay on `listener` until `shutdown` completes, then finishes in-flight requests,
 /// stops the background tasks and closes the journal.
@@ -92,7 +84,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
-    let journal = Journal::open(&config.data_dir.join("journal.db"))?;
+    let journal =
+        Journal::open(&config.data_dir.join("journal.db")).map_err(StartError::storage)?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("textslash-relay/", env!("CARGO_PKG_VERSION")))

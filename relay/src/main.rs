@@ -21,9 +21,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("unknown command {other:?}: the relay takes none, or unregister-webhook")
         }
     }
-    let listener = tokio::net::TcpListener::bind((service::listen_host(), config.port))
-        .await
-        .with_context(|| format!("PORT: cannot listen on {}", config.port))?;
+    let listener = service::bind(config.port).await?;
     relay::run(config, listener, service::shutdown_signal()).await?;
     Ok(())
 }

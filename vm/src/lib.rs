@@ -62,15 +62,7 @@ impl Vm {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("DATA_DIR: cannot create or use the folder: {0}")]
-    DataDir(std::io::Error),
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error("serving HTTP: {0}")]
-    Serve(std::io::Error),
-}
+pub use contract::service::StartError;
 
 /// Runs until `shutdown` completes or the vm has been idle for `IDLE_TIMEOUT_SECS`; then stops
 /// taking work, interrupts running jobs (telling their senders), flushes results, and returns.
@@ -83,7 +75,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
     // The agent runs in a workspace below DATA_DIR, so every path handed to it must be absolute.
     config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(StartError::DataDir)?;
-    let store = Store::open(&config.data_dir.join("vm.db"))?;
+    let store = Store::open(&config.data_dir.join("vm.db")).map_err(StartError::storage)?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
@@ -102,7 +94,7 @@ pub async fn run(
         agents: agents::Agents::new(warm_agents),
         accepting: AtomicBool::new(true),
     });
-    for job in vm.store.take_interrupted()? {
+    for job in vm.store.take_interrupted().map_err(StartError::storage)? {
         jobs::reply(
             &vm,
             &format!("interrupted:{}", job.message.id),

@@ -9,9 +9,7 @@ async fn main() -> anyhow::Result<()> {
     service::init_logging();
     let config = vm::config::Config::from_lookup(|name| std::env::var(name).ok())
         .context("the vm's configuration is incomplete")?;
-    let listener = tokio::net::TcpListener::bind((service::listen_host(), config.port))
-        .await
-        .with_context(|| format!("PORT: cannot listen on {}", config.port))?;
+    let listener = service::bind(config.port).await?;
     vm::run(config, listener, service::shutdown_signal()).await?;
     Ok(())
 }
