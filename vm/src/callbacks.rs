@@ -4,12 +4,33 @@
 
 use crate::Vm;
 use contract::client::Verdict;
-use contract::protocol::Callback;
+use contract::protocol::{Callback, CallbackKind, Image};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stores a reply for the relay and wakes the sender.
+pub fn queue(vm: &Vm, id: &str, conversation: &str, text: String, images: Vec<Image>) {
+    let callback = Callback {
+        id: id.to_string(),
+        conversation: conversation.to_string(),
+        kind: CallbackKind::Message,
+        text,
+        images,
+    };
+    match vm.store.enqueue_callback(&callback) {
+        Ok(()) => vm.callbacks_wake.notify_one(),
+        Err(error) => tracing::error!("could not store a reply: {error}"),
+    }
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS has a random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Sends the oldest stored callback: `None` when there is none, `Err` when it should be retried.
 async fn send_next(vm: &Vm) -> Option<Result<(), String>> {
@@ -91,9 +112,9 @@ pub async fn flush(vm: &Vm, budget: Duration) {
 /// Shows "typing…" to the user; failures do not matter.
 pub async fn typing(vm: &Vm, conversation: &str) {
     let callback = Callback {
-        id: format!("typing:{}", crate::jobs::random_id()),
+        id: format!("typing:{}", random_id()),
         conversation: conversation.to_string(),
-        kind: contract::protocol::CallbackKind::Typing,
+        kind: CallbackKind::Typing,
         text: String::new(),
         images: vec![],
     };

@@ -3,43 +3,20 @@
 //! (resuming the conversation's session), sends typing heartbeats while it works, and ends
 //! with exactly one reply: the result, or a sentence saying what went wrong.
 //!
-//! Chat commands: `/new` waits its turn in the queue; `/status` and `/cancel` answer at once
-//! (see [`crate::routes`]).
+//! `/new` waits its turn in the queue like a message; the other commands never get here
+//! ([`crate::commands`]). The reply's text comes from [`crate::reply`].
 
 use crate::agent::{self, Outcome};
-use crate::store::Job;
-use crate::{Vm, callbacks};
+use crate::commands::{self, Command};
+use crate::store::{Job, JobState};
+use crate::{Vm, callbacks, reply};
 use base64::Engine;
-use contract::protocol::{Callback, CallbackKind, Image};
+use contract::protocol::Image;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
-
-pub const INTERRUPTED_BY_RESTART: &str = "Your agent restarted while it was working on your last message. Send it again if you still need it.";
-pub const INTERRUPTED_BY_SHUTDOWN: &str = "Your agent was stopped while working on this (the machine is shutting down). Send it again to retry.";
-
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).expect("the OS has a random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Queues a reply for the relay.
-pub fn reply(vm: &Vm, id: &str, conversation: &str, text: String, images: Vec<Image>) {
-    let callback = Callback {
-        id: id.to_string(),
-        conversation: conversation.to_string(),
-        kind: CallbackKind::Message,
-        text,
-        images,
-    };
-    match vm.store.enqueue_callback(&callback) {
-        Ok(()) => vm.callbacks_wake.notify_one(),
-        Err(error) => tracing::error!("could not store a reply: {error}"),
-    }
-}
 
 pub async fn dispatch(vm: Arc<Vm>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -54,7 +31,7 @@ pub async fn dispatch(vm: Arc<Vm>, mut stop: watch::Receiver<bool>) {
             Vec::new()
         };
         for job in jobs {
-            if vm.store.set_state(job.seq, "running").is_err() {
+            if vm.store.set_state(job.seq, JobState::Running).is_err() {
                 continue;
             }
             let (cancel_tx, cancel_rx) = oneshot::channel();
@@ -107,15 +84,14 @@ pub fn image_dir(vm: &Vm, conversation: &str) -> PathBuf {
 }
 
 /// Runs one job to its reply; returns the job's final state.
-async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static str {
+async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
     let message = &job.message;
     let conversation = message.conversation.as_str();
     let reply_id = format!("result:{}", message.id);
-    if message.text.trim() == "/new" {
-        let _ = vm.store.clear_session(conversation);
-        vm.agents.forget(conversation);
-        reply(vm, &reply_id, conversation, "Started a fresh session: the agent has forgotten this conversation (your files are still there).".into(), vec![]);
-        return "done";
+    if Command::parse(&message.text) == Some(Command::New) {
+        let text = commands::start_fresh(vm, conversation);
+        callbacks::queue(vm, &reply_id, conversation, text.into(), vec![]);
+        return JobState::Done;
     }
     if let Some(cap) = vm.config.max_daily_usd {
         let spent = vm.store.spend_today().unwrap_or(0.0);
@@ -123,8 +99,8 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
             let text = format!(
                 "Today's spend cap of ${cap:.2} is reached (${spent:.2} spent). New jobs run again after midnight UTC, or raise MAX_DAILY_USD."
             );
-            reply(vm, &reply_id, conversation, text, vec![]);
-            return "done";
+            callbacks::queue(vm, &reply_id, conversation, text, vec![]);
+            return JobState::Done;
         }
     }
 
@@ -191,99 +167,27 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> &'static s
         result = work => result,
         _ = heartbeat => unreachable!("the heartbeat never ends"),
     };
-    let (text, state) = match outcome {
-        Ok(Outcome::Finished(result)) => {
-            let _ = vm.store.add_spend(result.total_cost_usd);
-            if let Some(sentence) = result.api_status.and_then(api_trouble) {
-                (sentence.to_string(), "done")
-            } else if result.is_error || result.subtype.starts_with("error") {
-                let detail = if result.errors.is_empty() {
-                    result.text.clone()
-                } else {
-                    result.errors.join("; ")
-                };
-                (
-                    format!("The agent hit an error ({}): {detail}", result.subtype),
-                    "done",
-                )
-            } else {
-                let text = if result.text.trim().is_empty() {
-                    "The agent finished without a text reply.".to_string()
-                } else {
-                    result.text
-                };
-                (with_denials(text, &result.denied_tools), "done")
-            }
-        }
-        Ok(Outcome::UnknownSession) => (
-            "The agent could not resume its session. Send /new to start over.".into(),
-            "done",
-        ),
-        Ok(Outcome::Failed { code, stderr_tail }) => {
-            tracing::warn!(?code, "the agent failed: {stderr_tail}");
-            let last_line = stderr_tail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .to_string();
-            (
-                format!(
-                    "The agent failed (exit code {}): {last_line}",
-                    code.map_or("none".into(), |c| c.to_string())
-                ),
-                "done",
-            )
-        }
-        Ok(Outcome::TimedOut) => (
-            format!(
-                "The agent ran out of time ({} minutes) and was stopped. Try a smaller request.",
-                vm.config.agent_timeout.as_secs() / 60
-            ),
-            "done",
-        ),
-        Ok(Outcome::Cancelled) if !vm.accepting.load(Ordering::SeqCst) => {
-            (INTERRUPTED_BY_SHUTDOWN.into(), "interrupted")
-        }
-        Ok(Outcome::Cancelled) => ("Cancelled the running job.".into(), "cancelled"),
-        Err(error) => (
-            format!("The agent could not be started ({error}). Check AGENT_CMD."),
-            "done",
-        ),
-    };
-    reply(
+    if let Ok(Outcome::Finished(result)) = &outcome {
+        let _ = vm.store.add_spend(result.total_cost_usd);
+    }
+    if let Ok(Outcome::Failed { code, stderr_tail }) = &outcome {
+        tracing::warn!(?code, "the agent failed: {stderr_tail}");
+    }
+    let reply = reply::for_outcome(
+        &outcome,
+        &reply::Context {
+            shutting_down: !vm.accepting.load(Ordering::SeqCst),
+            timeout_minutes: vm.config.agent_timeout.as_secs() / 60,
+        },
+    );
+    callbacks::queue(
         vm,
         &reply_id,
         conversation,
-        format!("{note}{text}"),
+        format!("{note}{}", reply.text),
         collect_images(&images_dir, &workspace, started),
     );
-    state
-}
-
-/// What a failed call to Anthropic's API means for the user, by its HTTP status.
-fn api_trouble(status: u16) -> Option<&'static str> {
-    Some(match status {
-        401 | 403 => {
-            "Anthropic refused the API key. Deploy again with a valid key (console.anthropic.com → API keys)."
-        }
-        429 => "Your Anthropic account hit a rate limit. Try again in a minute.",
-        529 => "Anthropic's API is overloaded right now. Try again in a minute.",
-        500..=599 => "Anthropic's API had a problem on its side. Try again in a minute.",
-        _ => return None,
-    })
-}
-
-/// One line naming the tools the agent was refused, so the user knows why work is missing.
-fn with_denials(text: String, denied: &[String]) -> String {
-    if denied.is_empty() {
-        text
-    } else {
-        format!(
-            "{text}\n\n(The agent was not allowed to use: {}.)",
-            denied.join(", ")
-        )
-    }
+    reply.state
 }
 
 /// Saves attached images into the workspace and tells the agent where they are.

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: environment variables.
 //! - [`routes`]: `POST /messages`, `GET /health`.
-//! - [`jobs`]: the queue's dispatcher, a job's life, and the chat commands.
+//! - [`jobs`]: the queue's dispatcher and a job's life; [`reply`] turns how it ended into
+//!   the user's reply; [`commands`]: `/new`, `/status`, `/cancel`.
 //! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json.
 //! - [`agents`]: the warm processes of recently active conversations.
 //! - [`callbacks`]: results to the relay, kept until it accepts them.
@@ -14,8 +15,10 @@
 pub mod agent;
 pub mod agents;
 pub mod callbacks;
+pub mod commands;
 pub mod config;
 pub mod jobs;
+pub mod reply;
 pub mod routes;
 pub mod store;
 pub mod stream;
@@ -95,11 +98,11 @@ pub async fn run(
         accepting: AtomicBool::new(true),
     });
     for job in vm.store.take_interrupted().map_err(StartError::storage)? {
-        jobs::reply(
+        callbacks::queue(
             &vm,
             &format!("interrupted:{}", job.message.id),
             &job.message.conversation,
-            jobs::INTERRUPTED_BY_RESTART.into(),
+            reply::INTERRUPTED_BY_RESTART.into(),
             vec![],
         );
     }

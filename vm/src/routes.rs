@@ -1,10 +1,11 @@
 //! The vm's HTTP surface. Everything but `/health` needs `Authorization: Bearer VM_TOKEN`.
 //!
-//! - `POST /messages`: queue a message (202; idempotent on `id`; 507 when the volume is full). `/status` and `/cancel`
-//!   are answered at once instead of waiting behind the running job.
+//! - `POST /messages`: queue a message (202; idempotent on `id`; 507 when the volume is full).
+//!   `/status` and `/cancel` are answered at once ([`crate::commands`]).
 //! - `GET /health`: ready, version, jobs, warm agent processes, idle seconds.
 
-use crate::{Vm, jobs};
+use crate::commands::{self, Command};
+use crate::{Vm, callbacks};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -71,63 +72,25 @@ async fn messages(State(vm): State<Arc<Vm>>, body: Bytes) -> Response {
     if !vm.accepting.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let reply_id = format!("command:{}", message.id);
-    match message.text.trim() {
-        "/cancel" => {
-            let cancel = vm
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&message.conversation);
-            let text = match cancel {
-                Some(cancel) => {
-                    let _ = cancel.send(());
-                    "Cancelling the running job…"
-                }
-                None => "Nothing is running.",
-            };
-            jobs::reply(&vm, &reply_id, &message.conversation, text.into(), vec![]);
+    if let Some(command) = Command::parse(&message.text).filter(|c| c.is_immediate()) {
+        let text = commands::answer_now(&vm, command, &message.conversation);
+        let reply_id = format!("command:{}", message.id);
+        callbacks::queue(&vm, &reply_id, &message.conversation, text, vec![]);
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match vm.store.add_job(&message) {
+        Ok(_) => vm.jobs_wake.notify_one(),
+        // Retrying will not help until someone makes room: the relay tells the sender.
+        Err(error) if error.is_disk_full() => {
+            tracing::error!("could not queue a message: {error}");
+            return (StatusCode::INSUFFICIENT_STORAGE, DISK_FULL).into_response();
         }
-        "/status" => {
-            let text = status_text(&vm, &message.conversation);
-            jobs::reply(&vm, &reply_id, &message.conversation, text, vec![]);
+        Err(error) => {
+            tracing::error!("could not queue a message: {error}");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
         }
-        _ => match vm.store.add_job(&message) {
-            Ok(_) => vm.jobs_wake.notify_one(),
-            // Retrying will not help until someone makes room: the relay tells the sender.
-            Err(error) if error.is_disk_full() => {
-                tracing::error!("could not queue a message: {error}");
-                return (StatusCode::INSUFFICIENT_STORAGE, DISK_FULL).into_response();
-            }
-            Err(error) => {
-                tracing::error!("could not queue a message: {error}");
-                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
-            }
-        },
     }
     StatusCode::ACCEPTED.into_response()
-}
-
-fn status_text(vm: &Vm, conversation: &str) -> String {
-    let session = vm
-        .store
-        .session(conversation)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "none yet".into());
-    let spent = vm.store.spend_today().unwrap_or(0.0);
-    let cap = vm
-        .config
-        .max_daily_usd
-        .map(|c| format!(" of ${c:.2}"))
-        .unwrap_or_default();
-    let (running, queued) = vm.store.counts(Some(conversation)).unwrap_or((0, 0));
-    let uptime = vm.started.elapsed().as_secs();
-    format!(
-        "Session: {session}\nSpent today (UTC): ${spent:.4}{cap}\nUp for: {}m {}s\nThis conversation: {running} running, {queued} queued",
-        uptime / 60,
-        uptime % 60
-    )
 }
 
 async fn health(State(vm): State<Arc<Vm>>) -> Response {

@@ -29,6 +29,35 @@ fn now_ms() -> i64 {
 /// Columns added after the first release, for stores created before them.
 const ADDED_COLUMNS: &[(&str, &str)] = &[("jobs", "finished_ms"), ("callbacks", "done_ms")];
 
+/// Where a job stands: `Queued` → `Running` → one of the finished states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    /// Finished with a reply (a result or a sentence saying what went wrong).
+    Done,
+    /// Stopped by the user's `/cancel`.
+    Cancelled,
+    /// Stopped by a shutdown or restart; the sender was told to send it again.
+    Interrupted,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    fn is_finished(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub seq: i64,
@@ -139,11 +168,11 @@ impl Store {
         Ok(jobs)
     }
 
-    pub fn set_state(&self, seq: i64, state: &str) -> Result<(), StoreError> {
-        let finished = (state != "queued" && state != "running").then(now_ms);
+    pub fn set_state(&self, seq: i64, state: JobState) -> Result<(), StoreError> {
+        let finished = state.is_finished().then(now_ms);
         self.db().execute(
             "UPDATE jobs SET state = ?1, finished_ms = ?2 WHERE seq = ?3",
-            params![state, finished, seq],
+            params![state.as_str(), finished, seq],
         )?;
         Ok(())
     }
@@ -334,7 +363,7 @@ mod tests {
             .collect();
         assert_eq!(first, ["a1", "b1"]);
         let a1 = store.runnable(1).unwrap().remove(0);
-        store.set_state(a1.seq, "running").unwrap();
+        store.set_state(a1.seq, JobState::Running).unwrap();
         assert_eq!(
             store
                 .runnable(10)
@@ -400,7 +429,7 @@ mod tests {
             store.add_job(&message(id, "a")).unwrap();
         }
         let done = store.runnable(1).unwrap().remove(0);
-        store.set_state(done.seq, "done").unwrap();
+        store.set_state(done.seq, JobState::Done).unwrap();
         let reply = |id: &str| Callback {
             id: id.into(),
             conversation: "a".into(),

@@ -455,7 +455,7 @@ async fn shutdown_interrupts_running_jobs_and_says_so() {
     relay.wait_typing_after(0).await;
     vm.shut_down().await;
     let replies = relay.texts("telegram:3");
-    assert_eq!(replies, [vm::jobs::INTERRUPTED_BY_SHUTDOWN], "{replies:?}");
+    assert_eq!(replies, [vm::reply::INTERRUPTED_BY_SHUTDOWN], "{replies:?}");
 }
 
 /// The demo agent's process id, from its reply ("message N of process P").
