@@ -55,12 +55,7 @@ fn json_lines(output: &Output) -> Vec<Value> {
 }
 
 async fn dump(sim: &SimHandle) -> Value {
-    reqwest::get(format!("{}/sim/state", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    sim.state()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -454,12 +454,7 @@ fn page_for(api: &str) -> tempfile::TempDir {
 }
 
 async fn sim_state(sim: &sim::SimHandle) -> Value {
-    reqwest::get(format!("{}/sim/state", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    sim.state()
 }
 
 /// Steps 1, 2 and 4 of the wizard (token, names, key) around the channel step `channel`.
@@ -644,12 +639,12 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     browser.shot("e2e-8-home").await;
 
     // 4. A second deployment fails midway (Fly refuses the vm machine once), then Retry completes it.
-    reqwest::Client::new()
-        .post(format!("{}/sim/faults", sim.base_url()))
-        .json(&json!({"rules": [{"method": "POST", "path_contains": "/v1/apps/second-vm/machines", "nth": 1, "status": 403}]}))
-        .send()
-        .await
-        .unwrap();
+    sim.set_faults(vec![sim::faults::FaultRule::fail(
+        "POST",
+        "/v1/apps/second-vm/machines",
+        1,
+        403,
+    )]);
     fill_wizard(&browser, &sim, "second", telegram_channel).await;
     let failed = browser
         .wait_for_text("Retry", Duration::from_secs(60))

@@ -155,12 +155,7 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         "{}",
         String::from_utf8_lossy(&teardown.stderr)
     );
-    let state: Value = reqwest::get(format!("{}/sim/state", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = sim.state();
     assert_eq!(
         state["apps"],
         serde_json::json!([]),

@@ -8,7 +8,7 @@ use provision::ops;
 use provision::spec::{Channel, DeploymentSpec, Images, Secret};
 use provision::{Error, Event, FlyClient, StepId, StepState};
 use serde_json::Value;
-use sim::faults::{FaultConfig, FaultRule};
+use sim::faults::FaultRule;
 use sim::{Program, SimConfig, SimHandle};
 use std::cell::RefCell;
 use std::time::Duration;
@@ -75,31 +75,11 @@ impl Harness {
     }
 
     async fn faults(&self, rules: Vec<FaultRule>) {
-        let config = FaultConfig {
-            latency_ms: 0,
-            rules,
-        };
-        assert_eq!(
-            self.http
-                .post(format!("{}/sim/faults", self.sim.base_url()))
-                .json(&config)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            204
-        );
+        self.sim.set_faults(rules);
     }
 
     async fn dump(&self) -> Value {
-        self.http
-            .get(format!("{}/sim/state", self.sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sim.state()
     }
 
     /// The dump without ids and versions: what must be equal between two ways to the same end.
@@ -310,16 +290,7 @@ async fn a_create_whose_answer_was_lost_is_not_repeated() {
     ])
     .await;
     deploy(&fly, &h.spec("lost")).await.0.unwrap();
-    let fired: Value = h
-        .http
-        .get(format!("{}/sim/faults", h.sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(fired["fired"].as_array().unwrap().len(), 4);
+    assert_eq!(h.sim.fired_faults().len(), 4);
     let shape = h.shape().await;
     assert_eq!(shape["apps"].as_array().unwrap().len(), 2);
     assert_eq!(shape["apps"][1]["volumes"], 1);
@@ -342,16 +313,7 @@ async fn rate_limits_and_server_errors_are_retried() {
     ])
     .await;
     deploy(&fly, &h.spec("busy")).await.0.unwrap();
-    let fired: Value = h
-        .http
-        .get(format!("{}/sim/faults", h.sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(fired["fired"].as_array().unwrap().len(), 4);
+    assert_eq!(h.sim.fired_faults().len(), 4);
     assert_eq!(
         h.shape().await["apps"][0]["machines"],
         serde_json::json!(["started"])

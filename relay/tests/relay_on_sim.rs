@@ -5,10 +5,11 @@
 use contract::protocol::{Callback, CallbackKind, Image, VmMessage};
 use relay::config::Config;
 use serde_json::json;
+use sim::testing::eventually;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VM_TOKEN: &str = "vm-token-for-tests";
 const SECRET: &str = "telegram_secret-1";
@@ -20,7 +21,10 @@ const BOT_WA: &str = "+14155238886";
 /// answer each message with a callback like the real vm.
 #[derive(Clone, Default)]
 struct FakeVm {
+    /// Each message once, as the real vm keeps them (it ignores a repeated id)…
     received: Arc<Mutex<Vec<VmMessage>>>,
+    /// …and every POST, repeats included, so a test can tell "once" from "at least once".
+    posts: Arc<std::sync::atomic::AtomicUsize>,
     first_answer_delay: Arc<Mutex<Option<Duration>>>,
     reply_to: Arc<Mutex<Option<String>>>,
     /// Answer 507, as the vm does when its volume is full.
@@ -44,6 +48,7 @@ impl FakeVm {
                         if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {
                             return axum::http::StatusCode::INSUFFICIENT_STORAGE;
                         }
+                        vm.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let delay = vm.first_answer_delay.lock().unwrap().take();
                         if let Some(delay) = delay {
                             tokio::time::sleep(delay).await;
@@ -169,17 +174,6 @@ impl RunningRelay {
     }
 }
 
-async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str, photo: bool) -> u16 {
     let answer: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/sim/telegram/send", sim.base_url()))
@@ -223,7 +217,7 @@ async fn wait_for_webhook(sim: &sim::SimHandle) {
     eventually(
         "the relay to register its Telegram webhook",
         Duration::from_secs(10),
-        || sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
+        async || sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT),
     )
     .await;
 }
@@ -256,10 +250,14 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
         telegram_user_sends(&sim, OWNER, "look at this", true).await,
         200
     );
-    let received = eventually("two messages at the vm", Duration::from_secs(10), || {
-        let r = vm.received();
-        (r.len() >= 2).then_some(r)
-    })
+    let received = eventually(
+        "two messages at the vm",
+        Duration::from_secs(10),
+        async || {
+            let r = vm.received();
+            (r.len() >= 2).then_some(r)
+        },
+    )
     .await;
     assert_eq!(received[0].text, "hello agent");
     assert_eq!(received[0].conversation, format!("telegram:{OWNER}"));
@@ -301,7 +299,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
     let sent = eventually(
         "the reply in two parts and a photo",
         Duration::from_secs(10),
-        || {
+        async || {
             let sent: Vec<_> = sim
                 .sim
                 .channels
@@ -316,7 +314,17 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
     assert_eq!(sent[0].text, "a".repeat(3000));
     assert_eq!(sent[1].text, "b".repeat(3000));
     assert_eq!(sent[2].kind, "photo");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the outbox is empty every reply has been sent and recorded: nothing can follow.
+    eventually("an empty outbox", Duration::from_secs(10), async || {
+        let health: serde_json::Value = reqwest::get(format!("{}/health", relay.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (health["journal"]["waiting_for_channel"] == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         sim.sim
             .channels
@@ -345,7 +353,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
             .status(),
         200
     );
-    eventually("a typing indicator", Duration::from_secs(5), || {
+    eventually("a typing indicator", Duration::from_secs(5), async || {
         sim.sim
             .channels
             .telegram_sent()
@@ -541,9 +549,11 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     )
     .await;
     assert_eq!(answer["webhook_status"], 200);
-    let received = eventually("the message at the vm", Duration::from_secs(10), || {
-        vm.received().first().cloned()
-    })
+    let received = eventually(
+        "the message at the vm",
+        Duration::from_secs(10),
+        async || vm.received().first().cloned(),
+    )
     .await;
     assert_eq!(received.conversation, OWNER_WA);
     assert_eq!(
@@ -556,7 +566,7 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     let legacy = format!("{}/webhook", relay.url);
     let answer = whatsapp_user_sends(&sim, &legacy, OWNER_WA, "second", json!({})).await;
     assert_eq!(answer["webhook_status"], 200);
-    eventually("the second message", Duration::from_secs(10), || {
+    eventually("the second message", Duration::from_secs(10), async || {
         (vm.received().len() == 2).then_some(())
     })
     .await;
@@ -586,7 +596,7 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
     let sent = eventually(
         "two text parts and the two images",
         Duration::from_secs(10),
-        || {
+        async || {
             let sent = sim.sim.channels.twilio_sent();
             (sent.len() >= 4).then_some(sent)
         },
@@ -633,7 +643,7 @@ async fn a_cold_vm_gets_exactly_one_waking_notice_then_the_reply() {
         telegram_user_sends(&sim, OWNER, "wake up", false).await,
         200
     );
-    let sent = eventually("the agent's reply", Duration::from_secs(20), || {
+    let sent = eventually("the agent's reply", Duration::from_secs(20), async || {
         let sent: Vec<_> = sim
             .sim
             .channels
@@ -664,16 +674,20 @@ async fn a_full_vm_disk_gives_each_sender_a_sentence_and_holds_nobody_up() {
     for text in ["one", "two"] {
         assert_eq!(telegram_user_sends(&sim, OWNER, text, false).await, 200);
     }
-    eventually("two disk-full sentences", Duration::from_secs(20), || {
-        let told = sim
-            .sim
-            .channels
-            .telegram_sent()
-            .into_iter()
-            .filter(|s| s.text == relay::forward::DISK_FULL)
-            .count();
-        (told == 2).then_some(())
-    })
+    eventually(
+        "two disk-full sentences",
+        Duration::from_secs(20),
+        async || {
+            let told = sim
+                .sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .filter(|s| s.text == relay::forward::DISK_FULL)
+                .count();
+            (told == 2).then_some(())
+        },
+    )
     .await;
     // Room made: the next message goes through, and the two given up are not replayed.
     vm.disk_full
@@ -682,7 +696,7 @@ async fn a_full_vm_disk_gives_each_sender_a_sentence_and_holds_nobody_up() {
     let received = eventually(
         "the next message at the vm",
         Duration::from_secs(20),
-        || {
+        async || {
             let r = vm.received();
             (!r.is_empty()).then_some(r)
         },
@@ -725,7 +739,7 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     };
     let mut first = spawn();
     let http = reqwest::Client::new();
-    eventually("the relay to listen", Duration::from_secs(10), || {
+    eventually("the relay to listen", Duration::from_secs(10), async || {
         std::net::TcpStream::connect(("127.0.0.1", relay_port)).ok()
     })
     .await;
@@ -748,7 +762,7 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     let received = eventually(
         "both messages after the restart",
         Duration::from_secs(20),
-        || {
+        async || {
             let r = vm.received();
             (r.len() == 2).then_some(r)
         },
@@ -759,17 +773,28 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
         ["one", "two"],
         "in order"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let health: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{relay_port}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["journal"]["waiting_for_vm"], 0);
+    let health = eventually(
+        "the journal to record both as delivered",
+        Duration::from_secs(10),
+        async || {
+            let health: serde_json::Value = http
+                .get(format!("http://127.0.0.1:{relay_port}/health"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (health["journal"]["waiting_for_vm"] == 0).then_some(health)
+        },
+    )
+    .await;
     assert_eq!(health["channels"], json!(["telegram", "whatsapp"]));
+    assert_eq!(
+        vm.posts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "each message was posted to the vm once"
+    );
     second.kill().unwrap();
     second.wait().unwrap();
 }
@@ -813,7 +838,7 @@ async fn a_message_that_could_not_be_saved_is_retried_or_the_sender_is_told() {
     let received = eventually(
         "the repeated update at the vm",
         Duration::from_secs(15),
-        || {
+        async || {
             let r = vm.received();
             (!r.is_empty()).then_some(r)
         },
@@ -854,16 +879,20 @@ async fn a_screenshot_too_tall_for_a_photo_arrives_as_a_document() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    let sent = eventually("the text and the document", Duration::from_secs(10), || {
-        let sent: Vec<_> = sim
-            .sim
-            .channels
-            .telegram_sent()
-            .into_iter()
-            .filter(|s| s.kind != "typing")
-            .collect();
-        (sent.len() >= 2).then_some(sent)
-    })
+    let sent = eventually(
+        "the text and the document",
+        Duration::from_secs(10),
+        async || {
+            let sent: Vec<_> = sim
+                .sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .filter(|s| s.kind != "typing")
+                .collect();
+            (sent.len() >= 2).then_some(sent)
+        },
+    )
     .await;
     assert_eq!(sent[0].text, "here it is");
     assert_eq!(sent[1].kind, "document", "{sent:?}");
@@ -909,17 +938,15 @@ async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
             .await
             .unwrap()
     };
-    let retrying = {
-        let started = Instant::now();
-        loop {
+    let retrying = eventually(
+        "a retrying registration",
+        Duration::from_secs(10),
+        async || {
             let h = health().await;
-            if h["telegram_webhook"]["state"] == "retrying" {
-                break h;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{h}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+            (h["telegram_webhook"]["state"] == "retrying").then_some(h)
+        },
+    )
+    .await;
     assert!(
         retrying["telegram_webhook"]["detail"]
             .as_str()
@@ -942,15 +969,14 @@ async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
         .await
         .unwrap();
     assert_eq!(ip.status(), 200);
-    eventually("the webhook", Duration::from_secs(20), || {
+    eventually("the webhook", Duration::from_secs(20), async || {
         sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
     })
     .await;
-    let started = Instant::now();
-    while health().await["telegram_webhook"]["state"] != "registered" {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a registered webhook", Duration::from_secs(5), async || {
+        (health().await["telegram_webhook"]["state"] == "registered").then_some(())
+    })
+    .await;
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
@@ -1082,10 +1108,14 @@ async fn inbound_media_are_bounded_and_fetched_only_from_twilio() {
     whatsapp_user_sends(&sim, &webhook, OWNER_WA, "a video", big).await;
     let elsewhere = json!({"image": true, "media_url": elsewhere_url});
     whatsapp_user_sends(&sim, &webhook, OWNER_WA, "look here", elsewhere).await;
-    let received = eventually("both messages at the vm", Duration::from_secs(20), || {
-        let r = vm.received();
-        (r.len() == 2).then_some(r)
-    })
+    let received = eventually(
+        "both messages at the vm",
+        Duration::from_secs(20),
+        async || {
+            let r = vm.received();
+            (r.len() == 2).then_some(r)
+        },
+    )
     .await;
     assert!(received[0].images.is_empty());
     assert!(

@@ -490,7 +490,7 @@ async fn create_machine(
             }
             volume.attached_machine_id = Some(id.clone());
         }
-        let machine = Machine {
+        let mut machine = Machine {
             id: id.clone(),
             name: body.name.unwrap_or_else(|| id.clone()),
             region: body.region.unwrap_or_else(|| DEFAULT_REGION.into()),
@@ -503,8 +503,10 @@ async fn create_machine(
             restarts: 0,
             checks: Vec::new(),
             env: Default::default(),
+            events: Vec::new(),
             created_at: now_rfc3339(),
         };
+        machine.record("launch", "created", "user", Value::Null);
         a.machines.insert(id.clone(), machine);
         Ok(())
     })?;

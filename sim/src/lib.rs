@@ -34,6 +34,7 @@ pub mod model;
 pub mod openapi;
 pub mod proxy;
 pub mod supervisor;
+pub mod testing;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -158,6 +159,25 @@ impl SimHandle {
     /// The `app_url` template for provision: `http://127.0.0.1:PORT/apps/{app}`.
     pub fn app_url_template(&self) -> String {
         format!("{}/apps/{{app}}", self.sim.base_url)
+    }
+
+    /// Every app with its machines, volumes, IPs and secrets' names (what `GET /sim/state`
+    /// answers), for tests in the same process.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::to_value(self.sim.world.dump()).expect("the state serialises")
+    }
+
+    /// Replaces the fault rules (what `POST /sim/faults` does).
+    pub fn set_faults(&self, rules: Vec<faults::FaultRule>) {
+        self.sim.faults.set(faults::FaultConfig {
+            rules,
+            ..Default::default()
+        });
+    }
+
+    /// The rules that fired so far (what `GET /sim/faults` answers).
+    pub fn fired_faults(&self) -> Vec<String> {
+        self.sim.faults.fired()
     }
 }
 

@@ -4,7 +4,7 @@
 //! `no` never), up to `restart.max_retries` in a row.
 
 use crate::{Program, Sim};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
     sim.world.with(|apps| {
         if let Some(m) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) {
             m.state = "started".into();
+            let source = if m.restarts > 0 { "flyd" } else { "user" };
+            m.record("start", "started", source, Value::Null);
             m.port = Some(launch.port);
             m.env = launch.env.clone();
             m.kill = Some(kill_tx);
@@ -54,7 +56,7 @@ pub fn start(sim: &Arc<Sim>, app: &str, id: &str) -> Result<(), String> {
     );
     tokio::spawn(async move {
         tokio::select! {
-            success = running.wait() => exited(&sim, &app, &id, generation, success).await,
+            code = running.wait() => exited(&sim, &app, &id, generation, code).await,
             _ = kill_rx => running.kill().await,
         }
     });
@@ -131,11 +133,11 @@ enum Running {
 }
 
 impl Running {
-    /// Waits for the exit; `true` when it was a success (exit code 0).
-    async fn wait(&mut self) -> bool {
+    /// Waits for the exit; its code (-1 for a signal or a lost process).
+    async fn wait(&mut self) -> i32 {
         match self {
-            Running::Child(child) => child.wait().await.map(|s| s.success()).unwrap_or(false),
-            Running::Task(task) => matches!(task.await, Ok(0)),
+            Running::Child(child) => child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1),
+            Running::Task(task) => task.await.unwrap_or(-1),
         }
     }
 
@@ -263,7 +265,8 @@ pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str) -> String {
     out
 }
 
-async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, success: bool) {
+async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, exit_code: i32) {
+    let success = exit_code == 0;
     let restart = sim.world.with(|apps| {
         let Some(machine) = apps.get_mut(app).and_then(|a| a.machines.get_mut(id)) else {
             return false;
@@ -280,13 +283,16 @@ async fn exited(sim: &Arc<Sim>, app: &str, id: &str, generation: u64, success: b
             "on-failure" => !success,
             _ => true,
         };
-        if wanted && machine.restarts < machine.max_retries() {
+        let restarting = wanted && machine.restarts < machine.max_retries();
+        if restarting {
             machine.restarts += 1;
-            true
         } else {
             machine.restarts = 0;
-            false
         }
+        // fly-go `MachineExitEvent`: the exit code, and whether flyd restarts the machine.
+        let exit_event = json!({"exit_event": {"exit_code": exit_code, "restarting": restarting}});
+        machine.record("exit", "stopped", "flyd", exit_event);
+        restarting
     });
     if restart {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -306,6 +312,9 @@ pub fn stop(sim: &Sim, app: &str, id: &str) {
             }
             m.port = None;
             m.env.clear();
+            if m.state != "stopped" {
+                m.record("stop", "stopped", "user", Value::Null);
+            }
             m.state = "stopped".into();
             m.restarts = 0;
         }

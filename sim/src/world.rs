@@ -54,6 +54,9 @@ pub struct Machine {
     pub generation: u64,
     pub restarts: u32,
     pub checks: Vec<Value>,
+    /// `MachineEvent`s, newest first: launch, start, exit (with fly-go's
+    /// `request.exit_event {exit_code, restarting}`), stop.
+    pub events: Vec<Value>,
     pub created_at: String,
 }
 
@@ -71,11 +74,25 @@ impl Machine {
             "config": config_as_fly_answers(&self.config),
             "image_ref": {"registry": "sim", "repository": self.config.get("image"), "tag": "latest", "digest": "sha256:0", "labels": {}},
             "checks": if self.checks.is_empty() { Value::Null } else { json!(self.checks) },
-            "events": [{"type": "launch", "status": "created", "source": "user", "timestamp": 0}],
+            "events": self.events,
             "host_status": "ok",
             "created_at": self.created_at,
             "updated_at": self.created_at,
         })
+    }
+
+    /// Records a `MachineEvent` (SPEC `MachineEvent`: type, status, source, timestamp in ms,
+    /// request).
+    pub fn record(&mut self, kind: &str, status: &str, source: &str, request: Value) {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut event = json!({"id": format!("ev{}", self.events.len()), "type": kind,
+            "status": status, "source": source, "timestamp": timestamp});
+        if !request.is_null() {
+            event["request"] = request;
+        }
+        self.events.insert(0, event);
     }
 
     pub fn restart_policy(&self) -> String {

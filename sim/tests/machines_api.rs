@@ -76,6 +76,35 @@ impl Harness {
             .to_string()
     }
 
+    /// The machine's events, newest first.
+    async fn events(&self, app: &str, id: &str) -> Vec<serde_json::Value> {
+        let (_, machine) = self
+            .call("GET", &format!("/v1/apps/{app}/machines/{id}"), None)
+            .await;
+        machine["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for the machine's `count`-th exit event: (exit code, restarting).
+    async fn exit(&self, count: usize, app: &str, id: &str) -> (i64, bool) {
+        sim::testing::eventually("an exit event", Duration::from_secs(10), async || {
+            let exits: Vec<_> = self
+                .events(app, id)
+                .await
+                .into_iter()
+                .filter(|e| e["type"] == "exit")
+                .collect();
+            if exits.len() != count {
+                return None;
+            }
+            let newest = &exits[0]["request"]["exit_event"];
+            Some((
+                newest["exit_code"].as_i64().unwrap(),
+                newest["restarting"].as_bool().unwrap(),
+            ))
+        })
+        .await
+    }
+
     async fn wait_for(&self, app: &str, id: &str, state: &str) {
         let (status, _) = self
             .call(
@@ -230,23 +259,28 @@ async fn restart_policies_are_honoured() {
     let (on_failure, _) = h.app_with_machine("rp1", "test/echo", "on-failure").await;
     h.wait_for("rp1", &on_failure, "started").await;
     h.http.post(h.url("/apps/rp1/exit/3")).send().await.unwrap();
-    // Restarted after a failure: it answers again without any proxy help.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(h.machine_state("rp1", &on_failure).await, "started");
-    h.http.post(h.url("/apps/rp1/exit/0")).send().await.unwrap();
-    h.wait_for("rp1", &on_failure, "stopped").await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The exit event says what flyd decided; a restart then shows as a start by flyd.
+    assert_eq!(h.exit(1, "rp1", &on_failure).await, (3, true));
+    h.wait_for("rp1", &on_failure, "started").await;
+    let events = h.events("rp1", &on_failure).await;
     assert_eq!(
-        h.machine_state("rp1", &on_failure).await,
-        "stopped",
+        (events[0]["type"].as_str(), events[0]["source"].as_str()),
+        (Some("start"), Some("flyd")),
+        "{events:?}"
+    );
+    h.http.post(h.url("/apps/rp1/exit/0")).send().await.unwrap();
+    assert_eq!(
+        h.exit(2, "rp1", &on_failure).await,
+        (0, false),
         "a clean exit is not restarted"
     );
+    assert_eq!(h.machine_state("rp1", &on_failure).await, "stopped");
 
     let (always, _) = h.app_with_machine("rp2", "test/echo", "always").await;
     h.wait_for("rp2", &always, "started").await;
     h.http.post(h.url("/apps/rp2/exit/0")).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(h.machine_state("rp2", &always).await, "started");
+    assert_eq!(h.exit(1, "rp2", &always).await, (0, true));
+    h.wait_for("rp2", &always, "started").await;
 }
 
 /// A preflight as Chromium sends it before a Fly call from a page.

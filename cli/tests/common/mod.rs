@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,20 +112,8 @@ pub fn textslash_serve(page: &Path, api: &str) -> Served {
     }
 }
 
-pub async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[allow(unused_imports)] // each test file uses its own subset
+pub use sim::testing::eventually;
 
 pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
     let machines: Value = reqwest::Client::new()
