@@ -67,29 +67,82 @@ impl Config {
         let public_url = http_url("PUBLIC_URL", env.required("PUBLIC_URL")?)?;
         let vm_url = http_url("VM_URL", env.required("VM_URL")?)?;
         let vm_token = env.required("VM_TOKEN")?;
-        let allowed_senders: Vec<String> = env
-            .get("ALLOWED_SENDERS")
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for sender in &allowed_senders {
-            let well_formed = match Conversation::parse(sender) {
-                Some(c) => c.channel == Channel::Telegram || c.address.starts_with('+'),
-                None => false,
-            };
-            if !well_formed {
-                return Err(ConfigError {
-                    var: "ALLOWED_SENDERS",
-                    problem:
-                        "each entry must look like whatsapp:+15551234567 or telegram:123456789"
-                            .into(),
-                });
-            }
+        let allowed_senders = allowed_senders(&env)?;
+        let twilio = twilio(&env)?;
+        let telegram = telegram(&env)?;
+        if twilio.is_none() && telegram.is_none() {
+            return Err(ConfigError {
+                var: "TELEGRAM_BOT_TOKEN",
+                problem:
+                    "no channel is configured: set TELEGRAM_BOT_TOKEN or the TWILIO_ variables"
+                        .into(),
+            });
         }
 
-        let twilio = match (
+        Ok(Config {
+            port,
+            public_url,
+            data_dir: PathBuf::from(env.get("DATA_DIR").unwrap_or("/var/lib/textslash".into())),
+            vm_url,
+            vm_token,
+            allowed_senders,
+            twilio,
+            telegram,
+            wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
+            vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
+            retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
+        })
+    }
+
+    pub fn channels(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.telegram.is_some() {
+            names.push("telegram");
+        }
+        if self.twilio.is_some() {
+            names.push("whatsapp");
+        }
+        names
+    }
+
+    pub fn is_allowed(&self, sender: &str) -> bool {
+        self.allowed_senders.iter().any(|allowed| allowed == sender)
+    }
+}
+
+/// `ALLOWED_SENDERS`: comma-separated `telegram:<id>` and `whatsapp:+<number>` entries.
+fn allowed_senders<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Vec<String>, ConfigError> {
+    let senders: Vec<String> = env
+        .get("ALLOWED_SENDERS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for sender in &senders {
+        let well_formed = match Conversation::parse(sender) {
+            Some(c) => c.channel == Channel::Telegram || c.address.starts_with('+'),
+            None => false,
+        };
+        if !well_formed {
+            return Err(ConfigError {
+                var: "ALLOWED_SENDERS",
+                problem: "each entry must look like whatsapp:+15551234567 or telegram:123456789"
+                    .into(),
+            });
+        }
+    }
+    Ok(senders)
+}
+
+/// WhatsApp through Twilio: all three `TWILIO_` variables, or none.
+fn twilio<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<TwilioConfig>, ConfigError> {
+    Ok(
+        match (
             env.get("TWILIO_ACCOUNT_SID"),
             env.get("TWILIO_AUTH_TOKEN"),
             env.get("TWILIO_WHATSAPP_NUMBER"),
@@ -146,72 +199,40 @@ impl Config {
                     problem: "is required when the other TWILIO_ variables are set".into(),
                 });
             }
-        };
+        },
+    )
+}
 
-        let telegram = match env.get("TELEGRAM_BOT_TOKEN") {
-            None => None,
-            Some(bot_token) => {
-                let webhook_secret = env.required("TELEGRAM_WEBHOOK_SECRET")?;
-                let valid = (1..=256).contains(&webhook_secret.len())
-                    && webhook_secret
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !valid {
-                    return Err(ConfigError {
-                        var: "TELEGRAM_WEBHOOK_SECRET",
-                        problem: "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
-                    });
-                }
-                let api_base = http_url(
-                    "TELEGRAM_API_BASE",
-                    env.get("TELEGRAM_API_BASE")
-                        .unwrap_or("https://api.telegram.org".into()),
-                )?;
-                Some(TelegramConfig {
-                    bot_token,
-                    webhook_secret,
-                    api_base,
-                })
+/// Telegram: the bot token, and the secret Telegram sends back with each webhook.
+fn telegram<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<TelegramConfig>, ConfigError> {
+    Ok(match env.get("TELEGRAM_BOT_TOKEN") {
+        None => None,
+        Some(bot_token) => {
+            let webhook_secret = env.required("TELEGRAM_WEBHOOK_SECRET")?;
+            let valid = (1..=256).contains(&webhook_secret.len())
+                && webhook_secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(ConfigError {
+                    var: "TELEGRAM_WEBHOOK_SECRET",
+                    problem: "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                });
             }
-        };
-        if twilio.is_none() && telegram.is_none() {
-            return Err(ConfigError {
-                var: "TELEGRAM_BOT_TOKEN",
-                problem:
-                    "no channel is configured: set TELEGRAM_BOT_TOKEN or the TWILIO_ variables"
-                        .into(),
-            });
+            let api_base = http_url(
+                "TELEGRAM_API_BASE",
+                env.get("TELEGRAM_API_BASE")
+                    .unwrap_or("https://api.telegram.org".into()),
+            )?;
+            Some(TelegramConfig {
+                bot_token,
+                webhook_secret,
+                api_base,
+            })
         }
-
-        Ok(Config {
-            port,
-            public_url,
-            data_dir: PathBuf::from(env.get("DATA_DIR").unwrap_or("/var/lib/textslash".into())),
-            vm_url,
-            vm_token,
-            allowed_senders,
-            twilio,
-            telegram,
-            wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
-            vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
-            retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
-        })
-    }
-
-    pub fn channels(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.telegram.is_some() {
-            names.push("telegram");
-        }
-        if self.twilio.is_some() {
-            names.push("whatsapp");
-        }
-        names
-    }
-
-    pub fn is_allowed(&self, sender: &str) -> bool {
-        self.allowed_senders.iter().any(|allowed| allowed == sender)
-    }
+    })
 }
 
 #[cfg(test)]
