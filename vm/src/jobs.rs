@@ -118,51 +118,7 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         }
     };
     let started = std::time::SystemTime::now();
-    let work = async {
-        let mut cancel = cancel;
-        let mut note = String::new();
-        let mut resume = vm.store.session(conversation).ok().flatten();
-        loop {
-            let warm = vm.agents.take(conversation, resume.as_deref());
-            let mut process = match warm {
-                Some(process) => process,
-                None => match agent::Process::start(agent::Start {
-                    config: &vm.config,
-                    resume: resume.as_deref(),
-                    workspace: &workspace,
-                    image_dir: &images_dir,
-                }) {
-                    Ok(process) => process,
-                    Err(error) => return (note, Err(error)),
-                },
-            };
-            let outcome = process
-                .turn(
-                    &prompt,
-                    vm.config.agent_timeout,
-                    &mut cancel,
-                    |session_id| {
-                        let _ = vm.store.set_session(conversation, session_id);
-                    },
-                )
-                .await;
-            match outcome {
-                Outcome::UnknownSession if resume.is_some() => {
-                    let _ = vm.store.clear_session(conversation);
-                    resume = None;
-                    note = "(Your previous session could not be found, so this started a new one.)\n\n"
-                        .into();
-                }
-                Outcome::Finished(_) => {
-                    vm.agents.put_back(conversation, process);
-                    return (note, Ok(outcome));
-                }
-                // Cancelled, timed out or crashed: the process goes (dropping it ends its
-                // process group); the next message starts one that resumes the session.
-                outcome => return (note, Ok(outcome)),
-            }
-        }
-    };
+    let work = run_agent(vm, conversation, &prompt, &workspace, &images_dir, cancel);
     let (note, outcome) = tokio::select! {
         result = work => result,
         _ = heartbeat => unreachable!("the heartbeat never ends"),
@@ -188,6 +144,56 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         collect_images(&images_dir, &workspace, started),
     );
     reply.state
+}
+
+/// Runs the message through the conversation's agent (its warm process, or a new one that
+/// resumes the session) and returns a note for the user with the outcome: a session Claude
+/// Code no longer has is replaced by a fresh one, and the note says so.
+async fn run_agent(
+    vm: &Vm,
+    conversation: &str,
+    prompt: &str,
+    workspace: &std::path::Path,
+    images_dir: &std::path::Path,
+    mut cancel: oneshot::Receiver<()>,
+) -> (String, std::io::Result<Outcome>) {
+    let mut note = String::new();
+    let mut resume = vm.store.session(conversation).ok().flatten();
+    loop {
+        let warm = vm.agents.take(conversation, resume.as_deref());
+        let mut process = match warm {
+            Some(process) => process,
+            None => match agent::Process::start(agent::Start {
+                config: &vm.config,
+                resume: resume.as_deref(),
+                workspace,
+                image_dir: images_dir,
+            }) {
+                Ok(process) => process,
+                Err(error) => return (note, Err(error)),
+            },
+        };
+        let outcome = process
+            .turn(prompt, vm.config.agent_timeout, &mut cancel, |session_id| {
+                let _ = vm.store.set_session(conversation, session_id);
+            })
+            .await;
+        match outcome {
+            Outcome::UnknownSession if resume.is_some() => {
+                let _ = vm.store.clear_session(conversation);
+                resume = None;
+                note = "(Your previous session could not be found, so this started a new one.)\n\n"
+                    .into();
+            }
+            Outcome::Finished(_) => {
+                vm.agents.put_back(conversation, process);
+                return (note, Ok(outcome));
+            }
+            // Cancelled, timed out or crashed: the process goes (dropping it ends its
+            // process group); the next message starts one that resumes the session.
+            outcome => return (note, Ok(outcome)),
+        }
+    }
 }
 
 /// Saves attached images into the workspace and tells the agent where they are.
