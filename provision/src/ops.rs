@@ -213,118 +213,130 @@ pub async fn teardown<T: Transport, C: Clock>(
 ) -> Result<Vec<Leftover>, Error> {
     let mut leftovers = Vec::new();
     for &app in apps {
-        let emit = |state, message: String| {
-            progress.report(&Event {
-                step: StepId::Apps,
-                state,
-                message,
-            })
-        };
-        emit(StepState::Running, format!("tearing down {app}"));
-        match fly.app_name(app).await? {
-            AppName::Free => {
-                emit(StepState::AlreadyDone, format!("{app} does not exist"));
-                continue;
-            }
-            AppName::TakenElsewhere => {
-                leftovers.push(Leftover {
-                    what: app.into(),
-                    why: "it belongs to another org".into(),
-                    outside_fly: false,
-                });
-                continue;
-            }
-            AppName::Ours(_) => {}
-        }
-        // Only a deployment's own apps are deleted: named `<prefix>-relay`/`-vm`, and every
-        // machine in them made by textslash. A bookmark can name anything.
-        let machines = fly.list_machines(app).await?;
-        if !Role::of_app(app).is_some_and(|role| role.owns(&machines)) {
-            leftovers.push(Leftover {
-                what: format!("app {app}"),
-                why: "it is not a textslash deployment's (its name or machines are not ours), so it was left alone".into(),
-                outside_fly: false,
-            });
-            emit(StepState::Failed, format!("{app} is not ours; left alone"));
-            continue;
-        }
-        let mut removed = Vec::new();
-        if Role::of_app(app) == Some(Role::Relay) {
-            match unregister_webhook(fly, app, &machines).await {
-                Ok(Some(what)) => removed.push(what),
-                Ok(None) => {}
-                Err(leftover) => leftovers.push(leftover),
-            }
-        }
-        for machine in machines.iter().filter(|m| m.is_live()) {
-            record(
-                &mut leftovers,
-                &mut removed,
-                format!("machine {}", machine.id),
-                fly.delete_machine(app, &machine.id).await,
-            );
-        }
-        // Fly destroys machines after answering, and a volume stays attached (so cannot be
-        // deleted) until its machine is gone: wait for that first.
-        for machine in machines.iter().filter(|m| m.state != "destroyed") {
-            if let Err(e) = wait_destroyed(fly, app, &machine.id).await {
-                leftovers.push(Leftover {
-                    what: format!("machine {}", machine.id),
-                    why: e.to_string(),
-                    outside_fly: false,
-                });
-            }
-        }
-        for volume in fly
-            .list_volumes(app)
-            .await?
-            .iter()
-            .filter(|v: &&Volume| v.is_live())
-        {
-            record(
-                &mut leftovers,
-                &mut removed,
-                format!("volume {}", volume.id),
-                fly.delete_volume(app, &volume.id).await,
-            );
-        }
-        for ip in fly
-            .list_ips(app)
-            .await?
-            .iter()
-            .map(|ip: &IpAssignment| ip.ip.clone())
-        {
-            record(
-                &mut leftovers,
-                &mut removed,
-                format!("IP {ip}"),
-                fly.delete_ip(app, &ip).await,
-            );
-        }
-        record(
-            &mut leftovers,
-            &mut removed,
-            format!("app {app}"),
-            fly.delete_app(app).await,
-        );
-        match app_gone(fly, app).await {
-            Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
-            Ok(_) => {
-                leftovers.push(Leftover {
-                    what: format!("app {app}"),
-                    why: "it still exists after deletion".into(),
-                    outside_fly: false,
-                });
-                emit(StepState::Failed, format!("{app} still exists"));
-            }
-            Err(e) => leftovers.push(Leftover {
-                what: format!("app {app}"),
-                why: e.to_string(),
-                outside_fly: false,
-            }),
-        }
+        tear_down_app(fly, app, progress, &mut leftovers).await?;
     }
     Ok(leftovers)
+}
+
+/// One app: its channel webhook (the relay's), machines, volumes, IPs, then the app itself,
+/// each failure a leftover; an app that is not this deployment's is left alone.
+async fn tear_down_app<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    progress: &dyn Progress,
+    leftovers: &mut Vec<Leftover>,
+) -> Result<(), Error> {
+    let emit = |state, message: String| {
+        progress.report(&Event {
+            step: StepId::Apps,
+            state,
+            message,
+        })
+    };
+    emit(StepState::Running, format!("tearing down {app}"));
+    match fly.app_name(app).await? {
+        AppName::Free => {
+            emit(StepState::AlreadyDone, format!("{app} does not exist"));
+            return Ok(());
+        }
+        AppName::TakenElsewhere => {
+            leftovers.push(Leftover {
+                what: app.into(),
+                why: "it belongs to another org".into(),
+                outside_fly: false,
+            });
+            return Ok(());
+        }
+        AppName::Ours(_) => {}
+    }
+    // Only a deployment's own apps are deleted: named `<prefix>-relay`/`-vm`, and every
+    // machine in them made by textslash. A bookmark can name anything.
+    let machines = fly.list_machines(app).await?;
+    if !Role::of_app(app).is_some_and(|role| role.owns(&machines)) {
+        leftovers.push(Leftover {
+            what: format!("app {app}"),
+            why: "it is not a textslash deployment's (its name or machines are not ours), so it was left alone".into(),
+            outside_fly: false,
+        });
+        emit(StepState::Failed, format!("{app} is not ours; left alone"));
+        return Ok(());
+    }
+    let mut removed = Vec::new();
+    if Role::of_app(app) == Some(Role::Relay) {
+        match unregister_webhook(fly, app, &machines).await {
+            Ok(Some(what)) => removed.push(what),
+            Ok(None) => {}
+            Err(leftover) => leftovers.push(leftover),
+        }
+    }
+    for machine in machines.iter().filter(|m| m.is_live()) {
+        record(
+            leftovers,
+            &mut removed,
+            format!("machine {}", machine.id),
+            fly.delete_machine(app, &machine.id).await,
+        );
+    }
+    // Fly destroys machines after answering, and a volume stays attached (so cannot be
+    // deleted) until its machine is gone: wait for that first.
+    for machine in machines.iter().filter(|m| m.state != "destroyed") {
+        if let Err(e) = wait_destroyed(fly, app, &machine.id).await {
+            leftovers.push(Leftover {
+                what: format!("machine {}", machine.id),
+                why: e.to_string(),
+                outside_fly: false,
+            });
+        }
+    }
+    for volume in fly
+        .list_volumes(app)
+        .await?
+        .iter()
+        .filter(|v: &&Volume| v.is_live())
+    {
+        record(
+            leftovers,
+            &mut removed,
+            format!("volume {}", volume.id),
+            fly.delete_volume(app, &volume.id).await,
+        );
+    }
+    for ip in fly
+        .list_ips(app)
+        .await?
+        .iter()
+        .map(|ip: &IpAssignment| ip.ip.clone())
+    {
+        record(
+            leftovers,
+            &mut removed,
+            format!("IP {ip}"),
+            fly.delete_ip(app, &ip).await,
+        );
+    }
+    record(
+        leftovers,
+        &mut removed,
+        format!("app {app}"),
+        fly.delete_app(app).await,
+    );
+    match app_gone(fly, app).await {
+        Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
+        Ok(_) => {
+            leftovers.push(Leftover {
+                what: format!("app {app}"),
+                why: "it still exists after deletion".into(),
+                outside_fly: false,
+            });
+            emit(StepState::Failed, format!("{app} still exists"));
+        }
+        Err(e) => leftovers.push(Leftover {
+            what: format!("app {app}"),
+            why: e.to_string(),
+            outside_fly: false,
+        }),
+    }
+    Ok(())
 }
 
 /// What `relay unregister-webhook` answers (one JSON line; see `relay/src/unregister.rs`).
