@@ -140,26 +140,9 @@ async fn telegram_method(
             telegram_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
         );
     };
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"));
-    let mut upload: Option<Vec<u8>> = None;
-    let params: Value = if is_multipart {
-        let chat_id = multipart_field(&body, "chat_id")
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default();
-        upload = multipart_field(&body, "photo").or_else(|| multipart_field(&body, "document"));
-        json!({"chat_id": chat_id})
-    } else if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => {
-                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: can't parse JSON");
-            }
-        }
+    let (params, upload) = match telegram_params(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal,
     };
     let chat = || {
         params["chat_id"]
@@ -172,35 +155,7 @@ async fn telegram_method(
         "getMe" => telegram_ok(
             json!({"id": 424242, "is_bot": true, "first_name": "Sim Bot", "username": "textslash_sim_bot"}),
         ),
-        "setWebhook" => {
-            let Some(url) = params["url"].as_str() else {
-                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: url is required");
-            };
-            if !resolves(&sim, url) {
-                return telegram_error(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
-                );
-            }
-            let secret = params["secret_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if !secret
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                || secret.len() > 256
-            {
-                return telegram_error(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request: secret token contains unallowed characters",
-                );
-            }
-            state
-                .webhooks
-                .insert(token.to_string(), (url.to_string(), secret));
-            telegram_ok(json!(true))
-        }
+        "setWebhook" => set_webhook(&sim, &mut state, token, &params),
         "deleteWebhook" => {
             state.webhooks.remove(token);
             telegram_ok(json!(true))
@@ -213,27 +168,10 @@ async fn telegram_method(
                 .unwrap_or_default();
             telegram_ok(json!({"url": url, "pending_update_count": 0}))
         }
-        "sendMessage" => {
-            let text = params["text"].as_str().unwrap_or_default();
-            let length = text.chars().count();
-            let Some(chat) = chat() else {
-                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
-            };
-            if length == 0 || length > 4096 {
-                return telegram_error(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request: message text is empty or too long",
-                );
-            }
-            state.telegram_sent.push(Sent {
-                to: format!("telegram:{chat}"),
-                kind: "message".into(),
-                text: text.into(),
-                media: vec![],
-            });
-            state.next_message_id += 1;
-            telegram_ok(json!({"message_id": state.next_message_id}))
-        }
+        "sendMessage" => match chat() {
+            Some(chat) => send_message(&mut state, &chat, &params),
+            None => telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty"),
+        },
         "sendChatAction" => {
             let Some(chat) = chat() else {
                 return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
@@ -246,28 +184,10 @@ async fn telegram_method(
             });
             telegram_ok(json!(true))
         }
-        "sendPhoto" | "sendDocument" => {
-            let Some(chat) = chat().filter(|c| !c.is_empty()) else {
-                return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
-            };
-            let file = upload.unwrap_or_default();
-            let photo = method == "sendPhoto";
-            if let Some(refusal) = if photo {
-                photo_refusal(&file)
-            } else {
-                (file.len() > DOCUMENT_MAX_BYTES).then_some("Bad Request: file is too big")
-            } {
-                return cors(HEADERS, telegram_error(StatusCode::BAD_REQUEST, refusal));
-            }
-            state.telegram_sent.push(Sent {
-                to: format!("telegram:{chat}"),
-                kind: if photo { "photo" } else { "document" }.into(),
-                text: String::new(),
-                media: vec![file.len().to_string()],
-            });
-            state.next_message_id += 1;
-            telegram_ok(json!({"message_id": state.next_message_id}))
-        }
+        "sendPhoto" | "sendDocument" => match chat().filter(|c| !c.is_empty()) {
+            Some(chat) => send_file(&mut state, &chat, &method, upload.unwrap_or_default()),
+            None => telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty"),
+        },
         "getFile" => {
             let file_id = params["file_id"].as_str().unwrap_or_default();
             telegram_ok(json!({"file_id": file_id, "file_path": format!("photos/{file_id}.png")}))
@@ -275,6 +195,103 @@ async fn telegram_method(
         _ => telegram_error(StatusCode::NOT_FOUND, "Not Found: method not found"),
     };
     cors(HEADERS, response)
+}
+
+/// A Bot API call's parameters: JSON, or multipart with the uploaded file (sendPhoto,
+/// sendDocument); an unreadable body gets Telegram's own 400.
+fn telegram_params(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Value, Option<Vec<u8>>), Response> {
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    if is_multipart {
+        let chat_id = multipart_field(body, "chat_id")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        let upload = multipart_field(body, "photo").or_else(|| multipart_field(body, "document"));
+        return Ok((json!({"chat_id": chat_id}), upload));
+    }
+    if body.is_empty() {
+        return Ok((json!({}), None));
+    }
+    serde_json::from_slice(body)
+        .map(|params| (params, None))
+        .map_err(|_| telegram_error(StatusCode::BAD_REQUEST, "Bad Request: can't parse JSON"))
+}
+
+/// `setWebhook`: the host must resolve ([`resolves`]) and the secret use Telegram's alphabet.
+fn set_webhook(sim: &Sim, state: &mut ChannelState, token: &str, params: &Value) -> Response {
+    let Some(url) = params["url"].as_str() else {
+        return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: url is required");
+    };
+    if !resolves(sim, url) {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
+        );
+    }
+    let secret = params["secret_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !secret
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || secret.len() > 256
+    {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: secret token contains unallowed characters",
+        );
+    }
+    state
+        .webhooks
+        .insert(token.to_string(), (url.to_string(), secret));
+    telegram_ok(json!(true))
+}
+
+/// `sendMessage`: 1–4096 characters.
+fn send_message(state: &mut ChannelState, chat: &str, params: &Value) -> Response {
+    let text = params["text"].as_str().unwrap_or_default();
+    let length = text.chars().count();
+    if length == 0 || length > 4096 {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: message text is empty or too long",
+        );
+    }
+    state.telegram_sent.push(Sent {
+        to: format!("telegram:{chat}"),
+        kind: "message".into(),
+        text: text.into(),
+        media: vec![],
+    });
+    state.next_message_id += 1;
+    telegram_ok(json!({"message_id": state.next_message_id}))
+}
+
+/// `sendPhoto` (with the photo limits below) and `sendDocument` (up to 50 MB).
+fn send_file(state: &mut ChannelState, chat: &str, method: &str, file: Vec<u8>) -> Response {
+    let photo = method == "sendPhoto";
+    let refusal = if photo {
+        photo_refusal(&file)
+    } else {
+        (file.len() > DOCUMENT_MAX_BYTES).then_some("Bad Request: file is too big")
+    };
+    if let Some(refusal) = refusal {
+        return telegram_error(StatusCode::BAD_REQUEST, refusal);
+    }
+    state.telegram_sent.push(Sent {
+        to: format!("telegram:{chat}"),
+        kind: if photo { "photo" } else { "document" }.into(),
+        text: String::new(),
+        media: vec![file.len().to_string()],
+    });
+    state.next_message_id += 1;
+    telegram_ok(json!({"message_id": state.next_message_id}))
 }
 
 /// Whether Telegram could resolve `url`'s host. Telegram resolves a webhook's host when it is
