@@ -7,143 +7,78 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+/// One step of the pipeline: a short name for the summary line, a title for the timings, and
+/// what it runs (adding its tests to the counts).
+struct Step {
+    name: &'static str,
+    title: &'static str,
+    run: fn(&Path, &mut TestCounts) -> anyhow::Result<()>,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        title: "cargo fmt --check",
+        run: fmt,
+    },
+    Step {
+        name: "clippy",
+        title: "cargo clippy (native)",
+        run: clippy_native,
+    },
+    Step {
+        name: "clippy wasm",
+        title: "cargo clippy (wasm32)",
+        run: clippy_wasm,
+    },
+    Step {
+        name: "lint deploy files",
+        title: "hadolint + actionlint",
+        run: |root, _| lint_deploy_files(root),
+    },
+    Step {
+        name: "cargo test",
+        title: "cargo test --workspace",
+        run: workspace_tests,
+    },
+    Step {
+        name: "real Claude Code",
+        title: "the vm running the real Claude Code CLI against the sim's model",
+        run: real_claude_tests,
+    },
+    Step {
+        name: "page build",
+        title: "page release build (trunk)",
+        run: |root, _| {
+            dist::build(root, None)?;
+            dist::print_size_report(&root.join("dist"))
+        },
+    },
+    Step {
+        name: "browser tests",
+        title: "browser tests (wasm-bindgen-test in headless Chromium)",
+        run: browser_tests,
+    },
+    Step {
+        name: "end-to-end",
+        title: "end-to-end: the page in Chromium deploys and chats on the sim",
+        run: end_to_end_tests,
+    },
+];
+
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut timings = Timings::default();
     tools::ensure_all(root, &mut timings)?;
 
-    let mut failures: Vec<String> = Vec::new();
+    let mut failures: Vec<&str> = Vec::new();
     let mut totals = TestCounts::default();
-    let mut note = |name: &str, result: anyhow::Result<()>| {
-        if let Err(error) = result {
-            eprintln!("\n{name} failed: {error:#}");
-            failures.push(name.to_string());
+    for step in STEPS {
+        if let Err(error) = timings.time(step.title, || (step.run)(root, &mut totals)) {
+            eprintln!("\n{} failed: {error:#}", step.name);
+            failures.push(step.name);
         }
-    };
-
-    note(
-        "fmt",
-        timings.time("cargo fmt --check", || {
-            cmd::run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
-        }),
-    );
-    note(
-        "clippy",
-        timings.time("cargo clippy (native)", || {
-            cmd::run(Command::new("cargo").args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))
-        }),
-    );
-    note(
-        "clippy wasm",
-        timings.time("cargo clippy (wasm32)", || {
-            // provision's tests need tokio and the sim, so only its library is built for wasm.
-            for selection in [
-                &["-p", "wizard-wasm", "--all-targets"][..],
-                &["-p", "provision", "--lib"][..],
-            ] {
-                cmd::run(
-                    Command::new("cargo")
-                        .args(["clippy", "--target", "wasm32-unknown-unknown"])
-                        .args(selection)
-                        .args(["--", "-D", "warnings"]),
-                )?;
-            }
-            Ok(())
-        }),
-    );
-    note(
-        "lint deploy files",
-        timings.time("hadolint + actionlint", || lint_deploy_files(root)),
-    );
-    note(
-        "cargo test",
-        timings.time("cargo test --workspace", || {
-            totals.add(cmd::run_tests(
-                Command::new("cargo")
-                    .args(["test", "--workspace", "--all-features"])
-                    .env("CLAUDE_BIN", tools::claude_bin()?),
-            )?);
-            Ok(())
-        }),
-    );
-    note(
-        "real Claude Code",
-        timings.time(
-            "the vm running the real Claude Code CLI against the sim's model",
-            || {
-                totals.add(cmd::run_tests(
-                    Command::new("cargo")
-                        .args([
-                            "test",
-                            "-p",
-                            "vm",
-                            "--test",
-                            "real_claude",
-                            "--",
-                            "--ignored",
-                        ])
-                        .env("CLAUDE_BIN", tools::claude_bin()?),
-                )?);
-                Ok(())
-            },
-        ),
-    );
-    note(
-        "page build",
-        timings.time("page release build (trunk)", || {
-            dist::build(root, None)?;
-            dist::print_size_report(&root.join("dist"))
-        }),
-    );
-    note(
-        "browser tests",
-        timings.time(
-            "browser tests (wasm-bindgen-test in headless Chromium)",
-            || {
-                totals.add(cmd::run_tests(browser_test_command(root).args([
-                    "test",
-                    "-p",
-                    "wizard-wasm",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                ]))?);
-                Ok(())
-            },
-        ),
-    );
-
-    note(
-        "end-to-end",
-        timings.time(
-            "end-to-end: the page in Chromium deploys and chats on the sim",
-            || {
-                totals.add(cmd::run_tests(
-                    Command::new("cargo")
-                        .args([
-                            "test",
-                            "-p",
-                            "cli",
-                            "--test",
-                            "e2e_browser",
-                            "--",
-                            "--ignored",
-                            "--test-threads",
-                            "1",
-                        ])
-                        .env("CHROMEDRIVER", tools::CHROMEDRIVER)
-                        .env("CLAUDE_BIN", tools::claude_bin()?),
-                )?);
-                Ok(())
-            },
-        ),
-    );
+    }
 
     timings.print();
     let outcome = if failures.is_empty() {
@@ -163,6 +98,94 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     } else {
         std::process::exit(1)
     }
+}
+
+fn fmt(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
+    cmd::run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+}
+
+fn clippy_native(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
+    cmd::run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn clippy_wasm(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
+    // provision's tests need tokio and the sim, so only its library is built for wasm.
+    for selection in [
+        &["-p", "wizard-wasm", "--all-targets"][..],
+        &["-p", "provision", "--lib"][..],
+    ] {
+        cmd::run(
+            Command::new("cargo")
+                .args(["clippy", "--target", "wasm32-unknown-unknown"])
+                .args(selection)
+                .args(["--", "-D", "warnings"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn workspace_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+    totals.add(cmd::run_tests(
+        Command::new("cargo")
+            .args(["test", "--workspace", "--all-features"])
+            .env("CLAUDE_BIN", tools::claude_bin()?),
+    )?);
+    Ok(())
+}
+
+fn real_claude_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+    totals.add(cmd::run_tests(
+        Command::new("cargo")
+            .args([
+                "test",
+                "-p",
+                "vm",
+                "--test",
+                "real_claude",
+                "--",
+                "--ignored",
+            ])
+            .env("CLAUDE_BIN", tools::claude_bin()?),
+    )?);
+    Ok(())
+}
+
+fn browser_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+    totals.add(cmd::run_tests(browser_test_command(root).args([
+        "test",
+        "-p",
+        "wizard-wasm",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?);
+    Ok(())
+}
+
+fn end_to_end_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+    totals.add(cmd::run_tests(
+        Command::new("cargo")
+            .args([
+                "test",
+                "-p",
+                "cli",
+                "--test",
+                "e2e_browser",
+                "--",
+                "--ignored",
+                "--test-threads",
+                "1",
+            ])
+            .env("CHROMEDRIVER", tools::CHROMEDRIVER)
+            .env("CLAUDE_BIN", tools::claude_bin()?),
+    )?);
+    Ok(())
 }
 
 /// hadolint over `deploy/*.Dockerfile`, actionlint over `.github/workflows/*.yml`.
