@@ -31,7 +31,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
     let confirm = RwSignal::new(String::new());
 
     let act = {
-        move |action: &'static str| {
+        move |action: Action| {
             let deployment = stored.get_value();
             let config = config.get_value();
             let token = wizard.fly_token.get_untracked();
@@ -50,56 +50,15 @@ pub fn Detail(prefix: String) -> impl IntoView {
             busy.set(true);
             error.set(None);
             spawn_local(async move {
-                let outcome: Result<Option<String>, provision::Error> = match action {
-                    "stop" => provision::ops::set_vm_running(&fly, &vm, false)
-                        .await
-                        .map(|_| Some("The agent machine is stopped.".into())),
-                    "start" => provision::ops::set_vm_running(&fly, &vm, true)
-                        .await
-                        .map(|_| Some("The agent machine is starting.".into())),
-                    "update" => provision::ops::update(&fly, &relay, &vm, &images)
-                        .await
-                        .map(|changed| {
-                            Some(if changed.is_empty() {
-                                "Already on the newest images.".into()
-                            } else {
-                                format!("Updated: {}", changed.join(", "))
-                            })
-                        }),
-                    "teardown" => provision::ops::teardown(
-                        &fly,
-                        &[relay.as_str(), vm.as_str()],
-                        &|_: &Event| {},
-                    )
-                    .await
-                    .map(|left| {
-                        storage::forget(&LocalStorage, &prefix);
-                        let list = |outside_fly: bool| {
-                            left.iter()
-                                .filter(|l| l.outside_fly == outside_fly)
-                                .map(|l| format!("{} ({})", l.what, l.why))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        };
-                        let on_fly = list(false);
-                        let mut text = if on_fly.is_empty() {
-                            "Torn down: nothing is left on Fly.".to_string()
-                        } else {
-                            format!("Left over: {on_fly}")
-                        };
-                        let for_you = list(true);
-                        if !for_you.is_empty() {
-                            text.push_str(&format!(" Still to do: {for_you}."));
-                        }
-                        Some(text)
-                    }),
-                    _ => Ok(None),
-                };
+                let outcome = perform(action, &fly, &relay, &vm, &images).await;
+                if action == Action::Teardown && outcome.is_ok() {
+                    storage::forget(&LocalStorage, &prefix);
+                }
                 match outcome {
                     Ok(message) => note.set(message),
                     Err(e) => error.set(Some(e.to_string())),
                 }
-                if action != "teardown" {
+                if action != Action::Teardown {
                     match provision::ops::status(&fly, &relay, &vm, &relay_url).await {
                         Ok(s) => status.set(Some(s)),
                         Err(e) => error.set(Some(e.to_string())),
@@ -110,7 +69,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
         }
     };
     if !wizard.fly_token.get_untracked().trim().is_empty() {
-        act("refresh");
+        act(Action::Refresh);
     }
     let title = deployment.prefix.clone();
     let expected = deployment.prefix.clone();
@@ -122,10 +81,10 @@ pub fn Detail(prefix: String) -> impl IntoView {
             <Field label="Fly token (to manage this deployment)" value=wizard.fly_token secret=true id="detail-token"/>
         </Show>
         <div class="actions">
-            <button class="button" id="refresh" disabled=move || busy.get() on:click=move |_| act("refresh")>"Check status"</button>
-            <button class="button" id="stop-vm" disabled=move || busy.get() on:click=move |_| act("stop")>"Stop agent"</button>
-            <button class="button" id="start-vm" disabled=move || busy.get() on:click=move |_| act("start")>"Start agent"</button>
-            <button class="button" id="update" disabled=move || busy.get() on:click=move |_| act("update")>"Update images"</button>
+            <button class="button" id="refresh" disabled=move || busy.get() on:click=move |_| act(Action::Refresh)>"Check status"</button>
+            <button class="button" id="stop-vm" disabled=move || busy.get() on:click=move |_| act(Action::Stop)>"Stop agent"</button>
+            <button class="button" id="start-vm" disabled=move || busy.get() on:click=move |_| act(Action::Start)>"Start agent"</button>
+            <button class="button" id="update" disabled=move || busy.get() on:click=move |_| act(Action::Update)>"Update images"</button>
         </div>
         <ErrorLine error=error/>
         <Show when=move || note.get().is_some()>
@@ -147,8 +106,71 @@ pub fn Detail(prefix: String) -> impl IntoView {
         <p>"Deletes both apps, their machines, the volume (your agent's files) and the addresses. Type the prefix to confirm."</p>
         <Field label="Prefix" value=confirm id="confirm-prefix"/>
         <button class="button danger" id="teardown" disabled=move || busy.get() || confirm.get().trim() != expected
-            on:click=move |_| act("teardown")>"Tear down"</button>
+            on:click=move |_| act(Action::Teardown)>"Tear down"</button>
         <p><a href="#/" on:click=move |_| navigate(&Route::Home)>"Back to your deployments"</a></p>
     }
     .into_any()
+}
+
+/// What the detail screen's buttons do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Refresh,
+    Stop,
+    Start,
+    Update,
+    Teardown,
+}
+
+/// Carries out `action` on Fly; the sentence to show when it worked.
+async fn perform<T: provision::transport::Transport, C: provision::transport::Clock>(
+    action: Action,
+    fly: &provision::fly::FlyClient<T, C>,
+    relay: &str,
+    vm: &str,
+    images: &provision::spec::Images,
+) -> Result<Option<String>, provision::Error> {
+    match action {
+        Action::Refresh => Ok(None),
+        Action::Stop => provision::ops::set_vm_running(fly, vm, false)
+            .await
+            .map(|_| Some("The agent machine is stopped.".into())),
+        Action::Start => provision::ops::set_vm_running(fly, vm, true)
+            .await
+            .map(|_| Some("The agent machine is starting.".into())),
+        Action::Update => provision::ops::update(fly, relay, vm, images)
+            .await
+            .map(|changed| {
+                Some(if changed.is_empty() {
+                    "Already on the newest images.".into()
+                } else {
+                    format!("Updated: {}", changed.join(", "))
+                })
+            }),
+        Action::Teardown => provision::ops::teardown(fly, &[relay, vm], &|_: &Event| {})
+            .await
+            .map(|left| Some(teardown_note(&left))),
+    }
+}
+
+/// What teardown left: on Fly (a failure), and outside it (a setting only the user can clear).
+fn teardown_note(left: &[provision::ops::Leftover]) -> String {
+    let list = |outside_fly: bool| {
+        left.iter()
+            .filter(|l| l.outside_fly == outside_fly)
+            .map(|l| format!("{} ({})", l.what, l.why))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let on_fly = list(false);
+    let mut text = if on_fly.is_empty() {
+        "Torn down: nothing is left on Fly.".to_string()
+    } else {
+        format!("Left over: {on_fly}")
+    };
+    let for_you = list(true);
+    if !for_you.is_empty() {
+        text.push_str(&format!(" Still to do: {for_you}."));
+    }
+    text
 }
