@@ -143,28 +143,7 @@ fn NamesStep() -> impl IntoView {
         let api = config.get_value();
         let token = wizard.fly_token.get_untracked();
         spawn_local(async move {
-            let (list, nearest) = match fly_client(&api, &token).regions().await {
-                Ok(r) => (
-                    r.regions
-                        .into_iter()
-                        .filter(|r| !r.deprecated && !r.requires_paid_plan)
-                        .map(|r| (r.code, r.name))
-                        .collect::<Vec<_>>(),
-                    r.nearest,
-                ),
-                Err(_) => (Vec::new(), None),
-            };
-            let mut list = if list.is_empty() {
-                vec![("iad".to_string(), "Ashburn, Virginia (US)".to_string())]
-            } else {
-                list
-            };
-            if let Some(nearest) = nearest
-                && let Some(i) = list.iter().position(|(code, _)| *code == nearest)
-            {
-                let item = list.remove(i);
-                list.insert(0, item);
-            }
+            let list = region_choices(&api, &token).await;
             if region.get_untracked().is_empty() {
                 region.set(list[0].0.clone());
             }
@@ -181,34 +160,10 @@ fn NamesStep() -> impl IntoView {
         let api = config.get_value();
         let token = wizard.fly_token.get_untracked();
         spawn_local(async move {
-            let fly = fly_client(&api, &token);
-            let mut notes = Vec::new();
-            for app in [
-                format!("{}-relay", draft.prefix),
-                format!("{}-vm", draft.prefix),
-            ] {
-                match fly.app_name(&app).await {
-                    Ok(AppName::Free) => {}
-                    Ok(AppName::Ours(_)) => notes.push(format!(
-                        "{app} already exists in your org and will be reused"
-                    )),
-                    Ok(AppName::TakenElsewhere) => {
-                        error.set(Some(format!(
-                            "{app} is taken by someone else on Fly. Pick another prefix."
-                        )));
-                        return;
-                    }
-                    Err(e) => {
-                        error.set(Some(e.to_string()));
-                        return;
-                    }
-                }
+            match name_availability(&api, &token, &draft.prefix).await {
+                Ok(note) => available.set(Some(note)),
+                Err(problem) => error.set(Some(problem)),
             }
-            available.set(Some(if notes.is_empty() {
-                "✓ Both names are free.".into()
-            } else {
-                format!("✓ {}.", notes.join("; "))
-            }));
         });
     };
     view! {
@@ -239,6 +194,59 @@ fn NamesStep() -> impl IntoView {
         </label>
         <Nav step=2 ready=Signal::derive(move || available.get().is_some() && !region.get().is_empty()) on_next=Callback::new(|_| next(2))/>
     }
+}
+
+/// The regions a deployment can use, the nearest first (Ashburn when Fly's list is
+/// unavailable, so the step still works).
+async fn region_choices(api: &Config, token: &str) -> Vec<(String, String)> {
+    let (list, nearest) = match fly_client(api, token).regions().await {
+        Ok(r) => (
+            r.regions
+                .into_iter()
+                .filter(|r| !r.deprecated && !r.requires_paid_plan)
+                .map(|r| (r.code, r.name))
+                .collect::<Vec<_>>(),
+            r.nearest,
+        ),
+        Err(_) => (Vec::new(), None),
+    };
+    let mut list = if list.is_empty() {
+        vec![("iad".to_string(), "Ashburn, Virginia (US)".to_string())]
+    } else {
+        list
+    };
+    if let Some(nearest) = nearest
+        && let Some(i) = list.iter().position(|(code, _)| *code == nearest)
+    {
+        let item = list.remove(i);
+        list.insert(0, item);
+    }
+    list
+}
+
+/// Whether `<prefix>-relay` and `<prefix>-vm` can be had: a line to show, or the problem.
+async fn name_availability(api: &Config, token: &str, prefix: &str) -> Result<String, String> {
+    let fly = fly_client(api, token);
+    let mut notes = Vec::new();
+    for app in [format!("{prefix}-relay"), format!("{prefix}-vm")] {
+        match fly.app_name(&app).await {
+            Ok(AppName::Free) => {}
+            Ok(AppName::Ours(_)) => notes.push(format!(
+                "{app} already exists in your org and will be reused"
+            )),
+            Ok(AppName::TakenElsewhere) => {
+                return Err(format!(
+                    "{app} is taken by someone else on Fly. Pick another prefix."
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(if notes.is_empty() {
+        "✓ Both names are free.".into()
+    } else {
+        format!("✓ {}.", notes.join("; "))
+    })
 }
 
 #[component]
