@@ -5,7 +5,7 @@
 //! takes it. After a restart the journal still holds whatever the vm never accepted.
 
 use crate::journal::{InboundMessage, MediaRef};
-use crate::{App, SendError, backoff, media, sleep_unless_stopped, telegram, twilio};
+use crate::{App, SendError, backoff, channel, sleep_unless_stopped};
 use base64::Engine;
 use contract::client::Verdict;
 use contract::protocol::{Image, VmMessage};
@@ -173,14 +173,9 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>
     for media_ref in refs {
         let mut result = Err(SendError::Permanent("not tried".into()));
         for attempt in 0..3 {
-            result = match (media_ref, &app.config.telegram, &app.config.twilio) {
-                (MediaRef::TelegramFile { file_id }, Some(config), _) => {
-                    telegram::download(&app.http, config, file_id).await
-                }
-                (MediaRef::TwilioUrl { url, .. }, _, Some(config)) => {
-                    twilio::download(config, url).await
-                }
-                _ => Err(SendError::Permanent("channel no longer configured".into())),
+            result = match app.outlet(channel::channel_of(media_ref)) {
+                Some(outlet) => outlet.download(app, media_ref).await,
+                None => Err(SendError::Permanent("channel no longer configured".into())),
             };
             match &result {
                 Err(SendError::Retry { .. }) => {
@@ -195,14 +190,7 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>
             }
         }
         match result {
-            Ok(bytes) => {
-                let content_type = match media_ref {
-                    MediaRef::TwilioUrl { content_type, .. } if !content_type.is_empty() => {
-                        content_type.clone()
-                    }
-                    MediaRef::TelegramFile { .. } => "image/jpeg".to_string(),
-                    MediaRef::TwilioUrl { .. } => media::content_type("").to_string(),
-                };
+            Ok((bytes, content_type)) => {
                 images.push(Image {
                     content_type,
                     data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),

@@ -4,6 +4,7 @@
 //! conversation's channel.
 //!
 //! # Layout
+//! - [`channel`]: the seam between the queues and the channels ([`channel::Outlet`]).
 //! - [`config`]: environment variables, checked at start-up.
 //! - [`routes`]: the HTTP surface (webhooks, callback, health, media).
 //! - [`journal`]: the SQLite inbox and outbox; nothing accepted is lost.
@@ -13,6 +14,7 @@
 //! - [`split`], [`media`]: long replies and outgoing images.
 //! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
 
+pub mod channel;
 pub mod config;
 pub mod forward;
 pub mod journal;

@@ -1,14 +1,12 @@
-//! Outbox → channels. Replies are split at the channel's limit and sent part by part (the
-//! journal remembers how many parts went out), images after the text, one per message:
-//! uploads on Telegram (as a document when Telegram would refuse it as a photo), public
-//! `/media` URLs on Twilio, which sends only the first media item of a WhatsApp message and
-//! ignores the rest. 429 and 5xx are retried with backoff (or the channel's `retry_after`);
-//! other refusals are recorded and dropped.
+//! Outbox → channels. Replies are split at the channel's limit and sent part by part through
+//! the conversation's [`crate::channel::Outlet`] (the journal remembers how many parts went
+//! out), images after the text, one per message. 429 and 5xx are retried with backoff (or
+//! the channel's `retry_after`); other refusals are recorded and dropped.
 
 use crate::journal::{OutboundMessage, now_ms};
-use crate::split::{TELEGRAM_LIMIT, WHATSAPP_LIMIT, split_message};
-use crate::{App, SendError, backoff, media, telegram, twilio};
-use contract::protocol::{Channel, Conversation};
+use crate::split::{Limit, split_message};
+use crate::{App, SendError, backoff, media};
+use contract::protocol::Conversation;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -61,57 +59,39 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The pieces of one reply, in sending order.
+/// The pieces of one reply, in sending order: the text split at the channel's limit, then
+/// each image in a message of its own.
 enum Part {
     Text(String),
     Image(String),
 }
 
-fn parts(message: &OutboundMessage, telegram: bool) -> Vec<Part> {
-    let limit = if telegram {
-        TELEGRAM_LIMIT
-    } else {
-        WHATSAPP_LIMIT
-    };
+fn parts(message: &OutboundMessage, limit: Limit) -> Vec<Part> {
     let mut parts: Vec<Part> = split_message(&message.text, limit)
         .into_iter()
         .map(Part::Text)
         .collect();
-    // Telegram takes one photo per upload. Twilio's API takes up to ten media URLs, but a
-    // WhatsApp message carries one and the others are dropped without an error.
     parts.extend(message.images.iter().map(|name| Part::Image(name.clone())));
     parts
 }
 
 async fn send(app: &App, message: OutboundMessage) {
-    let Some(Conversation { channel, address }) = Conversation::parse(&message.conversation) else {
-        let _ = app
-            .journal
-            .mark_failed(message.seq, "conversation has no channel");
+    let conversation = Conversation::parse(&message.conversation);
+    let Some((outlet, address)) =
+        conversation.and_then(|c| Some((app.outlet(c.channel)?, c.address)))
+    else {
+        let _ = app.journal.mark_failed(
+            message.seq,
+            "the conversation is not on a channel this relay serves",
+        );
         return;
     };
-    let telegram = channel == Channel::Telegram;
-    let parts = parts(&message, telegram);
+    let parts = parts(&message, outlet.text_limit());
     let mut sent = message.chunks_sent.max(0) as usize;
     for part in parts.iter().skip(sent) {
-        let result = match (part, &app.config.telegram, &app.config.twilio) {
-            (Part::Text(text), Some(config), _) if telegram => {
-                telegram::send_text(&app.http, config, address, text).await
-            }
-            (Part::Image(name), Some(config), _) if telegram => {
-                send_telegram_image(app, config, address, name).await
-            }
-            (Part::Text(text), _, Some(config)) if !telegram => {
-                twilio::send(&app.http, config, &message.conversation, text, &[]).await
-            }
-            (Part::Image(name), _, Some(config)) if !telegram => {
-                let url = format!("{}/media/{name}", app.config.public_url);
-                twilio::send(&app.http, config, &message.conversation, "", &[url]).await
-            }
-            _ => Err(SendError::Permanent(format!(
-                "channel {} is not configured",
-                channel.name()
-            ))),
+        let result = match part {
+            Part::Text(text) => outlet.send_text(app, address, text).await,
+            Part::Image(name) => outlet.send_image(app, address, name).await,
         };
         match result {
             Ok(()) => {
@@ -146,43 +126,13 @@ async fn send(app: &App, message: OutboundMessage) {
     }
 }
 
-/// Sends a stored image as a photo, or as a document (a file, up to 50 MB) when Telegram
-/// would refuse it as a photo: a full-page screenshot is often too tall.
-async fn send_telegram_image(
-    app: &App,
-    config: &crate::config::TelegramConfig,
-    chat_id: &str,
-    name: &str,
-) -> Result<(), SendError> {
-    let Some(path) = media::lookup(&app.config.data_dir, name, media::KEEP_FOR) else {
-        return Err(SendError::Permanent(
-            "the image expired before it could be sent".into(),
-        ));
-    };
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
-    if !telegram::fits_as_photo(&bytes) {
-        return telegram::send_document(&app.http, config, chat_id, bytes, name).await;
-    }
-    match telegram::send_photo(&app.http, config, chat_id, bytes.clone(), name).await {
-        Err(SendError::Permanent(reason)) if telegram::is_photo_refusal(&reason) => {
-            telegram::send_document(&app.http, config, chat_id, bytes, name).await
-        }
-        other => other,
-    }
-}
-
-/// Shows "typing…" where the channel has it (Telegram); WhatsApp via Twilio has no such call.
+/// Shows "typing…" in the conversation, where its channel has it.
 pub async fn send_typing(app: &App, conversation: &str) {
-    if let (
-        Some(Conversation {
-            channel: Channel::Telegram,
-            address: chat_id,
-        }),
-        Some(config),
-    ) = (Conversation::parse(conversation), &app.config.telegram)
-        && let Err(error) = telegram::send_typing(&app.http, config, chat_id).await
+    let Some(Conversation { channel, address }) = Conversation::parse(conversation) else {
+        return;
+    };
+    if let Some(outlet) = app.outlet(channel)
+        && let Err(error) = outlet.typing(app, address).await
     {
         tracing::debug!("typing indicator not shown: {error}");
     }

@@ -225,11 +225,8 @@ async fn callback(
             "not a callback: expected {id, conversation, kind, text?, images?}",
         );
     };
-    let channel_enabled = match Conversation::parse(&callback.conversation).map(|c| c.channel) {
-        Some(Channel::Telegram) => app.config.telegram.is_some(),
-        Some(Channel::Whatsapp) => app.config.twilio.is_some(),
-        None => false,
-    };
+    let channel_enabled = Conversation::parse(&callback.conversation)
+        .is_some_and(|c| app.outlet(c.channel).is_some());
     if !channel_enabled {
         return refuse(
             StatusCode::BAD_REQUEST,
