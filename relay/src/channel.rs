@@ -1,0 +1,132 @@
+//! The one seam between the relay's queues and its channels. [`Outlet`] is a configured
+//! channel seen from the outbox and the forwarder: how long a text may be, how text, images
+//! and typing go out, how an inbound attachment comes in. `forward`, `outbox` and the
+//! `/callback` handler ask for the conversation's outlet and never name a channel; adding a
+//! channel means a variant here and its own module (like [`crate::telegram`] and
+//! [`crate::twilio`]), and its webhook route.
+
+use crate::config::{TelegramConfig, TwilioConfig};
+use crate::journal::MediaRef;
+use crate::split::{Limit, TELEGRAM_LIMIT, WHATSAPP_LIMIT};
+use crate::{App, SendError, media, telegram, twilio};
+use contract::protocol::{Channel, Conversation};
+
+/// A channel this relay is configured for.
+#[derive(Clone, Copy)]
+pub enum Outlet<'a> {
+    Telegram(&'a TelegramConfig),
+    Whatsapp(&'a TwilioConfig),
+}
+
+impl App {
+    /// The outlet for `channel`, if this relay serves it.
+    pub fn outlet(&self, channel: Channel) -> Option<Outlet<'_>> {
+        match channel {
+            Channel::Telegram => self.config.telegram.as_ref().map(Outlet::Telegram),
+            Channel::Whatsapp => self.config.twilio.as_ref().map(Outlet::Whatsapp),
+        }
+    }
+}
+
+impl Outlet<'_> {
+    /// How long one text message may be.
+    pub fn text_limit(&self) -> Limit {
+        match self {
+            Outlet::Telegram(_) => TELEGRAM_LIMIT,
+            Outlet::Whatsapp(_) => WHATSAPP_LIMIT,
+        }
+    }
+
+    pub async fn send_text(&self, app: &App, address: &str, text: &str) -> Result<(), SendError> {
+        match self {
+            Outlet::Telegram(config) => telegram::send_text(&app.http, config, address, text).await,
+            Outlet::Whatsapp(config) => {
+                let to = Conversation::id(Channel::Whatsapp, address);
+                twilio::send(&app.http, config, &to, text, &[]).await
+            }
+        }
+    }
+
+    /// One stored image (a name under the media folder), in a message of its own: Telegram
+    /// takes one upload per photo, and a WhatsApp message carries one media item (Twilio
+    /// accepts ten URLs but drops all but the first without an error).
+    pub async fn send_image(&self, app: &App, address: &str, name: &str) -> Result<(), SendError> {
+        match self {
+            Outlet::Telegram(config) => send_telegram_image(app, config, address, name).await,
+            Outlet::Whatsapp(config) => {
+                let to = Conversation::id(Channel::Whatsapp, address);
+                let url = format!("{}/media/{name}", app.config.public_url);
+                twilio::send(&app.http, config, &to, "", &[url]).await
+            }
+        }
+    }
+
+    /// Shows "typing…" where the channel has it; WhatsApp through Twilio has no such call.
+    pub async fn typing(&self, app: &App, address: &str) -> Result<(), SendError> {
+        match self {
+            Outlet::Telegram(config) => telegram::send_typing(&app.http, config, address).await,
+            Outlet::Whatsapp(_) => Ok(()),
+        }
+    }
+
+    /// Fetches an inbound attachment; its content type comes with it.
+    pub async fn download(
+        &self,
+        app: &App,
+        media: &MediaRef,
+    ) -> Result<(Vec<u8>, String), SendError> {
+        match (self, media) {
+            (Outlet::Telegram(config), MediaRef::TelegramFile { file_id }) => {
+                let bytes = telegram::download(&app.http, config, file_id).await?;
+                Ok((bytes, "image/jpeg".into()))
+            }
+            (Outlet::Whatsapp(config), MediaRef::TwilioUrl { url, content_type }) => {
+                let bytes = twilio::download(config, url).await?;
+                let content_type = if content_type.is_empty() {
+                    media::content_type("").to_string()
+                } else {
+                    content_type.clone()
+                };
+                Ok((bytes, content_type))
+            }
+            _ => Err(SendError::Permanent(
+                "the attachment is from another channel".into(),
+            )),
+        }
+    }
+}
+
+/// The channel an inbound attachment came through.
+pub fn channel_of(media: &MediaRef) -> Channel {
+    match media {
+        MediaRef::TelegramFile { .. } => Channel::Telegram,
+        MediaRef::TwilioUrl { .. } => Channel::Whatsapp,
+    }
+}
+
+/// Sends a stored image as a photo, or as a document (a file, up to 50 MB) when Telegram
+/// would refuse it as a photo: a full-page screenshot is often too tall.
+async fn send_telegram_image(
+    app: &App,
+    config: &TelegramConfig,
+    chat_id: &str,
+    name: &str,
+) -> Result<(), SendError> {
+    let Some(path) = media::lookup(&app.config.data_dir, name, media::KEEP_FOR) else {
+        return Err(SendError::Permanent(
+            "the image expired before it could be sent".into(),
+        ));
+    };
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
+    if !telegram::fits_as_photo(&bytes) {
+        return telegram::send_document(&app.http, config, chat_id, bytes, name).await;
+    }
+    match telegram::send_photo(&app.http, config, chat_id, bytes.clone(), name).await {
+        Err(SendError::Permanent(reason)) if telegram::is_photo_refusal(&reason) => {
+            telegram::send_document(&app.http, config, chat_id, bytes, name).await
+        }
+        other => other,
+    }
+}
