@@ -15,6 +15,69 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A relay stand-in on loopback that passes on each reply (not typing) with when it came.
+async fn fake_relay() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback_url = format!("http://{}/callback", relay.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                if body.contains("\"message\"") {
+                    let _ = tx.send((Instant::now(), body));
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(relay, app).await.unwrap() });
+    (callback_url, rx)
+}
+
+/// Starts the release vm with `env` on a free port and waits until `/health` answers:
+/// the process, its URL, and how long it took to be ready.
+async fn start_vm(
+    bin: &std::path::Path,
+    callback_url: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (std::process::Child, String, Duration) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let child = std::process::Command::new(bin.join("vm"))
+        .env("PORT", port.to_string())
+        .env("LISTEN_HOST", "127.0.0.1")
+        .env("VM_TOKEN", "bench")
+        .env("RELAY_CALLBACK_URL", callback_url)
+        .env("DATA_DIR", data_dir)
+        .env("HEARTBEAT_MS", "60000")
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    while !http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (child, url, started.elapsed())
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -67,53 +130,17 @@ async fn main() {
     let agent = median(agent_runs);
 
     // A relay that records when each reply arrives.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let callback_url = format!("http://{}/callback", relay.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/callback",
-        axum::routing::post(move |body: String| {
-            let tx = tx.clone();
-            async move {
-                if body.contains("\"message\"") {
-                    let _ = tx.send(Instant::now());
-                }
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(relay, app).await.unwrap() });
-
+    let (callback_url, mut rx) = fake_relay().await;
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let agent_cmd = bin.join("textslash-demo-agent");
+    let (mut child, url, ready) = start_vm(
+        &bin,
+        &callback_url,
+        data.path(),
+        &[("AGENT_CMD", agent_cmd.as_os_str())],
+    )
+    .await;
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    let mut child = std::process::Command::new(bin.join("vm"))
-        .env("PORT", port.to_string())
-        .env("LISTEN_HOST", "127.0.0.1")
-        .env("VM_TOKEN", "bench")
-        .env("RELAY_CALLBACK_URL", &callback_url)
-        .env("DATA_DIR", data.path())
-        .env("AGENT_CMD", bin.join("textslash-demo-agent"))
-        .env("HEARTBEAT_MS", "60000")
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
-    while !http
-        .get(format!("{url}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let ready = started.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(child.id());
 
@@ -130,7 +157,7 @@ async fn main() {
             .unwrap()
             .status();
         assert_eq!(status, 202);
-        let arrived = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let (arrived, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
             .unwrap();
@@ -207,57 +234,22 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
     )
     .await
     .unwrap();
-    let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let callback_url = format!("http://{}/callback", relay.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/callback",
-        axum::routing::post(move |body: String| {
-            let tx = tx.clone();
-            async move {
-                if body.contains("\"message\"") {
-                    let _ = tx.send(body);
-                }
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(relay, app).await.unwrap() });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut vm = std::process::Command::new(bin.join("vm"))
-        .env("PORT", port.to_string())
-        .env("LISTEN_HOST", "127.0.0.1")
-        .env("VM_TOKEN", "bench")
-        .env("RELAY_CALLBACK_URL", &callback_url)
-        .env("DATA_DIR", data.path().join("vm"))
-        .env("AGENT_CMD", claude)
-        .env("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY)
-        .env(
-            "ANTHROPIC_BASE_URL",
-            format!("{}/anthropic", sim.base_url()),
-        )
-        .env("CHROMIUM_PATH", "/usr/bin/chromium")
-        .env("WARM_AGENTS", "3")
-        .env("HEARTBEAT_MS", "60000")
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
+    let (callback_url, mut replies) = fake_relay().await;
+    let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
+    let (mut vm, url, _) = start_vm(
+        bin,
+        &callback_url,
+        &data.path().join("vm"),
+        &[
+            ("AGENT_CMD", claude.as_os_str()),
+            ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
+            ("ANTHROPIC_BASE_URL", &base_url),
+            ("CHROMIUM_PATH", "/usr/bin/chromium".as_ref()),
+            ("WARM_AGENTS", "3".as_ref()),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while !http
-        .get(format!("{url}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 
     // Message posted → the model's first request for it, seen by the sim; then its reply.
     let mut message_number = 0;
@@ -283,7 +275,7 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let latency = posted.elapsed();
-        let reply = tokio::time::timeout(Duration::from_secs(60), replies.recv())
+        let (_, reply) = tokio::time::timeout(Duration::from_secs(60), replies.recv())
             .await
             .expect("a reply within 60 s")
             .unwrap();
