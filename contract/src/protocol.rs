@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 pub struct VmMessage {
     /// Unique per channel message; the vm ignores an id it has seen.
     pub id: String,
-    /// Where replies go: `telegram:<chat id>` or `whatsapp:+15551234567`.
+    /// Where replies go: `telegram:<chat id>`, `whatsapp:+15551234567` or
+    /// `discord:<DM channel id>`.
     pub conversation: String,
     pub sender: String,
     pub text: String,
@@ -52,6 +53,7 @@ pub struct Callback {
 pub enum Channel {
     Telegram,
     Whatsapp,
+    Discord,
 }
 
 impl Channel {
@@ -59,12 +61,14 @@ impl Channel {
         match self {
             Channel::Telegram => "telegram",
             Channel::Whatsapp => "whatsapp",
+            Channel::Discord => "discord",
         }
     }
 }
 
-/// A conversation id, parsed: `telegram:<chat id>` or `whatsapp:+<number>` (the wire form,
-/// the journal's, and the allowlist's). Sender ids have the same form.
+/// A conversation id, parsed: `telegram:<chat id>`, `whatsapp:+<number>` or
+/// `discord:<channel id>` (the wire form, the journal's, and the allowlist's). Sender ids have
+/// the same form (`discord:<user id>` for a Discord sender: a DM's channel is not its user).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conversation<'a> {
     pub channel: Channel,
@@ -79,6 +83,7 @@ impl<'a> Conversation<'a> {
         let channel = match channel {
             "telegram" => Channel::Telegram,
             "whatsapp" => Channel::Whatsapp,
+            "discord" => Channel::Discord,
             _ => return None,
         };
         (!address.is_empty()).then_some(Conversation { channel, address })

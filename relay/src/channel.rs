@@ -5,7 +5,8 @@
 //! channel means a variant here and its own module (like [`crate::telegram`] and
 //! [`crate::twilio`]), and its webhook route.
 
-use crate::config::{TelegramConfig, TwilioConfig};
+use crate::config::{DiscordConfig, TelegramConfig, TwilioConfig};
+use crate::discord::{self, Discord};
 use crate::journal::MediaRef;
 use crate::split::{Limit, TELEGRAM_LIMIT, WHATSAPP_LIMIT};
 use crate::{App, SendError, media, telegram, twilio};
@@ -16,6 +17,7 @@ use contract::protocol::{Channel, Conversation};
 pub enum Outlet<'a> {
     Telegram(&'a TelegramConfig),
     Whatsapp(&'a TwilioConfig),
+    Discord(&'a DiscordConfig, &'a Discord),
 }
 
 impl App {
@@ -24,6 +26,10 @@ impl App {
         match channel {
             Channel::Telegram => self.config.telegram.as_ref().map(Outlet::Telegram),
             Channel::Whatsapp => self.config.twilio.as_ref().map(Outlet::Whatsapp),
+            Channel::Discord => match (&self.config.discord, &self.discord) {
+                (Some(config), Some(discord)) => Some(Outlet::Discord(config, discord)),
+                _ => None,
+            },
         }
     }
 }
@@ -34,6 +40,7 @@ impl Outlet<'_> {
         match self {
             Outlet::Telegram(_) => TELEGRAM_LIMIT,
             Outlet::Whatsapp(_) => WHATSAPP_LIMIT,
+            Outlet::Discord(..) => discord::TEXT_LIMIT,
         }
     }
 
@@ -44,6 +51,7 @@ impl Outlet<'_> {
                 let to = Conversation::id(Channel::Whatsapp, address);
                 twilio::send(&app.http, config, &to, text, &[]).await
             }
+            Outlet::Discord(_, discord) => discord::send_text(discord, address, text).await,
         }
     }
 
@@ -58,6 +66,7 @@ impl Outlet<'_> {
                 let url = format!("{}/media/{name}", app.config.public_url);
                 twilio::send(&app.http, config, &to, "", &[url]).await
             }
+            Outlet::Discord(_, discord) => discord::send_image(app, discord, address, name).await,
         }
     }
 
@@ -66,6 +75,7 @@ impl Outlet<'_> {
         match self {
             Outlet::Telegram(config) => telegram::send_typing(&app.http, config, address).await,
             Outlet::Whatsapp(_) => Ok(()),
+            Outlet::Discord(_, discord) => discord::send_typing(discord, address).await,
         }
     }
 
@@ -89,6 +99,9 @@ impl Outlet<'_> {
                 };
                 Ok((bytes, content_type))
             }
+            (Outlet::Discord(config, _), MediaRef::DiscordAttachment { .. }) => {
+                discord::download(config, media).await
+            }
             _ => Err(SendError::Permanent(
                 "the attachment is from another channel".into(),
             )),
@@ -101,10 +114,11 @@ pub fn channel_of(media: &MediaRef) -> Channel {
     match media {
         MediaRef::TelegramFile { .. } => Channel::Telegram,
         MediaRef::TwilioUrl { .. } => Channel::Whatsapp,
+        MediaRef::DiscordAttachment { .. } => Channel::Discord,
     }
 }
 
-/// Sends a stored image as a photo, or as a document (a file, up to 50 MB) when Telegram
+/// Sends a stored image to Telegram as a photo, or as a document (a file, up to 50 MB) when Telegram
 /// would refuse it as a photo: a full-page screenshot is often too tall.
 async fn send_telegram_image(
     app: &App,

@@ -29,6 +29,17 @@ pub struct TelegramConfig {
 }
 
 #[derive(Clone)]
+pub struct DiscordConfig {
+    pub bot_token: String,
+    /// Discord's REST API (`DISCORD_API_BASE`, `https://discord.com`).
+    pub api_base: String,
+    /// The Gateway (`DISCORD_GATEWAY_URL`, `wss://gateway.discord.gg`).
+    pub gateway_url: String,
+    /// Hosts inbound attachments are fetched from: Discord's CDN, plus `DISCORD_MEDIA_HOSTS`.
+    pub media_hosts: Vec<String>,
+}
+
+#[derive(Clone)]
 pub struct Config {
     pub port: u16,
     /// The URL the channels call, without a trailing slash.
@@ -39,6 +50,7 @@ pub struct Config {
     pub allowed_senders: Vec<String>,
     pub twilio: Option<TwilioConfig>,
     pub telegram: Option<TelegramConfig>,
+    pub discord: Option<DiscordConfig>,
     pub wake_notice_after: Duration,
     pub vm_deadline: Duration,
     /// How long delivered messages and sent replies are kept (`RETENTION_HOURS`).
@@ -55,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("allowed_senders", &self.allowed_senders.len())
             .field("twilio", &self.twilio.is_some())
             .field("telegram", &self.telegram.is_some())
+            .field("discord", &self.discord.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -70,12 +83,11 @@ impl Config {
         let allowed_senders = allowed_senders(&env)?;
         let twilio = twilio(&env)?;
         let telegram = telegram(&env)?;
-        if twilio.is_none() && telegram.is_none() {
+        let discord = discord(&env)?;
+        if twilio.is_none() && telegram.is_none() && discord.is_none() {
             return Err(ConfigError {
                 var: "TELEGRAM_BOT_TOKEN",
-                problem:
-                    "no channel is configured: set TELEGRAM_BOT_TOKEN or the TWILIO_ variables"
-                        .into(),
+                problem: "no channel is configured: set TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN or the TWILIO_ variables".into(),
             });
         }
 
@@ -88,6 +100,7 @@ impl Config {
             allowed_senders,
             twilio,
             telegram,
+            discord,
             wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
             vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
             retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
@@ -102,6 +115,9 @@ impl Config {
         if self.twilio.is_some() {
             names.push("whatsapp");
         }
+        if self.discord.is_some() {
+            names.push("discord");
+        }
         names
     }
 
@@ -110,7 +126,8 @@ impl Config {
     }
 }
 
-/// `ALLOWED_SENDERS`: comma-separated `telegram:<id>` and `whatsapp:+<number>` entries.
+/// `ALLOWED_SENDERS`: comma-separated `telegram:<id>`, `whatsapp:+<number>` and
+/// `discord:<user id>` entries.
 fn allowed_senders<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<Vec<String>, ConfigError> {
@@ -123,14 +140,17 @@ fn allowed_senders<F: Fn(&str) -> Option<String>>(
         .collect();
     for sender in &senders {
         let well_formed = match Conversation::parse(sender) {
-            Some(c) => c.channel == Channel::Telegram || c.address.starts_with('+'),
+            Some(c) => match c.channel {
+                Channel::Telegram => true,
+                Channel::Whatsapp => c.address.starts_with('+'),
+                Channel::Discord => c.address.bytes().all(|b| b.is_ascii_digit()),
+            },
             None => false,
         };
         if !well_formed {
             return Err(ConfigError {
                 var: "ALLOWED_SENDERS",
-                problem: "each entry must look like whatsapp:+15551234567 or telegram:123456789"
-                    .into(),
+                problem: "each entry must look like whatsapp:+15551234567, telegram:123456789 or discord:80351110224678912".into(),
             });
         }
     }
@@ -235,6 +255,56 @@ fn telegram<F: Fn(&str) -> Option<String>>(
     })
 }
 
+/// Discord: the bot token; the Gateway and REST API are Discord's unless a test moves them.
+fn discord<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<DiscordConfig>, ConfigError> {
+    let Some(bot_token) = env.get("DISCORD_BOT_TOKEN") else {
+        return Ok(None);
+    };
+    // A bot token is three dot-separated parts; an application's client secret or public key
+    // (the usual wrong paste) is one.
+    if bot_token.split('.').count() != 3 || bot_token.chars().any(char::is_whitespace) {
+        return Err(ConfigError {
+            var: "DISCORD_BOT_TOKEN",
+            problem: "is not a bot token (Developer Portal → your application → Bot → Reset Token)"
+                .into(),
+        });
+    }
+    let api_base = http_url(
+        "DISCORD_API_BASE",
+        env.get("DISCORD_API_BASE")
+            .unwrap_or("https://discord.com".into()),
+    )?;
+    let gateway_url = env
+        .get("DISCORD_GATEWAY_URL")
+        .unwrap_or("wss://gateway.discord.gg".into());
+    let gateway_url = gateway_url.trim_end_matches('/').to_string();
+    if !(gateway_url.starts_with("wss://") || gateway_url.starts_with("ws://")) {
+        return Err(ConfigError {
+            var: "DISCORD_GATEWAY_URL",
+            problem: "must be a ws:// or wss:// URL".into(),
+        });
+    }
+    let mut media_hosts: Vec<String> = crate::discord::MEDIA_HOSTS
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    media_hosts.extend(
+        env.get("DISCORD_MEDIA_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty()),
+    );
+    Ok(Some(DiscordConfig {
+        bot_token,
+        api_base,
+        gateway_url,
+        media_hosts,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +352,20 @@ mod tests {
         let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(error.var, "TWILIO_AUTH_TOKEN");
         assert!(!error.to_string().contains("secretvalue"));
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("DISCORD_BOT_TOKEN", "not-a-bot-token"));
+        let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(error.var, "DISCORD_BOT_TOKEN");
+        assert!(!error.to_string().contains("not-a-bot-token"));
+
+        let mut pairs = BASE.to_vec();
+        pairs.retain(|(k, _)| *k != "ALLOWED_SENDERS");
+        pairs.push(("ALLOWED_SENDERS", "discord:@me"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "ALLOWED_SENDERS"
+        );
 
         let mut pairs = BASE.to_vec();
         pairs.push(("PORT", "eighty"));

@@ -22,13 +22,25 @@ pub struct JournalError(#[from] rusqlite::Error);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MediaRef {
-    TelegramFile { file_id: String },
-    TwilioUrl { url: String, content_type: String },
+    TelegramFile {
+        file_id: String,
+    },
+    TwilioUrl {
+        url: String,
+        content_type: String,
+    },
+    DiscordAttachment {
+        url: String,
+        content_type: String,
+        filename: String,
+        size: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboundMessage {
-    /// Unique per channel message: `telegram:<update_id>`, `whatsapp:<MessageSid>`.
+    /// Unique per channel message: `telegram:<update_id>`, `whatsapp:<MessageSid>`,
+    /// `discord:<message id>`.
     pub id: String,
     pub conversation: String,
     pub sender: String,
@@ -76,7 +88,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     failure         TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_ms) WHERE done_ms IS NULL;
+CREATE TABLE IF NOT EXISTS gateway_session (
+    channel     TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    sequence    INTEGER NOT NULL,
+    resume_url  TEXT NOT NULL
+);
 ";
+
+/// A Gateway session to resume after a restart (Discord replays the events after `sequence`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySession {
+    pub session_id: String,
+    pub sequence: u64,
+    pub resume_url: String,
+}
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -112,6 +138,47 @@ impl Journal {
             params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
         )?;
         Ok(inserted == 1)
+    }
+
+    /// Remembers where `channel`'s Gateway session stands; saved after the messages it
+    /// carried were accepted, so a resume replays nothing that was not journaled.
+    pub fn save_gateway_session(
+        &self,
+        channel: &str,
+        session: &GatewaySession,
+    ) -> Result<(), JournalError> {
+        self.db().execute(
+            "INSERT INTO gateway_session (channel, session_id, sequence, resume_url) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (channel) DO UPDATE SET session_id = ?2, sequence = ?3, resume_url = ?4",
+            params![channel, session.session_id, session.sequence as i64, session.resume_url],
+        )?;
+        Ok(())
+    }
+
+    pub fn gateway_session(&self, channel: &str) -> Result<Option<GatewaySession>, JournalError> {
+        self.db()
+            .query_row(
+                "SELECT session_id, sequence, resume_url FROM gateway_session WHERE channel = ?1",
+                params![channel],
+                |r| {
+                    Ok(GatewaySession {
+                        session_id: r.get(0)?,
+                        sequence: r.get::<_, i64>(1)? as u64,
+                        resume_url: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(JournalError::from)
+    }
+
+    /// Forgets `channel`'s session (Discord invalidated it); the next start identifies anew.
+    pub fn forget_gateway_session(&self, channel: &str) -> Result<(), JournalError> {
+        self.db().execute(
+            "DELETE FROM gateway_session WHERE channel = ?1",
+            params![channel],
+        )?;
+        Ok(())
     }
 
     /// The oldest message the vm has not accepted yet.

@@ -10,12 +10,13 @@
 //! - [`journal`]: the SQLite inbox and outbox; nothing accepted is lost.
 //! - [`forward`]: inbox → vm, with the "Waking up…" notice and a deadline.
 //! - [`outbox`]: outbox → channels, split to each channel's limit, with retries.
-//! - [`twilio`], [`telegram`]: the two channels' formats, signatures and APIs.
+//! - [`twilio`], [`telegram`], [`discord`]: each channel's formats, checks and APIs.
 //! - [`split`], [`media`]: long replies and outgoing images.
 //! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
 
 pub mod channel;
 pub mod config;
+pub mod discord;
 pub mod forward;
 pub mod journal;
 pub mod media;
@@ -60,6 +61,63 @@ pub struct App {
     pub started: Instant,
     /// The Telegram webhook's registration, as `/health` reports it (no secret in it).
     pub telegram_webhook: std::sync::Mutex<WebhookState>,
+    /// Discord's REST client and Gateway status, when Discord is configured.
+    pub discord: Option<discord::Discord>,
+}
+
+/// What became of an inbound message handed to [`App::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Journaled; the forwarder has been woken.
+    Accepted,
+    /// Already journaled (the channel repeated it).
+    Duplicate,
+    /// Not from an allowed sender: dropped, and the sender gets nothing.
+    Stranger,
+    /// Could not be written: the channel must deliver it again.
+    Unsaved,
+}
+
+impl App {
+    /// The one way into the inbox, for every channel: allowlist, then journal, then wake the
+    /// forwarder. Only `Accepted` and `Duplicate` may be acknowledged to the channel.
+    pub fn admit(&self, message: journal::InboundMessage) -> Admission {
+        if !self.config.is_allowed(&message.sender) {
+            // A stranger's number or id is personal data: the log gets a keyed hash, which
+            // tells repeated senders apart without naming them; the text is none of our
+            // business.
+            tracing::info!(
+                stranger = %stranger_tag(&self.config.vm_token, &message.sender),
+                "dropped a message from a sender not in ALLOWED_SENDERS"
+            );
+            return Admission::Stranger;
+        }
+        match self.journal.accept(&message) {
+            Ok(true) => {
+                self.inbox_wake.notify_one();
+                Admission::Accepted
+            }
+            Ok(false) => {
+                tracing::debug!(id = %message.id, "duplicate delivery acknowledged and dropped");
+                Admission::Duplicate
+            }
+            Err(error) => {
+                tracing::error!("could not journal a message: {error}");
+                Admission::Unsaved
+            }
+        }
+    }
+}
+
+/// A short keyed hash of a stranger's id: HMAC-SHA1 under this relay's `VM_TOKEN`, so it
+/// cannot be reversed by trying every phone number.
+fn stranger_tag(key: &str, sender: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(sender.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where the Telegram webhook's registration stands.
@@ -95,6 +153,7 @@ pub async fn run(
         .expect("a TLS backend is compiled in");
     let config_has_telegram = config.telegram.is_some();
     let vm = contract::client::ToVm::new(http.clone(), &config.vm_url, &config.vm_token);
+    let discord = config.discord.as_ref().map(discord::Discord::new);
     let app = Arc::new(App {
         config,
         journal,
@@ -108,6 +167,7 @@ pub async fn run(
         } else {
             WebhookState::NotUsed
         }),
+        discord,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -115,6 +175,7 @@ pub async fn run(
         tokio::spawn(forward::run(app.clone(), stop_rx.clone())),
         tokio::spawn(outbox::run(app.clone(), stop_rx.clone())),
         tokio::spawn(register_telegram_webhook(app.clone(), stop_rx.clone())),
+        tokio::spawn(discord::run_gateway(app.clone(), stop_rx.clone())),
     ];
 
     tracing::info!(channels = ?app.config.channels(), "relay listening on {}", listener.local_addr().map_err(StartError::Serve)?);

@@ -1,9 +1,108 @@
 //! Images on their way out: stored under `DATA_DIR/media` with unguessable names, sent to
-//! Telegram as uploads, and served to Twilio at `GET /media/<name>` for an hour (Twilio fetches
-//! media from a public URL). Old files are swept away.
+//! Telegram and Discord as uploads, and served to Twilio at `GET /media/<name>` for an hour
+//! (Twilio fetches media from a public URL). Old files are swept away.
+//!
+//! Attachments on their way in: [`BoundedFetch`] downloads them from a channel's own media
+//! hosts only, bounded in size and time.
 
+use crate::SendError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `host` or `host:port`, as [`BoundedFetch::allowed_hosts`] names them.
+pub fn host_of(url: &reqwest::Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// Whether `host` is one of `allowed`: an exact `host` or `host:port`, or `*.domain` for any
+/// subdomain.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let bare = host.split(':').next().unwrap_or(host);
+    allowed
+        .iter()
+        .any(|pattern| match pattern.strip_prefix("*.") {
+            Some(domain) => bare.ends_with(&format!(".{domain}")),
+            None => pattern == host || pattern == bare,
+        })
+}
+
+/// An inbound attachment download: redirects followed only to `allowed_hosts` (reqwest drops
+/// credentials on a redirect to another host), at most `max_bytes`, all within `timeout`, so
+/// a huge or stalled file can neither exhaust the relay nor hold up the forwarder.
+pub struct BoundedFetch {
+    pub allowed_hosts: Vec<String>,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl BoundedFetch {
+    /// Downloads `url` (whose host the caller has checked), with HTTP Basic credentials if
+    /// given.
+    pub async fn get(
+        self,
+        url: reqwest::Url,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Vec<u8>, SendError> {
+        let refuse = |why: String| SendError::Permanent(why);
+        let max_bytes = self.max_bytes;
+        let allowed = self.allowed_hosts;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() < 5 && host_allowed(&host_of(attempt.url()), &allowed) {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .build()
+            .map_err(|e| refuse(e.to_string()))?;
+        let failed = |e: reqwest::Error| SendError::Retry {
+            reason: format!("media download failed: {}", e.without_url()),
+            after: None,
+        };
+        let mut request = http.get(url);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let mut response = request.send().await.map_err(failed)?;
+        if response.status().is_redirection() {
+            return Err(refuse(
+                "the media URL redirected to a host that is not the channel's".into(),
+            ));
+        }
+        if !response.status().is_success() {
+            return Err(refuse(format!(
+                "media download answered {}",
+                response.status()
+            )));
+        }
+        let too_large = || {
+            refuse(format!(
+                "the attachment is larger than {} MB",
+                max_bytes >> 20
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > max_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
 
 /// How long Twilio may fetch a stored image.
 pub const SERVE_FOR: Duration = Duration::from_secs(3600);

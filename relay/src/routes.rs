@@ -9,7 +9,7 @@
 //! | `GET /media/<name>` | Twilio fetching an outgoing image |
 
 use crate::journal::{InboundMessage, MediaRef};
-use crate::{App, media, telegram, twilio};
+use crate::{Admission, App, media, telegram, twilio};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -48,17 +48,6 @@ fn twiml_ok() -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], TWIML_EMPTY).into_response()
 }
 
-/// A short keyed hash of a stranger's id: HMAC-SHA1 under this relay's `VM_TOKEN`, so it
-/// cannot be reversed by trying every phone number.
-fn stranger_tag(key: &str, sender: &str) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(sender.as_bytes());
-    let digest = mac.finalize().into_bytes();
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Telegram repeats a webhook that did not get a 2xx, so an unsaved message comes back.
 fn telegram_retries_later() -> Response {
     refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
@@ -76,36 +65,16 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
 }
 
-/// Journals an allowed message and wakes the forwarder; the answer the channel gets depends
-/// only on whether the message is now safe: `ok`, or `unsaved` when it could not be written.
+/// Hands the message to [`App::admit`]; the channel hears `ok` unless it could not be saved.
 fn take_in(
     app: &App,
     message: InboundMessage,
     ok: fn() -> Response,
     unsaved: fn() -> Response,
 ) -> Response {
-    if !app.config.is_allowed(&message.sender) {
-        // A stranger's number or id is personal data: the log gets a keyed hash, which tells
-        // repeated senders apart without naming them; the text is none of our business.
-        tracing::info!(
-            stranger = %stranger_tag(&app.config.vm_token, &message.sender),
-            "dropped a message from a sender not in ALLOWED_SENDERS"
-        );
-        return ok();
-    }
-    match app.journal.accept(&message) {
-        Ok(true) => {
-            app.inbox_wake.notify_one();
-            ok()
-        }
-        Ok(false) => {
-            tracing::debug!(id = %message.id, "duplicate delivery acknowledged and dropped");
-            ok()
-        }
-        Err(error) => {
-            tracing::error!("could not journal a message: {error}");
-            unsaved()
-        }
+    match app.admit(message) {
+        Admission::Unsaved => unsaved(),
+        Admission::Accepted | Admission::Duplicate | Admission::Stranger => ok(),
     }
 }
 
@@ -287,6 +256,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "channels": app.config.channels(),
         "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
         "telegram_webhook": *app.telegram_webhook.lock().expect("webhook state lock"),
+        "discord_gateway": app.discord.as_ref().map(|d| d.status()),
     });
     (
         [

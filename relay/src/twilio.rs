@@ -5,8 +5,8 @@
 //! SDKs we accept the URL with its port removed or with the default port added, and node's
 //! `'` → `%27` normalisation, because Twilio's own signing is inconsistent about both.
 
-use crate::SendError;
 use crate::config::TwilioConfig;
+use crate::{SendError, media};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use std::collections::BTreeMap;
@@ -172,23 +172,6 @@ pub const MEDIA_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A download, redirects and body included, gets this long; the forwarder waits for it.
 pub const MEDIA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn host_of(url: &reqwest::Url) -> String {
-    match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    }
-}
-
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let bare = host.split(':').next().unwrap_or(host);
-    allowed
-        .iter()
-        .any(|pattern| match pattern.strip_prefix("*.") {
-            Some(domain) => bare.ends_with(&format!(".{domain}")),
-            None => pattern == host || pattern == bare,
-        })
-}
-
 /// Downloads inbound media: only from Twilio's API host (the only place the credentials are
 /// sent), following redirects only to Twilio's media hosts (reqwest drops the credentials on
 /// a redirect to another host), at most [`MEDIA_MAX_BYTES`] within [`MEDIA_TIMEOUT`].
@@ -196,61 +179,21 @@ pub async fn download(config: &TwilioConfig, url: &str) -> Result<Vec<u8>, SendE
     let refuse = |why: &str| SendError::Permanent(why.to_string());
     let parsed = reqwest::Url::parse(url).map_err(|_| refuse("the media URL is not a URL"))?;
     let api = reqwest::Url::parse(&config.api_base).map_err(|_| refuse("TWILIO_API_BASE"))?;
-    if host_of(&parsed) != host_of(&api) || parsed.scheme() != api.scheme() {
+    if media::host_of(&parsed) != media::host_of(&api) || parsed.scheme() != api.scheme() {
         return Err(refuse(
             "the media URL is not on Twilio's API host, so it was not fetched",
         ));
     }
     let mut allowed = config.media_hosts.clone();
-    allowed.push(host_of(&api));
-    let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(MEDIA_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() < 5 && host_allowed(&host_of(attempt.url()), &allowed) {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        }))
-        .build()
-        .map_err(|e| refuse(&e.to_string()))?;
-    let failed = |e: reqwest::Error| SendError::Retry {
-        reason: format!("media download failed: {}", e.without_url()),
-        after: None,
+    allowed.push(media::host_of(&api));
+    let fetch = media::BoundedFetch {
+        allowed_hosts: allowed,
+        max_bytes: MEDIA_MAX_BYTES,
+        timeout: MEDIA_TIMEOUT,
     };
-    let mut response = http
-        .get(parsed)
-        .basic_auth(&config.account_sid, Some(&config.auth_token))
-        .send()
+    fetch
+        .get(parsed, Some((&config.account_sid, &config.auth_token)))
         .await
-        .map_err(failed)?;
-    if response.status().is_redirection() {
-        return Err(refuse(
-            "the media URL redirected to a host that is not Twilio's",
-        ));
-    }
-    if !response.status().is_success() {
-        return Err(SendError::Permanent(format!(
-            "media download answered {}",
-            response.status()
-        )));
-    }
-    let too_large = || refuse("the attachment is larger than 16 MB");
-    if response
-        .content_length()
-        .is_some_and(|n| n > MEDIA_MAX_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        if bytes.len() + chunk.len() > MEDIA_MAX_BYTES {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// Maps an HTTP answer to success, retry (429, 5xx) or a permanent failure with the service's
@@ -312,7 +255,7 @@ mod tests {
             "api.twilio.com",
             "s3-external-1.amazonaws.com",
         ] {
-            assert!(host_allowed(ok, &allowed), "{ok}");
+            assert!(media::host_allowed(ok, &allowed), "{ok}");
         }
         for no in [
             "twiliocdn.com.evil.example",
@@ -320,7 +263,7 @@ mod tests {
             "169.254.169.254",
             "localhost:80",
         ] {
-            assert!(!host_allowed(no, &allowed), "{no}");
+            assert!(!media::host_allowed(no, &allowed), "{no}");
         }
     }
 

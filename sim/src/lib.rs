@@ -9,6 +9,8 @@
 //! - `/telegram/…`, `/twilio/…`, `/anthropic/…`: fake channel and model APIs ([`model`] is
 //!   the Messages API the real Claude Code CLI runs against), and
 //!   `/sim/telegram/…`, `/sim/twilio/…` to play the user ([`channels`]);
+//! - `/discord/…`: a fake Discord Gateway (websocket) and REST API, `/sim/discord/…` to play
+//!   the user and to force reconnects ([`discord`]);
 //! - `/sim/…`: control for tests: app URLs, a state dump, fault injection.
 //!
 //! Machines are real processes: an image reference maps to a local binary ([`ImageMap`]),
@@ -28,6 +30,7 @@
 
 pub mod api;
 pub mod channels;
+pub mod discord;
 pub mod echo;
 pub mod faults;
 pub mod model;
@@ -84,6 +87,12 @@ pub const SIM_TELEGRAM_BOT: &str = "123456:SIMbotTOKENforTheLocalDemo_0000000";
 pub const SIM_TWILIO_SID: &str = "AC00000000000000000000000000000001";
 pub const SIM_TWILIO_TOKEN: &str = "5173696d7477696c696f746f6b656e31";
 pub const SIM_ANTHROPIC_KEY: &str = "sk-ant-sim-key";
+/// A Discord bot token of the documented shape: base64 of the bot's user id, a timestamp
+/// part and an HMAC part, dot-separated.
+pub const SIM_DISCORD_BOT: &str =
+    "MTIzNDU2Nzg5MDEyMzQ1Njc4.GsImTk.c2ltLWRpc2NvcmQtdG9rZW4tZm9yLXRlc3Rz";
+/// The user (and application) id inside [`SIM_DISCORD_BOT`].
+pub const SIM_DISCORD_BOT_ID: &str = "123456789012345678";
 
 /// How the sim is set up.
 #[derive(Clone, Debug)]
@@ -101,6 +110,10 @@ pub struct SimConfig {
     pub machine_env: Vec<(String, String)>,
     /// Bot tokens the fake Telegram knows.
     pub telegram_bots: Vec<String>,
+    /// Bot tokens the fake Discord knows.
+    pub discord_bots: Vec<String>,
+    /// The Gateway's `heartbeat_interval` (Discord sends about 41 s).
+    pub discord_heartbeat: std::time::Duration,
     /// (Account SID, auth token) pairs the fake Twilio knows.
     pub twilio_accounts: Vec<(String, String)>,
     /// API keys the fake Anthropic models endpoint accepts.
@@ -124,6 +137,8 @@ impl SimConfig {
             data_dir,
             machine_env: Vec::new(),
             telegram_bots: vec![SIM_TELEGRAM_BOT.into()],
+            discord_bots: vec![SIM_DISCORD_BOT.into()],
+            discord_heartbeat: std::time::Duration::from_millis(41_250),
             twilio_accounts: vec![(SIM_TWILIO_SID.into(), SIM_TWILIO_TOKEN.into())],
             anthropic_keys: vec![SIM_ANTHROPIC_KEY.into()],
             wake_delay: std::time::Duration::ZERO,
@@ -140,6 +155,7 @@ pub struct Sim {
     pub world: world::World,
     pub faults: faults::Faults,
     pub channels: channels::Channels,
+    pub discord: discord::Discord,
     /// The fake Messages API's record of requests.
     pub model: model::Model,
     pub http: reqwest::Client,
@@ -213,6 +229,7 @@ pub async fn start_with_extra_routes(
         world: world::World::default(),
         faults: faults::Faults::default(),
         channels: channels::Channels::default(),
+        discord: discord::Discord::default(),
         model: model::Model::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
@@ -222,6 +239,7 @@ pub async fn start_with_extra_routes(
     let app = api::router(sim.clone())
         .merge(proxy::router(sim.clone()))
         .merge(channels::router(sim.clone()))
+        .merge(discord::router(sim.clone()))
         .merge(model::router(sim.clone()))
         .merge(extra);
     let (tx, rx) = oneshot::channel();

@@ -191,8 +191,21 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             "TWILIO_API_BASE".to_string(),
             format!("{}/twilio", sim.base_url),
         );
+        env.insert(
+            "DISCORD_API_BASE".to_string(),
+            format!("{}/discord", sim.base_url),
+        );
+        env.insert(
+            "DISCORD_GATEWAY_URL".to_string(),
+            format!(
+                "{}/discord/gateway",
+                sim.base_url.replace("http://", "ws://")
+            ),
+        );
         // Twilio's media redirect to its CDN, which is this port under `localhost` here.
         env.insert("TWILIO_MEDIA_HOSTS".to_string(), "localhost".to_string());
+        // Discord's attachments are on "its CDN", this port under `localhost`.
+        env.insert("DISCORD_MEDIA_HOSTS".to_string(), "localhost".to_string());
         // …and the sim's fake Messages API, which the real Claude Code runs against offline.
         env.insert(
             "ANTHROPIC_BASE_URL".to_string(),

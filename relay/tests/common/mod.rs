@@ -1,0 +1,173 @@
+//! What the relay's integration tests share: a stand-in vm, the sim, the relay's environment
+//! and the relay running in-process.
+#![allow(dead_code)] // each test file uses its own part
+
+use contract::protocol::{Callback, CallbackKind, VmMessage};
+use relay::config::Config;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const VM_TOKEN: &str = "vm-token-for-tests";
+pub const SECRET: &str = "telegram_secret-1";
+pub const OWNER: i64 = 4242;
+pub const OWNER_WA: &str = "whatsapp:+15551234567";
+pub const BOT_WA: &str = "+14155238886";
+
+/// A stand-in vm: records messages, answers 202, optionally slowly the first time, and can
+/// answer each message with a callback like the real vm.
+#[derive(Clone, Default)]
+pub struct FakeVm {
+    /// Each message once, as the real vm keeps them (it ignores a repeated id)…
+    pub received: Arc<Mutex<Vec<VmMessage>>>,
+    /// …and every POST, repeats included, so a test can tell "once" from "at least once".
+    pub posts: Arc<std::sync::atomic::AtomicUsize>,
+    pub first_answer_delay: Arc<Mutex<Option<Duration>>>,
+    pub reply_to: Arc<Mutex<Option<String>>>,
+    /// Answer 507, as the vm does when its volume is full.
+    pub disk_full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeVm {
+    pub async fn serve_on(&self, listener: tokio::net::TcpListener) {
+        let vm = self.clone();
+        let app = axum::Router::new().route(
+            "/messages",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(message): axum::Json<VmMessage>| {
+                    let vm = vm.clone();
+                    async move {
+                        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                        if !contract::protocol::bearer_matches(auth, VM_TOKEN) {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {
+                            return axum::http::StatusCode::INSUFFICIENT_STORAGE;
+                        }
+                        vm.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let delay = vm.first_answer_delay.lock().unwrap().take();
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let duplicate = vm
+                            .received
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .any(|m| m.id == message.id);
+                        if !duplicate {
+                            vm.received.lock().unwrap().push(message.clone());
+                        }
+                        let reply_to = vm.reply_to.lock().unwrap().clone();
+                        if let Some(relay_url) = reply_to {
+                            tokio::spawn(async move {
+                                let callback = Callback {
+                                    id: format!("reply-{}", message.id),
+                                    conversation: message.conversation.clone(),
+                                    kind: CallbackKind::Message,
+                                    text: format!("echo: {}", message.text),
+                                    images: vec![],
+                                };
+                                let _ = reqwest::Client::new()
+                                    .post(format!("{relay_url}/callback"))
+                                    .bearer_auth(VM_TOKEN)
+                                    .json(&callback)
+                                    .send()
+                                    .await;
+                            });
+                        }
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+
+    pub async fn start() -> (FakeVm, String) {
+        let vm = FakeVm::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        vm.serve_on(listener).await;
+        (vm, url)
+    }
+
+    pub fn received(&self) -> Vec<VmMessage> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+pub async fn start_sim(dir: &std::path::Path) -> sim::SimHandle {
+    sim::start(
+        sim::SimConfig::new(dir.join("sim")),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap()
+}
+
+pub fn base_env(
+    sim: &sim::SimHandle,
+    vm_url: &str,
+    data_dir: &std::path::Path,
+) -> HashMap<String, String> {
+    HashMap::from([
+        ("VM_URL".to_string(), vm_url.to_string()),
+        ("VM_TOKEN".into(), VM_TOKEN.into()),
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+        (
+            "ALLOWED_SENDERS".into(),
+            format!("telegram:{OWNER},{OWNER_WA}"),
+        ),
+        ("TELEGRAM_BOT_TOKEN".into(), sim::SIM_TELEGRAM_BOT.into()),
+        ("TELEGRAM_WEBHOOK_SECRET".into(), SECRET.into()),
+        (
+            "TELEGRAM_API_BASE".into(),
+            format!("{}/telegram", sim.base_url()),
+        ),
+        ("TWILIO_ACCOUNT_SID".into(), sim::SIM_TWILIO_SID.into()),
+        ("TWILIO_AUTH_TOKEN".into(), sim::SIM_TWILIO_TOKEN.into()),
+        ("TWILIO_WHATSAPP_NUMBER".into(), BOT_WA.into()),
+        (
+            "TWILIO_API_BASE".into(),
+            format!("{}/twilio", sim.base_url()),
+        ),
+        // The sim's Twilio CDN is this port under `localhost`.
+        ("TWILIO_MEDIA_HOSTS".into(), "localhost".into()),
+    ])
+}
+
+pub struct RunningRelay {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), relay::StartError>>,
+}
+
+impl RunningRelay {
+    pub async fn start(mut env: HashMap<String, String>) -> RunningRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        env.insert("PUBLIC_URL".into(), url.clone());
+        let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(relay::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        RunningRelay {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn shut_down(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,326 @@
+//! Discord through the relay, over real websockets and HTTP on loopback: the sim's fake
+//! Gateway and REST API play Discord, a stand-in vm answers, the relay runs in-process.
+
+use serde_json::{Value, json};
+use sim::testing::eventually;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+const OWNER: &str = "80351110224678912";
+const STRANGER: &str = "80351110224678913";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn start_sim(dir: &std::path::Path, heartbeat: Duration) -> sim::SimHandle {
+    let mut config = sim::SimConfig::new(dir.join("sim"));
+    config.discord_heartbeat = heartbeat;
+    sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+fn discord_env(
+    sim: &sim::SimHandle,
+    vm_url: &str,
+    data_dir: &std::path::Path,
+) -> HashMap<String, String> {
+    HashMap::from([
+        ("VM_URL".to_string(), vm_url.to_string()),
+        ("VM_TOKEN".into(), VM_TOKEN.into()),
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+        ("ALLOWED_SENDERS".into(), format!("discord:{OWNER}")),
+        ("DISCORD_BOT_TOKEN".into(), sim::SIM_DISCORD_BOT.into()),
+        (
+            "DISCORD_API_BASE".into(),
+            format!("{}/discord", sim.base_url()),
+        ),
+        (
+            "DISCORD_GATEWAY_URL".into(),
+            format!(
+                "{}/discord/gateway",
+                sim.base_url().replace("http://", "ws://")
+            ),
+        ),
+        ("DISCORD_MEDIA_HOSTS".into(), "localhost".into()),
+    ])
+}
+
+async fn post(sim: &sim::SimHandle, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A user DMs the bot; the sim's answer (`channel_id`, `delivered_live`).
+async fn dm(sim: &sim::SimHandle, from: &str, text: &str, image: bool) -> Value {
+    let response = post(
+        sim,
+        "/sim/discord/dm",
+        json!({"from_id": from, "text": text, "image": image}),
+    )
+    .await;
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    response.json().await.unwrap()
+}
+
+async fn health(relay: &RunningRelay) -> Value {
+    reqwest::get(format!("{}/health", relay.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn connected(sim: &sim::SimHandle, relay: &RunningRelay) {
+    eventually("the relay's Gateway connection", WAIT, async || {
+        let h = health(relay).await;
+        (h["discord_gateway"]["state"] == "connected"
+            && sim.sim.discord.connected(sim::SIM_DISCORD_BOT))
+        .then_some(())
+    })
+    .await;
+}
+
+fn sent_to(sim: &sim::SimHandle, user: &str, kind: &str) -> Vec<sim::channels::Sent> {
+    sim.sim
+        .discord
+        .sent()
+        .into_iter()
+        .filter(|s| s.to == format!("discord:{user}") && s.kind == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dm_reaches_the_vm_and_the_reply_comes_back_in_discord_s_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_millis(200)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    connected(&sim, &relay).await;
+
+    // Identified with the direct-messages intent only (no privileged intent to enable).
+    let stats = sim.sim.discord.stats();
+    assert_eq!(stats.intents, 1 << 12);
+    assert_eq!(
+        health(&relay).await["discord_gateway"]["bot"],
+        "textslash-sim-bot"
+    );
+    // Heartbeats go out and are acknowledged (the sim closes nothing, but counts them).
+    eventually("two heartbeats", WAIT, async || {
+        (sim.sim.discord.stats().heartbeats >= 2).then_some(())
+    })
+    .await;
+
+    let answer = dm(&sim, OWNER, "hello from discord", true).await;
+    let channel = answer["channel_id"].as_str().unwrap().to_string();
+    let received = eventually("the message at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.conversation, format!("discord:{channel}"));
+    assert_eq!(received.sender, format!("discord:{OWNER}"));
+    assert_eq!(received.text, "hello from discord");
+    assert_eq!(received.images.len(), 1, "the attachment came from the CDN");
+    assert_eq!(received.images[0].content_type, "image/png");
+    let reply = eventually("the echo in Discord", WAIT, async || {
+        sent_to(&sim, OWNER, "message").into_iter().next()
+    })
+    .await;
+    assert_eq!(reply.text, "echo: hello from discord");
+
+    // A long reply with a picture: split at 2,000 characters, the image as an attachment.
+    let long = "word ".repeat(900);
+    let callback = json!({"id": "long-1", "conversation": format!("discord:{channel}"), "kind": "message",
+        "text": long, "images": [{"content_type": "image/png", "data_base64": base64_png()}]});
+    let response = reqwest::Client::new()
+        .post(format!("{}/callback", relay.url))
+        .bearer_auth(VM_TOKEN)
+        .json(&callback)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let photo = eventually("the picture", WAIT, async || {
+        sent_to(&sim, OWNER, "photo").into_iter().next()
+    })
+    .await;
+    assert_eq!(photo.media, vec![sim::channels::TINY_PNG.len().to_string()]);
+    let parts: Vec<_> = sent_to(&sim, OWNER, "message")
+        .into_iter()
+        .skip(1)
+        .collect();
+    assert_eq!(parts.len(), 3, "4,500 characters in three messages");
+    assert!(parts.iter().all(|p| p.text.chars().count() <= 2000));
+    let words: usize = parts
+        .iter()
+        .map(|p| p.text.split_whitespace().count())
+        .sum();
+    assert_eq!(words, 900, "no word lost or cut at the seams");
+
+    relay.shut_down().await;
+}
+
+fn base64_png() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(sim::channels::TINY_PNG)
+}
+
+#[tokio::test]
+async fn a_stranger_gets_nothing_and_a_rate_limit_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    connected(&sim, &relay).await;
+
+    // Discord answers the first reply with 429 and `retry_after`; the relay waits and resends.
+    sim.set_faults(vec![sim::faults::FaultRule::answer_with(
+        "POST",
+        "/messages",
+        1,
+        429,
+        json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false}),
+    )]);
+    dm(&sim, STRANGER, "let me in", false).await;
+    dm(&sim, OWNER, "after the stranger", false).await;
+    let received = eventually("the owner's message at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.text, "after the stranger");
+    let reply = eventually("the reply after the rate limit", WAIT, async || {
+        sent_to(&sim, OWNER, "message").into_iter().next()
+    })
+    .await;
+    assert_eq!(reply.text, "echo: after the stranger");
+    assert_eq!(sim.fired_faults().len(), 1, "the 429 was answered");
+    assert_eq!(
+        vm.received().len(),
+        1,
+        "the stranger's message never reached the vm"
+    );
+    assert!(
+        sent_to(&sim, STRANGER, "message").is_empty()
+            && sent_to(&sim, STRANGER, "typing").is_empty()
+    );
+
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_forced_reconnect_an_invalid_session_and_a_restart_lose_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay_dir = dir.path().join("relay");
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    connected(&sim, &relay).await;
+    let texts = |vm: &FakeVm| {
+        vm.received()
+            .into_iter()
+            .map(|m| m.text)
+            .collect::<Vec<_>>()
+    };
+
+    // Discord asks for a reconnect (op 7); a DM sent before the relay is back is replayed on
+    // resume, through the READY's resume URL.
+    let response = post(&sim, "/sim/discord/reconnect", json!({})).await;
+    assert_eq!(response.status(), 204);
+    dm(&sim, OWNER, "during the reconnect", false).await;
+    eventually("the replayed DM at the vm", WAIT, async || {
+        (texts(&vm) == ["during the reconnect"]).then_some(())
+    })
+    .await;
+    eventually("a resume on the resume URL", WAIT, async || {
+        let stats = sim.sim.discord.stats();
+        (stats.resumes == 1
+            && stats.connections.last().map(String::as_str) == Some("/discord/resume/"))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim.sim.discord.stats().identifies,
+        1,
+        "resumed, not identified anew"
+    );
+
+    // The relay stops; a DM arrives while it is down; the restarted relay resumes the session
+    // it saved in its journal, and Discord replays the DM.
+    relay.shut_down().await;
+    eventually("the bot offline", WAIT, async || {
+        (!sim.sim.discord.connected(sim::SIM_DISCORD_BOT)).then_some(())
+    })
+    .await;
+    let answer = dm(&sim, OWNER, "while the relay was down", false).await;
+    assert_eq!(answer["delivered_live"], false);
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    eventually("the DM sent while down, at the vm", WAIT, async || {
+        (texts(&vm) == ["during the reconnect", "while the relay was down"]).then_some(())
+    })
+    .await;
+    assert_eq!(sim.sim.discord.stats().resumes, 2);
+    assert_eq!(sim.sim.discord.stats().identifies, 1);
+
+    // Discord ends the session (op 9, not resumable): the relay identifies anew and goes on.
+    let response = post(&sim, "/sim/discord/invalidate", json!({})).await;
+    assert_eq!(response.status(), 204);
+    eventually("a new session", WAIT, async || {
+        (sim.sim.discord.stats().identifies == 2 && sim.sim.discord.connected(sim::SIM_DISCORD_BOT))
+            .then_some(())
+    })
+    .await;
+    dm(&sim, OWNER, "in the new session", false).await;
+    eventually("the DM in the new session", WAIT, async || {
+        (texts(&vm).len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        vm.posts.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "each message reached the vm once: replays were not forwarded twice"
+    );
+    relay.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_wrong_bot_token_is_reported_and_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let mut env = discord_env(&sim, &vm_url, &dir.path().join("relay"));
+    env.insert(
+        "DISCORD_BOT_TOKEN".into(),
+        "OTk5OTk5OTk5OTk5OTk5OTk5.GwRong.d3JvbmctdG9rZW4tZm9yLXRlc3Rz".into(),
+    );
+    let relay = RunningRelay::start(env).await;
+    let status = eventually("the refusal in /health", WAIT, async || {
+        let h = health(&relay).await;
+        (h["discord_gateway"]["state"] == "refused").then_some(h["discord_gateway"].clone())
+    })
+    .await;
+    let error = status["last_error"].as_str().unwrap();
+    assert!(error.contains("DISCORD_BOT_TOKEN"), "{error}");
+    assert!(
+        !error.contains("d3JvbmctdG9rZW4"),
+        "no secret in health: {error}"
+    );
+    assert_eq!(
+        sim.sim.discord.stats().connections.len(),
+        1,
+        "a refused token is not retried"
+    );
+    relay.shut_down().await;
+}
