@@ -50,6 +50,7 @@ pub struct ServeArgs {
 pub enum ChannelArg {
     Telegram,
     Whatsapp,
+    Discord,
 }
 
 /// Which deployment, and where Fly is.
@@ -81,7 +82,8 @@ pub struct DeployArgs {
     pub org: Option<String>,
     #[arg(long, value_enum, default_value = "telegram")]
     pub channel: ChannelArg,
-    /// Who may talk to the agent: whatsapp:+15551234567 or telegram:123456789 (repeatable,
+    /// Who may talk to the agent: whatsapp:+15551234567, telegram:123456789 or
+    /// discord:80351110224678912 (repeatable,
     /// or comma-separated).
     #[arg(long = "allow", value_delimiter = ',')]
     pub allow: Vec<String>,

@@ -102,6 +102,9 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
                 )
             })?,
         },
+        ChannelArg::Discord => Channel::Discord {
+            bot_token: secret("DISCORD_BOT_TOKEN", "Discord bot token")?,
+        },
     };
     let mut spec = DeploymentSpec::new(
         &args.target.prefix,
@@ -138,13 +141,16 @@ async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     })?;
     renderer.result(&serde_json::json!({ "deployment": deployment, "api_calls": fly.calls() }), || {
         let mut text = format!(
-            "\nDeployed {} and {} in {}.\nRelay: {}\nWebhook URL: {}\n",
-            deployment.relay_app, deployment.vm_app, deployment.region, deployment.relay_url, deployment.webhook_url
+            "\nDeployed {} and {} in {}.\nRelay: {}\n",
+            deployment.relay_app, deployment.vm_app, deployment.region, deployment.relay_url
         );
-        if spec.channel.kind() == provision::spec::ChannelKind::WhatsappTwilio {
-            text.push_str("Paste the webhook URL in Twilio: Messaging → WhatsApp sender → \"When a message comes in\" (HTTP POST).\n");
-        } else {
-            text.push_str("The relay registers this webhook with Telegram itself. Send your bot a message now.\n");
+        match &spec.channel {
+            Channel::WhatsappTwilio { .. } => text.push_str(&format!("Webhook URL: {}\nPaste it in Twilio: Messaging → WhatsApp sender → \"When a message comes in\" (HTTP POST).\n", deployment.webhook_url)),
+            Channel::Telegram { .. } => text.push_str(&format!("Webhook URL: {}\nThe relay registers it with Telegram itself. Send your bot a message now.\n", deployment.webhook_url)),
+            Channel::Discord { bot_token } => text.push_str(&format!(
+                "The relay connects to Discord itself. Add the bot to a server of yours (a private one will do):\n  {}\nthen send it a direct message.\n",
+                provision::spec::discord_invite_url(bot_token).unwrap_or_default()
+            )),
         }
         text
     });

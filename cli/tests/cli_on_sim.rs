@@ -209,3 +209,86 @@ async fn plan_touches_nothing_and_needs_no_secrets() {
     assert!(plan["monthly_cost_usd"]["total"].as_f64().unwrap() > 1.9);
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discord_deploy_prints_the_invite_link_connects_and_tears_down_clean() {
+    let (sim, _dir) = sim().await;
+    let env = [
+        ("FLY_API_TOKEN", "sim-token"),
+        ("DISCORD_BOT_TOKEN", sim::SIM_DISCORD_BOT),
+        ("ANTHROPIC_API_KEY", "sk-ant-cli-test"),
+    ];
+    let args = [
+        "deploy",
+        "--prefix",
+        "dc",
+        "--region",
+        "ams",
+        "--channel",
+        "discord",
+        "--relay-image",
+        "t/relay:1",
+        "--vm-image",
+        "t/vm:1",
+    ];
+    // The same rules as the page: a Discord deploy needs its owner's user id.
+    let refused = textslash(&sim, &args, &env).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("allowed_senders: add your own Discord user id"),
+        "{said}"
+    );
+    assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
+
+    let deploy = textslash(
+        &sim,
+        &[&args[..], &["--allow", "discord:80351110224678912"]].concat(),
+        &env,
+    )
+    .await;
+    let out = String::from_utf8_lossy(&deploy.stdout);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    assert!(
+        out.contains(&format!(
+            "https://discord.com/oauth2/authorize?client_id={}&scope=bot&permissions=0",
+            sim::SIM_DISCORD_BOT_ID
+        )) && !out.contains("Webhook URL"),
+        "{out}"
+    );
+    assert!(!out.contains(sim::SIM_DISCORD_BOT));
+    common::eventually(
+        "the relay on Discord's Gateway",
+        std::time::Duration::from_secs(30),
+        async || {
+            sim.sim
+                .discord
+                .connected(sim::SIM_DISCORD_BOT)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let teardown = textslash(&sim, &["teardown", "--prefix", "dc", "--yes"], &env).await;
+    let out = String::from_utf8_lossy(&teardown.stdout);
+    assert!(
+        teardown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teardown.stderr)
+    );
+    assert!(
+        out.contains("nothing is left") && !out.contains("Still to do"),
+        "{out}"
+    );
+    assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
+    common::eventually(
+        "the bot offline with its relay gone",
+        std::time::Duration::from_secs(30),
+        async || (!sim.sim.discord.connected(sim::SIM_DISCORD_BOT)).then_some(()),
+    )
+    .await;
+}

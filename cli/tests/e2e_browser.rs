@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{claude_bin, eventually, machine_binaries, telegram_user_sends, vm_state, workspace};
+use common::{
+    claude_bin, discord_user_sends, eventually, machine_action, machine_binaries,
+    telegram_user_sends, vm_state, workspace,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 const OWNER: i64 = 4242;
 const OWNER_WA: &str = "whatsapp:+15551234567";
 const BOT_WA: &str = "+14155238886";
+const DISCORD_OWNER: &str = "80351110224678912";
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 
@@ -370,6 +374,8 @@ impl World {
         config.machine_env = vec![
             // The real Claude Code, against the sim's scripted model.
             ("AGENT_CMD".into(), claude_bin().display().to_string()),
+            // …whose Playwright MCP takes screenshots with Debian's Chromium.
+            ("CHROMIUM_PATH".into(), "/usr/bin/chromium".into()),
             ("IDLE_TIMEOUT_SECS".into(), "2".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
@@ -772,6 +778,159 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
         &browser,
         &sim,
         &["sim-token", sim::SIM_TWILIO_TOKEN, sim::SIM_ANTHROPIC_KEY],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
+async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = World::start(dir.path(), Host::Static).await;
+    let browser = Browser::start("discord").await;
+    fill_wizard(&browser, &sim, "dc", async |browser: &Browser| {
+        browser.click("#channel-discord").await;
+        // An application's client secret (one part) is the usual wrong paste: named on Next.
+        browser
+            .type_into("#discord-token", "a-client-secret-not-a-token")
+            .await;
+        browser.type_into("#discord-owner", DISCORD_OWNER).await;
+        browser.click("#next").await;
+        let step = browser
+            .wait_for_text("Bot token: paste the bot's token", Duration::from_secs(10))
+            .await;
+        assert!(
+            !step.contains("a-client-secret"),
+            "the error repeats the value"
+        );
+        browser.shot("dc-3-channel-error").await;
+        browser
+            .type_into("#discord-token", sim::SIM_DISCORD_BOT)
+            .await;
+    })
+    .await;
+    browser
+        .wait_for_text("are running", Duration::from_secs(90))
+        .await;
+    // The Done screen asks the relay until the bot is connected, and offers the invite link.
+    let done = browser
+        .wait_for_text("is connected to Discord", Duration::from_secs(30))
+        .await;
+    assert!(!done.contains("Webhook URL"), "{done}");
+    let invite = browser
+        .eval(
+            "return document.querySelector('#discord-invite').href",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        invite.as_str().unwrap(),
+        format!(
+            "https://discord.com/oauth2/authorize?client_id={}&scope=bot&permissions=0",
+            sim::SIM_DISCORD_BOT_ID
+        )
+    );
+    browser.shot("dc-7-done").await;
+
+    // A DM to the stopped vm: exactly one "Waking up…", then the reply; a stranger gets nothing.
+    eventually("the idle vm to stop", Duration::from_secs(30), async || {
+        (vm_state(&sim, "dc-vm").await == "stopped").then_some(())
+    })
+    .await;
+    discord_user_sends(&sim, "80351110224678913", "let me in").await;
+    discord_user_sends(&sim, DISCORD_OWNER, "hello from discord").await;
+    let owner = format!("discord:{DISCORD_OWNER}");
+    let texts = |sim: &World| -> Vec<String> {
+        sim.sim
+            .discord
+            .sent()
+            .into_iter()
+            .filter(|s| s.kind == "message")
+            .map(|s| s.text)
+            .collect()
+    };
+    let said = eventually("the agent's reply", Duration::from_secs(30), async || {
+        let said = texts(&sim);
+        said.iter()
+            .any(|t| t.contains("You said: hello from discord"))
+            .then_some(said)
+    })
+    .await;
+    assert_eq!(said[0], relay::forward::WAKING_UP, "{said:?}");
+    assert_eq!(
+        said.iter()
+            .filter(|t| t.as_str() == relay::forward::WAKING_UP)
+            .count(),
+        1
+    );
+
+    // A screenshot (the real Playwright MCP and Chromium) arrives as an attachment.
+    discord_user_sends(&sim, DISCORD_OWNER, "take a screenshot").await;
+    eventually("the screenshot", Duration::from_secs(60), async || {
+        sim.sim
+            .discord
+            .sent()
+            .into_iter()
+            .find(|s| s.kind == "photo" && s.to == owner)
+    })
+    .await;
+
+    // Discord forces a reconnect; a DM meanwhile is not lost.
+    let forced = reqwest::Client::new()
+        .post(format!("{}/sim/discord/reconnect", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status(), 204);
+    discord_user_sends(&sim, DISCORD_OWNER, "after a reconnect").await;
+    eventually(
+        "the reply after the reconnect",
+        Duration::from_secs(30),
+        async || {
+            texts(&sim)
+                .iter()
+                .any(|t| t.contains("You said: after a reconnect"))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The relay machine stops; a DM sent meanwhile arrives once it is back (it resumes the
+    // Gateway session kept on its volume, and Discord replays the DM).
+    machine_action(&sim, "dc-relay", "stop").await;
+    eventually("the bot offline", Duration::from_secs(30), async || {
+        (!sim.sim.discord.connected(sim::SIM_DISCORD_BOT)).then_some(())
+    })
+    .await;
+    let answer = discord_user_sends(&sim, DISCORD_OWNER, "while the relay was down").await;
+    assert_eq!(answer["delivered_live"], false);
+    machine_action(&sim, "dc-relay", "start").await;
+    eventually(
+        "the reply after the restart",
+        Duration::from_secs(60),
+        async || {
+            texts(&sim)
+                .iter()
+                .any(|t| t.contains("You said: while the relay was down"))
+                .then_some(())
+        },
+    )
+    .await;
+    let stats = sim.sim.discord.stats();
+    assert_eq!(stats.identifies, 1, "every reconnect resumed: {stats:?}");
+    assert!(
+        sim.sim.discord.sent().iter().all(|s| s.to == owner),
+        "the stranger got nothing"
+    );
+
+    browser.click("#finish").await;
+    let torn_down = tear_down_from_page(&browser, &sim, "dc").await;
+    assert!(!torn_down.contains("Still to do"), "{torn_down}");
+    assert_eq!(sim_state(&sim).await["apps"], json!([]));
+    assert_privacy(
+        &browser,
+        &sim,
+        &["sim-token", sim::SIM_DISCORD_BOT, sim::SIM_ANTHROPIC_KEY],
     )
     .await;
 }

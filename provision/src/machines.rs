@@ -221,6 +221,9 @@ pub fn relay_secrets(
                 .unwrap_or_else(|| whatsapp_number.clone());
             values.insert("TWILIO_WHATSAPP_NUMBER".into(), number);
         }
+        Channel::Discord { bot_token } => {
+            values.insert("DISCORD_BOT_TOKEN".into(), bot_token.expose().into());
+        }
     }
     values
 }

@@ -412,6 +412,8 @@ async fn unregister_webhook<T: Transport, C: Clock>(
         )));
     };
     match (unregistered.channel.as_str(), unregistered.removed) {
+        // Discord calls no URL: the Gateway connection ends with the relay.
+        ("discord", _) => Ok(None),
         ("telegram", true) => Ok(Some("the Telegram webhook".into())),
         ("telegram", false) => Err(telegram_by_hand(format!(
             "Telegram did not remove it ({})",

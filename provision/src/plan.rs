@@ -100,6 +100,7 @@ pub struct Deployment {
     pub relay_app: String,
     pub vm_app: String,
     pub relay_url: String,
+    /// Where the channel delivers webhooks; empty for Discord (a Gateway connection).
     pub webhook_url: String,
     pub volume_id: String,
     /// The relay's journal volume (empty in bookmarks from before it had one).
@@ -206,7 +207,12 @@ pub async fn deploy<T: Transport, C: Clock>(
         channel: Some(spec.channel.kind()),
         relay_app: relay,
         vm_app: vm,
-        webhook_url: format!("{relay_url}{}", spec.channel.kind().webhook_path()),
+        webhook_url: spec
+            .channel
+            .kind()
+            .webhook_path()
+            .map(|path| format!("{relay_url}{path}"))
+            .unwrap_or_default(),
         relay_url,
         volume_id,
         relay_volume_id,

@@ -48,6 +48,9 @@ pub enum Channel {
         /// The Twilio WhatsApp sender, `+14155238886` (a `whatsapp:` prefix is accepted).
         whatsapp_number: String,
     },
+    Discord {
+        bot_token: Secret,
+    },
 }
 
 impl Channel {
@@ -55,6 +58,7 @@ impl Channel {
         match self {
             Channel::Telegram { .. } => ChannelKind::Telegram,
             Channel::WhatsappTwilio { .. } => ChannelKind::WhatsappTwilio,
+            Channel::Discord { .. } => ChannelKind::Discord,
         }
     }
 
@@ -76,6 +80,7 @@ impl Channel {
                 })?;
                 Ok(())
             }
+            Channel::Discord { bot_token } => validate_discord_token(bot_token),
         }
     }
 }
@@ -86,6 +91,7 @@ impl Channel {
 pub enum ChannelKind {
     Telegram,
     WhatsappTwilio,
+    Discord,
 }
 
 impl ChannelKind {
@@ -94,13 +100,16 @@ impl ChannelKind {
         match self {
             ChannelKind::Telegram => "telegram:",
             ChannelKind::WhatsappTwilio => "whatsapp:",
+            ChannelKind::Discord => "discord:",
         }
     }
-    /// The relay path the channel delivers webhooks to.
-    pub fn webhook_path(self) -> &'static str {
+    /// The relay path the channel delivers webhooks to; Discord has none (the relay keeps a
+    /// Gateway connection instead).
+    pub fn webhook_path(self) -> Option<&'static str> {
         match self {
-            ChannelKind::Telegram => "/webhook/telegram",
-            ChannelKind::WhatsappTwilio => "/webhook/twilio",
+            ChannelKind::Telegram => Some("/webhook/telegram"),
+            ChannelKind::WhatsappTwilio => Some("/webhook/twilio"),
+            ChannelKind::Discord => None,
         }
     }
 }
@@ -131,7 +140,7 @@ pub struct DeploymentSpec {
     pub region: String,
     pub channel: Channel,
     pub anthropic_api_key: Secret,
-    /// `whatsapp:+15551234567` or `telegram:123456789`.
+    /// `whatsapp:+15551234567`, `telegram:123456789` or `discord:80351110224678912`.
     pub allowed_senders: Vec<String>,
     pub github_token: Option<Secret>,
     pub images: Images,
@@ -296,6 +305,70 @@ pub fn validate_telegram_token(token: &Secret) -> Result<(), Error> {
     }
 }
 
+/// A Discord bot token: three dot-separated parts, the first the bot's user id in base64
+/// (docs/channels.md § Discord). An application's client secret or public key, the usual
+/// wrong pastes, are one part.
+pub fn validate_discord_token(token: &Secret) -> Result<(), Error> {
+    let parts: Vec<&str> = token.expose().split('.').collect();
+    let ok = parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        && discord_application_id(token).is_some();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "discord_bot_token",
+            "paste the bot's token (Developer Portal → your application → Bot → Reset Token): three parts separated by dots",
+        ))
+    }
+}
+
+/// The bot's user id, from its token's first part; for bots made since 2016 it is also the
+/// application id that the invite link names.
+pub fn discord_application_id(token: &Secret) -> Option<String> {
+    let first = token.expose().split('.').next()?;
+    let id = String::from_utf8(decode_base64(first)?).ok()?;
+    (id.len() >= 17 && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
+}
+
+/// The link that adds the bot to one of the user's servers (a user can DM a bot they share a
+/// server with). No permissions are asked for: the bot only answers direct messages.
+pub fn discord_invite_url(token: &Secret) -> Option<String> {
+    discord_application_id(token).map(|id| {
+        format!("https://discord.com/oauth2/authorize?client_id={id}&scope=bot&permissions=0")
+    })
+}
+
+/// Standard or URL-safe base64, padding optional: enough for a token's id part without a
+/// base64 crate in the page.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        bits = (bits << 6) | u32::from(value(c)?);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(out)
+}
+
 pub fn validate_twilio(account_sid: &Secret, auth_token: &Secret) -> Result<(), Error> {
     let is_hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
     let sid = account_sid.expose();
@@ -334,11 +407,22 @@ pub fn validate_senders(kind: ChannelKind, senders: &[String]) -> Result<(), Err
     for sender in senders {
         validate_sender(kind, sender)?;
     }
-    if kind == ChannelKind::WhatsappTwilio && senders.is_empty() {
-        return Err(Error::invalid(
-            "allowed_senders",
-            "add your own WhatsApp number, e.g. whatsapp:+15551234567",
-        ));
+    if senders.is_empty() {
+        match kind {
+            ChannelKind::WhatsappTwilio => {
+                return Err(Error::invalid(
+                    "allowed_senders",
+                    "add your own WhatsApp number, e.g. whatsapp:+15551234567",
+                ));
+            }
+            ChannelKind::Discord => {
+                return Err(Error::invalid(
+                    "allowed_senders",
+                    "add your own Discord user id, e.g. discord:80351110224678912",
+                ));
+            }
+            ChannelKind::Telegram => {}
+        }
     }
     Ok(())
 }
@@ -363,6 +447,9 @@ pub fn validate_sender(kind: ChannelKind, sender: &str) -> Result<(), Error> {
                     .all(|c| c.is_ascii_digit())
         }
         ChannelKind::WhatsappTwilio => normalise_phone(id).as_deref() == Some(id),
+        ChannelKind::Discord => {
+            (17..=20).contains(&id.len()) && id.chars().all(|c| c.is_ascii_digit())
+        }
     };
     if ok {
         Ok(())
@@ -375,6 +462,9 @@ pub fn validate_sender(kind: ChannelKind, sender: &str) -> Result<(), Error> {
                 }
                 ChannelKind::WhatsappTwilio => {
                     "a WhatsApp sender is whatsapp: followed by +country code and number, no spaces"
+                }
+                ChannelKind::Discord => {
+                    "a Discord sender is discord: followed by your user id, 17 to 20 digits (Settings → Advanced → Developer Mode, then Copy User ID on your name)"
                 }
             },
         ))
@@ -455,6 +545,45 @@ pub(crate) mod tests {
         spec.validate().unwrap();
         spec.allowed_senders = vec!["telegram:1".into()];
         assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn discord_tokens_and_user_ids_are_checked_and_the_invite_link_comes_from_the_token() {
+        let token =
+            Secret::new("MTIzNDU2Nzg5MDEyMzQ1Njc4.GsImTk.c2ltLWRpc2NvcmQtdG9rZW4tZm9yLXRlc3Rz");
+        let mut spec = DeploymentSpec::new(
+            "dc",
+            "ams",
+            Channel::Discord {
+                bot_token: token.clone(),
+            },
+            Secret::new("sk-ant-x"),
+        );
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(error.starts_with("allowed_senders"), "{error}");
+        spec.allowed_senders = vec!["discord:80351110224678912".into()];
+        spec.validate().unwrap();
+        assert_eq!(
+            discord_invite_url(&token).as_deref(),
+            Some(
+                "https://discord.com/oauth2/authorize?client_id=123456789012345678&scope=bot&permissions=0"
+            )
+        );
+        for wrong_sender in ["discord:me", "discord:123", "telegram:80351110224678912"] {
+            spec.allowed_senders = vec![wrong_sender.into()];
+            assert!(spec.validate().is_err(), "{wrong_sender}");
+        }
+        spec.allowed_senders = vec!["discord:80351110224678912".into()];
+        // A client secret (one part) and a token whose id part is not an id are refused,
+        // and the message never holds the value.
+        for wrong in ["Zm9vYmFyYmF6cXV4SECRET", "bm90LWFuLWlk.GsImTk.SECRET"] {
+            spec.channel = Channel::Discord {
+                bot_token: Secret::new(wrong),
+            };
+            let message = spec.validate().unwrap_err().to_string();
+            assert!(message.starts_with("discord_bot_token:"), "{message}");
+            assert!(!message.contains("SECRET"));
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Telegram: removes the bot's webhook, once the running relay has settled its own
 //! registration (so its start-up `setWebhook` cannot land after the removal). WhatsApp: the
 //! webhook is a field in the user's Twilio console that only they can clear; the answer says
-//! so and teardown tells them which.
+//! so and teardown tells them which. Discord: there is no webhook, only the Gateway
+//! connection, which ends with the relay.
 //!
 //! The answer is one JSON line on stdout: `{"channel": "telegram", "removed": true}`, or with
 //! `"removed": false` and an `"error"` sentence (exit code 1).
@@ -19,7 +20,12 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 pub async fn run(config: &Config) -> serde_json::Value {
     let Some(telegram) = &config.telegram else {
-        return serde_json::json!({"channel": "whatsapp", "removed": false});
+        let channel = if config.discord.is_some() {
+            "discord"
+        } else {
+            "whatsapp"
+        };
+        return serde_json::json!({"channel": channel, "removed": false});
     };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))

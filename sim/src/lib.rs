@@ -89,8 +89,7 @@ pub const SIM_TWILIO_TOKEN: &str = "5173696d7477696c696f746f6b656e31";
 pub const SIM_ANTHROPIC_KEY: &str = "sk-ant-sim-key";
 /// A Discord bot token of the documented shape: base64 of the bot's user id, a timestamp
 /// part and an HMAC part, dot-separated.
-pub const SIM_DISCORD_BOT: &str =
-    "MTIzNDU2Nzg5MDEyMzQ1Njc4.GsImTk.c2ltLWRpc2NvcmQtdG9rZW4tZm9yLXRlc3Rz";
+pub const SIM_DISCORD_BOT: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GsImTk.c2ltLWRpc2NvcmQ";
 /// The user (and application) id inside [`SIM_DISCORD_BOT`].
 pub const SIM_DISCORD_BOT_ID: &str = "123456789012345678";
 

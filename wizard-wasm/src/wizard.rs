@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Draft {
     pub prefix: String,
     pub region: String,
-    /// `telegram` or `whatsapp`.
+    /// `telegram`, `whatsapp` or `discord`.
     pub channel: String,
     /// The owner's Telegram user id (digits).
     pub telegram_owner: String,
@@ -24,6 +24,11 @@ pub struct Draft {
     pub whatsapp_number: String,
     /// The owner's own WhatsApp number.
     pub whatsapp_owner: String,
+    /// The owner's Discord user id (digits).
+    pub discord_owner: String,
+    /// The Discord bot's application id, read from its token (public: the invite link holds
+    /// it), so the Done screen can offer the invite link after a reload.
+    pub discord_app_id: String,
     pub vm_memory_mb: u32,
     /// Progress of the last deploy run, so a reload shows it.
     pub events: Vec<Event>,
@@ -39,6 +44,7 @@ pub struct Wizard {
     pub telegram_token: RwSignal<String>,
     pub twilio_sid: RwSignal<String>,
     pub twilio_token: RwSignal<String>,
+    pub discord_token: RwSignal<String>,
     pub anthropic_key: RwSignal<String>,
     pub github_token: RwSignal<String>,
     /// Results of the checks: the org, the bot's name, whether the key works.
@@ -70,6 +76,7 @@ impl Wizard {
             telegram_token: RwSignal::new(String::new()),
             twilio_sid: RwSignal::new(String::new()),
             twilio_token: RwSignal::new(String::new()),
+            discord_token: RwSignal::new(String::new()),
             anthropic_key: RwSignal::new(String::new()),
             github_token: RwSignal::new(String::new()),
             org: RwSignal::new(None),
@@ -106,6 +113,7 @@ impl Wizard {
             self.telegram_token,
             self.twilio_sid,
             self.twilio_token,
+            self.discord_token,
             self.anthropic_key,
             self.github_token,
         ] {
@@ -120,6 +128,14 @@ impl Wizard {
     /// dashes is tidied to `whatsapp:+15551234567`; one that cannot be is kept as typed so the
     /// validation names the field.
     pub fn allowed_senders(draft: &Draft) -> Vec<String> {
+        if draft.channel == "discord" {
+            let id = draft.discord_owner.trim();
+            return if id.is_empty() {
+                vec![]
+            } else {
+                vec![format!("discord:{id}")]
+            };
+        }
         if draft.channel == "whatsapp" {
             let typed = draft.whatsapp_owner.trim();
             if typed.is_empty() {
@@ -156,16 +172,18 @@ impl Wizard {
 
     /// The channel with its secrets, as typed.
     fn channel(&self, draft: &Draft) -> Channel {
-        if draft.channel == "whatsapp" {
-            Channel::WhatsappTwilio {
+        match draft.channel.as_str() {
+            "whatsapp" => Channel::WhatsappTwilio {
                 account_sid: Secret::new(self.twilio_sid.get_untracked()),
                 auth_token: Secret::new(self.twilio_token.get_untracked()),
                 whatsapp_number: draft.whatsapp_number.trim().to_string(),
-            }
-        } else {
-            Channel::Telegram {
+            },
+            "discord" => Channel::Discord {
+                bot_token: Secret::new(self.discord_token.get_untracked().trim()),
+            },
+            _ => Channel::Telegram {
                 bot_token: Secret::new(self.telegram_token.get_untracked()),
-            }
+            },
         }
     }
 
@@ -174,15 +192,18 @@ impl Wizard {
         let provision::Error::InvalidSpec { field, problem } = error else {
             return error.to_string();
         };
-        let whatsapp = self.draft.with_untracked(|d| d.channel == "whatsapp");
+        let channel = self.draft.with_untracked(|d| d.channel.clone());
+        let whatsapp = channel == "whatsapp";
+        let discord = channel == "discord";
         let label = match *field {
             "prefix" => "Name prefix",
             "region" => "Region",
-            "telegram_bot_token" => "Bot token",
+            "telegram_bot_token" | "discord_bot_token" => "Bot token",
             "twilio_account_sid" => "Account SID",
             "twilio_auth_token" => "Auth token",
             "whatsapp_number" => "Twilio WhatsApp number",
             "allowed_senders" if whatsapp => "Your own WhatsApp number",
+            "allowed_senders" if discord => "Your Discord user id",
             "allowed_senders" => "Your Telegram user id",
             "anthropic_api_key" => "Anthropic API key",
             "github_token" => "GitHub token",
@@ -191,6 +212,9 @@ impl Wizard {
         // The page asks for the bare id or number; the `telegram:` form is an internal detail.
         let problem = match *field {
             "allowed_senders" if whatsapp => "an international number such as +15551234567",
+            "allowed_senders" if discord => {
+                "the 17 to 20 digits that Copy User ID gives you (digits only)"
+            }
             "allowed_senders" => "the number @userinfobot tells you (digits only)",
             _ => problem.as_str(),
         };

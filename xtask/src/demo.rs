@@ -71,7 +71,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     };
     println!(
         r#"
-textslash demo: everything runs on this machine; nothing reaches Fly, Telegram or Twilio.
+textslash demo: everything runs on this machine; nothing reaches Fly, Telegram, Twilio or Discord.
 
   1. Open the page:        {base}/
   2. Open "your phone":    {base}/sim/chat
@@ -81,6 +81,7 @@ textslash demo: everything runs on this machine; nothing reaches Fly, Telegram o
     Telegram bot token   {telegram}
     Twilio Account SID   {sid}
     Twilio auth token    {twilio}
+    Discord bot token    {discord}   (any user id, e.g. 80351110224678912)
     Anthropic key        {anthropic}
   Agent: {agent}
 
@@ -91,6 +92,7 @@ textslash demo: everything runs on this machine; nothing reaches Fly, Telegram o
   then chat as Telegram user 4242 on the phone page. Ctrl-C stops everything.
 "#,
         sid = sim_constant("SIM_TWILIO_SID"),
+        discord = sim_constant("SIM_DISCORD_BOT"),
         twilio = sim_constant("SIM_TWILIO_TOKEN"),
         anthropic_cli = if real_model {
             "$ANTHROPIC_API_KEY".to_string()

@@ -145,3 +145,40 @@ pub async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str)
         .unwrap();
     answer["webhook_status"].as_u64().unwrap()
 }
+
+/// A Discord user DMs the sim's bot; the sim's answer (`channel_id`, `delivered_live`).
+pub async fn discord_user_sends(sim: &sim::SimHandle, from_id: &str, text: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/sim/discord/dm", sim.base_url()))
+        .json(&serde_json::json!({"from_id": from_id, "text": text}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    response.json().await.unwrap()
+}
+
+/// Calls the sim's Machines API on `app`'s only machine: `start`, `stop`, …
+pub async fn machine_action(sim: &sim::SimHandle, app: &str, action: &str) {
+    let http = reqwest::Client::new();
+    let machines: Value = http
+        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = machines[0]["id"].as_str().unwrap();
+    let response = http
+        .post(format!(
+            "{}/v1/apps/{app}/machines/{id}/{action}",
+            sim.base_url()
+        ))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{action}: {response:?}");
+}

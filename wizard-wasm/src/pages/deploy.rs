@@ -1,5 +1,6 @@
 //! Steps 6 and 7: the deploy with its live progress (Retry resumes, Tear down undoes), then
-//! Done with the webhook URL and the relay's health.
+//! Done with what to do on the channel (the webhook URL, or Discord's invite link) and the
+//! relay's health.
 
 use crate::browser::fly_client;
 use crate::config::Config;
@@ -9,6 +10,7 @@ use crate::ui::{CopyButton, StepHeader};
 use crate::wizard::Wizard;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use provision::spec::ChannelKind;
 use provision::{Event, StepId, StepState};
 
 /// Runs (or resumes) the deploy; progress goes into the draft so a reload still shows it.
@@ -155,24 +157,17 @@ pub fn DeployStep() -> impl IntoView {
 #[component]
 pub fn DoneStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
-    let prefix = wizard.draft.get_untracked().prefix;
-    let Some(deployment) = storage::find(&LocalStorage, &prefix) else {
+    let draft = wizard.draft.get_untracked();
+    let Some(deployment) = storage::find(&LocalStorage, &draft.prefix) else {
         return view! { <p>"No finished deployment here. " <a href="#/">"Your deployments"</a></p> }.into_any();
     };
+    let kind = deployment.channel.unwrap_or(ChannelKind::Telegram);
     let health = RwSignal::new(None::<String>);
-    {
-        let url = format!("{}/health", deployment.relay_url);
-        spawn_local(async move {
-            let text = match gloo_net::http::Request::get(&url).send().await {
-                Ok(r) if r.ok() => "✓ The relay answers.".to_string(),
-                Ok(r) => format!("The relay answered {}.", r.status()),
-                Err(_) => "The relay does not answer yet; give it a minute.".into(),
-            };
-            health.set(Some(text));
-        });
-    }
-    let webhook = deployment.webhook_url.clone();
-    let whatsapp = deployment.channel == Some(provision::spec::ChannelKind::WhatsappTwilio);
+    spawn_local(watch_relay(
+        format!("{}/health", deployment.relay_url),
+        kind,
+        health,
+    ));
     let finish = move |_| {
         wizard.reset();
         navigate(&Route::Home);
@@ -180,15 +175,89 @@ pub fn DoneStep() -> impl IntoView {
     view! {
         <StepHeader step=7 title="Done: say hello"/>
         <p class="ok" id="done">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
-        <p>"Webhook URL:"</p>
-        <p class="command"><code id="webhook-url">{webhook.clone()}</code> <CopyButton text=Signal::derive(move || webhook.clone()) id="copy-webhook"/></p>
-        {if whatsapp {
-            view! { <p>"In the Twilio console, open your WhatsApp sender (or the Sandbox settings) and paste this URL into “When a message comes in” (method POST). Then send a WhatsApp message to your Twilio number."</p> }.into_any()
-        } else {
-            view! { <p>"The relay has registered this webhook with Telegram itself. Open your bot in Telegram and send it a message now: the first reply may take a few seconds while the agent wakes up."</p> }.into_any()
-        }}
+        {next_step(kind, deployment.webhook_url.clone(), draft.discord_app_id)}
         <p id="relay-health">{move || health.get().unwrap_or_else(|| "Checking the relay…".into())}</p>
         <button class="button primary" id="finish" on:click=finish>"Back to your deployments"</button>
     }
     .into_any()
+}
+
+/// What the user does next on their channel.
+fn next_step(kind: ChannelKind, webhook: String, discord_app_id: String) -> impl IntoView {
+    match kind {
+        ChannelKind::Discord => {
+            let invite = format!(
+                "https://discord.com/oauth2/authorize?client_id={discord_app_id}&scope=bot&permissions=0"
+            );
+            view! {
+                <p>"Your relay connects to Discord itself. Add the bot to a server of yours (a private one will do), so that you can message it:"</p>
+                <p><a class="button primary" id="discord-invite" href=invite rel="noopener noreferrer" target="_blank">"Add the bot to a server"</a></p>
+                <p>"Then send the bot a direct message: the first reply may take a few seconds while the agent wakes up."</p>
+            }
+            .into_any()
+        }
+        ChannelKind::WhatsappTwilio | ChannelKind::Telegram => {
+            let whatsapp = kind == ChannelKind::WhatsappTwilio;
+            view! {
+                <p>"Webhook URL:"</p>
+                <p class="command"><code id="webhook-url">{webhook.clone()}</code> <CopyButton text=Signal::derive(move || webhook.clone()) id="copy-webhook"/></p>
+                {if whatsapp {
+                    view! { <p>"In the Twilio console, open your WhatsApp sender (or the Sandbox settings) and paste this URL into “When a message comes in” (method POST). Then send a WhatsApp message to your Twilio number."</p> }.into_any()
+                } else {
+                    view! { <p>"The relay has registered this webhook with Telegram itself. Open your bot in Telegram and send it a message now: the first reply may take a few seconds while the agent wakes up."</p> }.into_any()
+                }}
+            }
+            .into_any()
+        }
+    }
+}
+
+/// Asks the relay how it is; for Discord, until it says whether the bot is connected (the
+/// relay connects to the Gateway right after it starts, and that is where a wrong token shows).
+async fn watch_relay(url: String, kind: ChannelKind, said: RwSignal<Option<String>>) {
+    for _ in 0..40 {
+        let (text, settled) = match gloo_net::http::Request::get(&url).send().await {
+            Ok(r) if r.ok() => match r.json::<serde_json::Value>().await {
+                Ok(health) => relay_says(&health, kind),
+                Err(_) => ("The relay answered something unexpected.".into(), true),
+            },
+            Ok(r) => (format!("The relay answered {}.", r.status()), false),
+            Err(_) => (
+                "The relay does not answer yet; give it a minute.".into(),
+                false,
+            ),
+        };
+        said.set(Some(text));
+        if settled {
+            return;
+        }
+        gloo_timers::future::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+}
+
+/// The relay's health in a sentence, and whether there is nothing more to wait for.
+pub fn relay_says(health: &serde_json::Value, kind: ChannelKind) -> (String, bool) {
+    if kind != ChannelKind::Discord {
+        return ("✓ The relay answers.".into(), true);
+    }
+    let gateway = &health["discord_gateway"];
+    match gateway["state"].as_str() {
+        Some("connected") => (
+            format!(
+                "✓ Your bot {} is connected to Discord.",
+                gateway["bot"].as_str().unwrap_or("")
+            ),
+            true,
+        ),
+        Some("refused") => {
+            let reason = gateway["last_error"].as_str().unwrap_or_default();
+            let text = if reason.contains("DISCORD_BOT_TOKEN") {
+                "Discord refused the bot token. Reset it in the Developer Portal (Bot → Reset Token), tear this deployment down and deploy again with the new one.".to_string()
+            } else {
+                format!("Discord refused the bot: {reason}.")
+            };
+            (text, true)
+        }
+        _ => ("The relay is connecting to Discord…".into(), false),
+    }
 }

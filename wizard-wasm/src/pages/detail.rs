@@ -76,7 +76,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
     view! {
         <h1>{title}</h1>
         <p class="muted">{format!("{} · {} and {}", deployment.region, deployment.relay_app, deployment.vm_app)}</p>
-        <p>"Webhook URL: " <code>{deployment.webhook_url.clone()}</code></p>
+        {(!deployment.webhook_url.is_empty()).then(|| view! { <p>"Webhook URL: " <code>{deployment.webhook_url.clone()}</code></p> })}
         <Show when=move || wizard.fly_token.get().trim().is_empty()>
             <Field label="Fly token (to manage this deployment)" value=wizard.fly_token secret=true id="detail-token"/>
         </Show>
@@ -97,7 +97,8 @@ pub fn Detail(prefix: String) -> impl IntoView {
                     view! { <li><strong>{label}</strong>{format!(": {}", if app.exists { if machines.is_empty() { "no machine".to_string() } else { machines } } else { "app not found".into() })}</li> }
                 }).collect_view()}
                 <li><strong>"Relay health"</strong>{format!(": {}", match &s.relay_health {
-                    Ok(health) => format!("answers (version {}, waiting for agent: {})", health["version"].as_str().unwrap_or("?"), health["journal"]["waiting_for_vm"]),
+                    Ok(health) => format!("answers (version {}, waiting for agent: {}{})", health["version"].as_str().unwrap_or("?"), health["journal"]["waiting_for_vm"],
+                        health["discord_gateway"]["state"].as_str().map(|state| format!(", Discord: {state}")).unwrap_or_default()),
                     Err(e) => e.clone(),
                 })}</li>
             </ul>

@@ -258,19 +258,27 @@ fn ChannelStep() -> impl IntoView {
     let telegram_owner = RwSignal::new(draft.get_untracked().telegram_owner);
     let whatsapp_number = RwSignal::new(draft.get_untracked().whatsapp_number);
     let whatsapp_owner = RwSignal::new(draft.get_untracked().whatsapp_owner);
+    let discord_owner = RwSignal::new(draft.get_untracked().discord_owner);
     let error = RwSignal::new(None::<String>);
     Effect::new(move |_| {
-        let (c, t, n, o) = (
+        let (c, t, n, o, d_owner) = (
             channel.get(),
             telegram_owner.get(),
             whatsapp_number.get(),
             whatsapp_owner.get(),
+            discord_owner.get(),
         );
+        let app_id = provision::spec::discord_application_id(&provision::spec::Secret::new(
+            wizard.discord_token.get().trim(),
+        ))
+        .unwrap_or_default();
         draft.update(|d| {
             d.channel = c;
             d.telegram_owner = t;
             d.whatsapp_number = n;
             d.whatsapp_owner = o;
+            d.discord_owner = d_owner;
+            d.discord_app_id = app_id;
         });
     });
     let check_bot = move |_| {
@@ -290,17 +298,16 @@ fn ChannelStep() -> impl IntoView {
     // Next is offered once every field has something in it; what is in them is checked on Next,
     // so a mistake gets a sentence naming the field rather than a silently disabled button.
     let ready = Signal::derive(move || {
-        if channel.get() == "whatsapp" {
-            [
+        let filled = |fields: &[String]| fields.iter().all(|field| !field.trim().is_empty());
+        match channel.get().as_str() {
+            "whatsapp" => filled(&[
                 wizard.twilio_sid.get(),
                 wizard.twilio_token.get(),
                 whatsapp_number.get(),
                 whatsapp_owner.get(),
-            ]
-            .iter()
-            .all(|field| !field.trim().is_empty())
-        } else {
-            wizard.bot_name.get().is_some() && !telegram_owner.get().trim().is_empty()
+            ]),
+            "discord" => filled(&[wizard.discord_token.get(), discord_owner.get()]),
+            _ => wizard.bot_name.get().is_some() && !telegram_owner.get().trim().is_empty(),
         }
     });
     let on_next = Callback::new(move |_| match wizard.channel_problem() {
@@ -317,6 +324,8 @@ fn ChannelStep() -> impl IntoView {
                 prop:checked=move || channel.get() == "telegram" on:change=move |_| channel.set("telegram".into())/>" Telegram"</label>
             <label class="check"><input type="radio" name="channel" id="channel-whatsapp" value="whatsapp"
                 prop:checked=move || channel.get() == "whatsapp" on:change=move |_| channel.set("whatsapp".into())/>" WhatsApp (via Twilio)"</label>
+            <label class="check"><input type="radio" name="channel" id="channel-discord" value="discord"
+                prop:checked=move || channel.get() == "discord" on:change=move |_| channel.set("discord".into())/>" Discord"</label>
         </div>
         <Show when=move || channel.get() == "telegram">
             <ol class="howto">
@@ -343,8 +352,28 @@ fn ChannelStep() -> impl IntoView {
             <Field label="Your own WhatsApp number" value=whatsapp_owner id="whatsapp-owner" placeholder="+15551234567"
                 hint="Only this number may talk to your agent. Twilio is checked by your relay after deploy (Twilio does not accept calls from browsers)."/>
         </Show>
+        <Show when=move || channel.get() == "discord">
+            <DiscordFields owner=discord_owner/>
+        </Show>
         <ErrorLine error=error/>
         <Nav step=3 ready=ready on_next=on_next/>
+    }
+}
+
+/// Discord's part of the channel step. The token's shape is checked on Next (Discord's API is
+/// not called from the browser); whether Discord takes it, the Done screen shows from the
+/// relay, which connects right after the deploy.
+#[component]
+fn DiscordFields(owner: RwSignal<String>) -> impl IntoView {
+    let wizard = expect_context::<Wizard>();
+    view! {
+        <ol class="howto">
+            <li>"In the " <a href="https://discord.com/developers/applications" rel="noopener noreferrer" target="_blank">"Discord Developer Portal"</a> ", create a New Application and give it a name."</li>
+            <li>"Open Bot, press Reset Token and paste the token here."</li>
+            <li>"Your own user id: in Discord, Settings → Advanced → turn on Developer Mode, then press on your name and Copy User ID. Only this id may talk to your agent."</li>
+        </ol>
+        <Field label="Bot token" value=wizard.discord_token secret=true id="discord-token" placeholder="MTIz….Gh….…"/>
+        <Field label="Your Discord user id" value=owner id="discord-owner" placeholder="80351110224678912"/>
     }
 }
 
@@ -401,6 +430,7 @@ fn ReviewStep() -> impl IntoView {
         let channel_secrets = match channel {
             provision::spec::ChannelKind::Telegram => "the Telegram bot token",
             provision::spec::ChannelKind::WhatsappTwilio => "the Twilio Account SID and auth token",
+            provision::spec::ChannelKind::Discord => "the Discord bot token",
         };
         view! {
             <ul class="review">
