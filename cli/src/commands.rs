@@ -127,6 +127,11 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
     };
     spec.volume_gb = args.volume_gb;
     spec.app_url = args.target.app_url.clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    spec.pairing = Some(provision::spec::Pairing::new(now_ms));
     Ok(spec)
 }
 
@@ -135,26 +140,76 @@ async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     spec.validate().map_err(|e| Failure::Usage(e.to_string()))?;
     let fly = client(&args.target)?;
     let renderer = Renderer::new(args.target.json);
-    let result = plan::deploy(&fly, &spec, &|e: &Event| renderer.event(e)).await;
+    // The pairing code is this run's only if this run set the secrets (a resumed run finds
+    // them set, with an earlier run's code).
+    let secrets_set_now = std::cell::Cell::new(false);
+    let result = plan::deploy(&fly, &spec, &|e: &Event| {
+        if e.step == provision::StepId::Secrets && e.state == provision::StepState::Done {
+            secrets_set_now.set(true);
+        }
+        renderer.event(e)
+    })
+    .await;
     let deployment = result.map_err(|e| {
         Failure::Failed(format!("{e}\nRun the same command again to resume; `textslash teardown --prefix {}` undoes it.", spec.prefix))
     })?;
-    renderer.result(&serde_json::json!({ "deployment": deployment, "api_calls": fly.calls() }), || {
+    let pairing_json = spec
+        .pairing
+        .as_ref()
+        .filter(|_| secrets_set_now.get())
+        .map(|p| serde_json::json!({"code": p.code.expose(), "expires_ms": p.expires_ms}));
+    renderer.result(&serde_json::json!({ "deployment": deployment, "api_calls": fly.calls(), "pairing": pairing_json }), || {
         let mut text = format!(
             "\nDeployed {} and {} in {}.\nRelay: {}\n",
             deployment.relay_app, deployment.vm_app, deployment.region, deployment.relay_url
         );
-        match &spec.channel {
-            Channel::WhatsappTwilio { .. } => text.push_str(&format!("Webhook URL: {}\nPaste it in Twilio: Messaging → WhatsApp sender → \"When a message comes in\" (HTTP POST).\n", deployment.webhook_url)),
-            Channel::Telegram { .. } => text.push_str(&format!("Webhook URL: {}\nThe relay registers it with Telegram itself. Send your bot a message now.\n", deployment.webhook_url)),
-            Channel::Discord { bot_token } => text.push_str(&format!(
-                "The relay connects to Discord itself. Add the bot to a server of yours (a private one will do):\n  {}\nthen send it a direct message.\n",
-                provision::spec::discord_invite_url(bot_token).unwrap_or_default()
-            )),
-        }
+        let pairing = spec.pairing.as_ref().filter(|_| secrets_set_now.get());
+        text.push_str(&next_steps(&spec, &deployment, pairing));
         text
     });
     Ok(())
+}
+
+/// What the user does next on their channel, and how they pair their phone (when this run
+/// set the pairing code).
+fn next_steps(
+    spec: &DeploymentSpec,
+    deployment: &provision::Deployment,
+    pairing: Option<&provision::spec::Pairing>,
+) -> String {
+    let webhook = &deployment.webhook_url;
+    let mut text = match &spec.channel {
+        Channel::WhatsappTwilio { .. } => format!(
+            "Webhook URL: {webhook}\nPaste it in Twilio: Messaging → WhatsApp sender → \"When a message comes in\" (HTTP POST).\n"
+        ),
+        Channel::Telegram { .. } => {
+            format!("Webhook URL: {webhook}\nThe relay registers it with Telegram itself.\n")
+        }
+        Channel::Discord { bot_token } => format!(
+            "The relay connects to Discord itself. Add the bot to a server of yours (a private one will do):\n  {}\n",
+            provision::spec::discord_invite_url(bot_token).unwrap_or_default()
+        ),
+    };
+    let Some(pairing) = pairing else {
+        text.push_str("Send your bot a message now.\n");
+        return text;
+    };
+    let code = pairing.code.expose();
+    text.push_str(&match &spec.channel {
+        Channel::Telegram { .. } => format!(
+            "Pair your phone: open your bot in Telegram and send\n  /start {code}\n(or open https://t.me/<your bot>?start={code}). The first sender of this code becomes the owner; it works once, for a day.\n"
+        ),
+        Channel::WhatsappTwilio { whatsapp_number, .. } => format!(
+            "Pair your phone: open {}\nand send the prefilled message. The first sender of this code becomes the owner; it works once, for a day.\n",
+            pairing.link(&provision::spec::PairingTarget::Whatsapp {
+                number: provision::spec::normalise_phone(whatsapp_number).unwrap_or_default()
+            })
+        ),
+        Channel::Discord { .. } => format!(
+            "Pair: send the bot a direct message with the code\n  {code}\nThe first sender of this code becomes the owner; it works once, for a day.\n"
+        ),
+    });
+    text
 }
 
 fn show_plan(args: DeployArgs) -> Result<(), Failure> {

@@ -231,22 +231,23 @@ async fn a_discord_deploy_prints_the_invite_link_connects_and_tears_down_clean()
         "--vm-image",
         "t/vm:1",
     ];
-    // The same rules as the page: a Discord deploy needs its owner's user id.
-    let refused = textslash(&sim, &args, &env).await;
+    // The same rules as the page: an owner id, when given, must be a Discord user id.
+    let refused = textslash(
+        &sim,
+        &[&args[..], &["--allow", "discord:me"]].concat(),
+        &env,
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(2));
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        said.contains("allowed_senders: add your own Discord user id"),
+        said.contains("a Discord sender is discord: followed by your user id"),
         "{said}"
     );
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 
-    let deploy = textslash(
-        &sim,
-        &[&args[..], &["--allow", "discord:80351110224678912"]].concat(),
-        &env,
-    )
-    .await;
+    // Without one, pairing makes the owner: the deploy prints the one-time code.
+    let deploy = textslash(&sim, &args, &env).await;
     let out = String::from_utf8_lossy(&deploy.stdout);
     assert!(
         deploy.status.success(),
@@ -260,6 +261,13 @@ async fn a_discord_deploy_prints_the_invite_link_connects_and_tears_down_clean()
         )) && !out.contains("Webhook URL"),
         "{out}"
     );
+    let code = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Pair: send the bot a direct message"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no pairing code in: {out}"))
+        .to_string();
     assert!(!out.contains(sim::SIM_DISCORD_BOT));
     common::eventually(
         "the relay on Discord's Gateway",
@@ -269,6 +277,20 @@ async fn a_discord_deploy_prints_the_invite_link_connects_and_tears_down_clean()
                 .discord
                 .connected(sim::SIM_DISCORD_BOT)
                 .then_some(())
+        },
+    )
+    .await;
+    // The owner DMs the code and is welcomed.
+    common::discord_user_sends(&sim, "80351110224678912", &code).await;
+    common::eventually(
+        "the welcome",
+        std::time::Duration::from_secs(30),
+        async || {
+            sim.sim
+                .discord
+                .sent()
+                .into_iter()
+                .find(|s| s.text == relay::pairing::WELCOME && s.to == "discord:80351110224678912")
         },
     )
     .await;

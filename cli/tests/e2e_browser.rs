@@ -524,6 +524,31 @@ async fn telegram_channel(browser: &Browser) {
         .await;
 }
 
+/// Telegram without an owner id: the Done screen's pairing link makes the owner.
+async fn telegram_channel_paired(browser: &Browser) {
+    browser.click("#channel-telegram").await;
+    browser
+        .type_into("#telegram-token", sim::SIM_TELEGRAM_BOT)
+        .await;
+    browser.click("#check-bot").await;
+    browser
+        .wait_for_text("@textslash_sim_bot is ready", Duration::from_secs(10))
+        .await;
+}
+
+/// The `href` of the element `css`.
+async fn href(browser: &Browser, css: &str) -> String {
+    browser
+        .eval(
+            "return document.querySelector(arguments[0]).href",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Tears the deployment down on its detail screen; returns what the page says afterwards.
 async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) -> String {
     browser.go(&format!("{}/#/d/{prefix}", world.page)).await;
@@ -576,8 +601,8 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     let sim = World::start(dir.path(), Host::Static).await;
     let browser = Browser::start("telegram").await;
 
-    // 1. The wizard, then the deploy to Done.
-    fill_wizard(&browser, &sim, "e2e", telegram_channel).await;
+    // 1. The wizard (no owner id typed), then the deploy to Done.
+    fill_wizard(&browser, &sim, "e2e", telegram_channel_paired).await;
     browser
         .wait_for_text("Check the relay answers", Duration::from_secs(10))
         .await;
@@ -588,8 +613,31 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
     let done = browser
         .wait_for_text("The relay answers", Duration::from_secs(30))
         .await;
-    assert!(done.contains("/apps/e2e-relay/webhook/telegram"), "{done}");
+    assert!(done.contains("Open your bot in Telegram"), "{done}");
     browser.shot("e2e-7-done").await;
+
+    // Pairing: the button opens the bot with the code; Telegram then sends `/start <code>`.
+    let pair = href(&browser, "#pair").await;
+    let code = pair
+        .strip_prefix("https://t.me/textslash_sim_bot?start=")
+        .unwrap_or_else(|| panic!("{pair}"))
+        .to_string();
+    eventually("the relay's webhook", Duration::from_secs(20), async || {
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, &format!("/start {code}")).await,
+        200
+    );
+    eventually("the welcome", Duration::from_secs(20), async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.text == relay::pairing::WELCOME)
+    })
+    .await;
 
     // 2. A message from the owner wakes the sleeping vm; a stranger gets nothing.
     eventually("the relay's webhook", Duration::from_secs(20), async || {
@@ -609,7 +657,7 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
             .channels
             .telegram_sent()
             .into_iter()
-            .filter(|s| s.kind == "message")
+            .filter(|s| s.kind == "message" && s.text != relay::pairing::WELCOME)
             .map(|s| s.text)
             .collect();
         texts
@@ -740,6 +788,11 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
         .await;
     let webhook = webhook.as_str().unwrap().to_string();
     assert!(webhook.ends_with("/apps/wa-relay/webhook/twilio"), "{done}");
+    let pair = href(&browser, "#pair").await;
+    assert!(
+        pair.starts_with("https://wa.me/14155238886?text="),
+        "{pair}"
+    );
 
     // The owner writes on WhatsApp (Twilio signs the webhook the owner pasted).
     let answer: Value = reqwest::Client::new()
@@ -794,7 +847,6 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
         browser
             .type_into("#discord-token", "a-client-secret-not-a-token")
             .await;
-        browser.type_into("#discord-owner", DISCORD_OWNER).await;
         browser.click("#next").await;
         let step = browser
             .wait_for_text("Bot token: paste the bot's token", Duration::from_secs(10))
@@ -832,6 +884,27 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
     );
     browser.shot("dc-7-done").await;
 
+    // Pairing: the owner sends the bot the code shown on the Done screen.
+    assert_eq!(
+        href(&browser, "#pair").await,
+        format!("https://discord.com/users/{}", sim::SIM_DISCORD_BOT_ID)
+    );
+    let code = browser
+        .eval(
+            "return document.querySelector('#pairing-code').innerText",
+            json!([]),
+        )
+        .await;
+    discord_user_sends(&sim, DISCORD_OWNER, code.as_str().unwrap()).await;
+    eventually("the welcome", Duration::from_secs(20), async || {
+        sim.sim
+            .discord
+            .sent()
+            .into_iter()
+            .find(|s| s.text == relay::pairing::WELCOME)
+    })
+    .await;
+
     // A DM to the stopped vm: exactly one "Waking up…", then the reply; a stranger gets nothing.
     eventually("the idle vm to stop", Duration::from_secs(30), async || {
         (vm_state(&sim, "dc-vm").await == "stopped").then_some(())
@@ -845,7 +918,7 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
             .discord
             .sent()
             .into_iter()
-            .filter(|s| s.kind == "message")
+            .filter(|s| s.kind == "message" && s.text != relay::pairing::WELCOME)
             .map(|s| s.text)
             .collect()
     };
@@ -1008,12 +1081,7 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
         .await;
     browser.wait_for_focus("H1 Where you will chat").await;
     browser
-        .tab_through(&[
-            "channel-telegram",
-            "A @BotFather",
-            "A @userinfobot",
-            "telegram-token",
-        ])
+        .tab_through(&["channel-telegram", "A @BotFather", "telegram-token"])
         .await;
     browser.press(sim::SIM_TELEGRAM_BOT).await;
     browser

@@ -225,6 +225,10 @@ pub fn relay_secrets(
             values.insert("DISCORD_BOT_TOKEN".into(), bot_token.expose().into());
         }
     }
+    if let Some(pairing) = &spec.pairing {
+        values.insert("PAIRING_CODE".into(), pairing.code.expose().into());
+        values.insert("PAIRING_EXPIRES_MS".into(), pairing.expires_ms.to_string());
+    }
     values
 }
 

@@ -149,6 +149,60 @@ pub struct DeploymentSpec {
     pub volume_gb: u32,
     /// Where each app answers publicly; `{app}` is replaced by the app name.
     pub app_url: String,
+    /// The one-time code whose first sender becomes the owner, so nobody has to look up
+    /// their own id; `None` to rely on `allowed_senders` alone.
+    pub pairing: Option<Pairing>,
+}
+
+/// A one-time pairing code and when it stops working.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Pairing {
+    pub code: Secret,
+    /// Unix milliseconds.
+    pub expires_ms: u64,
+}
+
+/// How long a pairing code works after the deploy: a day.
+pub const PAIRING_VALID_MS: u64 = 24 * 3600 * 1000;
+
+impl Pairing {
+    /// A fresh code (64 random bits as 16 lowercase hex characters), valid a day from `now_ms`.
+    pub fn new(now_ms: u64) -> Pairing {
+        Pairing {
+            code: Secret::new(crate::random::token_hex(8)),
+            expires_ms: now_ms + PAIRING_VALID_MS,
+        }
+    }
+
+    /// The link (or, for Discord, where to paste the code) that pairs the user's phone:
+    /// Telegram's deep link `t.me/<bot>?start=<code>` (Telegram sends `/start <code>` when the
+    /// user taps Start), WhatsApp's `wa.me/<number>?text=<code>` (a prefilled message), and for
+    /// Discord the bot's profile, where the user opens a DM and pastes the code.
+    pub fn link(&self, channel: &PairingTarget) -> String {
+        let code = self.code.expose();
+        match channel {
+            PairingTarget::Telegram { bot_username } => format!(
+                "https://t.me/{}?start={code}",
+                bot_username.trim_start_matches('@')
+            ),
+            PairingTarget::Whatsapp { number } => {
+                format!(
+                    "https://wa.me/{}?text={code}",
+                    number.trim_start_matches('+')
+                )
+            }
+            PairingTarget::Discord { application_id } => {
+                format!("https://discord.com/users/{application_id}")
+            }
+        }
+    }
+}
+
+/// Where a pairing link points.
+pub enum PairingTarget {
+    Telegram { bot_username: String },
+    Whatsapp { number: String },
+    Discord { application_id: String },
 }
 
 pub const DEFAULT_APP_URL: &str = "https://{app}.fly.dev";
@@ -181,6 +235,7 @@ impl DeploymentSpec {
                 memory_mb: 2048,
             },
             volume_gb: 1,
+            pairing: None,
             app_url: DEFAULT_APP_URL.into(),
         }
     }
@@ -217,7 +272,14 @@ impl DeploymentSpec {
                 "paste the key from console.anthropic.com (it starts with sk-ant-)",
             ));
         }
-        validate_senders(self.channel.kind(), &self.allowed_senders)?;
+        if self.pairing.is_none() {
+            validate_senders(self.channel.kind(), &self.allowed_senders)?;
+        } else {
+            // Pairing makes the owner; ids typed as well must still be well formed.
+            for sender in &self.allowed_senders {
+                validate_sender(self.channel.kind(), sender)?;
+            }
+        }
         if let Some(token) = &self.github_token
             && token.expose().contains(char::is_whitespace)
         {

@@ -51,6 +51,8 @@ pub struct Config {
     pub twilio: Option<TwilioConfig>,
     pub telegram: Option<TelegramConfig>,
     pub discord: Option<DiscordConfig>,
+    /// The one-time pairing code, when the deploy made one.
+    pub pairing: Option<crate::pairing::PairingConfig>,
     pub wake_notice_after: Duration,
     pub vm_deadline: Duration,
     /// How long delivered messages and sent replies are kept (`RETENTION_HOURS`).
@@ -84,6 +86,7 @@ impl Config {
         let twilio = twilio(&env)?;
         let telegram = telegram(&env)?;
         let discord = discord(&env)?;
+        let pairing = pairing(&env)?;
         if twilio.is_none() && telegram.is_none() && discord.is_none() {
             return Err(ConfigError {
                 var: "TELEGRAM_BOT_TOKEN",
@@ -101,6 +104,7 @@ impl Config {
             twilio,
             telegram,
             discord,
+            pairing,
             wake_notice_after: Duration::from_millis(env.number("WAKE_NOTICE_AFTER_MS", 2000)?),
             vm_deadline: Duration::from_secs(env.number("VM_DEADLINE_SECS", 120)?),
             retention: Duration::from_secs(3600 * env.number("RETENTION_HOURS", 168)?),
@@ -253,6 +257,31 @@ fn telegram<F: Fn(&str) -> Option<String>>(
             })
         }
     })
+}
+
+/// `PAIRING_CODE` and `PAIRING_EXPIRES_MS`, both or neither.
+fn pairing<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<crate::pairing::PairingConfig>, ConfigError> {
+    let Some(code) = env.get("PAIRING_CODE") else {
+        return Ok(None);
+    };
+    if code.len() != crate::pairing::CODE_LEN
+        || !code
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(ConfigError {
+            var: "PAIRING_CODE",
+            problem: "must be 16 lowercase hexadecimal characters".into(),
+        });
+    }
+    let expires_ms = env.required("PAIRING_EXPIRES_MS")?;
+    let expires_ms = expires_ms.parse().map_err(|_| ConfigError {
+        var: "PAIRING_EXPIRES_MS",
+        problem: "must be a Unix time in milliseconds".into(),
+    })?;
+    Ok(Some(crate::pairing::PairingConfig { code, expires_ms }))
 }
 
 /// Discord: the bot token; the Gateway and REST API are Discord's unless a test moves them.

@@ -88,6 +88,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     failure         TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_ms) WHERE done_ms IS NULL;
+CREATE TABLE IF NOT EXISTS owners (
+    sender    TEXT PRIMARY KEY,
+    paired_ms INTEGER NOT NULL
+);
+-- One row once the deployment's pairing code has been used: it is single use.
+CREATE TABLE IF NOT EXISTS pairing (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    sender  TEXT NOT NULL,
+    used_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS gateway_session (
     channel     TEXT PRIMARY KEY,
     session_id  TEXT NOT NULL,
@@ -138,6 +148,48 @@ impl Journal {
             params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
         )?;
         Ok(inserted == 1)
+    }
+
+    /// Whether `sender` paired with the deployment's code.
+    pub fn is_owner(&self, sender: &str) -> Result<bool, JournalError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT 1 FROM owners WHERE sender = ?1",
+                params![sender],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Whether the pairing code has been used.
+    pub fn pairing_done(&self) -> Result<bool, JournalError> {
+        Ok(self
+            .db()
+            .query_row("SELECT 1 FROM pairing WHERE id = 1", [], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Spends the pairing code on `sender`, making them an owner; `false` when it was spent
+    /// already (two people racing with the same link: the first one wins).
+    pub fn pair(&self, sender: &str) -> Result<bool, JournalError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let now = now_ms();
+        let spent = tx.execute(
+            "INSERT OR IGNORE INTO pairing (id, sender, used_ms) VALUES (1, ?1, ?2)",
+            params![sender, now],
+        )?;
+        if spent == 1 {
+            tx.execute(
+                "INSERT OR IGNORE INTO owners (sender, paired_ms) VALUES (?1, ?2)",
+                params![sender, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(spent == 1)
     }
 
     /// Remembers where `channel`'s Gateway session stands; saved after the messages it

@@ -12,6 +12,7 @@
 //! - [`outbox`]: outbox → channels, split to each channel's limit, with retries.
 //! - [`twilio`], [`telegram`], [`discord`]: each channel's formats, checks and APIs.
 //! - [`split`], [`media`]: long replies and outgoing images.
+//! - [`pairing`]: the one-time code that makes its first sender the owner.
 //! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
 
 pub mod channel;
@@ -21,6 +22,7 @@ pub mod forward;
 pub mod journal;
 pub mod media;
 pub mod outbox;
+pub mod pairing;
 pub mod routes;
 pub mod split;
 pub mod telegram;
@@ -76,13 +78,20 @@ pub enum Admission {
     Stranger,
     /// Could not be written: the channel must deliver it again.
     Unsaved,
+    /// It carried the pairing code: its sender is now an owner, and was welcomed.
+    Paired,
+    /// It carried a wrong or expired pairing code: nothing changed, and the sender was told.
+    PairingRefused,
 }
 
 impl App {
-    /// The one way into the inbox, for every channel: allowlist, then journal, then wake the
-    /// forwarder. Only `Accepted` and `Duplicate` may be acknowledged to the channel.
+    /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
+    /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.
     pub fn admit(&self, message: journal::InboundMessage) -> Admission {
-        if !self.config.is_allowed(&message.sender) {
+        if !self.is_allowed(&message.sender) {
+            if let Some(pairing) = self.try_pairing(&message) {
+                return pairing;
+            }
             // A stranger's number or id is personal data: the log gets a keyed hash, which
             // tells repeated senders apart without naming them; the text is none of our
             // business.

@@ -74,7 +74,11 @@ fn take_in(
 ) -> Response {
     match app.admit(message) {
         Admission::Unsaved => unsaved(),
-        Admission::Accepted | Admission::Duplicate | Admission::Stranger => ok(),
+        Admission::Accepted
+        | Admission::Duplicate
+        | Admission::Stranger
+        | Admission::Paired
+        | Admission::PairingRefused => ok(),
     }
 }
 

@@ -12,19 +12,6 @@ use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn telegram_user_sends(sim: &sim::SimHandle, from_id: i64, text: &str, photo: bool) -> u16 {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/sim/telegram/send", sim.base_url()))
-        .json(&json!({"from_id": from_id, "text": text, "photo": photo}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["webhook_status"].as_u64().unwrap() as u16
-}
-
 /// A WhatsApp user writes to the relay at `webhook` (Twilio signs it); `extra` adds fields of
 /// the sim's control (`image`, `image_bytes`, `media_url`). Returns the sim's report
 /// (`webhook_status`, `twiml`).

@@ -29,6 +29,12 @@ pub struct Draft {
     /// The Discord bot's application id, read from its token (public: the invite link holds
     /// it), so the Done screen can offer the invite link after a reload.
     pub discord_app_id: String,
+    /// The Telegram bot's @username, from the token check (for the pairing link).
+    pub telegram_bot: String,
+    /// The deployment's one-time pairing code. Kept with the draft so a resumed deploy (after
+    /// a reload) sets the same code it shows; it works once and for a day, and the draft goes
+    /// when the user finishes.
+    pub pairing_code: String,
     pub vm_memory_mb: u32,
     /// Progress of the last deploy run, so a reload shows it.
     pub events: Vec<Event>,
@@ -67,6 +73,9 @@ impl Wizard {
         }
         if draft.vm_memory_mb == 0 {
             draft.vm_memory_mb = 2048;
+        }
+        if draft.pairing_code.is_empty() {
+            draft.pairing_code = new_pairing_code();
         }
         let remembered = LocalStorage.get(TOKEN_KEY);
         let wizard = Wizard {
@@ -107,6 +116,7 @@ impl Wizard {
         self.draft.set(Draft {
             channel: "telegram".into(),
             vm_memory_mb: 2048,
+            pairing_code: new_pairing_code(),
             ..Draft::default()
         });
         for secret in [
@@ -154,20 +164,16 @@ impl Wizard {
         }
     }
 
-    /// Checks the channel step's fields before Next, with the rules the deploy uses.
+    /// Checks the channel step's fields before Next, with the rules the deploy uses. An owner
+    /// id is optional: without one, pairing on the Done screen makes the owner.
     pub fn channel_problem(&self) -> Result<(), provision::Error> {
         let draft = self.draft.get_untracked();
         let channel = self.channel(&draft);
         channel.validate()?;
-        let senders = Self::allowed_senders(&draft);
-        if senders.is_empty() {
-            // The relay would accept a Telegram deploy without one, but then no one could chat.
-            return Err(provision::Error::InvalidSpec {
-                field: "allowed_senders",
-                problem: "needed, so that only you can talk to your agent".into(),
-            });
+        for sender in Self::allowed_senders(&draft) {
+            spec::validate_sender(channel.kind(), &sender)?;
         }
-        spec::validate_senders(channel.kind(), &senders)
+        Ok(())
     }
 
     /// The channel with its secrets, as typed.
@@ -215,7 +221,9 @@ impl Wizard {
             "allowed_senders" if discord => {
                 "the 17 to 20 digits that Copy User ID gives you (digits only)"
             }
-            "allowed_senders" => "the number @userinfobot tells you (digits only)",
+            "allowed_senders" => {
+                "your numeric Telegram id (digits only), or leave it empty and pair after the deploy"
+            }
             _ => problem.as_str(),
         };
         format!("{label}: {problem}.")
@@ -232,6 +240,10 @@ impl Wizard {
         );
         spec.org = self.org.get_untracked();
         spec.allowed_senders = Self::allowed_senders(&draft);
+        spec.pairing = Some(spec::Pairing {
+            code: Secret::new(draft.pairing_code.clone()),
+            expires_ms: js_sys::Date::now() as u64 + spec::PAIRING_VALID_MS,
+        });
         let github = self.github_token.get_untracked();
         spec.github_token = (!github.trim().is_empty()).then(|| Secret::new(github));
         spec.images = config.images.clone();
@@ -249,6 +261,11 @@ impl Default for Wizard {
     fn default() -> Self {
         Wizard::new()
     }
+}
+
+/// A fresh pairing code for a new draft.
+fn new_pairing_code() -> String {
+    spec::Pairing::new(0).code.expose().to_string()
 }
 
 /// The deployments list, as a signal the screens share.

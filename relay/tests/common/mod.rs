@@ -171,3 +171,23 @@ impl RunningRelay {
             .unwrap();
     }
 }
+
+/// A Telegram user sends a message (or, with `photo`, a picture); the status the relay's
+/// webhook answered.
+pub async fn telegram_user_sends(
+    sim: &sim::SimHandle,
+    from_id: i64,
+    text: &str,
+    photo: bool,
+) -> u16 {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sim/telegram/send", sim.base_url()))
+        .json(&serde_json::json!({"from_id": from_id, "text": text, "photo": photo}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["webhook_status"].as_u64().unwrap() as u16
+}

@@ -175,15 +175,18 @@ pub fn DoneStep() -> impl IntoView {
     view! {
         <StepHeader step=7 title="Done: say hello"/>
         <p class="ok" id="done">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
-        {next_step(kind, deployment.webhook_url.clone(), draft.discord_app_id)}
+        {before_pairing(kind, deployment.webhook_url.clone(), draft.discord_app_id.clone())}
+        {pair(kind, &draft)}
+        <p>"Then say hello: the first reply may take a few seconds while the agent wakes up."</p>
         <p id="relay-health">{move || health.get().unwrap_or_else(|| "Checking the relay…".into())}</p>
         <button class="button primary" id="finish" on:click=finish>"Back to your deployments"</button>
     }
     .into_any()
 }
 
-/// What the user does next on their channel.
-fn next_step(kind: ChannelKind, webhook: String, discord_app_id: String) -> impl IntoView {
+/// What only the user can do on their channel before pairing: Twilio's webhook field, or
+/// adding the Discord bot to a server. Telegram needs nothing (the relay registers its webhook).
+fn before_pairing(kind: ChannelKind, webhook: String, discord_app_id: String) -> impl IntoView {
     match kind {
         ChannelKind::Discord => {
             let invite = format!(
@@ -191,24 +194,61 @@ fn next_step(kind: ChannelKind, webhook: String, discord_app_id: String) -> impl
             );
             view! {
                 <p>"Your relay connects to Discord itself. Add the bot to a server of yours (a private one will do), so that you can message it:"</p>
-                <p><a class="button primary" id="discord-invite" href=invite rel="noopener noreferrer" target="_blank">"Add the bot to a server"</a></p>
-                <p>"Then send the bot a direct message: the first reply may take a few seconds while the agent wakes up."</p>
+                <p><a class="button" id="discord-invite" href=invite rel="noopener noreferrer" target="_blank">"Add the bot to a server"</a></p>
             }
             .into_any()
         }
-        ChannelKind::WhatsappTwilio | ChannelKind::Telegram => {
-            let whatsapp = kind == ChannelKind::WhatsappTwilio;
-            view! {
-                <p>"Webhook URL:"</p>
-                <p class="command"><code id="webhook-url">{webhook.clone()}</code> <CopyButton text=Signal::derive(move || webhook.clone()) id="copy-webhook"/></p>
-                {if whatsapp {
-                    view! { <p>"In the Twilio console, open your WhatsApp sender (or the Sandbox settings) and paste this URL into “When a message comes in” (method POST). Then send a WhatsApp message to your Twilio number."</p> }.into_any()
-                } else {
-                    view! { <p>"The relay has registered this webhook with Telegram itself. Open your bot in Telegram and send it a message now: the first reply may take a few seconds while the agent wakes up."</p> }.into_any()
-                }}
-            }
-            .into_any()
+        ChannelKind::WhatsappTwilio => view! {
+            <p>"Webhook URL:"</p>
+            <p class="command"><code id="webhook-url">{webhook.clone()}</code> <CopyButton text=Signal::derive(move || webhook.clone()) id="copy-webhook"/></p>
+            <p>"In the Twilio console, open your WhatsApp sender (or the Sandbox settings) and paste this URL into “When a message comes in” (method POST)."</p>
         }
+        .into_any(),
+        ChannelKind::Telegram => ().into_any(),
+    }
+}
+
+/// The one tap (or, on Discord, one paste) that makes the user the owner: the code travels in
+/// the link the channel's app opens (docs/channels.md: Telegram's `/start` deep link,
+/// WhatsApp's prefilled text).
+fn pair(kind: ChannelKind, draft: &crate::wizard::Draft) -> impl IntoView {
+    let pairing = provision::spec::Pairing {
+        code: provision::spec::Secret::new(draft.pairing_code.clone()),
+        expires_ms: 0,
+    };
+    let code = draft.pairing_code.clone();
+    let (target, label, how) = match kind {
+        ChannelKind::Telegram => (
+            provision::spec::PairingTarget::Telegram {
+                bot_username: draft.telegram_bot.clone(),
+            },
+            "Open your bot in Telegram",
+            "Telegram opens your bot; tap Start, and you are its owner: only you can talk to your agent.",
+        ),
+        ChannelKind::WhatsappTwilio => (
+            provision::spec::PairingTarget::Whatsapp {
+                number: provision::spec::normalise_phone(&draft.whatsapp_number)
+                    .unwrap_or_default(),
+            },
+            "Open WhatsApp",
+            "Then WhatsApp opens a chat with your Twilio number, the pairing code typed in; send it, and you are the owner: only you can talk to your agent.",
+        ),
+        ChannelKind::Discord => (
+            provision::spec::PairingTarget::Discord {
+                application_id: draft.discord_app_id.clone(),
+            },
+            "Open your bot's profile",
+            "Then open the bot's profile, choose Message and send it the code below, and you are its owner: only you can talk to your agent.",
+        ),
+    };
+    let href = pairing.link(&target);
+    let show_code = kind == ChannelKind::Discord;
+    view! {
+        <p>{how}" The code works once, for a day."</p>
+        <p><a class="button primary" id="pair" href=href rel="noopener noreferrer" target="_blank">{label}</a></p>
+        {show_code.then(|| view! {
+            <p class="command"><code id="pairing-code">{code.clone()}</code> <CopyButton text=Signal::derive(move || code.clone()) id="copy-pairing-code"/></p>
+        })}
     }
 }
 

@@ -287,7 +287,10 @@ fn ChannelStep() -> impl IntoView {
         error.set(None);
         spawn_local(async move {
             match checks::telegram_bot(&api, &token).await {
-                Ok(name) => wizard.bot_name.set(Some(name)),
+                Ok(name) => {
+                    draft.update(|d| d.telegram_bot = name.clone());
+                    wizard.bot_name.set(Some(name));
+                }
                 Err(e) => {
                     wizard.bot_name.set(None);
                     error.set(Some(e));
@@ -304,10 +307,9 @@ fn ChannelStep() -> impl IntoView {
                 wizard.twilio_sid.get(),
                 wizard.twilio_token.get(),
                 whatsapp_number.get(),
-                whatsapp_owner.get(),
             ]),
-            "discord" => filled(&[wizard.discord_token.get(), discord_owner.get()]),
-            _ => wizard.bot_name.get().is_some() && !telegram_owner.get().trim().is_empty(),
+            "discord" => filled(&[wizard.discord_token.get()]),
+            _ => wizard.bot_name.get().is_some(),
         }
     });
     let on_next = Callback::new(move |_| match wizard.channel_problem() {
@@ -331,14 +333,15 @@ fn ChannelStep() -> impl IntoView {
             <ol class="howto">
                 <li>"In Telegram, open " <a href="https://t.me/BotFather" rel="noopener noreferrer" target="_blank">"@BotFather"</a> ", send /newbot and follow the prompts."</li>
                 <li>"Paste the token it gives you here."</li>
-                <li>"Your own user id: message " <a href="https://t.me/userinfobot" rel="noopener noreferrer" target="_blank">"@userinfobot"</a> " and copy the number. Only this id may talk to your agent."</li>
+                <li>"After the deploy, one tap on “Pair” makes you the bot's owner: only you can talk to your agent."</li>
             </ol>
             <Field label="Bot token" value=wizard.telegram_token secret=true id="telegram-token" placeholder="123456789:AA…"/>
             <button class="button" id="check-bot" on:click=check_bot>"Check bot"</button>
             <Show when=move || wizard.bot_name.get().is_some()>
                 <p class="ok" id="bot-ok">{move || format!("✓ Bot {} is ready.", wizard.bot_name.get().unwrap_or_default())}</p>
             </Show>
-            <Field label="Your Telegram user id" value=telegram_owner id="telegram-owner" placeholder="123456789"/>
+            <Field label="Your Telegram user id (optional)" value=telegram_owner id="telegram-owner" placeholder="123456789"
+                hint="Only if you know it: pairing after the deploy does the same."/>
         </Show>
         <Show when=move || channel.get() == "whatsapp">
             <ol class="howto">
@@ -349,8 +352,8 @@ fn ChannelStep() -> impl IntoView {
             <Field label="Account SID" value=wizard.twilio_sid secret=true id="twilio-sid" placeholder="AC…"/>
             <Field label="Auth token" value=wizard.twilio_token secret=true id="twilio-token"/>
             <Field label="Twilio WhatsApp number" value=whatsapp_number id="whatsapp-number" placeholder="+14155238886"/>
-            <Field label="Your own WhatsApp number" value=whatsapp_owner id="whatsapp-owner" placeholder="+15551234567"
-                hint="Only this number may talk to your agent. Twilio is checked by your relay after deploy (Twilio does not accept calls from browsers)."/>
+            <Field label="Your own WhatsApp number (optional)" value=whatsapp_owner id="whatsapp-owner" placeholder="+15551234567"
+                hint="Only this number may talk to your agent; leave it empty to pair with one tap after the deploy. Twilio is checked by your relay after deploy (Twilio does not accept calls from browsers)."/>
         </Show>
         <Show when=move || channel.get() == "discord">
             <DiscordFields owner=discord_owner/>
@@ -370,10 +373,11 @@ fn DiscordFields(owner: RwSignal<String>) -> impl IntoView {
         <ol class="howto">
             <li>"In the " <a href="https://discord.com/developers/applications" rel="noopener noreferrer" target="_blank">"Discord Developer Portal"</a> ", create a New Application and give it a name."</li>
             <li>"Open Bot, press Reset Token and paste the token here."</li>
-            <li>"Your own user id: in Discord, Settings → Advanced → turn on Developer Mode, then press on your name and Copy User ID. Only this id may talk to your agent."</li>
+            <li>"After the deploy, sending the bot the pairing code makes you its owner: only you can talk to your agent."</li>
         </ol>
         <Field label="Bot token" value=wizard.discord_token secret=true id="discord-token" placeholder="MTIz….Gh….…"/>
-        <Field label="Your Discord user id" value=owner id="discord-owner" placeholder="80351110224678912"/>
+        <Field label="Your Discord user id (optional)" value=owner id="discord-owner" placeholder="80351110224678912"
+            hint="Only if you know it (Developer Mode → Copy User ID): pairing does the same."/>
     }
 }
 
@@ -436,7 +440,11 @@ fn ReviewStep() -> impl IntoView {
             <ul class="review">
                 <li><strong>{spec.relay_app()}</strong>{format!(": the relay, always on, 256 MB, public HTTPS, in {}", spec.region)}</li>
                 <li><strong>{spec.vm_app()}</strong>{format!(": the agent, {} MB, private (Flycast), sleeps when idle, with a {} GB volume", spec.vm_guest.memory_mb, spec.volume_gb)}</li>
-                <li>{format!("Allowed to chat: {}", spec.allowed_senders.join(", "))}</li>
+                <li>{if spec.allowed_senders.is_empty() {
+                    "Allowed to chat: you, once you pair on the last screen (the code works once, for a day)".to_string()
+                } else {
+                    format!("Allowed to chat: {}, and whoever pairs first on the last screen", spec.allowed_senders.join(", "))
+                }}</li>
             </ul>
             <h2>"Where your secrets go"</h2>
             <ul class="review">
