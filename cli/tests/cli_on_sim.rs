@@ -184,6 +184,20 @@ async fn usage_errors_exit_2_and_failures_exit_1_with_a_sentence() {
         "{stderr}"
     );
     assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
+
+    // A deploy token (one app's) is refused before anything is created, saying why.
+    let mut app_token = TELEGRAM;
+    app_token[0] = ("FLY_API_TOKEN", "sim-deploy-token");
+    let refused = textslash(
+        &sim,
+        &["deploy", "--prefix", "x", "--allow", "telegram:42"],
+        &app_token,
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("deploy token for someone-app"), "{stderr}");
+    assert_eq!(dump(&sim).await["apps"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]

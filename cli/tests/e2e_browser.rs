@@ -841,6 +841,27 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let sim = World::start(dir.path(), Host::Static).await;
     let browser = Browser::start("discord").await;
+
+    // Step 1 tells the token's kind: a deploy token is refused in one sentence, a personal
+    // token works with a warning.
+    browser.go(&format!("{}/", sim.page)).await;
+    browser.click("#new-deployment").await;
+    browser.type_into("#fly-token", "sim-deploy-token").await;
+    browser.click("#check-token").await;
+    let said = browser
+        .wait_for_text(
+            "This is a deploy token for someone-app",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(!said.contains("Token works"), "{said}");
+    browser.shot("dc-1-deploy-token").await;
+    browser.type_into("#fly-token", "sim-personal-token").await;
+    browser.click("#check-token").await;
+    browser
+        .wait_for_text("This is your personal token", Duration::from_secs(10))
+        .await;
+
     fill_wizard(&browser, &sim, "dc", async |browser: &Browser| {
         browser.click("#channel-discord").await;
         // An application's client secret (one part) is the usual wrong paste: named on Next.
@@ -1034,7 +1055,14 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
         .wait_for_text("Your Fly.io token", Duration::from_secs(10))
         .await;
     browser.wait_for_focus("H1 Your Fly.io token").await;
-    browser.tab_through(&["copy-command", "fly-token"]).await;
+    // The dashboard route first; flyctl's command is folded away (a phone has no terminal).
+    browser
+        .tab_through(&[
+            "fly-tokens",
+            "SUMMARY At a computer with flyctl?",
+            "fly-token",
+        ])
+        .await;
     browser.press("sim-token").await;
     // Show reveals what was typed (to check a paste by eye), Hide masks it again.
     browser.tab_through(&["fly-token-show"]).await;

@@ -11,10 +11,17 @@ pub enum Error {
     },
 
     #[error(
-        "Fly did not accept the token. Create an org token with `fly tokens create org --expiry 720h` \
-         (or in the Fly dashboard under Tokens) and paste the whole value it prints, including `FlyV1`."
+        "Fly did not accept the token. Create an org token in the Fly dashboard (your organization → \
+         Tokens → create an org token) or with `fly tokens create org --expiry 720h`, and paste the \
+         whole value, including `FlyV1`."
     )]
     BadToken,
+
+    #[error(
+        "This is a deploy token for {apps}: it can only manage that app, and textslash creates two \
+         new ones. Create an org token instead (the Fly dashboard: your organization → Tokens)."
+    )]
+    AppToken { apps: String },
 
     #[error(
         "The token is not allowed to {action}. Use an org token (`fly tokens create org`); \

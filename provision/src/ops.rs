@@ -228,7 +228,7 @@ async fn tear_down_app<T: Transport, C: Clock>(
 ) -> Result<(), Error> {
     let emit = |state, message: String| {
         progress.report(&Event {
-            step: StepId::Apps,
+            step: StepId::Teardown,
             state,
             message,
         })

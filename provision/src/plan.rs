@@ -35,6 +35,8 @@ pub enum StepId {
     RelayIps,
     Started,
     Health,
+    /// Not a deploy step: teardown's progress.
+    Teardown,
 }
 
 impl StepId {
@@ -66,6 +68,7 @@ impl StepId {
             StepId::RelayIps => "Give the relay public addresses",
             StepId::Started => "Wait for both machines to start",
             StepId::Health => "Check the relay answers",
+            StepId::Teardown => "Tear down",
         }
     }
 }
@@ -294,6 +297,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
 
     async fn check_token(&self) -> Result<(String, Outcome), Error> {
         let current = self.fly.current_token().await?;
+        current.usable()?;
         let token_org = current.tokens.iter().find_map(|t| t.org_slug.clone());
         let org = match (&self.spec.org, token_org) {
             (Some(org), _) => org.clone(),

@@ -120,13 +120,25 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if !authorised(&sim, request.headers()) {
+    let Some(scope) = token_scope(&sim, request.headers()) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "Authenticate: token validation error",
         );
-    }
+    };
     let path = request.uri().path().to_string();
+    if let TokenScope::App(app) = &scope {
+        // A deploy token manages its one app and nothing else.
+        let own = format!("/v1/apps/{app}");
+        let allowed =
+            path == "/v1/tokens/current" || path == own || path.starts_with(&format!("{own}/"));
+        if !allowed {
+            return error(
+                StatusCode::FORBIDDEN,
+                "unauthorized: the token is limited to another app",
+            );
+        }
+    }
     let request = match check_body(request).await {
         Ok(request) => request,
         Err(response) => return response,
@@ -172,24 +184,51 @@ async fn check_body(request: Request) -> Result<Request, Response> {
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
-fn authorised(sim: &Sim, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
+/// What a token the sim knows may manage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TokenScope {
+    Org,
+    /// A deploy token, limited to one app.
+    App(String),
+    /// A user's own token (`fly auth token`): every org the user is in.
+    Personal,
+}
+
+fn token_scope(sim: &Sim, headers: &HeaderMap) -> Option<TokenScope> {
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok())?;
     let token = value
         .strip_prefix("FlyV1 ")
         .or_else(|| value.strip_prefix("Bearer "))
         .unwrap_or(value);
-    token
-        .split(',')
-        .any(|t| sim.config.tokens.iter().any(|ok| ok == t.trim()))
+    token.split(',').map(str::trim).find_map(|t| {
+        if sim.config.tokens.iter().any(|ok| ok == t) {
+            Some(TokenScope::Org)
+        } else if let Some((_, app)) = sim.config.app_tokens.iter().find(|(ok, _)| ok == t) {
+            Some(TokenScope::App(app.clone()))
+        } else if sim.config.personal_tokens.iter().any(|ok| ok == t) {
+            Some(TokenScope::Personal)
+        } else {
+            None
+        }
+    })
 }
 
 // ---- tokens, regions, apps ----
 
-async fn current_token(State(sim): S) -> Response {
-    Json(json!({"tokens": [{"org_slug": sim.config.org, "organization": sim.config.org, "apps": [], "token_id": "sim"}]}))
-        .into_response()
+/// `main.tokenInfo` per kind: an app token lists its `apps`, a user's token names its `user`
+/// (the schema's field descriptions in `sim/fly-openapi3.json`).
+async fn current_token(State(sim): S, headers: HeaderMap) -> Response {
+    let org = &sim.config.org;
+    let info = match token_scope(&sim, &headers) {
+        Some(TokenScope::App(app)) => {
+            json!({"org_slug": org, "organization": org, "apps": [app], "token_id": "sim-app"})
+        }
+        Some(TokenScope::Personal) => {
+            json!({"org_slug": org, "organization": org, "apps": [], "user": "sim-user", "token_id": "sim-user"})
+        }
+        _ => json!({"org_slug": org, "organization": org, "apps": [], "token_id": "sim"}),
+    };
+    Json(json!({"tokens": [info]})).into_response()
 }
 
 async fn regions() -> Response {

@@ -96,8 +96,12 @@ pub const SIM_DISCORD_BOT_ID: &str = "123456789012345678";
 /// How the sim is set up.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Tokens the API accepts (compared without their `FlyV1 `/`Bearer ` scheme).
+    /// Org tokens the API accepts (compared without their `FlyV1 `/`Bearer ` scheme).
     pub tokens: Vec<String>,
+    /// Deploy tokens, each limited to one app: (token, app).
+    pub app_tokens: Vec<(String, String)>,
+    /// Users' own tokens (`fly auth token`).
+    pub personal_tokens: Vec<String>,
     /// The org every accepted token belongs to.
     pub org: String,
     /// App names held by "another org": GET answers 403, create answers 422.
@@ -130,6 +134,8 @@ impl SimConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         SimConfig {
             tokens: vec!["sim-token".into()],
+            app_tokens: vec![("sim-deploy-token".into(), "someone-app".into())],
+            personal_tokens: vec!["sim-personal-token".into()],
             org: "personal".into(),
             names_taken_elsewhere: vec!["taken-relay".into(), "taken-vm".into()],
             images: ImageMap::default(),

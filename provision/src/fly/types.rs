@@ -94,6 +94,43 @@ pub struct CurrentToken {
     pub tokens: Vec<TokenInfo>,
 }
 
+/// What a token may manage, read from `main.tokenInfo`'s fields: `apps` lists the apps an app
+/// (deploy) token is limited to, `user` is set for a user's own token, and an org token
+/// names only its org (`sim/fly-openapi3.json`, `main.tokenInfo`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Org(String),
+    App(Vec<String>),
+    Personal,
+    Unknown,
+}
+
+impl CurrentToken {
+    pub fn kind(&self) -> TokenKind {
+        let apps: Vec<String> = self.tokens.iter().flat_map(|t| t.apps.clone()).collect();
+        if !apps.is_empty() {
+            return TokenKind::App(apps);
+        }
+        if self.tokens.iter().any(|t| t.user.is_some()) {
+            return TokenKind::Personal;
+        }
+        match self.tokens.iter().find_map(|t| t.org_slug.clone()) {
+            Some(org) => TokenKind::Org(org),
+            None => TokenKind::Unknown,
+        }
+    }
+
+    /// `Err` for a token that cannot deploy (an app token), with the sentence that says why.
+    pub fn usable(&self) -> Result<TokenKind, crate::Error> {
+        match self.kind() {
+            TokenKind::App(apps) => Err(crate::Error::AppToken {
+                apps: apps.join(", "),
+            }),
+            kind => Ok(kind),
+        }
+    }
+}
+
 /// `main.tokenInfo`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct TokenInfo {
@@ -581,5 +618,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(volume.attached_machine_id, None);
+    }
+}
+
+#[cfg(test)]
+mod token_kind_tests {
+    use super::*;
+
+    fn token(info: serde_json::Value) -> CurrentToken {
+        serde_json::from_value(serde_json::json!({ "tokens": [info] })).unwrap()
+    }
+
+    #[test]
+    fn a_token_s_kind_is_read_from_its_info_and_an_app_token_is_refused_in_a_sentence() {
+        let org = token(serde_json::json!({"org_slug": "acme", "apps": [], "token_id": "t"}));
+        assert_eq!(org.kind(), TokenKind::Org("acme".into()));
+        let app = token(serde_json::json!({"org_slug": "acme", "apps": ["blog"]}));
+        let refused = app.usable().unwrap_err().to_string();
+        assert!(
+            refused.contains("deploy token for blog") && refused.contains("org token"),
+            "{refused}"
+        );
+        let personal = token(serde_json::json!({"org_slug": "acme", "apps": null, "user": "u1"}));
+        assert_eq!(personal.usable().unwrap(), TokenKind::Personal);
+        assert_eq!(token(serde_json::json!({})).kind(), TokenKind::Unknown);
     }
 }

@@ -46,6 +46,7 @@ fn TokenStep() -> impl IntoView {
     let config = StoredValue::new(expect_context::<Config>());
     let error = RwSignal::new(None::<String>);
     let checking = RwSignal::new(false);
+    let personal = RwSignal::new(false);
     let forwarding = crate::browser::forwarding();
     let location = window().location();
     let host = location.host().unwrap_or_default();
@@ -65,13 +66,18 @@ fn TokenStep() -> impl IntoView {
         error.set(None);
         let api = config.get_value();
         spawn_local(async move {
-            match fly_client(&api, &token).current_token().await {
-                Ok(current) => {
+            let checked = fly_client(&api, &token)
+                .current_token()
+                .await
+                .and_then(|current| current.usable().map(|kind| (current, kind)));
+            match checked {
+                Ok((current, kind)) => {
                     let org = current
                         .tokens
                         .iter()
                         .find_map(|t| t.org_slug.clone())
                         .unwrap_or_else(|| "personal".into());
+                    personal.set(kind == provision::fly::TokenKind::Personal);
                     wizard.org.set(Some(org));
                     wizard.apply_token_choice();
                 }
@@ -85,8 +91,16 @@ fn TokenStep() -> impl IntoView {
     };
     view! {
         <StepHeader step=1 title="Your Fly.io token"/>
-        <p>"textslash runs on your own Fly.io account. Create an org token in a terminal with flyctl (a dedicated org and a short expiry are safest):"</p>
-        <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command id="copy-command"/></p>
+        <p>"textslash runs on your own Fly.io account. It needs a token that may create apps in one organization:"</p>
+        <ol class="howto">
+            <li>"Sign in to Fly.io and open your organization's " <a href="https://fly.io/dashboard/personal/tokens" id="fly-tokens" rel="noopener noreferrer" target="_blank">"Tokens page"</a> " (Dashboard → your organization → Tokens)."</li>
+            <li>"Create an " <strong>"org token"</strong> ", not a deploy token: a deploy token manages one app, and textslash makes two. An expiry of 30 days is plenty; make a new one whenever you need it."</li>
+            <li>"Copy the whole value (it starts with FlyV1) and paste it here."</li>
+        </ol>
+        <details>
+            <summary>"At a computer with flyctl?"</summary>
+            <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command id="copy-command"/></p>
+        </details>
         <p class="muted">{move || if forwarding.get() {
             "The token goes from this page to Fly's API through the server this page came from, which passes it on without keeping it. It is sent nowhere else."
         } else {
@@ -108,6 +122,9 @@ fn TokenStep() -> impl IntoView {
         </button>
         <Show when=move || wizard.org.get().is_some()>
             <p class="ok" id="token-ok">{move || format!("✓ Token works for the org “{}”.", wizard.org.get().unwrap_or_default())}</p>
+        </Show>
+        <Show when=move || wizard.org.get().is_some() && personal.get()>
+            <p class="warning" id="token-personal">"This is your personal token: it can manage every organization you are in and it expires soon. It works, but an org token is safer."</p>
         </Show>
         <ErrorLine error=error/>
         <Nav step=1 ready=Signal::derive(move || wizard.org.get().is_some()) on_next=Callback::new(|_| next(1))/>
