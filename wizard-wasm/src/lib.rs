@@ -111,8 +111,8 @@ pub fn App() -> impl IntoView {
                     match route.get() {
                         Route::Home => pages::home::Home().into_any(),
                         Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),
-                        Route::New(6) => pages::deploy::DeployStep().into_any(),
-                        Route::New(_) => pages::deploy::DoneStep().into_any(),
+                        // 7 was Done's own screen; a bookmark of it lands on the deploy screen.
+                        Route::New(_) => pages::deploy::DeployStep().into_any(),
                         Route::Detail(prefix) => view! { <pages::detail::Detail prefix=prefix/> }.into_any(),
                         Route::NotFound(path) => view! {
                             <h1>"Nothing here"</h1>

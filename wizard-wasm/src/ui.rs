@@ -56,11 +56,14 @@ pub fn CopyButton(text: Signal<String>, #[prop(optional)] id: &'static str) -> i
     }
 }
 
-/// "Step n of 7" and a title.
+/// How many screens a new deployment takes: token, names, channel, key, review, deploy.
+pub const STEPS: u8 = 6;
+
+/// "Step n of 6" and a title.
 #[component]
 pub fn StepHeader(step: u8, title: &'static str) -> impl IntoView {
     view! {
-        <p class="muted step">{format!("New deployment · step {step} of 7")}</p>
+        <p class="muted step">{format!("New deployment · step {step} of {STEPS}")}</p>
         <h1>{title}</h1>
     }
 }

@@ -39,6 +39,8 @@ pub struct Draft {
     /// Progress of the last deploy run, so a reload shows it.
     pub events: Vec<Event>,
     pub deploy_started_ms: Option<u64>,
+    /// The deploy finished: the deploy screen shows what to do next.
+    pub finished: bool,
 }
 
 /// Signals shared by the wizard's screens (all `Copy`).

@@ -168,7 +168,9 @@ fn browser_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn end_to_end_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+fn end_to_end_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
+    // Only this run's figures are printed.
+    let _ = std::fs::remove_file(root.join("screenshots/onboarding.txt"));
     totals.add(cmd::run_tests(
         Command::new("cargo")
             .args([
@@ -185,6 +187,10 @@ fn end_to_end_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
             .env("CHROMEDRIVER", tools::CHROMEDRIVER)
             .env("CLAUDE_BIN", tools::claude_bin()?),
     )?);
+    // The onboarding figures the Telegram test measured (taps, pastes, typing, time).
+    if let Ok(figures) = std::fs::read_to_string(root.join("screenshots/onboarding.txt")) {
+        println!("{figures}");
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! Steps 6 and 7: the deploy with its live progress (Retry resumes, Tear down undoes), then
-//! Done with what to do on the channel (the webhook URL, or Discord's invite link) and the
+//! Step 6: the deploy with its live progress (Retry resumes, Tear down undoes), then on the
+//! same screen Done with what to do on the channel (the webhook URL, or Discord's invite link) and the
 //! relay's health.
 
 use crate::browser::fly_client;
@@ -39,8 +39,8 @@ pub fn start_deploy(wizard: Wizard, config: Config) {
         match provision::plan::deploy(&fly, &spec, &progress).await {
             Ok(deployment) => {
                 storage::remember(&LocalStorage, &deployment);
+                wizard.draft.update(|d| d.finished = true);
                 wizard.deploying.set(false);
-                navigate(&Route::New(7));
             }
             Err(e) => {
                 wizard.deploy_error.set(Some(e.to_string()));
@@ -104,8 +104,13 @@ pub fn DeployStep() -> impl IntoView {
             wizard.draft.update(|d| d.events.clear());
         });
     };
+    let finished = move || wizard.draft.get().finished;
     view! {
-        <StepHeader step=6 title="Deploying"/>
+        {move || if finished() {
+            view! { <StepHeader step=6 title="Done: say hello"/> }.into_any()
+        } else {
+            view! { <StepHeader step=6 title="Deploying"/> }.into_any()
+        }}
         <p class="muted" id="elapsed">{move || {
             let started = wizard.draft.get().deploy_started_ms.unwrap_or(0) as f64;
             if started == 0.0 { String::new() } else { format!("{} s", ((now.get() - started) / 1000.0).max(0.0) as u64) }
@@ -143,7 +148,7 @@ pub fn DeployStep() -> impl IntoView {
                 <button class="button danger" id="undo" on:click=teardown>"Tear down"</button>
             </div>
         </Show>
-        <Show when=move || !wizard.deploying.get() && wizard.deploy_error.get().is_none() && !wizard.draft.get().events.is_empty()>
+        <Show when=move || !wizard.deploying.get() && wizard.deploy_error.get().is_none() && !wizard.draft.get().events.is_empty() && !finished()>
             <p>"This deploy was interrupted (the page was reloaded). "
                 <button class="button" id="resume" on:click=move |_| start_deploy(wizard, config.get_value())>"Resume"</button></p>
         </Show>
@@ -151,11 +156,16 @@ pub fn DeployStep() -> impl IntoView {
             <p id="torn-down">{move || torn_down.get().unwrap_or_default()}</p>
             <a class="button" href="#/">"Back to your deployments"</a>
         </Show>
+        <Show when=finished>
+            <Done/>
+        </Show>
     }
 }
 
+/// The end of the deploy screen, once it worked: what to do on the channel, pairing, and the
+/// relay's health. (The progress stays above it: one screen from Deploy to "say hello".)
 #[component]
-pub fn DoneStep() -> impl IntoView {
+fn Done() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
     let draft = wizard.draft.get_untracked();
     let Some(deployment) = storage::find(&LocalStorage, &draft.prefix) else {
@@ -173,8 +183,7 @@ pub fn DoneStep() -> impl IntoView {
         navigate(&Route::Home);
     };
     view! {
-        <StepHeader step=7 title="Done: say hello"/>
-        <p class="ok" id="done">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
+        <p class="ok" id="done" role="status">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
         {before_pairing(kind, deployment.webhook_url.clone(), draft.discord_app_id.clone())}
         {pair(kind, &draft)}
         <p>"Then say hello: the first reply may take a few seconds while the agent wakes up."</p>

@@ -27,6 +27,18 @@ fn next(step: u8) {
     navigate(&Route::New(step + 1));
 }
 
+/// Runs `forget` whenever `value` changes after the screen was drawn: a check's result
+/// belongs to the value that was checked (Next runs the check again for a new one).
+fn forget_when_changed(value: RwSignal<String>, forget: impl Fn() + 'static) {
+    Effect::new(move |previous: Option<String>| {
+        let now = value.get();
+        if previous.is_some_and(|p| p != now) {
+            forget();
+        }
+        now
+    });
+}
+
 /// Back and Next; Next runs `check` and moves on only if it says yes.
 #[component]
 fn Nav(step: u8, #[prop(into)] ready: Signal<bool>, on_next: Callback<()>) -> impl IntoView {
@@ -47,6 +59,7 @@ fn TokenStep() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let checking = RwSignal::new(false);
     let personal = RwSignal::new(false);
+    forget_when_changed(wizard.fly_token, move || wizard.org.set(None));
     let forwarding = crate::browser::forwarding();
     let location = window().location();
     let host = location.host().unwrap_or_default();
@@ -56,7 +69,8 @@ fn TokenStep() -> impl IntoView {
         "Other pages at {host} can read what this page stores, a remembered token included. Do not remember it here unless you trust every page there, or host this page at an address of its own."
     ));
     let command = Signal::derive(|| "fly tokens create org --expiry 720h".to_string());
-    let check = move |_| {
+    // Check runs on its own button or on Next (which moves on when it passes): one tap less.
+    let check = move |and_next: bool| {
         let token = wizard.fly_token.get_untracked();
         if token.trim().is_empty() {
             error.set(Some("Paste your Fly token first.".into()));
@@ -80,6 +94,9 @@ fn TokenStep() -> impl IntoView {
                     personal.set(kind == provision::fly::TokenKind::Personal);
                     wizard.org.set(Some(org));
                     wizard.apply_token_choice();
+                    if and_next {
+                        next(1);
+                    }
                 }
                 Err(e) => {
                     wizard.org.set(None);
@@ -117,7 +134,7 @@ fn TokenStep() -> impl IntoView {
                 <p class="warning" id="shared-origin">{move || shared_warning.get_value()}</p>
             </Show>
         </Show>
-        <button class="button" id="check-token" on:click=check disabled=move || checking.get()>
+        <button class="button" id="check-token" on:click=move |_| check(false) disabled=move || checking.get()>
             {move || if checking.get() { "Checking…" } else { "Check token" }}
         </button>
         <Show when=move || wizard.org.get().is_some()>
@@ -127,7 +144,8 @@ fn TokenStep() -> impl IntoView {
             <p class="warning" id="token-personal">"This is your personal token: it can manage every organization you are in and it expires soon. It works, but an org token is safer."</p>
         </Show>
         <ErrorLine error=error/>
-        <Nav step=1 ready=Signal::derive(move || wizard.org.get().is_some()) on_next=Callback::new(|_| next(1))/>
+        <Nav step=1 ready=Signal::derive(move || !wizard.fly_token.get().trim().is_empty() && !checking.get())
+            on_next=Callback::new(move |_| if wizard.org.get_untracked().is_some() { next(1) } else { check(true) })/>
     }
 }
 
@@ -167,7 +185,7 @@ fn NamesStep() -> impl IntoView {
             regions.set(list);
         });
     }
-    let check = move |_| {
+    let check = move |and_next: bool| {
         let draft = wizard.draft.get_untracked();
         if let Err(e) = provision::spec::validate_prefix(&draft.prefix) {
             error.set(Some(wizard.explain(&e)));
@@ -178,7 +196,12 @@ fn NamesStep() -> impl IntoView {
         let token = wizard.fly_token.get_untracked();
         spawn_local(async move {
             match name_availability(&api, &token, &draft.prefix).await {
-                Ok(note) => available.set(Some(note)),
+                Ok(note) => {
+                    available.set(Some(note));
+                    if and_next {
+                        next(2);
+                    }
+                }
                 Err(problem) => error.set(Some(problem)),
             }
         });
@@ -187,7 +210,7 @@ fn NamesStep() -> impl IntoView {
         <StepHeader step=2 title="Name and place"/>
         <Field label="Name prefix" value=prefix id="prefix" placeholder="my-agent"
             hint="Your apps will be called <prefix>-relay and <prefix>-vm. Lowercase letters, digits and hyphens."/>
-        <button class="button" id="check-names" on:click=check>"Check availability"</button>
+        <button class="button" id="check-names" on:click=move |_| check(false)>"Check availability"</button>
         <Show when=move || available.get().is_some()>
             <p class="ok" id="names-ok">{move || available.get().unwrap_or_default()}</p>
         </Show>
@@ -209,7 +232,8 @@ fn NamesStep() -> impl IntoView {
             </select>
             <small class="muted">"The relay always uses the smallest machine (256 MB)."</small>
         </label>
-        <Nav step=2 ready=Signal::derive(move || available.get().is_some() && !region.get().is_empty()) on_next=Callback::new(|_| next(2))/>
+        <Nav step=2 ready=Signal::derive(move || !prefix.get().trim().is_empty() && !region.get().is_empty())
+            on_next=Callback::new(move |_| if available.get_untracked().is_some() { next(2) } else { check(true) })/>
     }
 }
 
@@ -298,7 +322,15 @@ fn ChannelStep() -> impl IntoView {
             d.discord_app_id = app_id;
         });
     });
-    let check_bot = move |_| {
+    // What Next does once the bot (if any) is known: the fields checked with provision's rules.
+    let validate_and_next = Callback::new(move |_| match wizard.channel_problem() {
+        Ok(()) => {
+            error.set(None);
+            next(3);
+        }
+        Err(e) => error.set(Some(wizard.explain(&e))),
+    });
+    let check_bot = move |and_next: bool| {
         let api = config.with_value(|c| c.telegram_api.clone());
         let token = wizard.telegram_token.get_untracked();
         error.set(None);
@@ -307,6 +339,9 @@ fn ChannelStep() -> impl IntoView {
                 Ok(name) => {
                     draft.update(|d| d.telegram_bot = name.clone());
                     wizard.bot_name.set(Some(name));
+                    if and_next {
+                        validate_and_next.run(());
+                    }
                 }
                 Err(e) => {
                     wizard.bot_name.set(None);
@@ -315,6 +350,15 @@ fn ChannelStep() -> impl IntoView {
             }
         });
     };
+    forget_when_changed(wizard.telegram_token, move || wizard.bot_name.set(None));
+    // Telegram's bot is asked for its name on Next if the user did not press Check bot.
+    let on_next = Callback::new(move |_| {
+        if channel.get_untracked() == "telegram" && wizard.bot_name.get_untracked().is_none() {
+            check_bot(true);
+        } else {
+            validate_and_next.run(());
+        }
+    });
     // Next is offered once every field has something in it; what is in them is checked on Next,
     // so a mistake gets a sentence naming the field rather than a silently disabled button.
     let ready = Signal::derive(move || {
@@ -326,15 +370,8 @@ fn ChannelStep() -> impl IntoView {
                 whatsapp_number.get(),
             ]),
             "discord" => filled(&[wizard.discord_token.get()]),
-            _ => wizard.bot_name.get().is_some(),
+            _ => filled(&[wizard.telegram_token.get()]),
         }
-    });
-    let on_next = Callback::new(move |_| match wizard.channel_problem() {
-        Ok(()) => {
-            error.set(None);
-            next(3);
-        }
-        Err(e) => error.set(Some(wizard.explain(&e))),
     });
     view! {
         <StepHeader step=3 title="Where you will chat"/>
@@ -353,7 +390,7 @@ fn ChannelStep() -> impl IntoView {
                 <li>"After the deploy, one tap on “Pair” makes you the bot's owner: only you can talk to your agent."</li>
             </ol>
             <Field label="Bot token" value=wizard.telegram_token secret=true id="telegram-token" placeholder="123456789:AA…"/>
-            <button class="button" id="check-bot" on:click=check_bot>"Check bot"</button>
+            <button class="button" id="check-bot" on:click=move |_| check_bot(false)>"Check bot"</button>
             <Show when=move || wizard.bot_name.get().is_some()>
                 <p class="ok" id="bot-ok">{move || format!("✓ Bot {} is ready.", wizard.bot_name.get().unwrap_or_default())}</p>
             </Show>
@@ -403,13 +440,19 @@ fn KeyStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
     let config = StoredValue::new(expect_context::<Config>());
     let error = RwSignal::new(None::<String>);
-    let check = move |_| {
+    forget_when_changed(wizard.anthropic_key, move || wizard.key_checked.set(false));
+    let check = move |and_next: bool| {
         let api = config.with_value(|c| c.anthropic_api.clone());
         let key = wizard.anthropic_key.get_untracked();
         error.set(None);
         spawn_local(async move {
             match checks::anthropic_key(&api, &key).await {
-                Ok(()) => wizard.key_checked.set(true),
+                Ok(()) => {
+                    wizard.key_checked.set(true);
+                    if and_next {
+                        next(4);
+                    }
+                }
                 Err(e) => {
                     wizard.key_checked.set(false);
                     error.set(Some(e));
@@ -422,14 +465,15 @@ fn KeyStep() -> impl IntoView {
         <p>"Claude Code runs with your own key. Create one at "
             <a href="https://console.anthropic.com/settings/keys" rel="noopener noreferrer" target="_blank">"console.anthropic.com"</a>"."</p>
         <Field label="Anthropic API key" value=wizard.anthropic_key secret=true id="anthropic-key" placeholder="sk-ant-…"/>
-        <button class="button" id="check-key" on:click=check>"Check key"</button>
+        <button class="button" id="check-key" on:click=move |_| check(false)>"Check key"</button>
         <Show when=move || wizard.key_checked.get()>
             <p class="ok" id="key-ok">"✓ Anthropic accepts this key."</p>
         </Show>
         <ErrorLine error=error/>
         <Field label="GitHub token (optional)" value=wizard.github_token secret=true id="github-token"
             hint="Lets the agent clone and push your repositories over HTTPS."/>
-        <Nav step=4 ready=Signal::derive(move || wizard.key_checked.get()) on_next=Callback::new(|_| next(4))/>
+        <Nav step=4 ready=Signal::derive(move || !wizard.anthropic_key.get().trim().is_empty())
+            on_next=Callback::new(move |_| if wizard.key_checked.get_untracked() { next(4) } else { check(true) })/>
     }
 }
 
