@@ -126,14 +126,7 @@ async fn send_telegram_image(
     chat_id: &str,
     name: &str,
 ) -> Result<(), SendError> {
-    let Some(path) = media::lookup(&app.config.data_dir, name, media::KEEP_FOR) else {
-        return Err(SendError::Permanent(
-            "the image expired before it could be sent".into(),
-        ));
-    };
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
+    let bytes = media::read_stored(&app.config.data_dir, name).await?;
     if !telegram::fits_as_photo(&bytes) {
         return telegram::send_document(&app.http, config, chat_id, bytes, name).await;
     }

@@ -180,14 +180,7 @@ pub async fn send_image(
     channel: &str,
     name: &str,
 ) -> Result<(), SendError> {
-    let Some(path) = media::lookup(&app.config.data_dir, name, media::KEEP_FOR) else {
-        return Err(SendError::Permanent(
-            "the image expired before it could be sent".into(),
-        ));
-    };
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))?;
+    let bytes = media::read_stored(&app.config.data_dir, name).await?;
     if bytes.len() > UPLOAD_MAX_BYTES {
         return Err(SendError::Permanent(
             "the image is larger than Discord's 10 MB upload limit".into(),

@@ -9,6 +9,18 @@ use crate::SendError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The bytes of a stored image, for a channel that uploads it (Telegram, Discord).
+pub async fn read_stored(data_dir: &Path, name: &str) -> Result<Vec<u8>, SendError> {
+    let Some(path) = lookup(data_dir, name, KEEP_FOR) else {
+        return Err(SendError::Permanent(
+            "the image expired before it could be sent".into(),
+        ));
+    };
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| SendError::Permanent(format!("reading a stored image: {e}")))
+}
+
 /// `host` or `host:port`, as [`BoundedFetch::allowed_hosts`] names them.
 pub fn host_of(url: &reqwest::Url) -> String {
     match url.port() {

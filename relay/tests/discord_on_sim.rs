@@ -4,7 +4,6 @@
 use serde_json::{Value, json};
 use sim::testing::eventually;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 mod common;
@@ -15,11 +14,7 @@ const STRANGER: &str = "80351110224678913";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn start_sim(dir: &std::path::Path, heartbeat: Duration) -> sim::SimHandle {
-    let mut config = sim::SimConfig::new(dir.join("sim"));
-    config.discord_heartbeat = heartbeat;
-    sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    start_sim_with(dir, |config| config.discord_heartbeat = heartbeat).await
 }
 
 fn discord_env(

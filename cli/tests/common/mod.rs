@@ -115,8 +115,9 @@ pub fn textslash_serve(page: &Path, api: &str) -> Served {
 #[allow(unused_imports)] // each test file uses its own subset
 pub use sim::testing::eventually;
 
-pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
-    let machines: Value = reqwest::Client::new()
+/// `app`'s machines, as the sim's Machines API lists them.
+pub async fn machines(sim: &sim::SimHandle, app: &str) -> Value {
+    reqwest::Client::new()
         .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
         .bearer_auth("sim-token")
         .send()
@@ -124,8 +125,11 @@ pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    machines[0]["state"]
+        .unwrap()
+}
+
+pub async fn vm_state(sim: &sim::SimHandle, app: &str) -> String {
+    machines(sim, app).await[0]["state"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -160,18 +164,9 @@ pub async fn discord_user_sends(sim: &sim::SimHandle, from_id: &str, text: &str)
 
 /// Calls the sim's Machines API on `app`'s only machine: `start`, `stop`, …
 pub async fn machine_action(sim: &sim::SimHandle, app: &str, action: &str) {
-    let http = reqwest::Client::new();
-    let machines: Value = http
-        .get(format!("{}/v1/apps/{app}/machines", sim.base_url()))
-        .bearer_auth("sim-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let machines = machines(sim, app).await;
     let id = machines[0]["id"].as_str().unwrap();
-    let response = http
+    let response = reqwest::Client::new()
         .post(format!(
             "{}/v1/apps/{app}/machines/{id}/{action}",
             sim.base_url()

@@ -100,12 +100,19 @@ impl FakeVm {
 }
 
 pub async fn start_sim(dir: &std::path::Path) -> sim::SimHandle {
-    sim::start(
-        sim::SimConfig::new(dir.join("sim")),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap()
+    start_sim_with(dir, |_| {}).await
+}
+
+/// The sim with its configuration adjusted by `adjust`.
+pub async fn start_sim_with(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut sim::SimConfig),
+) -> sim::SimHandle {
+    let mut config = sim::SimConfig::new(dir.join("sim"));
+    adjust(&mut config);
+    sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
 }
 
 pub fn base_env(
