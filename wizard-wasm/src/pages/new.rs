@@ -509,7 +509,7 @@ fn ReviewStep() -> impl IntoView {
             </ul>
             <h2>"Where your secrets go"</h2>
             <ul class="review">
-                <li>{format!("The relay app's Fly secrets: {channel_secrets} and a random relay↔agent token.")}</li>
+                <li>{format!("The relay app's Fly secrets: {channel_secrets}, a random relay↔agent token and the one-time pairing code.")}</li>
                 <li>"The agent app's Fly secrets: your Anthropic key, the GitHub token if given, the same relay↔agent token."</li>
                 <li>"Your Fly token: used by this page only, sent only to Fly's API."</li>
             </ul>
