@@ -62,7 +62,8 @@ pub struct App {
     pub outbox_wake: Notify,
     pub started: Instant,
     /// The Telegram webhook's registration, as `/health` reports it (no secret in it).
-    pub telegram_webhook: std::sync::Mutex<WebhookState>,
+    /// With the Unix milliseconds of its last change.
+    pub telegram_webhook: std::sync::Mutex<(WebhookState, i64)>,
     /// Discord's REST client and Gateway status, when Discord is configured.
     pub discord: Option<discord::Discord>,
 }
@@ -171,11 +172,14 @@ pub async fn run(
         inbox_wake: Notify::new(),
         outbox_wake: Notify::new(),
         started: Instant::now(),
-        telegram_webhook: std::sync::Mutex::new(if config_has_telegram {
-            WebhookState::Registering
-        } else {
-            WebhookState::NotUsed
-        }),
+        telegram_webhook: std::sync::Mutex::new((
+            if config_has_telegram {
+                WebhookState::Registering
+            } else {
+                WebhookState::NotUsed
+            },
+            journal::now_ms(),
+        )),
         discord,
     });
 
@@ -230,7 +234,10 @@ async fn register_telegram_webhook(app: Arc<App>, mut stop: watch::Receiver<bool
         return;
     };
     let set_state = |state: WebhookState| {
-        *app.telegram_webhook.lock().expect("webhook state lock") = state;
+        let mut current = app.telegram_webhook.lock().expect("webhook state lock");
+        if current.0 != state {
+            *current = (state, journal::now_ms());
+        }
     };
     for attempt in 0.. {
         match telegram::set_webhook(&app.http, telegram, &app.config.public_url).await {

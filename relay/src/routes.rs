@@ -259,7 +259,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "uptime_secs": app.started.elapsed().as_secs(),
         "channels": app.config.channels(),
         "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
-        "telegram_webhook": *app.telegram_webhook.lock().expect("webhook state lock"),
+        "telegram_webhook": telegram_webhook_health(&app),
         "discord_gateway": app.discord.as_ref().map(|d| d.status()),
     });
     (
@@ -270,6 +270,18 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         axum::Json(body),
     )
         .into_response()
+}
+
+/// The webhook's state, its detail (Telegram's answer) and since when (Unix ms).
+fn telegram_webhook_health(app: &App) -> serde_json::Value {
+    let (state, since_ms) = app
+        .telegram_webhook
+        .lock()
+        .expect("webhook state lock")
+        .clone();
+    let mut value = serde_json::to_value(state).expect("the state serialises");
+    value["since_ms"] = since_ms.into();
+    value
 }
 
 async fn media_file(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {

@@ -773,6 +773,10 @@ async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
     )
     .await;
     assert!(
+        retrying["telegram_webhook"]["since_ms"].as_i64().unwrap() > 0,
+        "health says since when: {retrying}"
+    );
+    assert!(
         retrying["telegram_webhook"]["detail"]
             .as_str()
             .unwrap()
