@@ -201,6 +201,12 @@ impl Process {
     }
 
     /// The session this process works in, once known.
+    /// Whether the process is still running: a warm one can exit while it waits (the CLI
+    /// crashed, or was killed), and is no use for the next message.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
     }
@@ -228,8 +234,10 @@ impl Process {
             self.stdin.flush().await
         };
         if sent.await.is_err() {
-            // It is gone already; what it said on the way out explains why.
-            return self.failed().await;
+            // It is gone already (Claude Code answers an unknown `--resume` id before it reads
+            // any input, then exits): what it printed on the way out is still to be read below,
+            // and explains why.
+            tracing::debug!("the agent closed its input before the message was written");
         }
         let mut result = None;
         let session = &mut self.session;

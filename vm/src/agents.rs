@@ -28,9 +28,11 @@ impl Agents {
 
     /// The conversation's warm process, if it has one working in `session`.
     pub fn take(&self, conversation: &str, session: Option<&str>) -> Option<Process> {
-        let (process, _) = self.lock().remove(conversation)?;
-        // A process in another session (after /new, say) is no use: it goes.
-        (session.is_some() && process.session() == session).then_some(process)
+        let (mut process, _) = self.lock().remove(conversation)?;
+        // A process in another session (after /new, say), or one that exited while it
+        // waited, is no use: it goes, and the caller starts a fresh one.
+        (session.is_some() && process.session() == session && process.is_running())
+            .then_some(process)
     }
 
     /// Keeps a process that finished a turn cleanly for the conversation's next message.

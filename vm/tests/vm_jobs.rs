@@ -497,6 +497,17 @@ async fn a_conversation_keeps_its_agent_warm_and_a_dead_or_reset_one_is_replaced
     assert!(number == 1 && pid != first_pid, "{replies:?}");
     assert!(!replies[4].contains("turn 1 "), "resumed: {replies:?}");
 
+    // A process that ends after a finished turn (the capture replay prints its result and
+    // exits) is not reused: the next message gets a fresh one, not a write to a dead pipe.
+    vm.send("4b", "telegram:replay", "#replay").await;
+    relay.wait_for("telegram:replay", 1).await;
+    vm.send("4c", "telegram:replay", "after the replay").await;
+    let replay = relay.wait_for("telegram:replay", 2).await;
+    assert!(
+        replay[1].contains("You said: after the replay") && !replay[1].contains("exit code"),
+        "{replay:?}"
+    );
+
     // At most WARM_AGENTS wait: a third conversation ends the least recently used one.
     vm.send("a", "telegram:a", "hi").await;
     relay.wait_for("telegram:a", 1).await;
