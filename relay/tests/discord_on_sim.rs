@@ -22,11 +22,9 @@ fn discord_env(
     vm_url: &str,
     data_dir: &std::path::Path,
 ) -> HashMap<String, String> {
-    HashMap::from([
-        ("VM_URL".to_string(), vm_url.to_string()),
-        ("VM_TOKEN".into(), VM_TOKEN.into()),
-        ("DATA_DIR".into(), data_dir.display().to_string()),
-        ("ALLOWED_SENDERS".into(), format!("discord:{OWNER}")),
+    let mut env = service_env(vm_url, data_dir);
+    env.extend([
+        ("ALLOWED_SENDERS".to_string(), format!("discord:{OWNER}")),
         ("DISCORD_BOT_TOKEN".into(), sim::SIM_DISCORD_BOT.into()),
         (
             "DISCORD_API_BASE".into(),
@@ -40,7 +38,8 @@ fn discord_env(
             ),
         ),
         ("DISCORD_MEDIA_HOSTS".into(), "localhost".into()),
-    ])
+    ]);
+    env
 }
 
 async fn post(sim: &sim::SimHandle, path: &str, body: Value) -> reqwest::Response {

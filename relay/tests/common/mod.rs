@@ -115,15 +115,23 @@ pub async fn start_sim_with(
         .unwrap()
 }
 
+/// What every relay needs beside its channels: the vm, the shared token, a data folder.
+pub fn service_env(vm_url: &str, data_dir: &std::path::Path) -> HashMap<String, String> {
+    HashMap::from([
+        ("VM_URL".to_string(), vm_url.to_string()),
+        ("VM_TOKEN".into(), VM_TOKEN.into()),
+        ("DATA_DIR".into(), data_dir.display().to_string()),
+    ])
+}
+
+/// A relay on Telegram and WhatsApp (the sim's bot and account), owner on both.
 pub fn base_env(
     sim: &sim::SimHandle,
     vm_url: &str,
     data_dir: &std::path::Path,
 ) -> HashMap<String, String> {
-    HashMap::from([
-        ("VM_URL".to_string(), vm_url.to_string()),
-        ("VM_TOKEN".into(), VM_TOKEN.into()),
-        ("DATA_DIR".into(), data_dir.display().to_string()),
+    let mut env = service_env(vm_url, data_dir);
+    env.extend([
         (
             "ALLOWED_SENDERS".into(),
             format!("telegram:{OWNER},{OWNER_WA}"),
@@ -143,7 +151,8 @@ pub fn base_env(
         ),
         // The sim's Twilio CDN is this port under `localhost`.
         ("TWILIO_MEDIA_HOSTS".into(), "localhost".into()),
-    ])
+    ]);
+    env
 }
 
 pub struct RunningRelay {
