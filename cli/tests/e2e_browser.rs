@@ -856,10 +856,9 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
         browser
             .type_into("#twilio-token", sim::SIM_TWILIO_TOKEN)
             .await;
-        browser.type_into("#whatsapp-number", BOT_WA).await;
-        // Typed as people write it; the page tidies it to whatsapp:+15551234567.
+        // Typed as people write it; the page tidies it to +14155238886 (the owner pairs).
         browser
-            .type_into("#whatsapp-owner", "+1 555-123 4567")
+            .type_into("#whatsapp-number", "+1 415-523 8886")
             .await;
         browser.click("#next").await;
         let step = browser
@@ -890,22 +889,33 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
     let webhook = webhook.as_str().unwrap().to_string();
     assert!(webhook.ends_with("/apps/wa-relay/webhook/twilio"), "{done}");
     let pair = href(&browser, "#pair").await;
-    assert!(
-        pair.starts_with("https://wa.me/14155238886?text="),
-        "{pair}"
-    );
+    let code = pair
+        .strip_prefix("https://wa.me/14155238886?text=")
+        .unwrap_or_else(|| panic!("{pair}"))
+        .to_string();
 
-    // The owner writes on WhatsApp (Twilio signs the webhook the owner pasted).
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/sim/twilio/send", sim.base_url()))
-        .json(&json!({"url": webhook, "from": OWNER_WA, "to": format!("whatsapp:{BOT_WA}"), "body": "hi on whatsapp"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["webhook_status"], 200);
+    // The owner sends the prefilled message, then writes (Twilio signs each webhook).
+    let whatsapp = async |body: &str| -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/sim/twilio/send", sim.base_url()))
+            .json(&json!({"url": webhook, "from": OWNER_WA, "to": format!("whatsapp:{BOT_WA}"), "body": body}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    assert_eq!(whatsapp(&code).await["webhook_status"], 200);
+    eventually("the welcome", Duration::from_secs(20), async || {
+        sim.sim
+            .channels
+            .twilio_sent()
+            .into_iter()
+            .find(|s| s.to == OWNER_WA && s.text == relay::pairing::WELCOME)
+    })
+    .await;
+    assert_eq!(whatsapp("hi on whatsapp").await["webhook_status"], 200);
     eventually(
         "the agent's WhatsApp reply",
         Duration::from_secs(30),
