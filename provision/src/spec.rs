@@ -400,9 +400,14 @@ pub fn discord_application_id(token: &Secret) -> Option<String> {
 /// The link that adds the bot to one of the user's servers (a user can DM a bot they share a
 /// server with). No permissions are asked for: the bot only answers direct messages.
 pub fn discord_invite_url(token: &Secret) -> Option<String> {
-    discord_application_id(token).map(|id| {
-        format!("https://discord.com/oauth2/authorize?client_id={id}&scope=bot&permissions=0")
-    })
+    discord_application_id(token).map(|id| discord_invite_link(&id))
+}
+
+/// The invite link for the application `id` (the page keeps only the id, not the token).
+pub fn discord_invite_link(application_id: &str) -> String {
+    format!(
+        "https://discord.com/oauth2/authorize?client_id={application_id}&scope=bot&permissions=0"
+    )
 }
 
 /// Standard or URL-safe base64, padding optional: enough for a token's id part without a

@@ -32,8 +32,6 @@ pub const TEXT_LIMIT: Limit = Limit {
 };
 /// Where Discord serves attachments.
 pub const MEDIA_HOSTS: &[&str] = &["cdn.discordapp.com", "media.discordapp.net"];
-/// Inbound attachments larger than this are named to the agent, not fetched.
-pub const MEDIA_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A bot's upload limit without server boosts (Discord, "Uploading Files": 10 MiB).
 pub const UPLOAD_MAX_BYTES: usize = 10 * 1024 * 1024;
 /// The journal's key for this channel's Gateway session.
@@ -216,10 +214,10 @@ pub async fn download(
             "{filename} is not an image, and only images reach the agent"
         )));
     }
-    if *size > MEDIA_MAX_BYTES as u64 {
+    if *size > media::INBOUND_MAX_BYTES as u64 {
         return Err(SendError::Permanent(format!(
             "{filename} is larger than {} MB",
-            MEDIA_MAX_BYTES >> 20
+            media::INBOUND_MAX_BYTES >> 20
         )));
     }
     let parsed = reqwest::Url::parse(url)
@@ -231,8 +229,8 @@ pub async fn download(
     }
     let fetch = media::BoundedFetch {
         allowed_hosts: config.media_hosts.clone(),
-        max_bytes: MEDIA_MAX_BYTES,
-        timeout: crate::twilio::MEDIA_TIMEOUT,
+        max_bytes: media::INBOUND_MAX_BYTES,
+        timeout: media::INBOUND_TIMEOUT,
     };
     let bytes = fetch.get(parsed, None).await?;
     Ok((bytes, content_type.clone()))

@@ -41,6 +41,12 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
         })
 }
 
+/// The most an inbound attachment may be: WhatsApp's media limit (16 MB, Twilio's media
+/// limits for WhatsApp), applied to every channel.
+pub const INBOUND_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A download, redirects and body included, gets this long; the forwarder waits for it.
+pub const INBOUND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An inbound attachment download: redirects followed only to `allowed_hosts` (reqwest drops
 /// credentials on a redirect to another host), at most `max_bytes`, all within `timeout`, so
 /// a huge or stalled file can neither exhaust the relay nor hold up the forwarder.

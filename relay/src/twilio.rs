@@ -167,14 +167,10 @@ pub const MEDIA_HOSTS: &[&str] = &[
     "*.twiliocdn.com",
     "s3-external-1.amazonaws.com",
 ];
-/// WhatsApp media are at most 16 MB (Twilio's media limits for WhatsApp).
-pub const MEDIA_MAX_BYTES: usize = 16 * 1024 * 1024;
-/// A download, redirects and body included, gets this long; the forwarder waits for it.
-pub const MEDIA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Downloads inbound media: only from Twilio's API host (the only place the credentials are
 /// sent), following redirects only to Twilio's media hosts (reqwest drops the credentials on
-/// a redirect to another host), at most [`MEDIA_MAX_BYTES`] within [`MEDIA_TIMEOUT`].
+/// a redirect to another host), at most [`media::INBOUND_MAX_BYTES`] within [`media::INBOUND_TIMEOUT`].
 pub async fn download(config: &TwilioConfig, url: &str) -> Result<Vec<u8>, SendError> {
     let refuse = |why: &str| SendError::Permanent(why.to_string());
     let parsed = reqwest::Url::parse(url).map_err(|_| refuse("the media URL is not a URL"))?;
@@ -188,8 +184,8 @@ pub async fn download(config: &TwilioConfig, url: &str) -> Result<Vec<u8>, SendE
     allowed.push(media::host_of(&api));
     let fetch = media::BoundedFetch {
         allowed_hosts: allowed,
-        max_bytes: MEDIA_MAX_BYTES,
-        timeout: MEDIA_TIMEOUT,
+        max_bytes: media::INBOUND_MAX_BYTES,
+        timeout: media::INBOUND_TIMEOUT,
     };
     fetch
         .get(parsed, Some((&config.account_sid, &config.auth_token)))

@@ -198,9 +198,7 @@ fn Done() -> impl IntoView {
 fn before_pairing(kind: ChannelKind, webhook: String, discord_app_id: String) -> impl IntoView {
     match kind {
         ChannelKind::Discord => {
-            let invite = format!(
-                "https://discord.com/oauth2/authorize?client_id={discord_app_id}&scope=bot&permissions=0"
-            );
+            let invite = provision::spec::discord_invite_link(&discord_app_id);
             view! {
                 <p>"Your relay connects to Discord itself. Add the bot to a server of yours (a private one will do), so that you can message it:"</p>
                 <p><a class="button" id="discord-invite" href=invite rel="noopener noreferrer" target="_blank">"Add the bot to a server"</a></p>
