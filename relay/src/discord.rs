@@ -315,7 +315,7 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 }
                 if frame.as_ref().is_some_and(|f| f.code == 4004) {
                     // The saved session belongs to a token Discord no longer takes.
-                    let _ = app.journal.forget_gateway_session(SESSION_KEY);
+                    let _ = app.journal.forget_gateway_session(SESSION_KEY).await;
                 }
                 discord.set_state(GatewayState::Reconnecting, reason);
             }
@@ -323,38 +323,47 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 tracing::info!("Discord Gateway ready");
                 discord.status.lock().expect("gateway status lock").bot = Some(ready.user.name);
                 discord.set_state(GatewayState::Connected, None);
-                save_session(&app, &shard);
+                save_session(&app, session_of(&shard)).await;
             }
             Some(Ok(Event::Resumed)) => {
                 tracing::info!("Discord Gateway session resumed");
                 discord.set_state(GatewayState::Connected, None);
-                save_session(&app, &shard);
+                save_session(&app, session_of(&shard)).await;
             }
             Some(Ok(Event::MessageCreate(message))) => {
                 if let Some(message) = inbound(&message)
-                    && app.admit(message) == crate::Admission::Unsaved
+                    && app.admit(message).await == crate::Admission::Unsaved
                 {
                     // Not journaled: keep the session where it was, so the next resume
                     // (a restart) replays this message.
                     continue;
                 }
-                save_session(&app, &shard);
+                save_session(&app, session_of(&shard)).await;
             }
             Some(Ok(_)) => {}
         }
     }
 }
 
-fn save_session(app: &App, shard: &Shard) {
-    let (Some(session), Some(resume_url)) = (shard.session(), shard.resume_url()) else {
-        return;
-    };
-    let saved = GatewaySession {
+/// Where the shard's session stands, if it has one to resume.
+fn session_of(shard: &Shard) -> Option<GatewaySession> {
+    let (session, resume_url) = (shard.session()?, shard.resume_url()?);
+    Some(GatewaySession {
         session_id: session.id().to_string(),
         sequence: session.sequence(),
         resume_url: resume_url.to_string(),
+    })
+}
+
+async fn save_session(app: &App, session: Option<GatewaySession>) {
+    let Some(session) = session else {
+        return;
     };
-    if let Err(error) = app.journal.save_gateway_session(SESSION_KEY, &saved) {
+    if let Err(error) = app
+        .journal
+        .save_gateway_session(SESSION_KEY, &session)
+        .await
+    {
         tracing::warn!("could not save the Discord session: {error}");
     }
 }

@@ -1,17 +1,21 @@
-//! Inbox → vm. Messages go one at a time, oldest first, to `VM_URL/messages`. A cold vm is
-//! woken by the request itself (Flycast starts it); if it has not answered within
-//! `WAKE_NOTICE_AFTER_MS` the sender gets one "Waking up…" notice, and past `VM_DEADLINE_SECS`
-//! one "could not reach" notice, while the message stays journaled and is retried until the vm
-//! takes it. After a restart the journal still holds whatever the vm never accepted.
+//! Inbox → vm. Each conversation's messages go one at a time, oldest first, to
+//! `VM_URL/messages`; different conversations go in parallel (up to `MAX_PARALLEL`), so one
+//! slow or refused message holds up only its own conversation. A cold vm is woken by the
+//! request itself (Flycast starts it); if it has not answered within `WAKE_NOTICE_AFTER_MS`
+//! the sender gets one "Waking up…" notice, and past `VM_DEADLINE_SECS` one "could not reach"
+//! notice, while the message stays journaled and is retried until the vm takes it. After a
+//! restart the journal still holds whatever the vm never accepted.
 
 use crate::journal::{InboundMessage, MediaRef};
 use crate::{App, SendError, backoff, channel, sleep_unless_stopped};
 use base64::Engine;
 use contract::client::Verdict;
 use contract::protocol::{Image, VmMessage};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub const WAKING_UP: &str = "Waking up your agent… (it sleeps when idle; this takes a few seconds)";
@@ -22,31 +26,75 @@ pub const UNREACHABLE: &str = "I could not reach your agent. Your message is sav
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// The pause between attempts once the deadline has passed.
 const AFTER_DEADLINE_RETRY: Duration = Duration::from_secs(30);
+/// Conversations forwarded at the same time; the rest wait for a free slot.
+const MAX_PARALLEL: usize = 8;
 
+/// Starts a worker for each conversation with waiting messages (one worker per conversation
+/// keeps its order), whenever a message is journaled or a worker finishes.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut workers = JoinSet::new();
+    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let next = match app.journal.next_undelivered() {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!("reading the inbox failed: {error}");
-                None
+        match app.journal.pending_conversations() {
+            Ok(pending) => {
+                for conversation in pending {
+                    if busy.len() >= MAX_PARALLEL {
+                        break;
+                    }
+                    if !busy.values().any(|c| *c == conversation) {
+                        let worker =
+                            forward_conversation(app.clone(), conversation.clone(), stop.clone());
+                        busy.insert(workers.spawn(worker).id(), conversation);
+                    }
+                }
             }
-        };
-        match next {
-            Some((seq, message)) => {
+            Err(error) => tracing::error!("reading the inbox failed: {error}"),
+        }
+        tokio::select! {
+            _ = app.inbox_wake.notified() => {}
+            Some(done) = workers.join_next_with_id() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(error) => {
+                        tracing::error!("a forwarding worker failed: {error}");
+                        error.id()
+                    }
+                };
+                busy.remove(&id);
+            }
+            _ = tokio::time::sleep(IDLE_TICK) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    // Workers see the stop themselves; their messages stay journaled.
+    while workers.join_next().await.is_some() {}
+}
+
+/// Delivers `conversation`'s waiting messages in order until none is left (or shutdown).
+async fn forward_conversation(
+    app: Arc<App>,
+    conversation: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_delivered = None;
+    loop {
+        match app.journal.next_undelivered_in(&conversation) {
+            // The same message again means it could not be marked delivered: leave it to the
+            // next round instead of sending it in a tight loop (the vm drops repeats anyway).
+            Ok(Some((seq, _))) if last_delivered == Some(seq) => return,
+            Ok(Some((seq, message))) => {
                 if !deliver(&app, seq, message, &mut stop).await {
                     return;
                 }
+                last_delivered = Some(seq);
             }
-            None => {
-                tokio::select! {
-                    _ = app.inbox_wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE_TICK) => {}
-                    _ = stop.changed() => return,
-                }
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!("reading the inbox failed: {error}");
+                return;
             }
         }
     }
@@ -91,14 +139,14 @@ async fn deliver(
                 outcome = &mut request => break outcome,
                 _ = tokio::time::sleep_until(wake_notice_at), if !woke_notice_sent => {
                     woke_notice_sent = true;
-                    notify(app, &message, "waking", WAKING_UP);
+                    notify(app, &message, "waking", WAKING_UP).await;
                 }
                 _ = stop.changed() => return false,
             }
         };
         match outcome {
             Verdict::Accepted => {
-                if let Err(error) = app.journal.mark_delivered(seq) {
+                if let Err(error) = app.journal.mark_delivered(seq).await {
                     // The vm de-duplicates on id, so a repeat after this is harmless.
                     tracing::error!("could not mark a message delivered: {error}");
                 }
@@ -116,14 +164,15 @@ async fn deliver(
                     &message,
                     "refused",
                     &format!("Your agent could not take that message: {reason}"),
-                );
-                let _ = app.journal.mark_delivered(seq);
+                )
+                .await;
+                let _ = app.journal.mark_delivered(seq).await;
                 return true;
             }
             Verdict::DiskFull => {
                 tracing::error!(id = %message.id, "the vm's disk is full; the sender was told");
-                notify(app, &message, "disk-full", DISK_FULL);
-                let _ = app.journal.mark_delivered(seq);
+                notify(app, &message, "disk-full", DISK_FULL).await;
+                let _ = app.journal.mark_delivered(seq).await;
                 return true;
             }
             Verdict::Retry(reason) => {
@@ -133,7 +182,7 @@ async fn deliver(
         let wait = if Instant::now() >= deadline {
             if !deadline_notice_sent {
                 deadline_notice_sent = true;
-                notify(app, &message, "unreachable", UNREACHABLE);
+                notify(app, &message, "unreachable", UNREACHABLE).await;
             }
             AFTER_DEADLINE_RETRY
         } else {
@@ -141,7 +190,7 @@ async fn deliver(
         };
         if !woke_notice_sent && Instant::now() + wait >= wake_notice_at {
             woke_notice_sent = true;
-            notify(app, &message, "waking", WAKING_UP);
+            notify(app, &message, "waking", WAKING_UP).await;
         }
         if !sleep_unless_stopped(wait, stop).await {
             return false;
@@ -151,13 +200,17 @@ async fn deliver(
 }
 
 /// Queues a notice to the message's conversation, once per message and kind.
-fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
-    match app.journal.enqueue(
-        &format!("notice:{kind}:{}", message.id),
-        &message.conversation,
-        text,
-        &[],
-    ) {
+async fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
+    match app
+        .journal
+        .enqueue(
+            &format!("notice:{kind}:{}", message.id),
+            &message.conversation,
+            text,
+            &[],
+        )
+        .await
+    {
         Ok(_) => app.outbox_wake.notify_one(),
         Err(error) => tracing::error!("could not queue a notice: {error}"),
     }

@@ -8,15 +8,33 @@
 //!
 //! Finished rows stay for `RETENTION_HOURS` (duplicates of a delivered message are still
 //! recognised meanwhile), then [`Journal::prune`] removes them, text and all.
+//!
+//! # Group commit
+//! Every write goes to one writer thread with its own connection. It takes all the writes
+//! queued meanwhile, runs them in one transaction and commits once (one fsync for the batch),
+//! then answers each caller. So a caller still hears back only once its own write is durable,
+//! but sixteen concurrent webhooks cost one fsync instead of sixteen, and no fsync ever blocks
+//! the async runtime. Reads use a second connection (WAL lets them run beside the writer) and
+//! see only committed rows.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
 
 #[derive(Debug, thiserror::Error)]
-#[error("journal: {0}")]
-pub struct JournalError(#[from] rusqlite::Error);
+pub enum JournalError {
+    #[error("journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this write was part of did not commit, so the write did not happen.
+    #[error("journal: the commit failed: {0}")]
+    Commit(String),
+    #[error("journal: closed")]
+    Closed,
+    #[error("journal: could not start the writer thread: {0}")]
+    Writer(std::io::Error),
+}
 
 /// A reference to inbound media, resolved (downloaded) when the message is forwarded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +78,28 @@ pub struct OutboundMessage {
 }
 
 pub struct Journal {
+    /// The read connection.
     db: Mutex<Connection>,
+    /// The writer thread's queue; `None` once closed.
+    writes: Option<mpsc::Sender<WriteJob>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    counts: std::sync::Arc<WriteCounts>,
 }
+
+/// How well group commit groups: writes done and commits they took (`/health` shows both).
+#[derive(Debug, Default)]
+pub struct WriteCounts {
+    pub writes: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// A write for the writer thread: runs its statements on the writer's connection inside the
+/// batch's transaction and returns how to answer its caller once the commit's outcome is known.
+type WriteJob = Box<dyn FnOnce(&Connection) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
+
+/// At most this many writes share a commit (a bound on how long the first one waits).
+const MAX_BATCH: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -75,6 +113,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     delivered_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE delivered_ms IS NULL;
+CREATE INDEX IF NOT EXISTS inbox_pending_by_conversation ON inbox (conversation, seq) WHERE delivered_ms IS NULL;
 CREATE TABLE IF NOT EXISTS outbox (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
@@ -123,13 +162,64 @@ pub fn now_ms() -> i64 {
 
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let db = Connection::open(path)?;
-        // WAL with FULL sync: a committed message survives a crash of the process or machine.
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
-        Ok(Journal { db: Mutex::new(db) })
+        let connect = || -> Result<Connection, JournalError> {
+            let db = Connection::open(path)?;
+            // WAL with FULL sync: a committed message survives a crash of the process or
+            // machine.
+            db.pragma_update(None, "journal_mode", "WAL")?;
+            db.pragma_update(None, "synchronous", "FULL")?;
+            db.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(db)
+        };
+        let writer_db = connect()?;
+        writer_db.execute_batch(SCHEMA)?;
+        let (writes, queue) = mpsc::channel();
+        let counts = std::sync::Arc::new(WriteCounts::default());
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn({
+                let counts = counts.clone();
+                move || write_batches(writer_db, queue, &counts)
+            })
+            .map_err(JournalError::Writer)?;
+        Ok(Journal {
+            db: Mutex::new(connect()?),
+            writes: Some(writes),
+            writer: Some(writer),
+            counts,
+        })
+    }
+
+    /// (writes, commits) since the journal was opened.
+    pub fn write_counts(&self) -> (u64, u64) {
+        (
+            self.counts.writes.load(Ordering::Relaxed),
+            self.counts.commits.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `op` on the writer thread inside the current batch's transaction; resolves once
+    /// that transaction is committed (or failed).
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |db| {
+            let result = op(db);
+            Box::new(move |commit_error: Option<&rusqlite::Error>| {
+                let result = match (result, commit_error) {
+                    (Ok(_), Some(error)) => Err(JournalError::Commit(error.to_string())),
+                    (result, _) => result.map_err(JournalError::Sqlite),
+                };
+                let _ = answer.send(result);
+            })
+        });
+        self.writes
+            .as_ref()
+            .and_then(|writes| writes.send(job).ok())
+            .ok_or(JournalError::Closed)?;
+        answered.await.map_err(|_| JournalError::Closed)?
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -141,13 +231,17 @@ impl Journal {
     }
 
     /// Commits an inbound message; `false` when its id was already journaled (a duplicate).
-    pub fn accept(&self, message: &InboundMessage) -> Result<bool, JournalError> {
+    pub async fn accept(&self, message: &InboundMessage) -> Result<bool, JournalError> {
         let media = serde_json::to_string(&message.media).expect("media refs serialise");
-        let inserted = self.db().execute(
-            "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
-        )?;
-        Ok(inserted == 1)
+        let message = message.clone();
+        self.write(move |db| {
+            let inserted = db.execute(
+                "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
     }
 
     /// Whether `sender` paired with the deployment's code.
@@ -174,37 +268,43 @@ impl Journal {
 
     /// Spends the pairing code on `sender`, making them an owner; `false` when it was spent
     /// already (two people racing with the same link: the first one wins).
-    pub fn pair(&self, sender: &str) -> Result<bool, JournalError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let now = now_ms();
-        let spent = tx.execute(
-            "INSERT OR IGNORE INTO pairing (id, sender, used_ms) VALUES (1, ?1, ?2)",
-            params![sender, now],
-        )?;
-        if spent == 1 {
-            tx.execute(
-                "INSERT OR IGNORE INTO owners (sender, paired_ms) VALUES (?1, ?2)",
+    pub async fn pair(&self, sender: &str) -> Result<bool, JournalError> {
+        let sender = sender.to_string();
+        // Both rows are in the batch's one transaction, so they land together or not at all.
+        self.write(move |db| {
+            let now = now_ms();
+            let spent = db.execute(
+                "INSERT OR IGNORE INTO pairing (id, sender, used_ms) VALUES (1, ?1, ?2)",
                 params![sender, now],
             )?;
-        }
-        tx.commit()?;
-        Ok(spent == 1)
+            if spent == 1 {
+                db.execute(
+                    "INSERT OR IGNORE INTO owners (sender, paired_ms) VALUES (?1, ?2)",
+                    params![sender, now],
+                )?;
+            }
+            Ok(spent == 1)
+        })
+        .await
     }
 
     /// Remembers where `channel`'s Gateway session stands; saved after the messages it
     /// carried were accepted, so a resume replays nothing that was not journaled.
-    pub fn save_gateway_session(
+    pub async fn save_gateway_session(
         &self,
         channel: &str,
         session: &GatewaySession,
     ) -> Result<(), JournalError> {
-        self.db().execute(
-            "INSERT INTO gateway_session (channel, session_id, sequence, resume_url) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (channel) DO UPDATE SET session_id = ?2, sequence = ?3, resume_url = ?4",
-            params![channel, session.session_id, session.sequence as i64, session.resume_url],
-        )?;
-        Ok(())
+        let (channel, session) = (channel.to_string(), session.clone());
+        self.write(move |db| {
+            db.execute(
+                "INSERT INTO gateway_session (channel, session_id, sequence, resume_url) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (channel) DO UPDATE SET session_id = ?2, sequence = ?3, resume_url = ?4",
+                params![channel, session.session_id, session.sequence as i64, session.resume_url],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     pub fn gateway_session(&self, channel: &str) -> Result<Option<GatewaySession>, JournalError> {
@@ -225,20 +325,39 @@ impl Journal {
     }
 
     /// Forgets `channel`'s session (Discord invalidated it); the next start identifies anew.
-    pub fn forget_gateway_session(&self, channel: &str) -> Result<(), JournalError> {
-        self.db().execute(
-            "DELETE FROM gateway_session WHERE channel = ?1",
-            params![channel],
-        )?;
-        Ok(())
+    pub async fn forget_gateway_session(&self, channel: &str) -> Result<(), JournalError> {
+        let channel = channel.to_string();
+        self.write(move |db| {
+            db.execute(
+                "DELETE FROM gateway_session WHERE channel = ?1",
+                params![channel],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
-    /// The oldest message the vm has not accepted yet.
-    pub fn next_undelivered(&self) -> Result<Option<(i64, InboundMessage)>, JournalError> {
+    /// The conversations with messages the vm has not accepted yet, the longest-waiting first.
+    pub fn pending_conversations(&self) -> Result<Vec<String>, JournalError> {
+        let db = self.db();
+        let mut query = db.prepare_cached(
+            "SELECT conversation FROM inbox WHERE delivered_ms IS NULL
+             GROUP BY conversation ORDER BY MIN(seq)",
+        )?;
+        let rows = query.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The oldest message of `conversation` the vm has not accepted yet.
+    pub fn next_undelivered_in(
+        &self,
+        conversation: &str,
+    ) -> Result<Option<(i64, InboundMessage)>, JournalError> {
         self.db()
             .query_row(
-                "SELECT seq, id, conversation, sender, text, media FROM inbox WHERE delivered_ms IS NULL ORDER BY seq LIMIT 1",
-                [],
+                "SELECT seq, id, conversation, sender, text, media FROM inbox
+                 WHERE delivered_ms IS NULL AND conversation = ?1 ORDER BY seq LIMIT 1",
+                [conversation],
                 |row| {
                     let media: String = row.get(5)?;
                     Ok((
@@ -257,16 +376,17 @@ impl Journal {
             .map_err(Into::into)
     }
 
-    pub fn mark_delivered(&self, seq: i64) -> Result<(), JournalError> {
-        self.db().execute(
+    pub async fn mark_delivered(&self, seq: i64) -> Result<(), JournalError> {
+        self.update(
             "UPDATE inbox SET delivered_ms = ?1 WHERE seq = ?2",
-            params![now_ms(), seq],
-        )?;
-        Ok(())
+            now_ms(),
+            seq,
+        )
+        .await
     }
 
     /// Queues a reply or notice; `false` when `id` was queued before (the vm retried).
-    pub fn enqueue(
+    pub async fn enqueue(
         &self,
         id: &str,
         conversation: &str,
@@ -274,11 +394,16 @@ impl Journal {
         images: &[String],
     ) -> Result<bool, JournalError> {
         let images = serde_json::to_string(images).expect("names serialise");
-        let inserted = self.db().execute(
-            "INSERT OR IGNORE INTO outbox (id, conversation, text, images) VALUES (?1, ?2, ?3, ?4)",
-            params![id, conversation, text, images],
-        )?;
-        Ok(inserted == 1)
+        let row = [id, conversation, text].map(str::to_string);
+        self.write(move |db| {
+            let [id, conversation, text] = row;
+            let inserted = db.execute(
+                "INSERT OR IGNORE INTO outbox (id, conversation, text, images) VALUES (?1, ?2, ?3, ?4)",
+                params![id, conversation, text, images],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
     }
 
     /// The oldest unsent reply whose next attempt is due at `now_ms`.
@@ -313,53 +438,71 @@ impl Journal {
         )?)
     }
 
-    pub fn record_chunks_sent(&self, seq: i64, chunks_sent: i64) -> Result<(), JournalError> {
-        self.db().execute(
+    pub async fn record_chunks_sent(&self, seq: i64, chunks_sent: i64) -> Result<(), JournalError> {
+        self.update(
             "UPDATE outbox SET chunks_sent = ?1 WHERE seq = ?2",
-            params![chunks_sent, seq],
-        )?;
-        Ok(())
+            chunks_sent,
+            seq,
+        )
+        .await
     }
 
-    pub fn mark_sent(&self, seq: i64) -> Result<(), JournalError> {
-        self.db().execute(
+    pub async fn mark_sent(&self, seq: i64) -> Result<(), JournalError> {
+        self.update(
             "UPDATE outbox SET done_ms = ?1 WHERE seq = ?2",
-            params![now_ms(), seq],
-        )?;
-        Ok(())
+            now_ms(),
+            seq,
+        )
+        .await
     }
 
-    pub fn retry_later(&self, seq: i64, at_ms: i64) -> Result<(), JournalError> {
-        self.db().execute(
+    pub async fn retry_later(&self, seq: i64, at_ms: i64) -> Result<(), JournalError> {
+        self.update(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?1 WHERE seq = ?2",
-            params![at_ms, seq],
-        )?;
-        Ok(())
+            at_ms,
+            seq,
+        )
+        .await
     }
 
     /// Gives up on a reply the channel refused for good (kept, with the reason, for diagnosis).
-    pub fn mark_failed(&self, seq: i64, reason: &str) -> Result<(), JournalError> {
-        self.db().execute(
-            "UPDATE outbox SET done_ms = ?1, failure = ?2 WHERE seq = ?3",
-            params![now_ms(), reason, seq],
-        )?;
-        Ok(())
+    pub async fn mark_failed(&self, seq: i64, reason: &str) -> Result<(), JournalError> {
+        let reason = reason.to_string();
+        self.write(move |db| {
+            db.execute(
+                "UPDATE outbox SET done_ms = ?1, failure = ?2 WHERE seq = ?3",
+                params![now_ms(), reason, seq],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One `UPDATE … SET … = ?1 WHERE seq = ?2`.
+    async fn update(&self, sql: &'static str, value: i64, seq: i64) -> Result<(), JournalError> {
+        self.write(move |db| {
+            db.execute(sql, params![value, seq])?;
+            Ok(())
+        })
+        .await
     }
 
     /// Forgets what was finished before `before_ms`: delivered messages (their text and the
     /// record that de-duplicates channel retries, which come within a day) and sent or
     /// abandoned replies. Pending rows are never touched. Returns how many rows went.
-    pub fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
-        let db = self.db();
-        let inbox = db.execute(
-            "DELETE FROM inbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
-            params![before_ms],
-        )?;
-        let outbox = db.execute(
-            "DELETE FROM outbox WHERE done_ms IS NOT NULL AND done_ms < ?1",
-            params![before_ms],
-        )?;
-        Ok(inbox + outbox)
+    pub async fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
+        self.write(move |db| {
+            let inbox = db.execute(
+                "DELETE FROM inbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
+                params![before_ms],
+            )?;
+            let outbox = db.execute(
+                "DELETE FROM outbox WHERE done_ms IS NOT NULL AND done_ms < ?1",
+                params![before_ms],
+            )?;
+            Ok(inbox + outbox)
+        })
+        .await
     }
 
     /// (inbound waiting for the vm, replies waiting for a channel).
@@ -379,6 +522,48 @@ impl Journal {
     }
 }
 
+impl Drop for Journal {
+    /// Lets the writer finish what is queued, then closes its connection, so a journal opened
+    /// again afterwards (a restart, a test) sees every write.
+    fn drop(&mut self) {
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: batch, run, commit once, answer each. If a batch cannot begin its
+/// transaction, each write commits on its own (still durable, just not grouped).
+fn write_batches(db: Connection, queue: mpsc::Receiver<WriteJob>, counts: &WriteCounts) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let grouped = db.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let answers: Vec<Answer> = batch.into_iter().map(|job| job(&db)).collect();
+        let committed = if grouped && !db.is_autocommit() {
+            db.execute_batch("COMMIT")
+        } else {
+            Ok(())
+        };
+        if committed.is_err() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        counts
+            .writes
+            .fetch_add(answers.len() as u64, Ordering::Relaxed);
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        for answer in answers {
+            answer(committed.as_ref().err());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,60 +580,136 @@ mod tests {
         }
     }
 
-    #[test]
-    fn inbox_is_fifo_deduplicated_and_survives_reopening() {
+    #[tokio::test]
+    async fn inbox_is_fifo_deduplicated_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
         {
             let journal = Journal::open(&path).unwrap();
-            assert!(journal.accept(&message("a")).unwrap());
-            assert!(journal.accept(&message("b")).unwrap());
-            assert!(!journal.accept(&message("a")).unwrap(), "duplicate");
+            assert!(journal.accept(&message("a")).await.unwrap());
+            assert!(journal.accept(&message("b")).await.unwrap());
+            assert!(!journal.accept(&message("a")).await.unwrap(), "duplicate");
         }
         let journal = Journal::open(&path).unwrap();
-        let (seq, first) = journal.next_undelivered().unwrap().unwrap();
+        let (seq, first) = journal.next_undelivered_in("telegram:1").unwrap().unwrap();
         assert_eq!(first, message("a"));
-        journal.mark_delivered(seq).unwrap();
-        assert_eq!(journal.next_undelivered().unwrap().unwrap().1.id, "b");
+        journal.mark_delivered(seq).await.unwrap();
+        assert_eq!(
+            journal
+                .next_undelivered_in("telegram:1")
+                .unwrap()
+                .unwrap()
+                .1
+                .id,
+            "b"
+        );
         assert_eq!(journal.depth().unwrap(), (1, 0));
     }
 
-    #[test]
-    fn outbox_retries_and_remembers_progress() {
+    #[tokio::test]
+    async fn outbox_retries_and_remembers_progress() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j.db")).unwrap();
-        assert!(journal.enqueue("r1", "telegram:1", "reply", &[]).unwrap());
-        assert!(!journal.enqueue("r1", "telegram:1", "reply", &[]).unwrap());
+        assert!(
+            journal
+                .enqueue("r1", "telegram:1", "reply", &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            !journal
+                .enqueue("r1", "telegram:1", "reply", &[])
+                .await
+                .unwrap()
+        );
         let due = journal.next_due(now_ms()).unwrap().unwrap();
-        journal.record_chunks_sent(due.seq, 1).unwrap();
-        journal.retry_later(due.seq, now_ms() + 60_000).unwrap();
+        journal.record_chunks_sent(due.seq, 1).await.unwrap();
+        journal
+            .retry_later(due.seq, now_ms() + 60_000)
+            .await
+            .unwrap();
         assert!(journal.next_due(now_ms()).unwrap().is_none());
         let later = journal.next_due(now_ms() + 61_000).unwrap().unwrap();
         assert_eq!((later.chunks_sent, later.attempts), (1, 1));
-        journal.mark_sent(later.seq).unwrap();
+        journal.mark_sent(later.seq).await.unwrap();
         assert_eq!(journal.depth().unwrap(), (0, 0));
     }
 
-    #[test]
-    fn prune_forgets_only_what_was_finished_before_the_cutoff() {
+    #[tokio::test]
+    async fn prune_forgets_only_what_was_finished_before_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j.db")).unwrap();
-        assert!(journal.accept(&message("delivered")).unwrap());
-        assert!(journal.accept(&message("pending")).unwrap());
-        let (seq, _) = journal.next_undelivered().unwrap().unwrap();
-        journal.mark_delivered(seq).unwrap();
-        journal.enqueue("r1", "telegram:1", "sent", &[]).unwrap();
-        journal.enqueue("r2", "telegram:1", "waiting", &[]).unwrap();
+        assert!(journal.accept(&message("delivered")).await.unwrap());
+        assert!(journal.accept(&message("pending")).await.unwrap());
+        let (seq, _) = journal.next_undelivered_in("telegram:1").unwrap().unwrap();
+        journal.mark_delivered(seq).await.unwrap();
+        journal
+            .enqueue("r1", "telegram:1", "sent", &[])
+            .await
+            .unwrap();
+        journal
+            .enqueue("r2", "telegram:1", "waiting", &[])
+            .await
+            .unwrap();
         let sent = journal.next_due(now_ms()).unwrap().unwrap();
         assert_eq!(sent.text, "sent");
-        journal.mark_sent(sent.seq).unwrap();
+        journal.mark_sent(sent.seq).await.unwrap();
 
         // Nothing finished before a cutoff in the past.
-        assert_eq!(journal.prune(now_ms() - 60_000).unwrap(), 0);
-        assert_eq!(journal.prune(now_ms() + 1).unwrap(), 2);
+        assert_eq!(journal.prune(now_ms() - 60_000).await.unwrap(), 0);
+        assert_eq!(journal.prune(now_ms() + 1).await.unwrap(), 2);
         // What is pending stays, and a pruned id is no longer a duplicate.
         assert_eq!(journal.depth().unwrap(), (1, 1));
-        assert_eq!(journal.next_undelivered().unwrap().unwrap().1.id, "pending");
-        assert!(journal.accept(&message("delivered")).unwrap());
+        assert_eq!(
+            journal
+                .next_undelivered_in("telegram:1")
+                .unwrap()
+                .unwrap()
+                .1
+                .id,
+            "pending"
+        );
+        assert!(journal.accept(&message("delivered")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_each_is_durable_when_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path).unwrap();
+        let messages: Vec<_> = (0..200).map(|n| message(&format!("m{n}"))).collect();
+        let accepted = futures::future::join_all(messages.iter().map(|m| journal.accept(m))).await;
+        assert!(accepted.into_iter().all(|r| r.unwrap()));
+        // Answered means committed: another connection sees every row, the journal still open.
+        let other = Connection::open(&path).unwrap();
+        let rows: i64 = other
+            .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 200);
+        let (writes, commits) = journal.write_counts();
+        assert_eq!(writes, 200);
+        // Writes queued while a commit's fsync runs go into the next one together.
+        assert!(commits < writes, "{commits} commits for {writes} writes");
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_fails_alone_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        let bad = journal.write(|db| db.execute("INSERT INTO no_such_table VALUES (1)", []));
+        let kept = message("kept");
+        let good = journal.accept(&kept);
+        let (bad, good) = futures::join!(bad, good);
+        assert!(matches!(bad, Err(JournalError::Sqlite(_))));
+        assert!(good.unwrap());
+        assert_eq!(
+            journal
+                .next_undelivered_in("telegram:1")
+                .unwrap()
+                .unwrap()
+                .1
+                .id,
+            "kept"
+        );
     }
 }

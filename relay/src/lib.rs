@@ -88,9 +88,9 @@ pub enum Admission {
 impl App {
     /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
     /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.
-    pub fn admit(&self, message: journal::InboundMessage) -> Admission {
+    pub async fn admit(&self, message: journal::InboundMessage) -> Admission {
         if !self.is_allowed(&message.sender) {
-            if let Some(pairing) = self.try_pairing(&message) {
+            if let Some(pairing) = self.try_pairing(&message).await {
                 return pairing;
             }
             // A stranger's number or id is personal data: the log gets a keyed hash, which
@@ -102,7 +102,7 @@ impl App {
             );
             return Admission::Stranger;
         }
-        match self.journal.accept(&message) {
+        match self.journal.accept(&message).await {
             Ok(true) => {
                 self.inbox_wake.notify_one();
                 Admission::Accepted

@@ -15,10 +15,10 @@ const IDLE_TICK: Duration = Duration::from_secs(30);
 
 /// Keeps the volume from filling up: stored images go after an hour, finished journal rows
 /// after the retention period.
-fn housekeeping(app: &App) {
+async fn housekeeping(app: &App) {
     media::sweep(&app.config.data_dir);
     let cutoff = now_ms() - app.config.retention.as_millis() as i64;
-    match app.journal.prune(cutoff) {
+    match app.journal.prune(cutoff).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned finished journal rows"),
         Err(error) => tracing::warn!("pruning the journal failed: {error}"),
@@ -32,7 +32,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             return;
         }
         if last_sweep.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
-            housekeeping(&app);
+            housekeeping(&app).await;
             last_sweep = Some(std::time::Instant::now());
         }
         match app.journal.next_due(now_ms()) {
@@ -80,10 +80,13 @@ async fn send(app: &App, message: OutboundMessage) {
     let Some((outlet, address)) =
         conversation.and_then(|c| Some((app.outlet(c.channel)?, c.address)))
     else {
-        let _ = app.journal.mark_failed(
-            message.seq,
-            "the conversation is not on a channel this relay serves",
-        );
+        let _ = app
+            .journal
+            .mark_failed(
+                message.seq,
+                "the conversation is not on a channel this relay serves",
+            )
+            .await;
         return;
     };
     let parts = parts(&message, outlet.text_limit());
@@ -96,7 +99,11 @@ async fn send(app: &App, message: OutboundMessage) {
         match result {
             Ok(()) => {
                 sent += 1;
-                if let Err(error) = app.journal.record_chunks_sent(message.seq, sent as i64) {
+                if let Err(error) = app
+                    .journal
+                    .record_chunks_sent(message.seq, sent as i64)
+                    .await
+                {
                     tracing::error!("could not record progress of a reply: {error}");
                 }
             }
@@ -111,17 +118,18 @@ async fn send(app: &App, message: OutboundMessage) {
                 tracing::warn!(conversation = %message.conversation, "sending a reply failed, retrying in {wait:?}: {reason}");
                 let _ = app
                     .journal
-                    .retry_later(message.seq, now_ms() + wait.as_millis() as i64);
+                    .retry_later(message.seq, now_ms() + wait.as_millis() as i64)
+                    .await;
                 return;
             }
             Err(SendError::Permanent(reason)) => {
                 tracing::error!(conversation = %message.conversation, "the channel refused a reply: {reason}");
-                let _ = app.journal.mark_failed(message.seq, &reason);
+                let _ = app.journal.mark_failed(message.seq, &reason).await;
                 return;
             }
         }
     }
-    if let Err(error) = app.journal.mark_sent(message.seq) {
+    if let Err(error) = app.journal.mark_sent(message.seq).await {
         tracing::error!("could not mark a reply sent: {error}");
     }
 }

@@ -45,7 +45,7 @@ impl App {
 
     /// A message from someone not allowed: a pairing attempt gets its answer, anything else
     /// `None` (a stranger's, dropped without a word).
-    pub(crate) fn try_pairing(&self, message: &InboundMessage) -> Option<Admission> {
+    pub(crate) async fn try_pairing(&self, message: &InboundMessage) -> Option<Admission> {
         let pairing = self.config.pairing.as_ref()?;
         let given = code_in(&message.text)?;
         match self.journal.pairing_done() {
@@ -60,7 +60,7 @@ impl App {
         } else if crate::journal::now_ms() > pairing.expires_ms {
             EXPIRED
         } else {
-            match self.journal.pair(&message.sender) {
+            match self.journal.pair(&message.sender).await {
                 Ok(true) => {
                     tracing::info!("a sender paired with the deployment's code");
                     WELCOME
@@ -76,6 +76,7 @@ impl App {
         match self
             .journal
             .enqueue(&reply_id, &message.conversation, answer, &[])
+            .await
         {
             Ok(_) => self.outbox_wake.notify_one(),
             Err(error) => tracing::warn!("could not queue the pairing answer: {error}"),

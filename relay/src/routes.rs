@@ -66,13 +66,13 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
 }
 
 /// Hands the message to [`App::admit`]; the channel hears `ok` unless it could not be saved.
-fn take_in(
+async fn take_in(
     app: &App,
     message: InboundMessage,
     ok: fn() -> Response,
     unsaved: fn() -> Response,
 ) -> Response {
-    match app.admit(message) {
+    match app.admit(message).await {
         Admission::Unsaved => unsaved(),
         Admission::Accepted
         | Admission::Duplicate
@@ -128,7 +128,7 @@ async fn twilio_webhook(
             .map(|(url, content_type)| MediaRef::TwilioUrl { url, content_type })
             .collect(),
     };
-    take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend)
+    take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend).await
 }
 
 async fn telegram_webhook(
@@ -171,6 +171,7 @@ async fn telegram_webhook(
         || StatusCode::OK.into_response(),
         telegram_retries_later,
     )
+    .await
 }
 
 /// The body (up to 32 MiB of images) is read only after the token checks out, so nobody
@@ -234,6 +235,7 @@ async fn callback(
             match app
                 .journal
                 .enqueue(&callback.id, &callback.conversation, &callback.text, &names)
+                .await
             {
                 Ok(_) => {
                     app.outbox_wake.notify_one();
@@ -253,12 +255,13 @@ async fn callback(
 /// reads the vm's state from the Machines API instead.
 async fn health(State(app): State<Arc<App>>) -> Response {
     let (inbox, outbox) = app.journal.depth().unwrap_or((-1, -1));
+    let (writes, commits) = app.journal.write_counts();
     let body = serde_json::json!({
         "ok": true,
         "version": crate::VERSION,
         "uptime_secs": app.started.elapsed().as_secs(),
         "channels": app.config.channels(),
-        "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox},
+        "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox, "writes": writes, "commits": commits},
         "telegram_webhook": telegram_webhook_health(&app),
         "discord_gateway": app.discord.as_ref().map(|d| d.status()),
     });

@@ -533,6 +533,49 @@ async fn a_full_vm_disk_gives_each_sender_a_sentence_and_holds_nobody_up() {
 }
 
 #[tokio::test]
+async fn conversations_are_forwarded_in_parallel_each_in_its_own_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    // The vm sits on every Telegram message until released.
+    vm.hold.send_replace(Some("telegram:".into()));
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    wait_for_webhook(&sim).await;
+    for text in ["t1", "t2"] {
+        assert_eq!(telegram_user_sends(&sim, OWNER, text, false).await, 200);
+    }
+    let webhook = format!("{}/webhook/twilio", relay.url);
+    let answer = whatsapp_user_sends(&sim, &webhook, OWNER_WA, "w1", json!({})).await;
+    assert_eq!(answer["webhook_status"], 200);
+    let texts =
+        |vm: &FakeVm| -> Vec<String> { vm.received().into_iter().map(|m| m.text).collect() };
+    // WhatsApp's message is not stuck behind the held Telegram one…
+    eventually(
+        "the WhatsApp message at the vm",
+        Duration::from_secs(20),
+        async || {
+            let posts = vm.posts.load(std::sync::atomic::Ordering::SeqCst);
+            (texts(&vm) == ["w1"] && posts >= 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        vm.posts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "t1 in flight, t2 waiting behind it"
+    );
+    // …and Telegram's come in their order once the vm answers.
+    vm.hold.send_replace(None);
+    eventually(
+        "both Telegram messages, in order",
+        Duration::from_secs(20),
+        async || (texts(&vm) == ["w1", "t1", "t2"]).then_some(()),
+    )
+    .await;
+    relay.shut_down().await;
+}
+
+#[tokio::test]
 async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;

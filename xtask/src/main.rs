@@ -7,11 +7,13 @@
 //! - `cargo xtask dist`: the page's release build into `dist/` with a size report.
 //!
 //! # Layout
+//! - [`build_cache`]: where `test` keeps build outputs between clones.
 //! - [`cmd`]: running programs, timing steps, counting test results.
 //! - [`tools`]: idempotent installs of the toolchain pieces.
 //! - [`dist`]: trunk build, the Content-Security-Policy, sizes.
 //! - [`test`] and [`demo`]: the two commands.
 
+mod build_cache;
 mod cmd;
 mod demo;
 mod dist;

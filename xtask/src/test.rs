@@ -2,7 +2,7 @@
 //! summary line. Later steps still run after a failing one so a single run shows every problem.
 
 use crate::cmd::{self, TestCounts, Timings};
-use crate::{dist, tools};
+use crate::{build_cache, dist, tools};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -70,6 +70,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut timings = Timings::default();
     tools::ensure_all(root, &mut timings)?;
+    build_cache::use_for_this_run(root)?;
 
     let mut failures: Vec<&str> = Vec::new();
     let mut totals = TestCounts::default();
@@ -108,11 +109,24 @@ fn clippy_native(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
     cmd::run(Command::new("cargo").args([
         "clippy",
         "--workspace",
+        "--all-features",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ]))
+}
+
+/// `cargo test` over the whole workspace with every feature, then `extra`. Every test step
+/// selects the same packages and features, so cargo builds each crate once for all of them
+/// (a `-p vm` alone would resolve other features and rebuild the dependencies).
+fn workspace_cargo_test(extra: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new("cargo");
+    command
+        .args(["test", "--workspace", "--all-features"])
+        .args(extra)
+        .env("CLAUDE_BIN", tools::claude_bin()?);
+    Ok(command)
 }
 
 fn clippy_wasm(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
@@ -132,28 +146,17 @@ fn clippy_wasm(_: &Path, _: &mut TestCounts) -> anyhow::Result<()> {
 }
 
 fn workspace_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
-    totals.add(cmd::run_tests(
-        Command::new("cargo")
-            .args(["test", "--workspace", "--all-features"])
-            .env("CLAUDE_BIN", tools::claude_bin()?),
-    )?);
+    totals.add(cmd::run_tests(&mut workspace_cargo_test(&[])?)?);
     Ok(())
 }
 
 fn real_claude_tests(_: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
-    totals.add(cmd::run_tests(
-        Command::new("cargo")
-            .args([
-                "test",
-                "-p",
-                "vm",
-                "--test",
-                "real_claude",
-                "--",
-                "--ignored",
-            ])
-            .env("CLAUDE_BIN", tools::claude_bin()?),
-    )?);
+    totals.add(cmd::run_tests(&mut workspace_cargo_test(&[
+        "--test",
+        "real_claude",
+        "--",
+        "--ignored",
+    ])?)?);
     Ok(())
 }
 
@@ -172,20 +175,15 @@ fn end_to_end_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> 
     // Only this run's figures are printed.
     let _ = std::fs::remove_file(root.join("screenshots/onboarding.txt"));
     totals.add(cmd::run_tests(
-        Command::new("cargo")
-            .args([
-                "test",
-                "-p",
-                "cli",
-                "--test",
-                "e2e_browser",
-                "--",
-                "--ignored",
-                "--test-threads",
-                "1",
-            ])
-            .env("CHROMEDRIVER", tools::CHROMEDRIVER)
-            .env("CLAUDE_BIN", tools::claude_bin()?),
+        workspace_cargo_test(&[
+            "--test",
+            "e2e_browser",
+            "--",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])?
+        .env("CHROMEDRIVER", tools::CHROMEDRIVER),
     )?);
     // The onboarding figures the Telegram test measured (taps, pastes, typing, time).
     if let Ok(figures) = std::fs::read_to_string(root.join("screenshots/onboarding.txt")) {

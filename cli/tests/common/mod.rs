@@ -14,11 +14,14 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The relay, vm and demo agent binaries, built if needed (they belong to other packages, so
-/// cargo does not build them for this test by itself).
+/// cargo does not build them for this test by itself). They come from the same build as
+/// `cargo xtask test`'s (every package, every feature, test targets included: relay's and
+/// vm's own tests need these binaries too), so under it this build has nothing left to do;
+/// `cargo build -p relay` would pick other features and compile everything a second time.
 pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
     let workspace = workspace();
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--quiet", "-p", "relay", "-p", "vm"])
+        .args(["test", "--quiet", "--workspace", "--all-features", "--no-run"])
         .current_dir(&workspace)
         .status()
         .unwrap();

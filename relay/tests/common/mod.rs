@@ -27,6 +27,8 @@ pub struct FakeVm {
     pub reply_to: Arc<Mutex<Option<String>>>,
     /// Answer 507, as the vm does when its volume is full.
     pub disk_full: Arc<std::sync::atomic::AtomicBool>,
+    /// Messages whose conversation starts with this are held unanswered until it changes.
+    pub hold: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl FakeVm {
@@ -47,6 +49,14 @@ impl FakeVm {
                             return axum::http::StatusCode::INSUFFICIENT_STORAGE;
                         }
                         vm.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let mut hold = vm.hold.subscribe();
+                        let _ = hold
+                            .wait_for(|held| {
+                                !held
+                                    .as_ref()
+                                    .is_some_and(|h| message.conversation.starts_with(h))
+                            })
+                            .await;
                         let delay = vm.first_answer_delay.lock().unwrap().take();
                         if let Some(delay) = delay {
                             tokio::time::sleep(delay).await;

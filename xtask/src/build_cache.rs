@@ -1,0 +1,120 @@
+//! Where `cargo xtask test` keeps its build outputs: outside the clone, so a fresh clone of
+//! the same code (CI clones main for every run) reuses what the last run compiled instead of
+//! rebuilding every dependency.
+//!
+//! The directory is keyed by the toolchain (`rustc -vV`) and `Cargo.lock`: a different
+//! compiler or a changed dependency gets a new directory, so a stale one is never used (cargo's
+//! own fingerprints then take care of the workspace's sources). Only the newest key is kept;
+//! older ones are removed so the cache does not grow with every lock change.
+//!
+//! `CARGO_TARGET_DIR`, when set, wins: the cache is only a default.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cmd;
+
+/// Points every cargo this process starts at the cache (unless `CARGO_TARGET_DIR` is set) and
+/// turns incremental compilation off for them: a test run compiles each crate once, so
+/// incremental state would only cost time and gigabytes. Returns the target directory used.
+pub fn use_for_this_run(root: &Path) -> anyhow::Result<PathBuf> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let cache = cache_root().context("no HOME to keep the build cache in")?;
+            let key = key(root)?;
+            prune_other_keys(&cache, &key);
+            cache.join(format!("target-{key}"))
+        }
+    };
+    // SAFETY: called at the start of `main`'s command, before xtask starts any thread, so no
+    // other thread reads the environment while it changes.
+    unsafe {
+        std::env::set_var("CARGO_TARGET_DIR", &target);
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
+    println!("build outputs: {}", target.display());
+    Ok(target)
+}
+
+/// `$TEXTSLASH_BUILD_CACHE`, else `$XDG_CACHE_HOME/textslash`, else `~/.cache/textslash`.
+fn cache_root() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TEXTSLASH_BUILD_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("textslash"))
+}
+
+/// A short hex key over the toolchain's full version and the lock file.
+fn key(root: &Path) -> anyhow::Result<String> {
+    let toolchain = cmd::output(Command::new("rustc").arg("-vV")).context("rustc -vV")?;
+    let lock = std::fs::read(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    Ok(format!("{:016x}", fnv1a(&[toolchain.as_bytes(), &lock])))
+}
+
+/// FNV-1a, 64-bit: stable across Rust releases (std's hasher is not promised to be).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Removes `target-*` directories of other keys (an older lock or toolchain).
+fn prune_other_keys(cache: &Path, key: &str) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let current = format!("target-{key}");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("target-") && name != current {
+            println!("build cache: removing {name} (another toolchain or Cargo.lock)");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_the_toolchain_or_the_lock_and_only_then() {
+        let base = fnv1a(&[b"rustc 1.95.0", b"lock v1"]);
+        assert_eq!(base, fnv1a(&[b"rustc 1.95.0", b"lock v1"]));
+        assert_ne!(base, fnv1a(&[b"rustc 1.96.0", b"lock v1"]));
+        assert_ne!(base, fnv1a(&[b"rustc 1.95.0", b"lock v2"]));
+        // The published FNV-1a 64 value for "a", so the hash is the standard one.
+        assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn other_keys_are_pruned_and_the_current_one_kept() {
+        let cache = tempfile_dir();
+        for name in ["target-aaaa", "target-bbbb", "notes"] {
+            std::fs::create_dir_all(cache.join(name)).unwrap();
+        }
+        prune_other_keys(&cache, "bbbb");
+        let mut left: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes", "target-bbbb"]);
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
