@@ -5,6 +5,7 @@
 //!   release build and the browser tests; one summary line at the end.
 //! - `cargo xtask demo`: the whole system on this machine (the sim plays Fly, Telegram, Twilio).
 //! - `cargo xtask dist`: the page's release build into `dist/` with a size report.
+//! - `cargo xtask page-load`: that, then the time until the page works on a slow phone.
 //!
 //! # Layout
 //! - [`build_cache`]: where `test` keeps build outputs between clones.
@@ -27,6 +28,7 @@ const USAGE: &str = "usage: cargo xtask <test|demo|dist|musl|install>
   test     install missing tools, then fmt, clippy, all tests, page build, browser tests
   demo     build everything and run the whole system locally on the sim
   dist     release build of the page into dist/ and a size report
+  page-load  the page's sizes, then how soon it works on a slow phone (Chromium, loopback)
   musl     build the relay as a static musl binary (what its image ships) and print its size
   install  only install the missing tools";
 
@@ -37,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test::run(&root),
         Some("demo") => demo::run(&root),
+        Some("page-load") => test::page_load(&root),
         Some("dist") => {
             tools::ensure_page_tools(&root, &mut cmd::Timings::default())?;
             dist::build(&root, None)?;

@@ -171,9 +171,14 @@ fn browser_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Figures the end-to-end tests measure and leave in `screenshots/` for this step to print.
+const FIGURES: [&str; 2] = ["screenshots/onboarding.txt", "screenshots/page-load.txt"];
+
 fn end_to_end_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> {
     // Only this run's figures are printed.
-    let _ = std::fs::remove_file(root.join("screenshots/onboarding.txt"));
+    for figures in FIGURES {
+        let _ = std::fs::remove_file(root.join(figures));
+    }
     totals.add(cmd::run_tests(
         workspace_cargo_test(&[
             "--test",
@@ -185,10 +190,42 @@ fn end_to_end_tests(root: &Path, totals: &mut TestCounts) -> anyhow::Result<()> 
         ])?
         .env("CHROMEDRIVER", tools::CHROMEDRIVER),
     )?);
-    // The onboarding figures the Telegram test measured (taps, pastes, typing, time).
-    if let Ok(figures) = std::fs::read_to_string(root.join("screenshots/onboarding.txt")) {
-        println!("{figures}");
+    print_figures(root);
+    Ok(())
+}
+
+/// The onboarding figures the Telegram test measured (taps, pastes, typing, time) and the
+/// page's load figure.
+fn print_figures(root: &Path) {
+    for figures in FIGURES {
+        if let Ok(figures) = std::fs::read_to_string(root.join(figures)) {
+            println!("{figures}");
+        }
     }
+}
+
+/// `cargo xtask page-load`: the page's release build, its sizes, then its load figure in
+/// Chromium on a slowed link and CPU (loopback only).
+pub fn page_load(root: &Path) -> anyhow::Result<()> {
+    let mut timings = Timings::default();
+    tools::ensure_page_tools(root, &mut timings)?;
+    tools::ensure_chromium(&mut timings)?;
+    build_cache::use_for_this_run(root)?;
+    dist::build(root, None)?;
+    dist::print_size_report(&root.join("dist"))?;
+    let _ = std::fs::remove_file(root.join(FIGURES[1]));
+    cmd::run(
+        workspace_cargo_test(&[
+            "--test",
+            "e2e_browser",
+            "--",
+            "--ignored",
+            "--exact",
+            "the_page_load_figure_on_a_slow_phone",
+        ])?
+        .env("CHROMEDRIVER", tools::CHROMEDRIVER),
+    )?;
+    print_figures(root);
     Ok(())
 }
 

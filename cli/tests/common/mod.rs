@@ -21,7 +21,13 @@ pub fn workspace() -> PathBuf {
 pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
     let workspace = workspace();
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["test", "--quiet", "--workspace", "--all-features", "--no-run"])
+        .args([
+            "test",
+            "--quiet",
+            "--workspace",
+            "--all-features",
+            "--no-run",
+        ])
         .current_dir(&workspace)
         .status()
         .unwrap();
