@@ -580,6 +580,12 @@ mod tests {
         }
     }
 
+    /// The id of the conversation's next undelivered message.
+    fn next_id(journal: &Journal) -> String {
+        let (_, message) = journal.next_undelivered_in("telegram:1").unwrap().unwrap();
+        message.id
+    }
+
     #[tokio::test]
     async fn inbox_is_fifo_deduplicated_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -594,15 +600,7 @@ mod tests {
         let (seq, first) = journal.next_undelivered_in("telegram:1").unwrap().unwrap();
         assert_eq!(first, message("a"));
         journal.mark_delivered(seq).await.unwrap();
-        assert_eq!(
-            journal
-                .next_undelivered_in("telegram:1")
-                .unwrap()
-                .unwrap()
-                .1
-                .id,
-            "b"
-        );
+        assert_eq!(next_id(&journal), "b");
         assert_eq!(journal.depth().unwrap(), (1, 0));
     }
 
@@ -660,15 +658,7 @@ mod tests {
         assert_eq!(journal.prune(now_ms() + 1).await.unwrap(), 2);
         // What is pending stays, and a pruned id is no longer a duplicate.
         assert_eq!(journal.depth().unwrap(), (1, 1));
-        assert_eq!(
-            journal
-                .next_undelivered_in("telegram:1")
-                .unwrap()
-                .unwrap()
-                .1
-                .id,
-            "pending"
-        );
+        assert_eq!(next_id(&journal), "pending");
         assert!(journal.accept(&message("delivered")).await.unwrap());
     }
 
@@ -702,14 +692,6 @@ mod tests {
         let (bad, good) = futures::join!(bad, good);
         assert!(matches!(bad, Err(JournalError::Sqlite(_))));
         assert!(good.unwrap());
-        assert_eq!(
-            journal
-                .next_undelivered_in("telegram:1")
-                .unwrap()
-                .unwrap()
-                .1
-                .id,
-            "kept"
-        );
+        assert_eq!(next_id(&journal), "kept");
     }
 }
