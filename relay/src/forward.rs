@@ -82,9 +82,12 @@ async fn forward_conversation(
     let mut last_delivered = None;
     loop {
         match app.journal.next_undelivered_in(&conversation) {
-            // The same message again means it could not be marked delivered: leave it to the
-            // next round instead of sending it in a tight loop (the vm drops repeats anyway).
-            Ok(Some((seq, _))) if last_delivered == Some(seq) => return,
+            // The same message again means it could not be marked delivered: pause before
+            // the next round instead of sending it in a tight loop (the vm drops repeats).
+            Ok(Some((seq, _))) if last_delivered == Some(seq) => {
+                sleep_unless_stopped(IDLE_TICK, &mut stop).await;
+                return;
+            }
             Ok(Some((seq, message))) => {
                 if !deliver(&app, seq, message, &mut stop).await {
                     return;

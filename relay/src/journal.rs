@@ -96,7 +96,8 @@ pub struct WriteCounts {
 /// A write for the writer thread: runs its statements on the writer's connection inside the
 /// batch's transaction and returns how to answer its caller once the commit's outcome is known.
 type WriteJob = Box<dyn FnOnce(&Connection) -> Answer + Send>;
-type Answer = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
+/// Given why the batch did not commit, if it did not.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// At most this many writes share a commit (a bound on how long the first one waits).
 const MAX_BATCH: usize = 512;
@@ -207,7 +208,7 @@ impl Journal {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |db| {
             let result = op(db);
-            Box::new(move |commit_error: Option<&rusqlite::Error>| {
+            Box::new(move |commit_error: Option<&str>| {
                 let result = match (result, commit_error) {
                     (Ok(_), Some(error)) => Err(JournalError::Commit(error.to_string())),
                     (result, _) => result.map_err(JournalError::Sqlite),
@@ -546,20 +547,24 @@ fn write_batches(db: Connection, queue: mpsc::Receiver<WriteJob>, counts: &Write
         }
         let grouped = db.execute_batch("BEGIN IMMEDIATE").is_ok();
         let answers: Vec<Answer> = batch.into_iter().map(|job| job(&db)).collect();
-        let committed = if grouped && !db.is_autocommit() {
-            db.execute_batch("COMMIT")
-        } else {
-            Ok(())
+        let committed = match (grouped, db.is_autocommit()) {
+            // Each write committed on its own.
+            (false, _) => Ok(()),
+            (true, false) => db.execute_batch("COMMIT").map_err(|error| {
+                let _ = db.execute_batch("ROLLBACK");
+                error.to_string()
+            }),
+            // An error (a full disk, say) made SQLite roll the whole transaction back, so
+            // the writes before it are gone: none may be reported as done. (Those after it
+            // committed on their own; reporting them failed only causes a harmless retry.)
+            (true, true) => Err("the batch's transaction was rolled back".to_string()),
         };
-        if committed.is_err() {
-            let _ = db.execute_batch("ROLLBACK");
-        }
         counts
             .writes
             .fetch_add(answers.len() as u64, Ordering::Relaxed);
         counts.commits.fetch_add(1, Ordering::Relaxed);
         for answer in answers {
-            answer(committed.as_ref().err());
+            answer(committed.as_ref().err().map(String::as_str));
         }
     }
 }
