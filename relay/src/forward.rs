@@ -11,10 +11,10 @@ use crate::{App, SendError, backoff, channel, sleep_unless_stopped};
 use base64::Engine;
 use contract::client::Verdict;
 use contract::protocol::{Image, VmMessage};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -30,31 +30,36 @@ const AFTER_DEADLINE_RETRY: Duration = Duration::from_secs(30);
 const MAX_PARALLEL: usize = 8;
 
 /// Starts a worker for each conversation with waiting messages (one worker per conversation
-/// keeps its order), whenever a message is journaled or a worker finishes.
-pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// keeps its order). [`App::admit`] names each journaled message's conversation on `arrivals`,
+/// so a webhook costs the dispatcher a set lookup, not a scan of the inbox (with a backlog
+/// of thousands, a scan per webhook made the relay slower the further the vm fell behind).
+/// The inbox itself is read at start-up (what a previous run left) and every `IDLE_TICK`
+/// (a worker that paused on a failing write).
+pub async fn run(
+    app: Arc<App>,
+    mut arrivals: mpsc::UnboundedReceiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut dispatch = Dispatch::default();
     let mut workers = JoinSet::new();
-    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut rescan = true;
     loop {
         if *stop.borrow() {
             break;
         }
-        match app.journal.pending_conversations() {
-            Ok(pending) => {
-                for conversation in pending {
-                    if busy.len() >= MAX_PARALLEL {
-                        break;
-                    }
-                    if !busy.values().any(|c| *c == conversation) {
-                        let worker =
-                            forward_conversation(app.clone(), conversation.clone(), stop.clone());
-                        busy.insert(workers.spawn(worker).id(), conversation);
-                    }
-                }
+        if rescan {
+            match app.journal.pending_conversations() {
+                Ok(pending) => pending.into_iter().for_each(|c| dispatch.waiting(c)),
+                Err(error) => tracing::error!("reading the inbox failed: {error}"),
             }
-            Err(error) => tracing::error!("reading the inbox failed: {error}"),
         }
+        while let Some(conversation) = dispatch.next_to_start() {
+            let worker = forward_conversation(app.clone(), conversation.clone(), stop.clone());
+            dispatch.started(workers.spawn(worker).id(), conversation);
+        }
+        rescan = false;
         tokio::select! {
-            _ = app.inbox_wake.notified() => {}
+            Some(conversation) = arrivals.recv() => dispatch.waiting(conversation),
             Some(done) = workers.join_next_with_id() => {
                 let id = match done {
                     Ok((id, ())) => id,
@@ -63,9 +68,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         error.id()
                     }
                 };
-                busy.remove(&id);
+                dispatch.finished(id);
             }
-            _ = tokio::time::sleep(IDLE_TICK) => {}
+            _ = tokio::time::sleep(IDLE_TICK) => rescan = true,
             _ = stop.changed() => break,
         }
     }
@@ -73,44 +78,97 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     while workers.join_next().await.is_some() {}
 }
 
+/// Which conversation has a worker, and which wait for one: in order of arrival, each once.
+#[derive(Default)]
+struct Dispatch {
+    busy: HashMap<tokio::task::Id, String>,
+    /// Conversations whose worker is running but that got a message meanwhile: the worker may
+    /// have looked before it was journaled, so the conversation is started again after it.
+    again: HashSet<String>,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Dispatch {
+    /// `conversation` has (or may have) a message waiting.
+    fn waiting(&mut self, conversation: String) {
+        if self.busy.values().any(|c| *c == conversation) {
+            self.again.insert(conversation);
+        } else if self.queued.insert(conversation.clone()) {
+            self.queue.push_back(conversation);
+        }
+    }
+
+    /// The next conversation to start a worker for, while a slot is free.
+    fn next_to_start(&mut self) -> Option<String> {
+        if self.busy.len() >= MAX_PARALLEL {
+            return None;
+        }
+        let conversation = self.queue.pop_front()?;
+        self.queued.remove(&conversation);
+        Some(conversation)
+    }
+
+    fn started(&mut self, worker: tokio::task::Id, conversation: String) {
+        self.busy.insert(worker, conversation);
+    }
+
+    fn finished(&mut self, worker: tokio::task::Id) {
+        if let Some(conversation) = self.busy.remove(&worker)
+            && self.again.remove(&conversation)
+        {
+            self.waiting(conversation);
+        }
+    }
+}
+
 /// Delivers `conversation`'s waiting messages in order until none is left (or shutdown).
+/// Each delivered mark is committed while the next message goes to the vm (the group commit
+/// then shares its fsync with webhooks); the worker ends only after its last mark, so the
+/// next worker for this conversation does not send a delivered message again.
 async fn forward_conversation(
     app: Arc<App>,
     conversation: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last_delivered = None;
+    let mut after = 0;
+    let mut marking: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        match app.journal.next_undelivered_in(&conversation) {
-            // The same message again means it could not be marked delivered: pause before
-            // the next round instead of sending it in a tight loop (the vm drops repeats).
-            Ok(Some((seq, _))) if last_delivered == Some(seq) => {
-                sleep_unless_stopped(IDLE_TICK, &mut stop).await;
-                return;
-            }
+        match app.journal.next_undelivered_in(&conversation, after) {
             Ok(Some((seq, message))) => {
-                if !deliver(&app, seq, message, &mut stop).await {
-                    return;
+                if !deliver(&app, message, &mut stop).await {
+                    break;
                 }
-                last_delivered = Some(seq);
+                after = seq;
+                if let Some(previous) = marking.take() {
+                    let _ = previous.await;
+                }
+                marking = Some(tokio::spawn(mark_delivered(app.clone(), seq)));
             }
-            Ok(None) => return,
+            Ok(None) => break,
             Err(error) => {
                 tracing::error!("reading the inbox failed: {error}");
-                return;
+                break;
             }
         }
     }
+    if let Some(last) = marking {
+        let _ = last.await;
+    }
 }
 
-/// Delivers one message, however long it takes; `false` when shutdown interrupted it (the
-/// message stays in the journal).
-async fn deliver(
-    app: &App,
-    seq: i64,
-    message: InboundMessage,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+/// A message that cannot be marked stays in the inbox and is sent again by the next worker
+/// for its conversation (the dispatcher looks every `IDLE_TICK`); the vm drops repeats by id.
+async fn mark_delivered(app: Arc<App>, seq: i64) {
+    if let Err(error) = app.journal.mark_delivered(seq).await {
+        tracing::error!("could not mark a message delivered: {error}");
+    }
+}
+
+/// Delivers one message, however long it takes: `true` once the vm took it or refused it for
+/// good (the sender was told), so the caller marks it delivered; `false` when shutdown
+/// interrupted it (the message stays in the journal).
+async fn deliver(app: &App, message: InboundMessage, stop: &mut watch::Receiver<bool>) -> bool {
     let started = Instant::now();
     let (images, missing) = resolve_media(app, &message.media).await;
     let text = std::iter::once(message.text.clone())
@@ -149,10 +207,6 @@ async fn deliver(
         };
         match outcome {
             Verdict::Accepted => {
-                if let Err(error) = app.journal.mark_delivered(seq).await {
-                    // The vm de-duplicates on id, so a repeat after this is harmless.
-                    tracing::error!("could not mark a message delivered: {error}");
-                }
                 tracing::info!(id = %message.id, took_ms = started.elapsed().as_millis() as u64, "delivered to the vm");
                 return true;
             }
@@ -169,13 +223,11 @@ async fn deliver(
                     &format!("Your agent could not take that message: {reason}"),
                 )
                 .await;
-                let _ = app.journal.mark_delivered(seq).await;
                 return true;
             }
             Verdict::DiskFull => {
                 tracing::error!(id = %message.id, "the vm's disk is full; the sender was told");
                 notify(app, &message, "disk-full", DISK_FULL).await;
-                let _ = app.journal.mark_delivered(seq).await;
                 return true;
             }
             Verdict::Retry(reason) => {
@@ -261,4 +313,63 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>
         }
     }
     (images, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Task ids come only from spawned tasks.
+    async fn ids(n: usize) -> Vec<tokio::task::Id> {
+        let mut set = JoinSet::new();
+        (0..n).map(|_| set.spawn(async {}).id()).collect()
+    }
+
+    #[tokio::test]
+    async fn each_conversation_gets_one_worker_in_arrival_order() {
+        let id = ids(1).await;
+        let mut dispatch = Dispatch::default();
+        for conversation in ["telegram:1", "whatsapp:+1", "telegram:1"] {
+            dispatch.waiting(conversation.into());
+        }
+        assert_eq!(dispatch.next_to_start().as_deref(), Some("telegram:1"));
+        dispatch.started(id[0], "telegram:1".into());
+        assert_eq!(dispatch.next_to_start().as_deref(), Some("whatsapp:+1"));
+        assert_eq!(dispatch.next_to_start(), None, "telegram:1 was queued once");
+    }
+
+    #[tokio::test]
+    async fn a_message_arriving_while_its_worker_runs_starts_it_again_after() {
+        let id = ids(2).await;
+        let mut dispatch = Dispatch::default();
+        dispatch.waiting("telegram:1".into());
+        let conversation = dispatch.next_to_start().unwrap();
+        dispatch.started(id[0], conversation);
+        dispatch.waiting("telegram:1".into());
+        assert_eq!(dispatch.next_to_start(), None, "never two workers at once");
+        dispatch.finished(id[0]);
+        assert_eq!(dispatch.next_to_start().as_deref(), Some("telegram:1"));
+        dispatch.started(id[1], "telegram:1".into());
+        dispatch.finished(id[1]);
+        assert_eq!(dispatch.next_to_start(), None, "nothing new came meanwhile");
+    }
+
+    #[tokio::test]
+    async fn at_most_max_parallel_workers_and_the_rest_wait_their_turn() {
+        let id = ids(MAX_PARALLEL).await;
+        let mut dispatch = Dispatch::default();
+        for n in 0..=MAX_PARALLEL {
+            dispatch.waiting(format!("telegram:{n}"));
+        }
+        for worker in &id {
+            let conversation = dispatch.next_to_start().unwrap();
+            dispatch.started(*worker, conversation);
+        }
+        assert_eq!(dispatch.next_to_start(), None);
+        dispatch.finished(id[3]);
+        assert_eq!(
+            dispatch.next_to_start(),
+            Some(format!("telegram:{MAX_PARALLEL}"))
+        );
+    }
 }

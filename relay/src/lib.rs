@@ -56,8 +56,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Messages to the vm, in the contract's terms.
     pub vm: contract::client::ToVm,
-    /// Rung when a message is journaled, so the forwarder does not wait for its next tick.
-    pub inbox_wake: Notify,
+    /// The conversation of each message journaled, for the forwarder (`forward::run`).
+    pub inbox_arrivals: tokio::sync::mpsc::UnboundedSender<String>,
     /// Rung when a reply is queued.
     pub outbox_wake: Notify,
     pub started: Instant,
@@ -104,7 +104,8 @@ impl App {
         }
         match self.journal.accept(&message).await {
             Ok(true) => {
-                self.inbox_wake.notify_one();
+                // The forwarder ends only at shutdown; the message is journaled either way.
+                let _ = self.inbox_arrivals.send(message.conversation.clone());
                 Admission::Accepted
             }
             Ok(false) => {
@@ -164,12 +165,13 @@ pub async fn run(
     let config_has_telegram = config.telegram.is_some();
     let vm = contract::client::ToVm::new(http.clone(), &config.vm_url, &config.vm_token);
     let discord = config.discord.as_ref().map(discord::Discord::new);
+    let (inbox_arrivals, arrivals) = tokio::sync::mpsc::unbounded_channel();
     let app = Arc::new(App {
         config,
         journal,
         http,
         vm,
-        inbox_wake: Notify::new(),
+        inbox_arrivals,
         outbox_wake: Notify::new(),
         started: Instant::now(),
         telegram_webhook: std::sync::Mutex::new((
@@ -185,7 +187,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(forward::run(app.clone(), stop_rx.clone())),
+        tokio::spawn(forward::run(app.clone(), arrivals, stop_rx.clone())),
         tokio::spawn(outbox::run(app.clone(), stop_rx.clone())),
         tokio::spawn(register_telegram_webhook(app.clone(), stop_rx.clone())),
         tokio::spawn(discord::run_gateway(app.clone(), stop_rx.clone())),

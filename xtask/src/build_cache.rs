@@ -38,6 +38,41 @@ pub fn use_for_this_run(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(target)
 }
 
+/// Removes the variables `cargo run` set for xtask's own package (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, …) from this process, so the cargo commands it starts see the same
+/// environment as a plain `cargo` in a terminal. Build scripts such as ring's declare
+/// `rerun-if-env-changed=CARGO_MANIFEST_DIR`, so a value left over from xtask made every
+/// other cargo run rebuild ring and all that depends on it (the TLS stack, reqwest, the
+/// workspace), ~2 minutes each time. `cli/tests/common` strips the same set from the cargo
+/// it starts inside a test.
+pub fn forget_the_package_cargo_ran() {
+    let set_for_a_package: Vec<_> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| is_package_variable(name))
+        .collect();
+    // SAFETY: called first thing in `main`, before xtask starts any thread.
+    unsafe {
+        for name in set_for_a_package {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+/// The variables cargo sets for the crate it builds or runs (the cargo book, "Environment
+/// variables Cargo sets for crates"), as opposed to ones that configure cargo itself.
+fn is_package_variable(name: &str) -> bool {
+    ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .contains(&name)
+}
+
 /// `$TEXTSLASH_BUILD_CACHE`, else `$XDG_CACHE_HOME/textslash`, else `~/.cache/textslash`.
 fn cache_root() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TEXTSLASH_BUILD_CACHE") {

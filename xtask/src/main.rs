@@ -33,6 +33,7 @@ const USAGE: &str = "usage: cargo xtask <test|demo|dist|musl|install>
   install  only install the missing tools";
 
 fn main() -> anyhow::Result<()> {
+    build_cache::forget_the_package_cargo_ran();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
     std::env::set_current_dir(&root)?;

@@ -151,6 +151,18 @@ pub fn ensure_rust_target(target: &str, timings: &mut Timings) -> anyhow::Result
     })
 }
 
+/// `cargo install`, building the tool with a parallel, non-LTO release profile: trunk's own
+/// (fat LTO, one codegen unit) took most of a fresh machine's setup, and these tools only
+/// orchestrate (trunk) or rewrite one file (wasm-bindgen), so their own speed hardly shows.
+fn cargo_install() -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .arg("install")
+        .env("CARGO_PROFILE_RELEASE_LTO", "off")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    command
+}
+
 fn ensure_trunk(timings: &mut Timings) -> anyhow::Result<()> {
     let name = format!("trunk {TRUNK_VERSION}");
     if tool_version("trunk").as_deref() == Some(&format!("trunk {TRUNK_VERSION}")) {
@@ -158,13 +170,7 @@ fn ensure_trunk(timings: &mut Timings) -> anyhow::Result<()> {
         return Ok(());
     }
     timings.time(&name, || {
-        cmd::run(Command::new("cargo").args([
-            "install",
-            "--locked",
-            "trunk",
-            "--version",
-            TRUNK_VERSION,
-        ]))
+        cmd::run(cargo_install().args(["--locked", "trunk", "--version", TRUNK_VERSION]))
     })
 }
 
@@ -180,13 +186,7 @@ fn ensure_wasm_bindgen(root: &Path, timings: &mut Timings) -> anyhow::Result<()>
         return Ok(());
     }
     timings.time(&name, || {
-        cmd::run(Command::new("cargo").args([
-            "install",
-            "--force",
-            "wasm-bindgen-cli",
-            "--version",
-            &version,
-        ]))
+        cmd::run(cargo_install().args(["--force", "wasm-bindgen-cli", "--version", &version]))
     })
 }
 

@@ -18,9 +18,31 @@ pub fn workspace() -> PathBuf {
 /// `cargo xtask test`'s (every package, every feature, test targets included: relay's and
 /// vm's own tests need these binaries too), so under it this build has nothing left to do;
 /// `cargo build -p relay` would pick other features and compile everything a second time.
+///
+/// The variables cargo set for this test's own package are left out: build scripts such as
+/// ring's re-run when `CARGO_MANIFEST_DIR` changes, so passing them on would rebuild the TLS
+/// stack and everything above it here, and again in the next plain cargo run (xtask strips
+/// the same set, `build_cache::forget_the_package_cargo_ran`).
 pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
     let workspace = workspace();
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+    let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_this_package = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_for_this_package {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    let status = cargo
         .args([
             "test",
             "--quiet",
