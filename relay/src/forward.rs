@@ -33,8 +33,8 @@ const MAX_PARALLEL: usize = 8;
 /// keeps its order). [`App::admit`] names each journaled message's conversation on `arrivals`,
 /// so a webhook costs the dispatcher a set lookup, not a scan of the inbox (with a backlog
 /// of thousands, a scan per webhook made the relay slower the further the vm fell behind).
-/// The inbox itself is read at start-up (what a previous run left) and every `IDLE_TICK`
-/// (a worker that paused on a failing write).
+/// The inbox itself is read at start-up (what a previous run left) and after `IDLE_TICK`
+/// without news (a message whose delivered mark could not be written is sent again then).
 pub async fn run(
     app: Arc<App>,
     mut arrivals: mpsc::UnboundedReceiver<String>,
