@@ -236,7 +236,8 @@ impl Journal {
         let media = serde_json::to_string(&message.media).expect("media refs serialise");
         let message = message.clone();
         self.write(move |db| {
-            let inserted = execute_cached(db,
+            let inserted = execute_cached(
+                db,
                 "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
             )?;
@@ -300,7 +301,8 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let (channel, session) = (channel.to_string(), session.clone());
         self.write(move |db| {
-            execute_cached(db,
+            execute_cached(
+                db,
                 "INSERT INTO gateway_session (channel, session_id, sequence, resume_url) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (channel) DO UPDATE SET session_id = ?2, sequence = ?3, resume_url = ?4",
                 params![channel, session.session_id, session.sequence as i64, session.resume_url],
@@ -404,7 +406,8 @@ impl Journal {
         let row = [id, conversation, text].map(str::to_string);
         self.write(move |db| {
             let [id, conversation, text] = row;
-            let inserted = execute_cached(db,
+            let inserted = execute_cached(
+                db,
                 "INSERT OR IGNORE INTO outbox (id, conversation, text, images) VALUES (?1, ?2, ?3, ?4)",
                 params![id, conversation, text, images],
             )?;
