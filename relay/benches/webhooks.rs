@@ -6,8 +6,12 @@
 //! Prints, for each: webhooks acknowledged per second (closed loop, 16 connections, 10,000
 //! requests; the median of three rounds), ack latency p50/p99 at a fixed 200 requests/s
 //! (three rounds of 5 s, pooled), RSS idle and after load; for the relay also how many journal
-//! commits its writes took (group commit). The rounds alternate between the servers, so a
-//! slow spell of a shared machine falls on both. The peer runs
+//! commits its writes took (group commit), how many waited for an fsync, and how long the vm-bound backlog a burst leaves
+//! takes to drain. The steady-rate rounds start once that backlog is gone (the peer forwards
+//! nothing), so both are measured doing the same work per webhook. The rounds alternate
+//! between the servers, so a slow spell of a shared machine falls on both. Beside them, the
+//! disk's own floor: the latency of an fdatasync'd small append at the same 200/s, under any
+//! "durable before the 200" server's latency on this machine. The peer runs
 //! only where node and npm are installed (its packages come from the npm registry once, into
 //! the target directory); without them the bench says so and measures the relay alone.
 
@@ -53,7 +57,7 @@ struct Server {
     name: &'static str,
     child: Child,
     public_url: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -150,6 +154,8 @@ async fn run() {
             },
         ));
     }
+    let disk_floor = fdatasync_latencies(relay.data.path());
+    let mut drains = Vec::new();
     let mut first_message = 0;
     for _ in 0..ROUNDS {
         for (server, samples) in &mut servers {
@@ -157,6 +163,9 @@ async fn run() {
                 .throughputs
                 .push(closed_loop(&http, server, first_message).await);
             first_message += TOTAL;
+            if server.name == "relay" {
+                drains.push(drain_forward_backlog(&http, server).await);
+            }
             // The burst left dirty pages behind; flushing them now keeps the kernel's
             // writeback of this burst out of the next phase's latencies (for both servers).
             let _ = Command::new("sync").status();
@@ -166,14 +175,7 @@ async fn run() {
             first_message += OPEN_LOOP;
         }
     }
-    let health: serde_json::Value = http
-        .get(format!("{}/health", relay.public_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = relay_health(&http, &relay).await;
     let mut figures = servers
         .into_iter()
         .map(|(server, samples)| samples.figures(server));
@@ -209,9 +211,73 @@ async fn run() {
     }
     let journal = &health["journal"];
     println!(
-        "  relay journal: {} writes in {} commits (group commit)",
-        journal["writes"], journal["commits"]
+        "  relay journal: {} writes in {} commits (group commit), {} of them fsynced",
+        journal["writes"], journal["commits"], journal["synced_commits"]
     );
+    for (backlog, took) in &drains {
+        println!(
+            "  relay forward: {backlog} messages still for the vm after a burst, drained in {:.2} s",
+            took.as_secs_f64()
+        );
+    }
+    println!(
+        "  this disk's floor: fdatasync of a small append at 200/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(percentile(&disk_floor, 0.5)),
+        ms(percentile(&disk_floor, 0.99)),
+        ms(*disk_floor.last().unwrap())
+    );
+}
+
+/// How long each of `OPEN_LOOP` fdatasync'd 200-byte appends takes at 200 per second, in a
+/// file in `dir` (sorted): what one durable write costs on this disk, whatever the server.
+fn fdatasync_latencies(dir: &Path) -> Vec<Duration> {
+    use std::io::Write;
+    let path = dir.join("fdatasync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut latencies = Vec::with_capacity(OPEN_LOOP);
+    let mut next = Instant::now();
+    for _ in 0..OPEN_LOOP {
+        next += Duration::from_millis(5);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        file.write_all(&[b'x'; 200]).unwrap();
+        let t = Instant::now();
+        file.sync_data().unwrap();
+        latencies.push(t.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    latencies.sort();
+    latencies
+}
+
+async fn relay_health(http: &reqwest::Client, relay: &Server) -> serde_json::Value {
+    http.get(format!("{}/health", relay.public_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The relay's messages still waiting for the (stand-in) vm right after a burst, and how long
+/// until none are: the relay's `/health` counts them.
+async fn drain_forward_backlog(http: &reqwest::Client, relay: &Server) -> (u64, Duration) {
+    let waiting = || async {
+        relay_health(http, relay).await["journal"]["waiting_for_vm"]
+            .as_u64()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let backlog = waiting().await;
+    while waiting().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the relay did not forward its backlog to the vm within 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (backlog, started.elapsed())
 }
 
 /// The relay binary cargo built for this bench (the bench profile: release settings).
@@ -240,7 +306,7 @@ fn start_relay(vm_url: &str) -> Server {
         name: "relay",
         child,
         public_url,
-        _data: data,
+        data,
     }
 }
 
@@ -279,7 +345,7 @@ fn start_peer(workspace: &Path, target: &Path) -> Result<Server, String> {
         name: "Express peer",
         child,
         public_url,
-        _data: data,
+        data,
     })
 }
 

@@ -123,8 +123,9 @@ impl Dispatch {
 }
 
 /// Delivers `conversation`'s waiting messages in order until none is left (or shutdown).
-/// Each delivered mark is committed while the next message goes to the vm (the group commit
-/// then shares its fsync with webhooks); the worker ends only after its last mark, so the
+/// Each delivered mark is committed while the next message goes to the vm (without an fsync of
+/// its own: see "What waits for the disk" in `journal.rs`); the worker ends only after its last
+/// mark is committed, so the
 /// next worker for this conversation does not send a delivered message again.
 async fn forward_conversation(
     app: Arc<App>,

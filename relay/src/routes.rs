@@ -255,13 +255,19 @@ async fn callback(
 /// reads the vm's state from the Machines API instead.
 async fn health(State(app): State<Arc<App>>) -> Response {
     let (inbox, outbox) = app.journal.depth().unwrap_or((-1, -1));
-    let (writes, commits) = app.journal.write_counts();
+    let writes = app.journal.write_totals();
     let body = serde_json::json!({
         "ok": true,
         "version": crate::VERSION,
         "uptime_secs": app.started.elapsed().as_secs(),
         "channels": app.config.channels(),
-        "journal": {"waiting_for_vm": inbox, "waiting_for_channel": outbox, "writes": writes, "commits": commits},
+        "journal": {
+            "waiting_for_vm": inbox,
+            "waiting_for_channel": outbox,
+            "writes": writes.writes,
+            "commits": writes.commits,
+            "synced_commits": writes.synced_commits,
+        },
         "telegram_webhook": telegram_webhook_health(&app),
         "discord_gateway": app.discord.as_ref().map(|d| d.status()),
     });
