@@ -2,14 +2,51 @@
 //! scanned for libtest's `test result:` lines so the final summary can add them up.
 
 use anyhow::{Context, bail};
-use std::io::{BufRead, BufReader};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `command` to completion, inheriting the terminal; a non-zero exit is an error.
+thread_local! {
+    /// Where this thread's commands and step headers go instead of the terminal.
+    static LOG: RefCell<Option<File>> = const { RefCell::new(None) };
+}
+
+/// Sends what [`run`] and [`Timings`] print on this thread (commands, their output, step
+/// headers) to a new file at `path` instead of the terminal. Installs that run beside the
+/// test steps write there, so their output does not interleave with the steps'.
+pub fn log_this_thread_to(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    LOG.with(|log| *log.borrow_mut() = Some(file));
+    Ok(())
+}
+
+/// Prints `line` to this thread's log, or to the terminal when it has none.
+fn say(line: &str) {
+    LOG.with(|log| match log.borrow_mut().as_mut() {
+        Some(file) => {
+            let _ = writeln!(file, "{line}");
+        }
+        None => println!("{line}"),
+    })
+}
+
+/// Runs `command` to completion, inheriting the terminal (or writing to this thread's log);
+/// a non-zero exit is an error.
 pub fn run(command: &mut Command) -> anyhow::Result<()> {
     let shown = show(command);
-    println!("$ {shown}");
+    say(&format!("$ {shown}"));
+    LOG.with(|log| -> anyhow::Result<()> {
+        if let Some(file) = log.borrow().as_ref() {
+            command.stdout(file.try_clone()?).stderr(file.try_clone()?);
+        }
+        Ok(())
+    })?;
     let status = command
         .status()
         .with_context(|| format!("could not start `{shown}`"))?;
@@ -116,7 +153,7 @@ impl Timings {
         name: &str,
         step: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        println!("\n== {name}");
+        say(&format!("\n== {name}"));
         let started = Instant::now();
         let result = step();
         self.steps.push((
@@ -129,9 +166,14 @@ impl Timings {
 
     /// Records that `name` was already in place.
     pub fn skipped(&mut self, name: &str) {
-        println!("== {name}: already present, skipped");
+        say(&format!("== {name}: already present, skipped"));
         self.steps
             .push((name.to_string(), Duration::ZERO, "skipped"));
+    }
+
+    /// Adds the steps another thread timed.
+    pub fn merge(&mut self, other: Timings) {
+        self.steps.extend(other.steps);
     }
 
     pub fn print(&self) {

