@@ -171,9 +171,14 @@ impl Timings {
             .push((name.to_string(), Duration::ZERO, "skipped"));
     }
 
-    /// Adds the steps another thread timed.
-    pub fn merge(&mut self, other: Timings) {
-        self.steps.extend(other.steps);
+    /// Adds the steps a background thread timed, marked so that no one adds their time to the
+    /// wall-clock total: they overlapped the steps around them.
+    pub fn merge_background(&mut self, other: Timings) {
+        self.steps.extend(
+            other.steps.into_iter().map(|(name, took, outcome)| {
+                (format!("(in the background) {name}"), took, outcome)
+            }),
+        );
     }
 
     pub fn print(&self) {

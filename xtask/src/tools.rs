@@ -121,7 +121,7 @@ impl InstallsInBackground {
                         .join()
                         .map_err(|_| anyhow::anyhow!("the install thread panicked"))
                 })?;
-            timings.merge(theirs);
+            timings.merge_background(theirs);
             let result = result.map_err(|error| {
                 let log = log_path(&self.root, later);
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
