@@ -41,8 +41,8 @@ pub fn ensure_first_steps_tools(root: &Path, timings: &mut Timings) -> anyhow::R
 
 /// Tools that only later test steps need. `cargo xtask test` installs them on threads of
 /// their own while fmt, clippy and the lints run, and a step waits only for what it needs: on a
-/// fresh machine the downloads and trunk's ~7-minute compile then overlap the steps' own
-/// compiling instead of coming before it.
+/// fresh machine the downloads and trunk's compile (~7 minutes alone, ~15 niced beside the
+/// steps) then overlap the steps' own compiling instead of coming before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Later {
     /// Chromium + ChromeDriver (apt), Claude Code + Playwright MCP (npm -g): downloads, needed
