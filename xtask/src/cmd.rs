@@ -191,7 +191,35 @@ impl Timings {
 
 #[cfg(test)]
 mod tests {
-    use super::TestCounts;
+    use super::{TestCounts, Timings, log_this_thread_to, run};
+    use std::process::Command;
+
+    #[test]
+    fn a_thread_with_a_log_writes_there_and_other_threads_do_not() {
+        let dir = std::env::temp_dir().join(format!("xtask-log-{}", std::process::id()));
+        let log = dir.join("install.log");
+        let logged = log.clone();
+        std::thread::spawn(move || {
+            log_this_thread_to(&logged).unwrap();
+            Timings::default()
+                .time("a background step", || {
+                    run(Command::new("sh").args(["-c", "echo to-stdout; echo to-stderr >&2"]))
+                })
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for expected in ["== a background step", "$ sh -c", "to-stdout", "to-stderr"] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from {text:?}"
+            );
+        }
+        // This thread never set a log, so its commands still go to the terminal.
+        super::LOG.with(|log| assert!(log.borrow().is_none()));
+    }
 
     #[test]
     fn reads_libtest_result_lines() {

@@ -125,13 +125,9 @@ impl InstallsInBackground {
             let result = result.map_err(|error| {
                 let log = log_path(&self.root, later);
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!(
-                    "{error:#}\n(the end of {}):\n{}",
-                    log.display(),
-                    tail.join("\n")
-                )
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                format!("{error:#}\n(the end of {}):\n{tail}", log.display())
             });
             self.finished.push((later, result));
         }
