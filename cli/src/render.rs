@@ -44,6 +44,12 @@ impl Renderer {
             Renderer::Live { bars, running } => {
                 let mut running = running.borrow_mut();
                 match event.state {
+                    // A step says what it waits for in a later `Running` event.
+                    StepState::Running if running.contains_key(&event.step) => {
+                        if let Some(bar) = running.get(&event.step) {
+                            bar.set_message(format!("{} — {}", event.step.title(), event.message));
+                        }
+                    }
                     StepState::Running => {
                         let bar = bars.add(ProgressBar::new_spinner());
                         bar.set_style(

@@ -18,6 +18,22 @@ pub enum Error {
     BadToken,
 
     #[error(
+        "Fly refused to {action} (HTTP 401), though it accepted this token a moment ago. Fly \
+         answers this for a little while after it creates an app; retry in a minute and the \
+         deploy resumes where it stopped. If it keeps happening, the token may have expired: \
+         create a new org token (the Fly dashboard: your organization → Tokens)."
+    )]
+    Unauthorized { action: String },
+
+    #[error(
+        "This token may look at apps but not create them in the organization `{org}` (it is a \
+         read-only token, or one for another organization). Create an org token for `{org}` in \
+         the Fly dashboard (your organization → Tokens → create an org token) or with `fly \
+         tokens create org --expiry 720h`. Nothing was created."
+    )]
+    CannotCreateApps { org: String },
+
+    #[error(
         "This is a deploy token for {apps}: it can only manage that app, and textslash creates two \
          new ones. Create an org token instead (the Fly dashboard: your organization → Tokens)."
     )]
@@ -35,8 +51,8 @@ pub enum Error {
     NameTaken { app: String },
 
     #[error(
-        "An app named `{app}` already exists in your org and is not a textslash deployment (its \
-         machines were not made by textslash). Pick another prefix; textslash will not change or \
+        "An app named `{app}` already exists in your org and is not a textslash deployment \
+         (nothing in it was made by textslash). Pick another prefix; textslash will not change or \
          delete it."
     )]
     NotOurs { app: String },
@@ -89,6 +105,25 @@ pub enum Error {
     #[error("Timed out waiting for {what}. Retry; the deploy resumes where it stopped.")]
     Timeout { what: String },
 
+    /// A patient wait ran out: already as long as Fly may take, so not worth repeating at once.
+    #[error(
+        "Waited {seconds} s for {what}, longer than Fly usually takes. Retry in a few minutes; \
+         the deploy resumes where it stopped."
+    )]
+    GaveUpWaiting { what: String, seconds: u64 },
+
+    #[error(
+        "The relay's machine started, but {url} did not answer for {seconds} s ({detail}). A new \
+         name can take a few minutes to reach every network: retry later, and the deploy \
+         resumes where it stopped. If it still does not answer, open the relay app's logs in the \
+         Fly dashboard."
+    )]
+    RelayNotAnswering {
+        url: String,
+        seconds: u64,
+        detail: String,
+    },
+
     #[error("Fly answered something unexpected while trying to {action}: {detail}")]
     BadResponse { action: String, detail: String },
 }
@@ -99,6 +134,7 @@ impl Error {
         matches!(
             self,
             Error::RateLimited
+                | Error::Unauthorized { .. }
                 | Error::Server { .. }
                 | Error::Unreachable { .. }
                 | Error::Timeout { .. }

@@ -8,6 +8,8 @@
 //!   browser and native builds each bring their own (`native` feature: reqwest + tokio).
 //! - [`fly`]: the typed Machines API client (wire types named exactly as Fly's OpenAPI
 //!   document, retries, rate spacing) and its [`fly::auth`] header rules.
+//! - [`token`]: whether a pasted token can deploy (shared by the page's token step and the
+//!   deploy's first step), never calling a working token bad.
 //! - [`spec`]: what the user asked for ([`DeploymentSpec`]) and its validation.
 //! - [`machines`]: the machine configs and secrets a spec turns into (shared with the
 //!   fly.toml agreement test).
@@ -27,6 +29,7 @@ pub mod ops;
 pub mod plan;
 pub mod random;
 pub mod spec;
+pub mod token;
 pub mod transport;
 
 pub use error::Error;

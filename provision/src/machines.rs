@@ -26,6 +26,29 @@ pub const VOLUME_NAME: &str = "data";
 /// Machine metadata key that tells textslash's machines apart from anything else in an app.
 pub const ROLE_KEY: &str = "textslash_role";
 
+/// The secret both apps get first, which marks an app as a deployment's before it has
+/// machines or volumes.
+pub const MARK_SECRET: &str = "VM_TOKEN";
+
+/// What an app holds, as evidence of whose it is.
+#[derive(Clone, Debug, Default)]
+pub struct AppContents {
+    pub machines: Vec<crate::fly::Machine>,
+    pub volumes: Vec<crate::fly::Volume>,
+    pub secret_names: Vec<String>,
+    pub ip_count: usize,
+}
+
+impl AppContents {
+    /// Nothing at all in it: no machine, volume, secret or IP.
+    pub fn is_empty(&self) -> bool {
+        !self.machines.iter().any(|m| m.is_live())
+            && !self.volumes.iter().any(|v| v.is_live())
+            && self.secret_names.is_empty()
+            && self.ip_count == 0
+    }
+}
+
 /// Which of the two runtimes a machine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -45,13 +68,34 @@ impl Role {
         }
     }
 
-    /// Whether every live machine of an app with this role is textslash's own (carries this
-    /// role in its metadata). An app with no machine yet is a deploy that stopped early.
-    pub fn owns(self, machines: &[crate::fly::Machine]) -> bool {
-        machines
-            .iter()
-            .filter(|m| m.is_live())
-            .all(|m| m.metadata(ROLE_KEY) == Some(self.as_str()))
+    /// Whether an app with this role's name is textslash's: none of its live machines is
+    /// anyone else's, and something in it carries textslash's mark: a machine with this
+    /// role, this role's volume, or the `VM_TOKEN` secret the deploy sets right after
+    /// creating the app. An empty app is not evidence of anything, so it is not ours (a
+    /// user's own app of that name is never adopted or deleted).
+    pub fn owns(self, contents: &AppContents) -> bool {
+        let mut live = contents.machines.iter().filter(|m| m.is_live());
+        let machines_ours = live
+            .clone()
+            .all(|m| m.metadata(ROLE_KEY) == Some(self.as_str()));
+        let volume = match self {
+            Role::Relay => RELAY_VOLUME_NAME,
+            Role::Vm => VOLUME_NAME,
+        };
+        let marked = live.next().is_some()
+            || contents
+                .volumes
+                .iter()
+                .any(|v| v.is_live() && v.name == volume)
+            || contents.secret_names.iter().any(|name| name == MARK_SECRET);
+        machines_ours && marked
+    }
+
+    /// Whether a deploy may build on this app: ours, or empty. An empty app is what an attempt
+    /// that stopped right after creating it leaves, and adding to an empty app harms nothing
+    /// of anyone's; teardown still deletes only what [`Role::owns`].
+    pub fn may_adopt(self, contents: &AppContents) -> bool {
+        self.owns(contents) || contents.is_empty()
     }
 
     pub fn as_str(self) -> &'static str {

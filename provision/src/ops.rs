@@ -5,7 +5,7 @@
 use crate::error::Error;
 use crate::fly::{AppName, CheckStatus, FlyClient, IpAssignment, Machine, Volume};
 use crate::machines::{ROLE_KEY, Role};
-use crate::plan::{Event, Progress, StepId, StepState, fetch_health, find_machine};
+use crate::plan::{Event, Progress, StepId, StepState, app_contents, fetch_health, find_machine};
 use crate::spec::Images;
 use crate::transport::{Clock, Transport};
 use serde::{Deserialize, Serialize};
@@ -249,13 +249,19 @@ async fn tear_down_app<T: Transport, C: Clock>(
         }
         AppName::Ours(_) => {}
     }
-    // Only a deployment's own apps are deleted: named `<prefix>-relay`/`-vm`, and every
-    // machine in them made by textslash. A bookmark can name anything.
-    let machines = fly.list_machines(app).await?;
-    if !Role::of_app(app).is_some_and(|role| role.owns(&machines)) {
+    // Only a deployment's own apps are deleted: named `<prefix>-relay`/`-vm`, holding
+    // something of textslash's and nothing of anyone else's. A bookmark can name anything.
+    let contents = app_contents(fly, app).await?;
+    let machines = contents.machines.clone();
+    if !Role::of_app(app).is_some_and(|role| role.owns(&contents)) {
+        let why = if contents.is_empty() {
+            "it is empty, so nothing shows it is a textslash deployment's, and it was left alone. If an attempt that stopped early created it, delete it in the Fly dashboard (the app → Settings → Delete app)"
+        } else {
+            "it is not a textslash deployment's (nothing in it was made by textslash), so it was left alone"
+        };
         leftovers.push(Leftover {
             what: format!("app {app}"),
-            why: "it is not a textslash deployment's (its name or machines are not ours), so it was left alone".into(),
+            why: why.into(),
             outside_fly: false,
         });
         emit(StepState::Failed, format!("{app} is not ours; left alone"));
@@ -280,6 +286,13 @@ async fn tear_down_app<T: Transport, C: Clock>(
     // Fly destroys machines after answering, and a volume stays attached (so cannot be
     // deleted) until its machine is gone: wait for that first.
     for machine in machines.iter().filter(|m| m.state != "destroyed") {
+        emit(
+            StepState::Running,
+            format!(
+                "waiting for machine {} of {app} to be destroyed",
+                machine.id
+            ),
+        );
         if let Err(e) = wait_destroyed(fly, app, &machine.id).await {
             leftovers.push(Leftover {
                 what: format!("machine {}", machine.id),
@@ -298,7 +311,7 @@ async fn tear_down_app<T: Transport, C: Clock>(
             leftovers,
             &mut removed,
             format!("volume {}", volume.id),
-            fly.delete_volume(app, &volume.id).await,
+            delete_volume_when_free(fly, app, volume, &emit).await,
         );
     }
     for ip in fly
@@ -319,6 +332,10 @@ async fn tear_down_app<T: Transport, C: Clock>(
         &mut removed,
         format!("app {app}"),
         fly.delete_app(app).await,
+    );
+    emit(
+        StepState::Running,
+        format!("waiting for Fly to finish deleting {app}"),
     );
     match app_gone(fly, app).await {
         Ok(AppName::Free) => emit(StepState::Done, format!("removed {}", removed.join(", "))),
@@ -429,21 +446,72 @@ async fn unregister_webhook<T: Transport, C: Clock>(
     }
 }
 
+/// How long a destroyed machine may hold on to its volume.
+const DETACH_PATIENCE_MS: u64 = 60_000;
+
+/// Deletes a volume once no machine holds it: a destroyed machine lets go of its volume a
+/// moment after it is gone (fly-go lists `waiting_for_detach` among a volume's dying states),
+/// and Fly refuses to delete a volume still attached.
+async fn delete_volume_when_free<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    volume: &Volume,
+    emit: &dyn Fn(StepState, String),
+) -> Result<(), Error> {
+    let clock = fly.clock();
+    let started = clock.now_ms();
+    let mut holder = volume.attached_machine_id.clone();
+    for attempt in 0.. {
+        let Some(machine) = holder else {
+            return fly.delete_volume(app, &volume.id).await;
+        };
+        if clock.now_ms().saturating_sub(started) >= DETACH_PATIENCE_MS {
+            // Let Fly say why in its own words.
+            return fly.delete_volume(app, &volume.id).await;
+        }
+        if attempt == 0 {
+            emit(
+                StepState::Running,
+                format!(
+                    "waiting for machine {machine} to let go of volume {}",
+                    volume.id
+                ),
+            );
+        }
+        clock.sleep(fly.policy().poll(attempt)).await;
+        holder = match fly
+            .list_volumes(app)
+            .await?
+            .into_iter()
+            .find(|v| v.id == volume.id)
+        {
+            Some(now) if now.is_live() => now.attached_machine_id,
+            // Gone or going already: nothing left to delete.
+            _ => return Ok(()),
+        };
+    }
+    unreachable!("the loop returns")
+}
+
 /// Waits until the machine is destroyed (or gone: a 404 means the same).
 async fn wait_destroyed<T: Transport, C: Clock>(
     fly: &FlyClient<T, C>,
     app: &str,
     id: &str,
 ) -> Result<(), Error> {
-    for _ in 0..3 {
+    // flyctl's `WaitForState`: a 404 while waiting for `destroyed` is success; a passing
+    // failure is asked again.
+    for attempt in 0..6 {
         match fly.wait_machine(app, id, "destroyed", 60).await {
             Ok(true) | Err(Error::NotFound { .. }) => return Ok(()),
             Ok(false) => {}
+            Err(e) if e.is_transient() => fly.clock().sleep(fly.policy().poll(attempt)).await,
             Err(e) => return Err(e),
         }
     }
-    Err(Error::Timeout {
+    Err(Error::GaveUpWaiting {
         what: format!("machine {id} of {app} to be destroyed"),
+        seconds: 360,
     })
 }
 

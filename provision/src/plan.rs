@@ -8,9 +8,16 @@
 //!
 //! Independent work runs concurrently: the two apps are created, given secrets and set up
 //! side by side.
+//!
+//! Each step is as patient as the real platform needs (docs/fly-machines-api.md §11), and
+//! says what it waits for in a `Running` event: a new app becoming visible (up to a minute,
+//! as fly-go's `WaitForApp`), a new machine starting (five minutes, asking again after a 404
+//! while Fly's lists catch up, as flyctl's `WaitForState`), and a new `<relay>.fly.dev` name
+//! resolving (70 s, as flyctl's `checkDNS`). A real failure is still reported once the wait
+//! is over.
 
 use crate::error::Error;
-use crate::fly::{AppName, CreateVolumeRequest, FlyClient, IpKind, Machine};
+use crate::fly::{AppName, CreateVolumeRequest, FlyClient, IpKind, Machine, Volume};
 use crate::machines::{self, RELAY_VOLUME_GB, RELAY_VOLUME_NAME, ROLE_KEY, Role, VOLUME_NAME};
 use crate::random;
 use crate::spec::{ChannelKind, DeploymentSpec};
@@ -19,6 +26,18 @@ use futures::future::try_join;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Duration;
+
+/// How long a step lets Fly's listings catch up before it observes again after an ambiguous
+/// failure: a create that timed out may have happened, and lists lag writes (flyctl
+/// `strategy_bluegreen.go` `launchLookupDelay`, 500 ms).
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// How long a new machine may take to start (flyctl's default `--wait-timeout`, 5 minutes).
+const START_PATIENCE: Duration = Duration::from_secs(300);
+
+/// How long a new `<app>.fly.dev` name may take to resolve (flyctl `checkDNS`: 70 s).
+const DNS_PATIENCE: Duration = Duration::from_secs(70);
 
 /// The steps of a deploy, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -136,6 +155,7 @@ pub async fn deploy<T: Transport, C: Clock>(
         fly,
         spec,
         progress,
+        created: Default::default(),
     };
     let relay = spec.relay_app();
     let vm = spec.vm_app();
@@ -149,7 +169,7 @@ pub async fn deploy<T: Transport, C: Clock>(
     .await?;
     let secrets_version = run.step(StepId::Secrets, || run.ensure_secrets()).await?;
 
-    let (volume_id, relay_volume_id) = run
+    let (vm_volume, relay_volume) = run
         .step(StepId::Volume, || async {
             let ((vm_volume, a), (relay_volume, b)) = try_join(
                 run.ensure_volume(&vm, VOLUME_NAME, spec.volume_gb),
@@ -159,12 +179,13 @@ pub async fn deploy<T: Transport, C: Clock>(
             Ok(((vm_volume, relay_volume), combine(a, b)))
         })
         .await?;
+    let (volume_id, relay_volume_id) = (vm_volume.id.clone(), relay_volume.id.clone());
     let vm_chain = async {
         let config = machines::vm_config(spec, &volume_id);
         let request = machines::machine_request(spec, config, Role::Vm, secrets_version.vm);
         let machine = run
             .step(StepId::VmMachine, || {
-                run.ensure_machine(&vm, Role::Vm, &request)
+                run.ensure_machine(&vm, Role::Vm, &request, &vm_volume)
             })
             .await?;
         run.step(StepId::VmIp, || {
@@ -178,7 +199,7 @@ pub async fn deploy<T: Transport, C: Clock>(
         let request = machines::machine_request(spec, config, Role::Relay, secrets_version.relay);
         let machine = run
             .step(StepId::RelayMachine, || {
-                run.ensure_machine(&relay, Role::Relay, &request)
+                run.ensure_machine(&relay, Role::Relay, &request, &relay_volume)
             })
             .await?;
         run.step(StepId::RelayIps, || {
@@ -253,6 +274,8 @@ struct Run<'a, T, C> {
     fly: &'a FlyClient<T, C>,
     spec: &'a DeploymentSpec,
     progress: &'a dyn Progress,
+    /// Apps this run asked Fly to create: ours even before they hold anything of ours.
+    created: std::cell::RefCell<BTreeSet<String>>,
 }
 
 impl<T: Transport, C: Clock> Run<'_, T, C> {
@@ -285,7 +308,10 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                 }
                 Err(error) if error.is_transient() && attempt + 1 < policy.attempts => {
                     attempt += 1;
-                    self.fly.clock().sleep(policy.backoff(attempt)).await;
+                    self.fly
+                        .clock()
+                        .sleep(policy.backoff(attempt).max(SETTLE))
+                        .await;
                 }
                 Err(error) => {
                     self.emit(id, StepState::Failed, error.to_string());
@@ -296,18 +322,17 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
     }
 
     async fn check_token(&self) -> Result<(String, Outcome), Error> {
-        let current = self.fly.current_token().await?;
-        current.usable()?;
-        let token_org = current.tokens.iter().find_map(|t| t.org_slug.clone());
-        let org = match (&self.spec.org, token_org) {
+        let checked = crate::token::check(self.fly).await?;
+        let org = match (&self.spec.org, checked.org) {
             (Some(org), _) => org.clone(),
             (None, Some(org)) => org,
             (None, None) => "personal".to_string(),
         };
-        Ok((
-            org.clone(),
-            Outcome::Done(format!("token accepted, org {org}")),
-        ))
+        let mut message = format!("token accepted, org {org}");
+        if let Some(note) = checked.note {
+            message = format!("{message} ({note})");
+        }
+        Ok((org, Outcome::Done(message)))
     }
 
     async fn check_names(&self) -> Result<((), Outcome), Error> {
@@ -338,24 +363,57 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
-    /// An existing app is adopted only if it is a deployment's: a same-named app of the
-    /// user's own is never changed.
+    /// An existing app is adopted only if it is a deployment's, or empty (an earlier attempt
+    /// stopped right after creating it), or this run created it: a same-named app of the
+    /// user's own that holds anything is never changed.
     async fn ensure_ours(&self, name: &str) -> Result<(), Error> {
+        if self.created.borrow().contains(name) {
+            return Ok(());
+        }
         let role = Role::of_app(name).expect("deployment apps end in -relay or -vm");
-        if role.owns(&self.fly.list_machines(name).await?) {
+        if role.may_adopt(&app_contents(self.fly, name).await?) {
             Ok(())
         } else {
             Err(Error::NotOurs { app: name.into() })
         }
     }
 
+    /// Creates the app and waits until Fly shows it: a new app answers 404 or 401 for a
+    /// moment, and every later call is about it.
     async fn ensure_app(&self, name: &str, org: &str) -> Result<Outcome, Error> {
         if let AppName::Ours(_) = self.fly.app_name(name).await? {
             self.ensure_ours(name).await?;
             return Ok(Outcome::AlreadyDone(format!("{name} exists")));
         }
-        self.fly.create_app(name, org).await?;
-        Ok(Outcome::Done(format!("{name} created")))
+        let waiting = || {
+            self.emit(
+                StepId::Apps,
+                StepState::Running,
+                format!("waiting for Fly to show the new app {name} (a new app takes a moment)"),
+            )
+        };
+        self.created.borrow_mut().insert(name.to_string());
+        match self.fly.create_app(name, org).await {
+            Ok(()) => {
+                self.fly.wait_for_app(name, &waiting).await?;
+                Ok(Outcome::Done(format!("{name} created")))
+            }
+            // Free a moment ago and taken now: most likely this deploy's own app from an
+            // attempt whose answer was lost, not yet visible. Wait for it to show, and adopt it
+            // only if it is ours; another org's answers 403, which is taken.
+            Err(Error::NameTaken { .. }) => {
+                self.fly
+                    .wait_for_app(name, &waiting)
+                    .await
+                    .map_err(|e| match e {
+                        Error::GaveUpWaiting { .. } => Error::NameTaken { app: name.into() },
+                        other => other,
+                    })?;
+                self.ensure_ours(name).await?;
+                Ok(Outcome::Done(format!("{name} created")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Both apps get their secrets together, because they share a freshly generated
@@ -409,7 +467,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         app: &str,
         name: &str,
         size_gb: u32,
-    ) -> Result<(String, Outcome), Error> {
+    ) -> Result<(Volume, Outcome), Error> {
         let existing = self.fly.list_volumes(app).await?;
         let ours = |v: &&crate::fly::Volume| v.name == name && v.is_live();
         if let Some(volume) = existing
@@ -418,7 +476,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             .find(|v| v.attached_machine_id.is_some() || v.region == self.spec.region)
         {
             return Ok((
-                volume.id.clone(),
+                volume.clone(),
                 Outcome::AlreadyDone(format!("volume {} exists", volume.id)),
             ));
         }
@@ -441,19 +499,36 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         if !replaced.is_empty() {
             message = format!("{message}; {}", replaced.join(", "));
         }
-        Ok((volume.id.clone(), Outcome::Done(message)))
+        Ok((volume, Outcome::Done(message)))
     }
 
+    /// Finds the role's machine, or creates it. Machine lists lag writes (flyctl reads them
+    /// from a replicated store), so a machine an interrupted attempt created may not be
+    /// listed yet; the volume it mounts already says it is there, and only this role's
+    /// machine mounts this volume.
     async fn ensure_machine(
         &self,
         app: &str,
         role: Role,
         request: &crate::fly::CreateMachineRequest,
+        volume: &Volume,
     ) -> Result<(String, Outcome), Error> {
-        if let Some(machine) = find_machine(&self.fly.list_machines(app).await?, role) {
+        let machines = self.fly.list_machines(app).await?;
+        if let Some(machine) = find_machine(&machines, role) {
             return Ok((
                 machine.id.clone(),
                 Outcome::AlreadyDone(format!("machine {} exists", machine.id)),
+            ));
+        }
+        if let Some(holder) = &volume.attached_machine_id
+            && !machines.iter().any(|m| &m.id == holder)
+        {
+            return Ok((
+                holder.clone(),
+                Outcome::AlreadyDone(format!(
+                    "machine {holder} exists (it holds volume {}; Fly's list has not caught up yet)",
+                    volume.id
+                )),
             ));
         }
         let machine = self.fly.create_machine(app, request).await?;
@@ -487,21 +562,79 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
+    /// Waits for `started` as flyctl's `WaitForState` does: Fly caps one wait at 60 s and
+    /// answers 408 when it runs out; a machine created a moment ago may answer 404 until the
+    /// lists catch up; other failures are asked again after a pause. Only a 400 (the wait
+    /// itself is wrong) ends it early.
     async fn wait_started(&self, app: &str, machine: &str) -> Result<(), Error> {
-        // Fly caps one wait at 60 s and answers 408 when it runs out: ask a few times.
-        for _ in 0..5 {
-            if self.fly.wait_machine(app, machine, "started", 60).await? {
-                return Ok(());
+        let clock = self.fly.clock();
+        let started = clock.now_ms();
+        let mut said = false;
+        for attempt in 0.. {
+            let outcome = self.fly.wait_machine(app, machine, "started", 60).await;
+            match outcome {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(Error::NotFound { .. }) => {}
+                Err(error) if error.is_transient() => {}
+                Err(error) => return Err(error),
             }
+            if clock.now_ms().saturating_sub(started) >= START_PATIENCE.as_millis() as u64 {
+                break;
+            }
+            if !said {
+                said = true;
+                self.emit(
+                    StepId::Started,
+                    StepState::Running,
+                    format!("waiting for machine {machine} of {app} to start"),
+                );
+            }
+            clock.sleep(self.fly.policy().poll(attempt)).await;
         }
-        Err(Error::Timeout {
+        Err(Error::GaveUpWaiting {
             what: format!("machine {machine} of {app} to start"),
+            seconds: START_PATIENCE.as_secs(),
         })
     }
 
-    /// The relay's own `/health`, without the Fly token (it is not Fly's API).
+    /// The relay's own `/health`, without the Fly token (it is not Fly's API). A new app's
+    /// name takes a while to resolve everywhere (flyctl's `checkDNS` gives it 70 s), so a
+    /// relay that cannot be reached is asked again until then, saying so.
     async fn check_health(&self, relay_url: &str) -> Result<((), Outcome), Error> {
-        let health = fetch_health(self.fly.transport(), relay_url).await?;
+        let clock = self.fly.clock();
+        let started = clock.now_ms();
+        let mut attempt = 0;
+        let health = loop {
+            match fetch_health(self.fly.transport(), relay_url).await {
+                Ok(health) => break health,
+                Err(Error::Unreachable { detail, .. })
+                    if clock.now_ms().saturating_sub(started)
+                        >= DNS_PATIENCE.as_millis() as u64 =>
+                {
+                    return Err(Error::RelayNotAnswering {
+                        url: relay_url.into(),
+                        seconds: DNS_PATIENCE.as_secs(),
+                        detail,
+                    });
+                }
+                Err(error @ Error::Unreachable { .. }) => {
+                    if attempt == 0 {
+                        self.emit(
+                            StepId::Health,
+                            StepState::Running,
+                            format!(
+                                "waiting for {} to answer (a new name can take a minute to resolve): {error}",
+                                host_of(relay_url)
+                            ),
+                        );
+                    }
+                    clock.sleep(self.fly.policy().poll(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let version = health
             .get("version")
             .and_then(|v| v.as_str())
@@ -513,11 +646,35 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
     }
 }
 
+/// Everything in an app that says whose it is ([`Role::owns`]).
+pub(crate) async fn app_contents<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+) -> Result<crate::machines::AppContents, Error> {
+    let ((machines, volumes), (secrets, ips)) = try_join(
+        try_join(fly.list_machines(app), fly.list_volumes(app)),
+        try_join(fly.list_secrets(app), fly.list_ips(app)),
+    )
+    .await?;
+    Ok(crate::machines::AppContents {
+        machines,
+        volumes,
+        secret_names: secrets.secrets.into_iter().map(|s| s.name).collect(),
+        ip_count: ips.len(),
+    })
+}
+
 /// The live machine of `role` among an app's machines.
 pub fn find_machine(machines: &[Machine], role: Role) -> Option<&Machine> {
     machines
         .iter()
         .find(|m| m.is_live() && m.metadata(ROLE_KEY) == Some(role.as_str()))
+}
+
+/// `https://relay.fly.dev/x` → `relay.fly.dev`.
+fn host_of(url: &str) -> &str {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// `GET <relay_url>/health` as JSON. Errors are transient: a new relay takes a moment.

@@ -785,6 +785,15 @@ async fn the_webhook_is_registered_once_the_relay_s_host_resolves() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    // Fly shows a new app a moment after creating it (docs/fly-machines-api.md §11).
+    eventually("the new app to show", Duration::from_secs(10), async || {
+        let shown = fly(reqwest::Method::GET, "/apps/hook-relay")
+            .send()
+            .await
+            .unwrap();
+        (shown.status() == 200).then_some(())
+    })
+    .await;
     let mut env = base_env(&sim, &vm_url, &dir.path().join("relay"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", listener.local_addr().unwrap());

@@ -127,6 +127,25 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         );
     };
     let path = request.uri().path().to_string();
+    let method = request.method().as_str().to_string();
+    if scope == TokenScope::OAuth && path == "/v1/tokens/current" {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Authenticate: token validation error",
+        );
+    }
+    if scope == TokenScope::ReadOnly && method != "GET" {
+        return error(StatusCode::FORBIDDEN, "unauthorized");
+    }
+    if let Some(limit) = sim.config.quirks.rate_limit
+        && method != "GET"
+        && !sim.rate_limiter.admit(&format!("{method} {path}"), limit)
+    {
+        return error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+    }
+    if let Some(hidden) = hidden_new_app(&sim, &path) {
+        return hidden;
+    }
     if let TokenScope::App(app) = &scope {
         // A deploy token manages its one app and nothing else.
         let own = format!("/v1/apps/{app}");
@@ -153,14 +172,30 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
             (status, Json(body)).into_response()
         }
-        Verdict::ActThenDrop => {
+        Verdict::ActThenFail(code) => {
             let _ = next.run(request).await;
-            error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "sim: the answer was lost on the way",
-            )
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+            error(status, "sim: the answer was lost on the way")
         }
     }
+}
+
+/// A call on an app created a moment ago, answered as Fly answers it until the app has
+/// propagated: 401 or 404 ([`crate::quirks`]).
+fn hidden_new_app(sim: &Sim, path: &str) -> Option<Response> {
+    let name = path.strip_prefix("/v1/apps/")?.split('/').next()?;
+    let quirks = &sim.config.quirks;
+    let hidden = sim.world.with(|apps| {
+        apps.get(name)
+            .is_some_and(|app| crate::quirks::within(app.created, quirks.new_app_hidden_for))
+    });
+    hidden.then(|| match quirks.new_app_status {
+        401 => error(
+            StatusCode::UNAUTHORIZED,
+            "Authenticate: token validation error",
+        ),
+        _ => not_found("app"),
+    })
 }
 
 /// Refuses a body that does not fit Fly's schema for the operation (400 naming it).
@@ -192,6 +227,10 @@ enum TokenScope {
     App(String),
     /// A user's own token (`fly auth token`): every org the user is in.
     Personal,
+    /// An org token attenuated to reading.
+    ReadOnly,
+    /// A user token that is not a macaroon (sent as `Bearer`).
+    OAuth,
 }
 
 fn token_scope(sim: &Sim, headers: &HeaderMap) -> Option<TokenScope> {
@@ -207,6 +246,10 @@ fn token_scope(sim: &Sim, headers: &HeaderMap) -> Option<TokenScope> {
             Some(TokenScope::App(app.clone()))
         } else if sim.config.personal_tokens.iter().any(|ok| ok == t) {
             Some(TokenScope::Personal)
+        } else if sim.config.readonly_tokens.iter().any(|ok| ok == t) {
+            Some(TokenScope::ReadOnly)
+        } else if sim.config.oauth_tokens.iter().any(|ok| ok == t) {
+            Some(TokenScope::OAuth)
         } else {
             None
         }
@@ -252,6 +295,8 @@ async fn list_apps(State(sim): S) -> Response {
     Json(json!({"total_apps": apps.len(), "apps": apps})).into_response()
 }
 
+/// `POST /v1/apps` (fly-go posts `/apps?wait=true`; the query changes nothing here, since
+/// flyctl still waits for the app to be visible afterwards: see [`crate::quirks`]).
 #[derive(Deserialize)]
 struct CreateApp {
     #[serde(alias = "app_name")]
@@ -291,6 +336,7 @@ async fn create_app(
                 name: body.name.clone(),
                 id: id.clone(),
                 org: sim.config.org.clone(),
+                created: Some(std::time::Instant::now()),
                 ..Default::default()
             },
         );
@@ -347,9 +393,18 @@ fn after_deletion_delay(
     sim: &Arc<Sim>,
     finish: impl FnOnce(&mut BTreeMap<String, App>) + Send + 'static,
 ) {
+    after_delay(sim, sim.config.deletion_delay, finish);
+}
+
+/// Runs `finish` on the world after `delay`.
+fn after_delay(
+    sim: &Arc<Sim>,
+    delay: Duration,
+    finish: impl FnOnce(&mut BTreeMap<String, App>) + Send + 'static,
+) {
     let sim = sim.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(sim.config.deletion_delay).await;
+        tokio::time::sleep(delay).await;
         sim.world.with(finish);
     });
 }
@@ -422,6 +477,7 @@ async fn create_volume(
             size_gb: body.size_gb.unwrap_or(3),
             attached_machine_id: None,
             created_at: now_rfc3339(),
+            state: "created".into(),
         };
         let json = volume.json();
         a.volumes.insert(id, volume);
@@ -438,21 +494,26 @@ async fn show_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> 
     })
 }
 
+/// A volume is deleted only once no machine holds it, which is a moment after its machine
+/// is gone ([`crate::quirks`]); then it lists as `pending_destroy` until the deletion ends.
 async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
-    with_app(&sim, &app, |a| {
-        let volume = a.volumes.get(&id).ok_or_else(|| not_found("volume"))?;
-        if let Some(machine) = &volume.attached_machine_id
-            && a.machines.contains_key(machine)
-        {
+    let answer = with_app(&sim, &app, |a| {
+        let volume = a.volumes.get_mut(&id).ok_or_else(|| not_found("volume"))?;
+        if volume.attached_machine_id.is_some() {
             return Err(error(
                 StatusCode::PRECONDITION_FAILED,
                 "volume is attached to a machine; destroy the machine first",
             ));
         }
-        let mut volume = a.volumes.remove(&id).expect("checked above").json();
-        volume["state"] = json!("destroyed");
-        Ok(Json(volume).into_response())
-    })
+        volume.state = "pending_destroy".into();
+        Ok(Json(volume.json()).into_response())
+    })?;
+    after_delay(&sim, sim.config.deletion_delay, move |apps| {
+        if let Some(a) = apps.get_mut(&app) {
+            a.volumes.remove(&id);
+        }
+    });
+    Ok(answer)
 }
 
 // ---- machines ----
@@ -517,14 +578,16 @@ async fn create_machine(
                     ),
                 ));
             }
-            if volume
-                .attached_machine_id
-                .as_ref()
-                .is_some_and(|m| a.machines.contains_key(m))
-            {
+            if volume.attached_machine_id.is_some() {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     &format!("volume {vol} is already attached to a machine"),
+                ));
+            }
+            if volume.state != "created" {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("volume {vol} is being destroyed"),
                 ));
             }
             volume.attached_machine_id = Some(id.clone());
@@ -544,6 +607,7 @@ async fn create_machine(
             env: Default::default(),
             events: Vec::new(),
             created_at: now_rfc3339(),
+            created: std::time::Instant::now(),
         };
         machine.record("launch", "created", "user", Value::Null);
         a.machines.insert(id.clone(), machine);
@@ -555,24 +619,41 @@ async fn create_machine(
     machine_response(&sim, &app, &id).await
 }
 
-async fn machine_json(sim: &Sim, app: &str, id: &str) -> Result<Value, Response> {
+/// Whether reads still miss a machine created a moment ago ([`crate::quirks`]).
+fn unlisted(sim: &Sim, machine: &Machine) -> bool {
+    machine.created.elapsed() < sim.config.quirks.new_machine_unlisted_for
+}
+
+/// Who asks for a machine: a read misses a new one; a write's answer carries it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    Read,
+    Write,
+}
+
+async fn machine_json(sim: &Sim, app: &str, id: &str, asker: Asker) -> Result<Value, Response> {
     let (config, port, mut json) = with_app(sim, app, |a| {
-        let m = a.machines.get(id).ok_or_else(|| not_found("machine"))?;
+        let m = a
+            .machines
+            .get(id)
+            .filter(|m| asker == Asker::Write || !unlisted(sim, m))
+            .ok_or_else(|| not_found("machine"))?;
         Ok((m.config.clone(), m.port, m.json()))
     })?;
     json["checks"] = Value::Array(supervisor::run_checks(sim, &config, port).await);
     Ok(json)
 }
 
+/// The machine a write just made or changed: its answer carries it, however new.
 async fn machine_response(sim: &Sim, app: &str, id: &str) -> ApiResult {
-    Ok(Json(machine_json(sim, app, id).await?).into_response())
+    Ok(Json(machine_json(sim, app, id, Asker::Write).await?).into_response())
 }
 
 async fn list_machines(State(sim): S, Path(app): Path<String>) -> ApiResult {
     let ids: Vec<String> = with_app(&sim, &app, |a| Ok(a.machines.keys().cloned().collect()))?;
     let mut out = Vec::new();
     for id in ids {
-        if let Ok(json) = machine_json(&sim, &app, &id).await {
+        if let Ok(json) = machine_json(&sim, &app, &id, Asker::Read).await {
             out.push(json);
         }
     }
@@ -580,7 +661,7 @@ async fn list_machines(State(sim): S, Path(app): Path<String>) -> ApiResult {
 }
 
 async fn show_machine(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
-    machine_response(&sim, &app, &id).await
+    Ok(Json(machine_json(&sim, &app, &id, Asker::Read).await?).into_response())
 }
 
 async fn update_machine(
@@ -682,10 +763,15 @@ async fn exec_machine(
     Ok(Json(answer).into_response())
 }
 
+/// SPEC `Machines_delete` documents `force` ("Force kill the machine if it's running");
+/// fly-go's `Destroy` sends `kill` (`flaps/flaps_machines.go`). Either one will do, and a
+/// started machine needs one (flyctl `internal/command/machine/destroy.go`).
 #[derive(Deserialize)]
 struct Force {
     #[serde(default)]
     force: Option<bool>,
+    #[serde(default)]
+    kill: Option<bool>,
 }
 
 async fn delete_machine(
@@ -700,7 +786,7 @@ async fn delete_machine(
             .state
             .clone())
     })?;
-    if state == "started" && q.force != Some(true) {
+    if state == "started" && q.force != Some(true) && q.kill != Some(true) {
         return Err(error(
             StatusCode::PRECONDITION_FAILED,
             "machine is running; stop it first or use force=true",
@@ -713,16 +799,24 @@ async fn delete_machine(
         }
         Ok(())
     })?;
-    // The machine is gone, and its volume free, only once the destroy has finished.
+    // The machine is gone once the destroy has finished, and its volume free a moment later.
+    let detach_after = sim.config.quirks.volume_detach_after;
+    let detach = sim.clone();
     after_deletion_delay(&sim, move |apps| {
         if let Some(a) = apps.get_mut(&app) {
             a.machines.remove(&id);
-            for volume in a.volumes.values_mut() {
+        }
+        after_delay(&detach, detach_after, move |apps| {
+            for volume in apps
+                .get_mut(&app)
+                .into_iter()
+                .flat_map(|a| a.volumes.values_mut())
+            {
                 if volume.attached_machine_id.as_deref() == Some(id.as_str()) {
                     volume.attached_machine_id = None;
                 }
             }
-        }
+        });
     });
     Ok(Json(json!({"ok": true})).into_response())
 }
@@ -750,7 +844,10 @@ async fn wait_machine(
         tokio::time::Instant::now() + Duration::from_secs(q.timeout.unwrap_or(60).clamp(1, 60));
     loop {
         let state = with_app(&sim, &app, |a| {
-            Ok(a.machines.get(&id).map(|m| m.state.clone()))
+            Ok(a.machines
+                .get(&id)
+                .filter(|m| !unlisted(&sim, m))
+                .map(|m| m.state.clone()))
         });
         let state = match state {
             Ok(Some(s)) => s,
@@ -814,6 +911,9 @@ async fn assign_ip(
             kind: body.kind,
         };
         let json = ip_json(&assigned);
+        if assigned.kind != "private_v6" && a.public_since.is_none() {
+            a.public_since = Some(std::time::Instant::now());
+        }
         a.ips.push(assigned);
         Ok(Json(json).into_response())
     })

@@ -296,17 +296,19 @@ fn send_file(state: &mut ChannelState, chat: &str, method: &str, file: Vec<u8>) 
 
 /// Whether Telegram could resolve `url`'s host. Telegram resolves a webhook's host when it is
 /// set and answers `400 bad webhook: Failed to resolve host` otherwise; an app's
-/// `<app>.fly.dev` name has an address only once the app has a public IP. So a sim app URL
-/// resolves only when its app has a `v6`, `shared_v4` or `v4` address.
+/// `<app>.fly.dev` name has an address only once the app has a public IP, and a moment after
+/// that ([`crate::quirks`]). So a sim app URL resolves only when its app has a `v6`,
+/// `shared_v4` or `v4` address that is not brand new.
 fn resolves(sim: &Sim, url: &str) -> bool {
     let Some(rest) = url.strip_prefix(&format!("{}/apps/", sim.base_url)) else {
         return true;
     };
     let app = rest.split('/').next().unwrap_or_default();
-    sim.world.with(|apps| {
+    let has_public_ip = sim.world.with(|apps| {
         apps.get(app)
             .is_some_and(|a| a.ips.iter().any(|ip| ip.kind != "private_v6"))
-    })
+    });
+    has_public_ip && !crate::proxy::name_unresolved(sim, app)
 }
 
 /// Bot API limits (docs/channels.md, "sendPhoto"): "The photo must be at most 10 MB in size.

@@ -443,7 +443,7 @@ fn injected(sim: &Sim, path: &str) -> Option<Response> {
             0,
             "injected failure",
         )),
-        Verdict::Proceed | Verdict::ActThenDrop => None,
+        Verdict::Proceed | Verdict::ActThenFail(_) => None,
     }
 }
 

@@ -18,7 +18,9 @@ pub struct FaultRule {
     /// The status answered instead of acting (e.g. 500, 429, 408).
     #[serde(default)]
     pub status: Option<u16>,
-    /// Act, then answer 504 as if the response was lost on the way.
+    /// Act, then answer `status` (504 when unset) as if the response was lost on the way, or
+    /// as flyd answers a create that ran past its deadline (408: "the upstream side-effect
+    /// may or may not have happened", flyctl `internal/flapsutil/retry.go`).
     #[serde(default)]
     pub drop_response: bool,
     /// Answer with this body (and `status`, 200 when unset) instead of acting: for answers
@@ -71,6 +73,13 @@ impl FaultRule {
             ..Default::default()
         }
     }
+    /// Acts, then answers `status` instead of the result.
+    pub fn act_then_fail(method: &str, path_contains: &str, nth: u32, status: u16) -> Self {
+        FaultRule {
+            status: Some(status),
+            ..FaultRule::drop_after_acting(method, path_contains, nth)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -86,7 +95,7 @@ pub struct FaultConfig {
 pub enum Verdict {
     Proceed,
     FailWith(u16),
-    ActThenDrop,
+    ActThenFail(u16),
     AnswerWith(u16, serde_json::Value),
 }
 
@@ -124,7 +133,7 @@ impl Faults {
             rule.seen += 1;
             if rule.seen == rule.nth && verdict == Verdict::Proceed {
                 verdict = if rule.drop_response {
-                    Verdict::ActThenDrop
+                    Verdict::ActThenFail(rule.status.unwrap_or(504))
                 } else if let Some(body) = &rule.answer {
                     Verdict::AnswerWith(rule.status.unwrap_or(200), body.clone())
                 } else {

@@ -23,6 +23,7 @@
 //! - [`supervisor`]: machine processes: start, stop, exit, restart.
 //! - [`proxy`]: the public and Flycast routes.
 //! - [`faults`]: injected latency and failures.
+//! - [`quirks`]: what the real platform does in time: propagation lags and rate limits.
 
 // Handlers return axum `Response`s as their error type (the error *is* the answer); their size
 // is irrelevant for a local emulator.
@@ -36,6 +37,7 @@ pub mod faults;
 pub mod model;
 pub mod openapi;
 pub mod proxy;
+pub mod quirks;
 pub mod supervisor;
 pub mod testing;
 pub mod world;
@@ -102,6 +104,14 @@ pub struct SimConfig {
     pub app_tokens: Vec<(String, String)>,
     /// Users' own tokens (`fly auth token`).
     pub personal_tokens: Vec<String>,
+    /// Read-only org tokens (`fly tokens create readonly`): `tokens/current` describes them as
+    /// org tokens (flyctl PR #2916 mints an org token and attenuates it), and every write
+    /// is refused with 403.
+    pub readonly_tokens: Vec<String>,
+    /// User tokens that are not macaroons, sent as `Bearer` (fly-go `tokens/tokens.go`).
+    /// `tokens/current` documents macaroons only (`main.tokenInfo`), so the sim plays the
+    /// worst case of that undocumented answer: 401, while every other call accepts them.
+    pub oauth_tokens: Vec<String>,
     /// The org every accepted token belongs to.
     pub org: String,
     /// App names held by "another org": GET answers 403, create answers 422.
@@ -128,6 +138,8 @@ pub struct SimConfig {
     /// How long an app or machine deletion takes after it was answered (Fly deletes
     /// asynchronously: apps answer 202; a volume detaches once its machine is destroyed).
     pub deletion_delay: std::time::Duration,
+    /// Fly's propagation lags and rate limits ([`quirks`]): on unless a test turns one off.
+    pub quirks: quirks::FlyQuirks,
 }
 
 impl SimConfig {
@@ -136,6 +148,8 @@ impl SimConfig {
             tokens: vec!["sim-token".into()],
             app_tokens: vec![("sim-deploy-token".into(), "someone-app".into())],
             personal_tokens: vec!["sim-personal-token".into()],
+            readonly_tokens: vec!["sim-readonly-token".into()],
+            oauth_tokens: vec!["sim-oauth-token".into()],
             org: "personal".into(),
             names_taken_elsewhere: vec!["taken-relay".into(), "taken-vm".into()],
             images: ImageMap::default(),
@@ -149,6 +163,7 @@ impl SimConfig {
             wake_delay: std::time::Duration::ZERO,
             deletion_delay: std::time::Duration::from_millis(1500),
             cors: Cors::Open,
+            quirks: quirks::FlyQuirks::default(),
         }
     }
 }
@@ -159,6 +174,8 @@ pub struct Sim {
     pub base_url: String,
     pub world: world::World,
     pub faults: faults::Faults,
+    /// The Machines API's rate limit buckets ([`quirks::FlyQuirks::rate_limit`]).
+    pub rate_limiter: quirks::RateLimiter,
     pub channels: channels::Channels,
     pub discord: discord::Discord,
     /// The fake Messages API's record of requests.
@@ -233,6 +250,7 @@ pub async fn start_with_extra_routes(
         base_url: format!("http://{addr}"),
         world: world::World::default(),
         faults: faults::Faults::default(),
+        rate_limiter: quirks::RateLimiter::default(),
         channels: channels::Channels::default(),
         discord: discord::Discord::default(),
         model: model::Model::default(),

@@ -2,7 +2,10 @@
 //! its private one. A request is forwarded to the app's running machine; when none runs and
 //! a machine has `autostart`, the proxy starts it and holds the request until the process
 //! accepts connections, as Flycast does for the vm. An app without the matching IP
-//! assignment is not reachable that way (502), as on Fly.
+//! assignment is not reachable that way (502), as on Fly. A new app's public name does not
+//! resolve for a moment after its first public IP ([`crate::quirks`]): until then its public
+//! address ends the connection without an answer, which is what a client sees of a name that
+//! does not resolve.
 
 use crate::{Sim, supervisor};
 use axum::Router;
@@ -112,6 +115,27 @@ async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Resp
     Ok(port)
 }
 
+/// Whether `<app>.fly.dev` does not resolve yet: its first public IP is too new. (The fake
+/// Telegram asks too, before it accepts a webhook on that name.)
+pub fn name_unresolved(sim: &Sim, app: &str) -> bool {
+    let window = sim.config.quirks.new_name_unresolved_for;
+    sim.world.with(|apps| {
+        apps.get(app)
+            .is_some_and(|a| crate::quirks::within(a.public_since, window))
+    })
+}
+
+/// A response whose body fails before its first byte: the server closes the connection, and
+/// the client gets a transport error instead of an answer.
+fn no_answer() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+            "sim: the name does not resolve yet",
+        ))
+    });
+    Response::new(Body::from_stream(failing))
+}
+
 async fn wait_until_listening(port: u16) -> Result<(), ()> {
     let deadline = tokio::time::Instant::now() + WAKE_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
@@ -133,6 +157,9 @@ async fn forward(
     rest: String,
     request: Request,
 ) -> Response {
+    if door == Door::Public && name_unresolved(&sim, &app) {
+        return no_answer();
+    }
     let port = match machine_port(&sim, door, &app).await {
         Ok(port) => port,
         Err(response) => return response,

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct App {
@@ -17,6 +18,10 @@ pub struct App {
     pub volumes: BTreeMap<String, Volume>,
     pub machines: BTreeMap<String, Machine>,
     pub ips: Vec<Ip>,
+    /// When it was created: Fly hides a new app for a moment ([`crate::quirks`]).
+    pub created: Option<Instant>,
+    /// When its first public IP was assigned: its name resolves a moment later.
+    pub public_since: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -27,6 +32,9 @@ pub struct Volume {
     pub size_gb: u64,
     pub attached_machine_id: Option<String>,
     pub created_at: String,
+    /// `created`, or `pending_destroy` between its delete and its removal (fly-go
+    /// `flaps/flaps_volumes.go` `destroyedVolumeStates`).
+    pub state: String,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +66,8 @@ pub struct Machine {
     /// `request.exit_event {exit_code, restarting}`), stop.
     pub events: Vec<Value>,
     pub created_at: String,
+    /// When it was created: reads miss a new machine for a moment ([`crate::quirks`]).
+    pub created: Instant,
 }
 
 impl Machine {
@@ -123,7 +133,7 @@ impl Machine {
 ///   older clients, the API continues to use booleans for "off" and "stop" in responses"
 ///   (`fly.MachineService.autostop` in `sim/fly-openapi3.json`);
 /// - unset maps are `null` and `init` is filled with nulls (Fly's example responses,
-///   `superfly/docs` `reference/machines/launch_syd_resp.html.md`: `"env": null`,
+///   `superfly/docs` `reference/machines/_get.erb`: `"env": null`, `_launch_syd_resp.erb`:
 ///   `"metadata": null`, `"init": {"exec": null, "entrypoint": null, "cmd": null, "tty": false}`),
 ///   and `dns` is `{}` (`_machines_create_resp.erb`).
 pub fn config_as_fly_answers(sent: &Value) -> Value {
@@ -166,7 +176,7 @@ impl Volume {
         let mut json = json!({
             "id": self.id,
             "name": self.name,
-            "state": "created",
+            "state": self.state,
             "size_gb": self.size_gb,
             "region": self.region,
             "zone": "sim1",

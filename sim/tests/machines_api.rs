@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use sim::faults::{FaultConfig, FaultRule};
+use sim::quirks::{FlyQuirks, RateLimit};
 use sim::{Program, SimConfig, SimHandle};
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ struct Harness {
 }
 
 impl Harness {
+    /// The sim's mechanics alone: Fly's lags and limits are off here, and each one is pinned
+    /// by its own test below (`quirk_*`).
     async fn start() -> Harness {
-        Harness::start_with(|_| {}).await
+        Harness::start_with(|config| config.quirks = FlyQuirks::none()).await
     }
 
     async fn start_with(adjust: impl FnOnce(&mut SimConfig)) -> Harness {
@@ -510,5 +513,242 @@ async fn the_state_dump_shows_secret_names_never_values() {
     assert_eq!(
         urls["flycast_url"],
         format!("{}/flycast/d", h.sim.base_url())
+    );
+}
+
+/// A Fly with one lag on, `length` long, and everything else off.
+async fn with_quirk(set: impl FnOnce(&mut FlyQuirks)) -> Harness {
+    Harness::start_with(|config| {
+        let mut quirks = FlyQuirks::none();
+        set(&mut quirks);
+        config.quirks = quirks;
+    })
+    .await
+}
+
+async fn create_app(h: &Harness, name: &str) {
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps?wait=true",
+            Some(json!({"name": name, "org_slug": "personal"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
+
+/// Until `ok` holds for what `GET path` answers, asking every 20 ms (at most 10 s).
+async fn until_status(h: &Harness, path: &str, want: u16) {
+    for _ in 0..500 {
+        if h.call("GET", path, None).await.0 == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("GET {path} never answered {want}");
+}
+
+/// fly-go `WaitForApp`: a new app answers 401 (or 404) for a while, even after
+/// `?wait=true`, and then 200.
+#[tokio::test]
+async fn quirk_a_new_app_is_hidden_for_a_moment() {
+    for status in [401, 404] {
+        let h = with_quirk(|q| {
+            q.new_app_hidden_for = Duration::from_millis(400);
+            q.new_app_status = status;
+        })
+        .await;
+        create_app(&h, "shy").await;
+        assert_eq!(h.call("GET", "/v1/apps/shy", None).await.0, status);
+        assert_eq!(
+            h.call("GET", "/v1/apps/shy/volumes", None).await.0,
+            status,
+            "everything on the app is hidden, not just the app"
+        );
+        assert_eq!(h.call("GET", "/v1/tokens/current", None).await.0, 200);
+        until_status(&h, "/v1/apps/shy", 200).await;
+    }
+}
+
+/// flyctl's `WaitForState` (404 right after create) and `launchGreenMachineWithRetry` (lists
+/// lag writes): reads miss a new machine for a moment; the create's own answer carries it.
+#[tokio::test]
+async fn quirk_a_new_machine_is_missing_from_reads_for_a_moment() {
+    let h = with_quirk(|q| q.new_machine_unlisted_for = Duration::from_millis(400)).await;
+    create_app(&h, "lag").await;
+    let (status, machine) = h
+        .call(
+            "POST",
+            "/v1/apps/lag/machines",
+            Some(json!({"region": "ams", "config": {"image": "echo"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = machine["id"].as_str().unwrap();
+    assert_eq!(
+        h.call("GET", "/v1/apps/lag/machines", None).await.1,
+        json!([])
+    );
+    let path = format!("/v1/apps/lag/machines/{id}");
+    assert_eq!(h.call("GET", &path, None).await.0, 404);
+    assert_eq!(
+        h.call("GET", &format!("{path}/wait?state=started&timeout=1"), None)
+            .await
+            .0,
+        404
+    );
+    until_status(&h, &path, 200).await;
+    assert_eq!(
+        h.call("GET", "/v1/apps/lag/machines", None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A started machine is destroyed only with `force` (SPEC) or `kill` (fly-go); its volume is
+/// refused deletion until a moment after the machine is gone, then lists as
+/// `pending_destroy` (fly-go `destroyedVolumeStates`) until it is.
+#[tokio::test]
+async fn quirk_a_destroyed_machine_lets_go_of_its_volume_late() {
+    let h = Harness::start_with(|config| {
+        config.quirks = FlyQuirks::none();
+        config.quirks.volume_detach_after = Duration::from_millis(400);
+        config.deletion_delay = Duration::from_millis(100);
+    })
+    .await;
+    let app = "held";
+    let (id, volume) = h.app_with_machine(app, "echo", "no").await;
+    let machine = format!("/v1/apps/{app}/machines/{id}");
+    assert_eq!(
+        h.call("DELETE", &machine, None).await.0,
+        412,
+        "started, no force"
+    );
+    assert_eq!(
+        h.call("DELETE", &format!("{machine}?kill=true"), None)
+            .await
+            .0,
+        200
+    );
+    h.wait_for(app, &id, "destroyed").await;
+    let volume_path = format!("/v1/apps/{app}/volumes/{volume}");
+    let (status, _) = h.call("DELETE", &volume_path, None).await;
+    assert_eq!(
+        status, 412,
+        "still attached right after its machine is gone"
+    );
+    let mut deleted = None;
+    for _ in 0..500 {
+        let (status, body) = h.call("DELETE", &volume_path, None).await;
+        if status == 200 {
+            deleted = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        deleted.expect("the volume is let go")["state"],
+        "pending_destroy"
+    );
+    let (_, volumes) = h
+        .call("GET", &format!("/v1/apps/{app}/volumes"), None)
+        .await;
+    assert_eq!(volumes[0]["state"], "pending_destroy");
+}
+
+/// flyctl `checkDNS`: a new app's name does not resolve at first. The sim ends the
+/// connection without an answer, which is what a client sees of that.
+#[tokio::test]
+async fn quirk_a_new_public_name_does_not_answer_at_first() {
+    let h = with_quirk(|q| q.new_name_unresolved_for = Duration::from_millis(600)).await;
+    // (It gets its public IP last of all.)
+    let app = "fresh";
+    h.app_with_machine(app, "echo", "no").await;
+    let public = h.url(&format!("/apps/{app}/health"));
+    let first = h.http.get(&public).send().await;
+    let failed = match first {
+        Err(_) => true,
+        Ok(response) => response.text().await.is_err(),
+    };
+    assert!(failed, "a name that does not resolve gives no answer");
+    for _ in 0..500 {
+        if let Ok(response) = h.http.get(&public).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the name never started answering");
+}
+
+/// Superfly docs, rate limits: about one mutation a second per action and resource, with
+/// bursts of three; the next one is a 429 until the bucket refills.
+#[tokio::test]
+async fn quirk_mutations_are_rate_limited_per_action_and_resource() {
+    let h = with_quirk(|q| {
+        q.rate_limit = Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+        })
+    })
+    .await;
+    create_app(&h, "limited").await;
+    let set = json!({"values": {"A": "1"}});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            h.call("POST", "/v1/apps/limited/secrets", Some(set.clone()))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+    assert_eq!(
+        h.call("GET", "/v1/apps/limited/secrets", None).await.0,
+        200,
+        "reads are not limited"
+    );
+}
+
+/// The token kinds whose answers are not what a friendly emulator would give: a read-only
+/// token's writes are refused, and `tokens/current` refuses a token that is not a macaroon.
+#[tokio::test]
+async fn quirk_read_only_and_oauth_tokens() {
+    let h = Harness::start().await;
+    let as_token = |token: &str, method: &str, path: &str, body: Option<Value>| {
+        let mut request = h
+            .http
+            .request(method.parse().unwrap(), h.url(path))
+            .header("Authorization", format!("Bearer {token}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let app = json!({"name": "ro-app", "org_slug": "personal"});
+    assert_eq!(
+        as_token("sim-readonly-token", "GET", "/v1/tokens/current", None).await,
+        200
+    );
+    assert_eq!(
+        as_token("sim-readonly-token", "POST", "/v1/apps", Some(app.clone())).await,
+        403
+    );
+    assert_eq!(
+        as_token("sim-oauth-token", "GET", "/v1/tokens/current", None).await,
+        401
+    );
+    assert_eq!(
+        as_token("sim-oauth-token", "GET", "/v1/apps?org_slug=personal", None).await,
+        200
+    );
+    assert_eq!(
+        as_token("sim-oauth-token", "POST", "/v1/apps", Some(app)).await,
+        201
     );
 }

@@ -5,6 +5,13 @@
 //! maps error answers to [`Error`]s a user can act on. Calls that create something are never
 //! repeated blindly: a lost answer comes back as a transient error, and the plan looks the
 //! resource up before it tries again.
+//!
+//! What Fly's own client (superfly/fly-go `flaps`, and flyctl) does about the real API's
+//! quirks is matched here and listed, with sources, in `docs/fly-machines-api.md` §11:
+//! a new app is waited for ([`FlyClient::wait_for_app`]); a 401 is called a bad token only
+//! when the token has not worked at all (a new app answers 401 for a moment too); names are
+//! taken only when Fly says `name_taken`; a started machine is destroyed with both `force`
+//! and `kill`.
 
 pub mod auth;
 pub mod types;
@@ -16,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 pub use types::*;
 
@@ -28,6 +35,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The least time between two mutating calls to the same action and resource.
     pub mutation_spacing: Duration,
+    /// The first and the longest pause of a patient wait (a new name resolving, a volume
+    /// being let go): flyctl's DNS check asks 1 s apart at first, then up to 5 s.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +48,8 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(8),
             mutation_spacing: Duration::from_millis(1000),
+            poll_min: Duration::from_secs(1),
+            poll_max: Duration::from_secs(5),
         }
     }
 }
@@ -50,6 +63,14 @@ impl RetryPolicy {
             .min(self.max_delay);
         let ms = ceiling.as_millis() as u64;
         Duration::from_millis(ms / 2 + random::below(ms / 2 + 1))
+    }
+
+    /// The pause before the `attempt`-th look of a patient wait: `poll_min` doubling up to
+    /// `poll_max`.
+    pub fn poll(&self, attempt: u32) -> Duration {
+        self.poll_min
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.poll_max)
     }
 }
 
@@ -80,6 +101,19 @@ pub struct FlyClient<T, C> {
     policy: RetryPolicy,
     last_mutation_ms: Mutex<HashMap<String, u64>>,
     calls: AtomicU32,
+    /// Whether Fly has answered any call with this token: after that, a 401 is not the token's
+    /// fault (a new app answers 401 until it has propagated).
+    accepted: AtomicBool,
+}
+
+/// How long Fly may take to show a new app to the Machines API (fly-go `flaps/retry.go`:
+/// `WaitForApp` retries for up to a minute).
+pub const APP_PROPAGATION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// fly-go's `Retry` backoff (`flaps/retry.go`): 100 ms doubling to 500 ms, ±50 %.
+pub fn propagation_backoff(attempt: u32) -> Duration {
+    let ceiling = (100u64 << attempt.min(3)).min(500);
+    Duration::from_millis(ceiling / 2 + random::below(ceiling + 1))
 }
 
 impl<T: Transport, C: Clock> FlyClient<T, C> {
@@ -93,6 +127,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             policy: RetryPolicy::default(),
             last_mutation_ms: Mutex::new(HashMap::new()),
             calls: AtomicU32::new(0),
+            accepted: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +157,12 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Whether the token is sent as a macaroon (`FlyV1 …`), the kind `GET /v1/tokens/current`
+    /// describes (`main.tokenInfo`); anything else is an OAuth/user token (`Bearer …`).
+    pub fn sends_macaroons(&self) -> bool {
+        self.auth_header.starts_with("FlyV1 ")
+    }
+
     // ---- tokens, regions ----
 
     pub async fn current_token(&self) -> Result<CurrentToken, Error> {
@@ -134,19 +175,67 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
 
     // ---- apps ----
 
+    /// What the name is: ours (200), free (404) or another org's (403: names are global),
+    /// as fly-go's `AppNameAvailable` reads it. A 401 for a token Fly accepted is an app
+    /// created a moment ago and not yet visible, so it is asked again (up to a minute).
     pub async fn app_name(&self, name: &str) -> Result<AppName, Error> {
-        let path = format!("/v1/apps/{name}");
-        match self
-            .call::<(), App>(Method::Get, &path, None, Repeat::Safe, "look up the app")
-            .await
-        {
-            Ok(app) => Ok(AppName::Ours(app)),
-            Err(Error::NotFound { .. }) => Ok(AppName::Free),
-            Err(Error::Forbidden { .. }) => Ok(AppName::TakenElsewhere),
-            Err(e) => Err(e),
+        self.poll_app(name, false, &|| {}).await
+    }
+
+    /// Waits until Fly shows a just-created app: fly-go's `WaitForApp` retries 404 and 401
+    /// for up to a minute, and flyctl calls it after every app create. `on_wait` runs once,
+    /// at the first miss, so progress can say what it is waiting for.
+    pub async fn wait_for_app(&self, name: &str, on_wait: &dyn Fn()) -> Result<(), Error> {
+        match self.poll_app(name, true, on_wait).await? {
+            AppName::Ours(_) => Ok(()),
+            AppName::TakenElsewhere => Err(Error::NameTaken { app: name.into() }),
+            AppName::Free => Err(Error::GaveUpWaiting {
+                what: format!("Fly to show the new app {name}"),
+                seconds: APP_PROPAGATION_PATIENCE.as_secs(),
+            }),
         }
     }
 
+    /// `GET /v1/apps/{name}`, asked again while the app may be propagating: after a 401 for
+    /// an accepted token, and after a 404 when `missing_means_not_yet`.
+    async fn poll_app(
+        &self,
+        name: &str,
+        missing_means_not_yet: bool,
+        on_wait: &dyn Fn(),
+    ) -> Result<AppName, Error> {
+        let path = format!("/v1/apps/{name}");
+        let started = self.clock.now_ms();
+        for attempt in 0.. {
+            let seen = match self
+                .call::<(), App>(Method::Get, &path, None, Repeat::Safe, "look up the app")
+                .await
+            {
+                Ok(app) => return Ok(AppName::Ours(app)),
+                Err(Error::Forbidden { .. }) => return Ok(AppName::TakenElsewhere),
+                Err(Error::NotFound { .. }) if !missing_means_not_yet => {
+                    return Ok(AppName::Free);
+                }
+                Err(error @ (Error::NotFound { .. } | Error::Unauthorized { .. })) => error,
+                Err(error) => return Err(error),
+            };
+            let waited = Duration::from_millis(self.clock.now_ms().saturating_sub(started));
+            if waited >= APP_PROPAGATION_PATIENCE {
+                return match seen {
+                    Error::NotFound { .. } => Ok(AppName::Free),
+                    other => Err(other),
+                };
+            }
+            if attempt == 0 {
+                on_wait();
+            }
+            self.clock.sleep(propagation_backoff(attempt)).await;
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// `POST /v1/apps?wait=true`, as fly-go's `CreateApp` sends it. The app may still be
+    /// invisible for a moment afterwards: follow with [`FlyClient::wait_for_app`].
     pub async fn create_app(&self, name: &str, org_slug: &str) -> Result<(), Error> {
         let body = CreateAppRequest {
             name: name.into(),
@@ -155,7 +244,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         match self
             .call::<_, serde_json::Value>(
                 Method::Post,
-                "/v1/apps",
+                "/v1/apps?wait=true",
                 Some(&body),
                 Repeat::OnlyIfRejected,
                 "create the app",
@@ -163,9 +252,24 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             .await
         {
             Ok(_) => Ok(()),
-            Err(Error::Api { status: 422, .. }) => Err(Error::NameTaken { app: name.into() }),
+            Err(Error::NameTaken { .. }) => Err(Error::NameTaken { app: name.into() }),
+            // The first write a deploy makes: a token that can read but not write ends here,
+            // before anything exists.
+            Err(Error::Forbidden { .. } | Error::Unauthorized { .. }) => {
+                Err(Error::CannotCreateApps {
+                    org: org_slug.into(),
+                })
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Every app of `org_slug` the token can see (`GET /v1/apps?org_slug=`).
+    pub async fn list_apps(&self, org_slug: &str) -> Result<Vec<App>, Error> {
+        let list: AppList = self
+            .get(&format!("/v1/apps?org_slug={org_slug}"), "list apps")
+            .await?;
+        Ok(list.apps)
     }
 
     pub async fn delete_app(&self, name: &str) -> Result<(), Error> {
@@ -359,7 +463,9 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     pub async fn delete_machine(&self, app: &str, id: &str) -> Result<(), Error> {
         self.call_ignoring_body(
             Method::Delete,
-            &format!("/v1/apps/{app}/machines/{id}?force=true"),
+            // SPEC documents `force`; fly-go's `Destroy` sends `kill`. A started machine needs
+            // one of them, and sending both works whichever the API reads.
+            &format!("/v1/apps/{app}/machines/{id}?force=true&kill=true"),
             "delete the machine",
         )
         .await
@@ -497,8 +603,21 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             };
             self.calls.fetch_add(1, Ordering::Relaxed);
             let outcome = match self.transport.send(request).await {
-                Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp.body),
-                Ok(resp) => error_from_response(resp.status, &resp.body, action, path),
+                Ok(resp) if (200..300).contains(&resp.status) => {
+                    self.accepted.store(true, Ordering::Relaxed);
+                    return Ok(resp.body);
+                }
+                Ok(resp) => {
+                    // (`tokens/current` is the question itself: `token::check` reads its 401.)
+                    if resp.status == 401
+                        && !self.accepted.load(Ordering::Relaxed)
+                        && !path.starts_with("/v1/tokens/current")
+                    {
+                        self.probe_token().await;
+                    }
+                    let accepted = self.accepted.load(Ordering::Relaxed);
+                    error_from_response(resp.status, &resp.body, action, path, accepted)
+                }
                 Err(TransportError::Blocked(_)) => {
                     return Err(Error::Blocked {
                         api_base: self.api_base.clone(),
@@ -520,7 +639,37 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             if !retry || attempt >= self.policy.attempts {
                 return Err(outcome);
             }
-            self.clock.sleep(self.policy.backoff(attempt)).await;
+            let mut pause = self.policy.backoff(attempt);
+            if outcome == Error::RateLimited {
+                // Fly's limits refill once a second (docs/fly-machines-api.md §7).
+                pause = pause.max(Duration::from_secs(1));
+            }
+            self.clock.sleep(pause).await;
+        }
+    }
+
+    /// Before a 401 is blamed on the token, asks whether the token works at all: the
+    /// documented `GET /v1/tokens/current` (macaroons), or, for a token it does not describe,
+    /// a plain read of the apps it may see. Either one answering is enough.
+    async fn probe_token(&self) {
+        let mut probes = vec!["/v1/tokens/current"];
+        if !self.sends_macaroons() {
+            probes.push("/v1/apps?org_slug=personal");
+        }
+        for probe in probes {
+            let request = HttpRequest {
+                method: Method::Get,
+                url: format!("{}{probe}", self.api_base),
+                headers: vec![("Authorization".into(), self.auth_header.clone())],
+                body: None,
+            };
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if let Ok(resp) = self.transport.send(request).await
+                && (200..300).contains(&resp.status)
+            {
+                self.accepted.store(true, Ordering::Relaxed);
+                return;
+            }
         }
     }
 
@@ -573,8 +722,14 @@ fn host_of(url: &str) -> String {
         .to_string()
 }
 
-/// Maps an error answer to what it means for the user.
-fn error_from_response(status: u16, body: &str, action: &str, path: &str) -> Error {
+/// How Fly says an app name is taken: the `name_taken` status code, or, from an API that
+/// predates it, the legacy message (fly-go `flaps/flaps_error.go` `IsNameTakenError`).
+const NAME_TAKEN: &str = "name_taken";
+const LEGACY_NAME_TAKEN_MESSAGE: &str = "Name has already been taken";
+
+/// Maps an error answer to what it means for the user. `accepted`: Fly has taken this token
+/// before, so a 401 is about the call, not the token.
+fn error_from_response(status: u16, body: &str, action: &str, path: &str, accepted: bool) -> Error {
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let message = parsed
         .error
@@ -586,7 +741,20 @@ fn error_from_response(status: u16, body: &str, action: &str, path: &str) -> Err
             region: String::new(),
         };
     }
+    // fly-go reads the status code when there is one, and the legacy text only when not.
+    let name_taken = if code.is_empty() {
+        message.contains(LEGACY_NAME_TAKEN_MESSAGE)
+    } else {
+        code == NAME_TAKEN
+    };
+    if status == 422 && name_taken {
+        // The name is in the request's body, not its path: the caller fills it in.
+        return Error::NameTaken { app: String::new() };
+    }
     match status {
+        401 if accepted => Error::Unauthorized {
+            action: action.into(),
+        },
         401 => Error::BadToken,
         403 => Error::Forbidden {
             action: action.into(),
@@ -621,41 +789,75 @@ mod tests {
 
     #[test]
     fn error_answers_become_actionable_errors() {
+        let refused = r#"{"error":"Authenticate: token validation error"}"#;
         assert_eq!(
-            error_from_response(
-                401,
-                r#"{"error":"Authenticate: token validation error"}"#,
-                "x",
-                "/v1/a"
-            ),
-            Error::BadToken
+            error_from_response(401, refused, "x", "/v1/a", false),
+            Error::BadToken,
+            "a token Fly never took is a bad token"
         );
         assert_eq!(
-            error_from_response(429, "", "x", "/v1/a"),
+            error_from_response(401, refused, "read it", "/v1/apps/new", true),
+            Error::Unauthorized {
+                action: "read it".into()
+            },
+            "a token Fly took a moment ago is not called bad"
+        );
+        assert_eq!(
+            error_from_response(429, "", "x", "/v1/a", true),
             Error::RateLimited
         );
         assert!(matches!(
-            error_from_response(503, "oops", "x", "/v1/a"),
+            error_from_response(503, "oops", "x", "/v1/a", true),
             Error::Server { status: 503, .. }
-        ));
-        assert!(matches!(
-            error_from_response(
-                422,
-                r#"{"error":"Name has already been taken","status":"name_taken"}"#,
-                "x",
-                "/v1/apps"
-            ),
-            Error::Api { status: 422, .. }
         ));
         assert!(matches!(
             error_from_response(
                 412,
                 r#"{"error":"no room","status":"insufficient_capacity"}"#,
                 "x",
-                "/v1/a"
+                "/v1/a",
+                true
             ),
             Error::NoCapacity { .. }
         ));
+    }
+
+    /// fly-go `IsNameTakenError`: the status code decides when there is one, the legacy text
+    /// only when there is none; any other 422 is Fly's own sentence.
+    #[test]
+    fn a_name_is_taken_only_when_fly_says_so() {
+        let taken = |body: &str| {
+            matches!(
+                error_from_response(422, body, "x", "/v1/apps", true),
+                Error::NameTaken { .. }
+            )
+        };
+        assert!(taken(
+            r#"{"error":"Name has already been taken","status":"name_taken"}"#
+        ));
+        assert!(taken(r#"{"error":"Name has already been taken"}"#));
+        assert!(!taken(
+            r#"{"error":"Name has already been taken","status":"unknown"}"#
+        ));
+        assert!(matches!(
+            error_from_response(
+                422,
+                r#"{"error":"Name must only contain lowercase letters"}"#,
+                "x",
+                "/v1/apps",
+                true
+            ),
+            Error::Api { status: 422, ref message, .. } if message.contains("lowercase")
+        ));
+    }
+
+    #[test]
+    fn propagation_backoff_follows_fly_go() {
+        for attempt in 0..10 {
+            let pause = propagation_backoff(attempt);
+            assert!(pause <= Duration::from_millis(750), "{pause:?}");
+            assert!(pause >= Duration::from_millis(50), "{pause:?}");
+        }
     }
 
     #[test]

@@ -166,6 +166,13 @@ pub struct App {
     pub organization: Option<AppOrganization>,
 }
 
+/// `ListAppsResponse`: `{apps, total_apps}`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct AppList {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub apps: Vec<App>,
+}
+
 /// `AppOrganizationInfo`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct AppOrganization {
@@ -239,10 +246,17 @@ pub struct Volume {
 }
 
 impl Volume {
+    /// Not on its way out: fly-go's `GetVolumes` leaves out exactly these states
+    /// (`flaps/flaps_volumes.go` `destroyedVolumeStates`), and `destroyed` is the end of them.
     pub fn is_live(&self) -> bool {
         !matches!(
             self.state.as_str(),
-            "destroyed" | "destroying" | "pending_destroy"
+            "scheduling_destroy"
+                | "fork_cleanup"
+                | "waiting_for_detach"
+                | "pending_destroy"
+                | "destroying"
+                | "destroyed"
         )
     }
 }
@@ -560,7 +574,7 @@ mod tests {
     use super::*;
 
     /// Fly's own example answer for a machine (superfly/docs
-    /// `reference/machines/launch_syd_resp.html.md`): `null` maps, an empty restart policy,
+    /// `reference/machines/_get.erb` and `_launch_syd_resp.erb`): `null` maps, an empty restart policy,
     /// `init` full of nulls.
     const DOCUMENTED_MACHINE: &str = r#"{
       "id": "10e286064b1867", "name": "machine-syd", "state": "starting", "region": "syd",

@@ -59,6 +59,7 @@ fn TokenStep() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let checking = RwSignal::new(false);
     let personal = RwSignal::new(false);
+    let note = RwSignal::new(None::<&'static str>);
     forget_when_changed(wizard.fly_token, move || wizard.org.set(None));
     let forwarding = crate::browser::forwarding();
     let location = window().location();
@@ -80,18 +81,11 @@ fn TokenStep() -> impl IntoView {
         error.set(None);
         let api = config.get_value();
         spawn_local(async move {
-            let checked = fly_client(&api, &token)
-                .current_token()
-                .await
-                .and_then(|current| current.usable().map(|kind| (current, kind)));
-            match checked {
-                Ok((current, kind)) => {
-                    let org = current
-                        .tokens
-                        .iter()
-                        .find_map(|t| t.org_slug.clone())
-                        .unwrap_or_else(|| "personal".into());
-                    personal.set(kind == provision::fly::TokenKind::Personal);
+            match provision::token::check(&fly_client(&api, &token)).await {
+                Ok(checked) => {
+                    let org = checked.org.unwrap_or_else(|| "personal".into());
+                    personal.set(checked.kind == provision::fly::TokenKind::Personal);
+                    note.set(checked.note);
                     wizard.org.set(Some(org));
                     wizard.apply_token_choice();
                     if and_next {
@@ -139,6 +133,9 @@ fn TokenStep() -> impl IntoView {
         </button>
         <Show when=move || wizard.org.get().is_some()>
             <p class="ok" id="token-ok">{move || format!("✓ Token works for the org “{}”.", wizard.org.get().unwrap_or_default())}</p>
+        </Show>
+        <Show when=move || wizard.org.get().is_some() && note.get().is_some()>
+            <p class="muted" id="token-note">{move || note.get().unwrap_or_default()}</p>
         </Show>
         <Show when=move || wizard.org.get().is_some() && personal.get()>
             <p class="warning" id="token-personal">"This is your personal token: it can manage every organization you are in and it expires soon. It works, but an org token is safer."</p>
