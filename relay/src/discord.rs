@@ -123,6 +123,19 @@ fn channel_id(address: &str) -> Result<Id<ChannelMarker>, SendError> {
 
 /// 429 (with Discord's `retry_after`), 5xx and network failures are worth a retry; the rest
 /// (a refused token, an unknown channel, a message Discord will never take) are not.
+/// A Gateway error by its kind alone. twilight's own text for an event it cannot read is the
+/// raw event, a user's message included, and `/health` is public: it must never show that.
+fn error_kind(error: &twilight_gateway::error::ReceiveMessageError) -> &'static str {
+    use twilight_gateway::error::ReceiveMessageErrorType;
+    match error.kind() {
+        ReceiveMessageErrorType::Deserializing { .. } => {
+            "Discord sent an event that could not be read; it was skipped"
+        }
+        ReceiveMessageErrorType::Reconnect => "could not reconnect to the Gateway; retrying",
+        _ => "the Gateway connection failed; reconnecting",
+    }
+}
+
 fn classify(error: twilight_http::Error) -> SendError {
     match error.kind() {
         ErrorType::Response {
@@ -305,8 +318,9 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 return;
             }
             Some(Err(error)) => {
-                tracing::warn!("Discord Gateway: {error}; reconnecting");
-                discord.set_state(GatewayState::Reconnecting, Some(error.to_string()));
+                let kind = error_kind(&error);
+                tracing::warn!("Discord Gateway: {kind}");
+                discord.set_state(GatewayState::Reconnecting, Some(kind.to_string()));
             }
             Some(Ok(Event::GatewayClose(frame))) => {
                 let reason = frame.as_ref().map(close_reason);

@@ -89,7 +89,16 @@ impl App {
     /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
     /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.
     pub async fn admit(&self, message: journal::InboundMessage) -> Admission {
-        if !self.is_allowed(&message.sender) {
+        let allowed = match self.is_allowed(&message.sender) {
+            Ok(allowed) => allowed,
+            // Whether the sender is an owner is unknown: not saved, so the channel sends it
+            // again, rather than dropped as a stranger's.
+            Err(error) => {
+                tracing::error!("could not read the owners: {error}");
+                return Admission::Unsaved;
+            }
+        };
+        if !allowed {
             if let Some(pairing) = self.try_pairing(&message).await {
                 return pairing;
             }

@@ -39,8 +39,13 @@ pub fn code_in(text: &str) -> Option<&str> {
 
 impl App {
     /// Whether `sender` may talk to the agent: listed in `ALLOWED_SENDERS`, or paired.
-    pub fn is_allowed(&self, sender: &str) -> bool {
-        self.config.is_allowed(sender) || self.journal.is_owner(sender).unwrap_or(false)
+    /// An error (the journal could not be read) is no answer: the caller must not take the
+    /// sender for a stranger, since a paired owner's message would then be dropped.
+    pub fn is_allowed(&self, sender: &str) -> Result<bool, crate::journal::JournalError> {
+        if self.config.is_allowed(sender) {
+            return Ok(true);
+        }
+        self.journal.is_owner(sender)
     }
 
     /// A message from someone not allowed: a pairing attempt gets its answer, anything else
@@ -50,8 +55,13 @@ impl App {
         let given = code_in(&message.text)?;
         match self.journal.pairing_done() {
             Ok(false) => {}
-            // Paired already (or unreadable): the code is spent, and this is a stranger.
-            Ok(true) | Err(_) => return None,
+            // Paired already: the code is spent, and this is a stranger.
+            Ok(true) => return None,
+            // Unreadable: no answer either way, so the channel is asked to send it again.
+            Err(error) => {
+                tracing::error!("could not read the pairing state: {error}");
+                return Some(Admission::Unsaved);
+            }
         }
         let given = given.to_ascii_lowercase();
         let right = bool::from(given.as_bytes().ct_eq(pairing.code.as_bytes()));

@@ -318,3 +318,40 @@ async fn a_wrong_bot_token_is_reported_and_not_retried() {
     );
     relay.shut_down().await;
 }
+
+/// An event twilight cannot read carries a user's message whole, and twilight's own error
+/// text repeats it: the public `/health` (and the log) name only the kind of error.
+#[tokio::test]
+async fn an_unreadable_event_never_shows_its_text_on_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    connected(&sim, &relay).await;
+
+    let sent = post(
+        &sim,
+        "/sim/discord/dm",
+        json!({"from_id": OWNER, "text": "my private words", "unreadable": true}),
+    )
+    .await;
+    assert!(sent.status().is_success());
+    let reported = eventually("the unreadable event on /health", WAIT, async || {
+        let h = health(&relay).await;
+        h["discord_gateway"]["last_error"].is_string().then_some(h)
+    })
+    .await;
+    let shown = reported.to_string();
+    assert!(!shown.contains("my private words"), "{shown}");
+    assert!(shown.contains("could not be read"), "{shown}");
+
+    // The connection goes on: the next message arrives.
+    dm(&sim, OWNER, "still here", false).await;
+    let received = eventually("the next message at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.text, "still here");
+    relay.shut_down().await;
+}

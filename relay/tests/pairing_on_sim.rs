@@ -149,3 +149,46 @@ async fn an_expired_code_changes_nothing_and_says_so() {
     assert!(vm.received().is_empty(), "nothing reached the agent");
     relay.shut_down().await;
 }
+
+/// When the journal cannot say who the owners are, a paired owner's message is not taken for
+/// a stranger's (dropped with a 200): it is "not saved", so Telegram sends it again, and it
+/// arrives once the journal reads again.
+#[tokio::test]
+async fn an_owner_s_message_is_retried_not_dropped_when_the_owners_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let far = relay::journal::now_ms() + 3_600_000;
+    let (sim, vm, _, relay) = paired_relay(dir.path(), far).await;
+    assert_eq!(
+        telegram_user_sends(&sim, 42, &format!("/start {CODE}"), false).await,
+        200
+    );
+    eventually("the welcome", WAIT, async || {
+        (said_to(&sim, 42) == [relay::pairing::WELCOME]).then_some(())
+    })
+    .await;
+
+    // The owners' table becomes unreadable (as a damaged page or an I/O error would make it).
+    let db = rusqlite::Connection::open(dir.path().join("relay").join("journal.db")).unwrap();
+    db.execute_batch("ALTER TABLE owners RENAME TO owners_unreadable")
+        .unwrap();
+    let status = telegram_user_sends(&sim, 42, "do not lose me", false).await;
+    assert!(
+        (500..600).contains(&status),
+        "an unknown sender is not a stranger: answered {status}"
+    );
+    assert!(vm.received().is_empty());
+
+    db.execute_batch("ALTER TABLE owners_unreadable RENAME TO owners")
+        .unwrap();
+    assert_eq!(
+        telegram_user_sends(&sim, 42, "do not lose me", false).await,
+        200,
+        "Telegram's retry"
+    );
+    let received = eventually("the owner's message at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.text, "do not lose me");
+    relay.shut_down().await;
+}

@@ -648,6 +648,10 @@ struct UserDm {
     /// Defaults to the sim's first bot.
     #[serde(default)]
     bot_token: Option<String>,
+    /// Send it as an event no client can read (its `author` is not an object), the raw form
+    /// of hostile or broken input: the text is in it all the same.
+    #[serde(default)]
+    unreadable: bool,
 }
 
 /// A user sends the bot a DM: a MESSAGE_CREATE for the bot's newest session (pushed at once
@@ -695,9 +699,14 @@ async fn user_sends_dm(
         .live
         .get(&token)
         .is_some_and(|(live, _)| *live == session_id);
+    let author = if dm.unreadable {
+        json!(42)
+    } else {
+        json!({"id": dm.from_id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null})
+    };
     let message = json!({
         "id": message_id, "channel_id": channel_id, "content": dm.text,
-        "author": {"id": dm.from_id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null},
+        "author": author,
         "attachments": attachments, "embeds": [], "mentions": [], "mention_roles": [],
         "mention_everyone": false, "pinned": false, "tts": false, "type": 0,
         "timestamp": "2026-11-24T06:00:00.000000+00:00",
