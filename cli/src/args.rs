@@ -97,6 +97,9 @@ pub struct DeployArgs {
     /// Size of the vm's /data volume in GB.
     #[arg(long, default_value_t = 1)]
     pub volume_gb: u32,
+    /// The most the agent may spend on Anthropic's API in a UTC day, in US dollars (0: no cap).
+    #[arg(long, default_value_t = provision::spec::DEFAULT_MAX_DAILY_USD)]
+    pub max_daily_usd: f64,
 }
 
 #[derive(Args, Clone)]

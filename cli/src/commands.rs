@@ -126,6 +126,7 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
         vm: args.vm_image.clone().unwrap_or(defaults.vm),
     };
     spec.volume_gb = args.volume_gb;
+    spec.max_daily_usd = (args.max_daily_usd != 0.0).then_some(args.max_daily_usd);
     spec.app_url = args.target.app_url.clone();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1268,7 +1268,13 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
         .wait_for_text("Anthropic accepts this key", Duration::from_secs(10))
         .await;
     browser
-        .tab_through(&["github-token", "github-token-show", "back", "next"])
+        .tab_through(&[
+            "daily-cap",
+            "github-token",
+            "github-token-show",
+            "back",
+            "next",
+        ])
         .await;
     browser.press(ENTER).await;
 
@@ -1276,6 +1282,10 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
         .wait_for_text("a month", Duration::from_secs(10))
         .await;
     assert!(review.contains("kbd-relay"), "{review}");
+    assert!(
+        review.contains("at most $10.00 a day"),
+        "a new deployment shows its daily spend cap: {review}"
+    );
     browser.wait_for_focus("H1 Review").await;
     browser.tab_through(&["back", "deploy"]).await;
     browser.press(ENTER).await;

@@ -190,7 +190,7 @@ pub fn relay_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
 /// The vm: private (Flycast on port 80), started by the proxy on demand, stopping itself
 /// when idle (so never stopped by the proxy in the middle of a job), its work on a volume.
 pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
-    let env = BTreeMap::from([
+    let mut env = BTreeMap::from([
         ("PORT".to_string(), INTERNAL_PORT.to_string()),
         ("DATA_DIR".to_string(), DATA_PATH.to_string()),
         (
@@ -198,6 +198,10 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
             format!("{}/callback", app_url(&spec.app_url, &spec.relay_app())),
         ),
     ]);
+    // Not a secret: the cap is a setting, and Fly shows env to whoever can read the app.
+    if let Some(cap) = spec.max_daily_usd {
+        env.insert("MAX_DAILY_USD".into(), format_usd(cap));
+    }
     MachineConfig {
         image: spec.images.vm.clone(),
         env,
@@ -225,6 +229,12 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
         }),
         metadata: metadata(Role::Vm),
     }
+}
+
+/// `10`, `12.5`: dollars as the vm reads them, without trailing zeros.
+fn format_usd(usd: f64) -> String {
+    let text = format!("{usd:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 pub fn machine_request(
@@ -326,6 +336,24 @@ mod tests {
         assert_eq!(
             vm.env["RELAY_CALLBACK_URL"],
             "https://t-relay.fly.dev/callback"
+        );
+    }
+
+    /// A new deployment has a daily spend cap unless the user removes it.
+    #[test]
+    fn a_new_deployment_caps_its_daily_spend() {
+        let mut spec = telegram_spec("t");
+        assert_eq!(vm_config(&spec, "v").env["MAX_DAILY_USD"], "10");
+        spec.max_daily_usd = Some(12.5);
+        assert_eq!(vm_config(&spec, "v").env["MAX_DAILY_USD"], "12.5");
+        spec.max_daily_usd = None;
+        assert!(!vm_config(&spec, "v").env.contains_key("MAX_DAILY_USD"));
+        spec.max_daily_usd = Some(-1.0);
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("max_daily_usd")
         );
     }
 }

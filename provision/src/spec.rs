@@ -131,7 +131,7 @@ impl Default for Images {
 }
 
 /// Everything a deploy needs.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct DeploymentSpec {
     /// Apps are named `<prefix>-relay` and `<prefix>-vm`.
     pub prefix: String,
@@ -147,6 +147,9 @@ pub struct DeploymentSpec {
     pub relay_guest: Guest,
     pub vm_guest: Guest,
     pub volume_gb: u32,
+    /// The most the agent may spend on Anthropic's API in a UTC day, in US dollars; the vm
+    /// takes no new job once it is reached (`MAX_DAILY_USD`). `None`: no cap.
+    pub max_daily_usd: Option<f64>,
     /// Where each app answers publicly; `{app}` is replaced by the app name.
     pub app_url: String,
     /// The one-time code whose first sender becomes the owner, so nobody has to look up
@@ -161,6 +164,11 @@ pub struct Pairing {
     /// Unix milliseconds.
     pub expires_ms: u64,
 }
+
+/// A new deployment's daily spend cap: room for a long day of work (Claude Code's own docs put
+/// a typical developer at a few dollars a day), low enough that a runaway loop or a
+/// prompt-injected agent costs at most this much before the user notices.
+pub const DEFAULT_MAX_DAILY_USD: f64 = 10.0;
 
 /// How long a pairing code works after the deploy: a day.
 pub const PAIRING_VALID_MS: u64 = 24 * 3600 * 1000;
@@ -235,6 +243,7 @@ impl DeploymentSpec {
                 memory_mb: 2048,
             },
             volume_gb: 1,
+            max_daily_usd: Some(DEFAULT_MAX_DAILY_USD),
             pairing: None,
             app_url: DEFAULT_APP_URL.into(),
         }
@@ -293,6 +302,14 @@ impl DeploymentSpec {
         }
         if !(1..=500).contains(&self.volume_gb) {
             return Err(Error::invalid("volume_gb", "between 1 and 500 GB"));
+        }
+        if let Some(cap) = self.max_daily_usd
+            && !(cap > 0.0 && cap <= 10_000.0)
+        {
+            return Err(Error::invalid(
+                "max_daily_usd",
+                "a daily cap in US dollars, more than 0 and at most 10000",
+            ));
         }
         if !self.app_url.contains("{app}") {
             return Err(Error::invalid(

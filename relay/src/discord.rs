@@ -249,6 +249,41 @@ pub async fn download(
     Ok((bytes, content_type.clone()))
 }
 
+/// How many times a DM is offered to the journal before its sender is asked to resend it.
+const JOURNAL_ATTEMPTS: u32 = 2;
+
+/// Journals a DM, trying again once; if it still cannot be saved, asks its sender through
+/// REST to send it again. `false` when neither happened: then nobody knows of the message,
+/// and the caller must not let the session move past it.
+async fn journal_or_tell(app: &App, discord: &Discord, message: InboundMessage) -> bool {
+    for attempt in 1..=JOURNAL_ATTEMPTS {
+        if app.admit(message.clone()).await != crate::Admission::Unsaved {
+            return true;
+        }
+        if attempt < JOURNAL_ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let channel = Conversation::parse(&message.conversation).map(|c| c.address);
+    match channel {
+        Some(channel) => match send_text(discord, channel, crate::PLEASE_RESEND).await {
+            Ok(()) => {
+                tracing::warn!(
+                    "a Discord message could not be saved; its sender was asked to resend it"
+                );
+                true
+            }
+            Err(_) => {
+                tracing::error!(
+                    "a Discord message could not be saved, nor its sender told; holding the session before it"
+                );
+                false
+            }
+        },
+        None => false,
+    }
+}
+
 /// A direct message to the bot as the journal keeps it; `None` for what is not one (a server
 /// message, or a bot's own message, which Discord also sends to the Gateway).
 pub fn inbound(message: &MessageCreate) -> Option<InboundMessage> {
@@ -305,6 +340,9 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         Err(error) => tracing::warn!("could not read the saved Discord session: {error}"),
     }
     let mut shard = Shard::with_config(ShardId::ONE, builder.build());
+    // Set once a message was neither journaled nor its sender told: the saved session then
+    // never moves past it in this process.
+    let mut holding = false;
     let wanted = EventTypeFlags::READY | EventTypeFlags::RESUMED | EventTypeFlags::MESSAGE_CREATE;
     loop {
         let event = tokio::select! {
@@ -337,22 +375,28 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 tracing::info!("Discord Gateway ready");
                 discord.status.lock().expect("gateway status lock").bot = Some(ready.user.name);
                 discord.set_state(GatewayState::Connected, None);
-                save_session(&app, session_of(&shard)).await;
+                if !holding {
+                    save_session(&app, session_of(&shard)).await;
+                }
             }
             Some(Ok(Event::Resumed)) => {
                 tracing::info!("Discord Gateway session resumed");
                 discord.set_state(GatewayState::Connected, None);
-                save_session(&app, session_of(&shard)).await;
+                if !holding {
+                    save_session(&app, session_of(&shard)).await;
+                }
             }
             Some(Ok(Event::MessageCreate(message))) => {
                 if let Some(message) = inbound(&message)
-                    && app.admit(message).await == crate::Admission::Unsaved
+                    && !journal_or_tell(&app, discord, message).await
                 {
-                    // Not journaled: keep the session where it was, so the next resume
-                    // (a restart) replays this message.
-                    continue;
+                    // Neither saved nor its sender told: the saved session stays before it
+                    // from now on, so the next resume (a restart) has Discord replay it.
+                    holding = true;
                 }
-                save_session(&app, session_of(&shard)).await;
+                if !holding {
+                    save_session(&app, session_of(&shard)).await;
+                }
             }
             Some(Ok(_)) => {}
         }

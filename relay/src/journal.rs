@@ -122,11 +122,15 @@ pub struct WriteTotals {
 }
 
 /// A write for the writer thread: runs its statements on the writer's connection inside the
-/// batch's transaction and returns how to answer its caller once the commit's outcome is known.
+/// batch's transaction (in a savepoint of its own) and returns how to answer its caller once
+/// the commit's outcome is known. Given no connection, it does not run and answers failed.
 struct WriteJob {
-    run: Box<dyn FnOnce(&Connection) -> Answer + Send>,
+    run: Run,
     durability: Durability,
 }
+
+/// A write's statements, given the writer's connection (or `None`: not run).
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Answer + Send>;
 
 /// When a write's caller hears back (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,12 +272,17 @@ impl Journal {
         op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, JournalError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let run: Box<dyn FnOnce(&Connection) -> Answer + Send> = Box::new(move |db| {
-            let result = op(db);
+        let run: Run = Box::new(move |db| {
+            let result = match db {
+                Some(db) => in_savepoint(db, op).map_err(JournalError::Sqlite),
+                None => Err(JournalError::Commit(
+                    "not run: its batch could not be kept".into(),
+                )),
+            };
             Box::new(move |commit_error: Option<&str>| {
                 let result = match (result, commit_error) {
                     (Ok(_), Some(error)) => Err(JournalError::Commit(error.to_string())),
-                    (result, _) => result.map_err(JournalError::Sqlite),
+                    (result, _) => result,
                 };
                 let _ = answer.send(result);
             })
@@ -628,8 +637,28 @@ fn execute_cached(
     db.prepare_cached(sql)?.execute(params)
 }
 
-/// The writer thread: batch, run, commit once, answer each. If a batch cannot begin its
-/// transaction, each write commits on its own (still durable, just not grouped).
+/// Runs one write in a savepoint of its own: if any of its statements fails, all of them are
+/// undone and the rest of the batch is untouched (a pairing's two rows land together or not
+/// at all). Outside a transaction the savepoint is the write's own transaction.
+fn in_savepoint<T>(
+    db: &Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    execute_cached(db, "SAVEPOINT job", [])?;
+    match op(db).and_then(|value| execute_cached(db, "RELEASE job", []).map(|_| value)) {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            // Undo the write's statements; if SQLite already ended the transaction there is
+            // nothing left to undo, and these fail harmlessly.
+            let _ = db.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(error)
+        }
+    }
+}
+
+/// The writer thread: batch, run, commit once, answer each. Every write runs in its own
+/// savepoint ([`in_savepoint`]); a write reported failed never committed. If a batch cannot
+/// begin its transaction, each write commits on its own (still durable, just not grouped).
 /// Every `CHECKPOINT_EVERY_WRITES` writes it nudges the checkpointer, after answering.
 fn write_batches(
     db: Connection,
@@ -662,25 +691,33 @@ fn write_batches(
             }
         }
         let grouped = execute_cached(&db, "BEGIN IMMEDIATE", []).is_ok();
-        let answers: Vec<Answer> = batch.into_iter().map(|job| (job.run)(&db)).collect();
-        let committed = match (grouped, db.is_autocommit(), unsynced) {
+        // Ungrouped and unable to fsync, a write would commit on its own without the promise
+        // kept: none runs.
+        let mut lost = !grouped && unsynced.is_some();
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        for job in batch {
+            // An error (a full disk, say) can make SQLite roll the batch's transaction back on
+            // its own: what ran is gone, and what has not run must not commit on its own.
+            lost = lost || (grouped && db.is_autocommit());
+            answers.push((job.run)((!lost).then_some(&db)));
+        }
+        lost = lost || (grouped && db.is_autocommit());
+        let committed = match (grouped, lost, unsynced) {
+            (false, true, Some(why)) => Err(why),
             (true, false, Some(why)) => {
                 let _ = db.execute_batch("ROLLBACK");
                 Err(why)
             }
-            // Committed each on its own, unsynced: reporting them failed causes a harmless retry.
-            (false, _, Some(why)) => Err(why),
-            // Each write committed on its own.
-            (false, _, None) => Ok(()),
+            // Each write committed (or failed and was undone) on its own.
+            (false, _, _) => Ok(()),
             (true, false, None) => execute_cached(&db, "COMMIT", [])
                 .map(drop)
                 .map_err(|error| {
                     let _ = db.execute_batch("ROLLBACK");
                     error.to_string()
                 }),
-            // An error (a full disk, say) made SQLite roll the whole transaction back, so
-            // the writes before it are gone: none may be reported as done. (Those after it
-            // committed on their own; reporting them failed only causes a harmless retry.)
+            // SQLite rolled the whole transaction back: the writes before it are gone, those
+            // after it never ran, and none is reported done.
             (true, true, _) => Err("the batch's transaction was rolled back".to_string()),
         };
         counts
@@ -859,6 +896,31 @@ mod tests {
         let (bad, good) = futures::join!(bad, good);
         assert!(matches!(bad, Err(JournalError::Sqlite(_))));
         assert!(good.unwrap());
+        assert_eq!(next_id(&journal), "kept");
+    }
+
+    /// A write whose second statement fails leaves nothing of its first behind, while the
+    /// writes batched with it commit: no write half-lands.
+    #[tokio::test]
+    async fn a_write_that_fails_half_way_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        let half = journal.write(|db| {
+            db.execute(
+                "INSERT INTO owners (sender, paired_ms) VALUES ('telegram:9', 1)",
+                [],
+            )?;
+            db.execute("INSERT INTO no_such_table VALUES (1)", [])
+        });
+        let kept = message("kept");
+        let good = journal.accept(&kept);
+        let (half, good) = futures::join!(half, good);
+        assert!(matches!(half, Err(JournalError::Sqlite(_))));
+        assert!(good.unwrap());
+        assert!(
+            !journal.is_owner("telegram:9").unwrap(),
+            "the failed write's first row committed"
+        );
         assert_eq!(next_id(&journal), "kept");
     }
 

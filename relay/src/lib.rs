@@ -85,6 +85,10 @@ pub enum Admission {
     PairingRefused,
 }
 
+/// What a sender is told when their message could not be saved and the channel will not
+/// repeat it by itself (Twilio, and Discord's Gateway).
+pub const PLEASE_RESEND: &str = "Sorry, your message could not be saved. Please send it again.";
+
 impl App {
     /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
     /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.

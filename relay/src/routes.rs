@@ -56,10 +56,12 @@ fn telegram_retries_later() -> Response {
 /// Twilio does not repeat a webhook that answered 5xx (it retries only a failed connection,
 /// docs/channels.md), so the sender is told, in the TwiML reply, to send it again.
 fn twilio_tell_sender_to_resend() -> Response {
-    ([(header::CONTENT_TYPE, "text/xml")], TWIML_RESEND).into_response()
+    let twiml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{}</Message></Response>",
+        crate::PLEASE_RESEND
+    );
+    ([(header::CONTENT_TYPE, "text/xml")], twiml).into_response()
 }
-
-const TWIML_RESEND: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Sorry, your message could not be saved. Please send it again.</Message></Response>";
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()

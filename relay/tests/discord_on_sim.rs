@@ -355,3 +355,82 @@ async fn an_unreadable_event_never_shows_its_text_on_health() {
     assert_eq!(received.text, "still here");
     relay.shut_down().await;
 }
+
+/// A DM the journal cannot take is offered again, then its sender is asked through REST to
+/// send it again; the relay goes on with the next one.
+#[tokio::test]
+async fn an_unsaved_dm_s_sender_is_asked_to_resend_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay_dir = dir.path().join("relay");
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    connected(&sim, &relay).await;
+
+    let lock = lock_journal(&relay_dir);
+    dm(&sim, OWNER, "lost in the crowd", false).await;
+    let asked = eventually(
+        "the request to resend",
+        Duration::from_secs(40),
+        async || sent_to(&sim, OWNER, "message").into_iter().next(),
+    )
+    .await;
+    assert_eq!(asked.text, relay::PLEASE_RESEND);
+    drop(lock);
+    dm(&sim, OWNER, "sent again", false).await;
+    let received = eventually("the resent DM at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.text, "sent again");
+    relay.shut_down().await;
+}
+
+/// If the DM can be neither saved nor its sender told, nobody knows of it: the saved session
+/// stays before it, so after a restart Discord replays it and it arrives, once.
+#[tokio::test]
+async fn a_dm_nobody_knows_of_is_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay_dir = dir.path().join("relay");
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    connected(&sim, &relay).await;
+
+    let lock = lock_journal(&relay_dir);
+    sim.set_faults(vec![sim::faults::FaultRule::fail(
+        "POST",
+        "/messages",
+        1,
+        500,
+    )]);
+    dm(&sim, OWNER, "nobody knows of me", false).await;
+    eventually(
+        "the failed request to resend",
+        Duration::from_secs(40),
+        async || (sim.fired_faults().len() == 1).then_some(()),
+    )
+    .await;
+    drop(lock);
+    dm(&sim, OWNER, "the next one", false).await;
+    eventually("the next DM at the vm", WAIT, async || {
+        (vm.received().len() == 1).then_some(())
+    })
+    .await;
+
+    relay.shut_down().await;
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    let texts = eventually("the replayed DM at the vm", WAIT, async || {
+        let texts: Vec<String> = vm.received().into_iter().map(|m| m.text).collect();
+        (texts.len() == 2).then_some(texts)
+    })
+    .await;
+    assert_eq!(texts, ["the next one", "nobody knows of me"]);
+    assert_eq!(
+        vm.posts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the replayed journaled DM was not forwarded twice"
+    );
+    relay.shut_down().await;
+}

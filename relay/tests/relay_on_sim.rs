@@ -667,13 +667,6 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     second.wait().unwrap();
 }
 
-/// Holds the relay's journal locked for writing, as a full disk or a stuck writer would.
-fn lock_journal(data_dir: &std::path::Path) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open(data_dir.join("journal.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    db
-}
-
 #[tokio::test]
 async fn a_message_that_could_not_be_saved_is_retried_or_the_sender_is_told() {
     let dir = tempfile::tempdir().unwrap();

@@ -227,16 +227,27 @@ fn with_attachments(
     )
 }
 
+/// The largest image a reply carries: Telegram's limit for a photo (docs/channels.md,
+/// "sendPhoto"), and Discord's default upload size.
+pub const IMAGE_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
 /// The screenshots a job made: what is in the conversation's image folder (Playwright's
 /// `--output-dir`, emptied here, so each job sends only its own), and images it wrote into the
 /// workspace's top level during the run (Playwright writes a screenshot the model gave a file
 /// name to there, relative to its working directory; those stay, they are the user's work).
+///
+/// The agent writes both folders, so what is in them is not trusted: only regular files
+/// found without following a link (a link named `x.png` could point at the vm's store or its
+/// secrets), in folders that are not links themselves, each at most [`IMAGE_MAX_BYTES`].
 fn collect_images(
     image_dir: &std::path::Path,
     workspace: &std::path::Path,
     since: std::time::SystemTime,
 ) -> Vec<Image> {
     let images = |dir: &std::path::Path| -> Vec<(PathBuf, &'static str, std::time::SystemTime)> {
+        if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Vec::new();
+        }
         let mut found: Vec<_> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
@@ -249,8 +260,13 @@ fn collect_images(
                     "webp" => "image/webp",
                     _ => return None,
                 };
-                let modified = entry.metadata().ok()?.modified().ok()?;
-                path.is_file().then_some((path, content_type, modified))
+                // `DirEntry::metadata` does not follow a link.
+                let metadata = entry.metadata().ok()?;
+                let modified = metadata.modified().ok()?;
+                metadata
+                    .file_type()
+                    .is_file()
+                    .then_some((path, content_type, modified))
             })
             .collect();
         found.sort();
@@ -265,7 +281,7 @@ fn collect_images(
         if sent.len() == 10 {
             break;
         }
-        if let Ok(bytes) = std::fs::read(&path) {
+        if let Some(bytes) = read_plain_file(&path, IMAGE_MAX_BYTES) {
             sent.push(Image {
                 content_type: content_type.into(),
                 data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -276,4 +292,24 @@ fn collect_images(
         let _ = std::fs::remove_file(path);
     }
     sent
+}
+
+/// A regular file's bytes, up to `limit`: opened without following a link (so one swapped in
+/// after the listing is refused too) and without blocking on a FIFO, then checked on the
+/// open file itself.
+fn read_plain_file(path: &std::path::Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
 }

@@ -325,6 +325,47 @@ async fn a_reply_too_large_for_the_relay_still_brings_its_text() {
     vm.shut_down().await;
 }
 
+/// The agent writes the folders the vm takes images from, so it could leave a link named
+/// `x.png` pointing at a file only the vm can read (its store, its secrets): the vm sends
+/// only regular files, found and opened without following a link, none over the size cap,
+/// and a FIFO does not hang it.
+#[tokio::test]
+async fn only_plain_image_files_within_the_cap_leave_the_vm() {
+    let (dir, data) = data_dir();
+    let (relay, url) = FakeRelay::start().await;
+    let vm = RunningVm::start(&data, &url, &[]).await;
+    let secret = dir.path().join("outside-the-workspace.txt");
+    std::fs::write(&secret, "VM_TOKEN=the-vm-s-own").unwrap();
+    vm.send(
+        "p1",
+        "telegram:plant",
+        &format!("#plant {}", secret.display()),
+    )
+    .await;
+    relay.wait_for("telegram:plant", 1).await;
+    let reply = relay
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.conversation == "telegram:plant")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        reply.images.len(),
+        1,
+        "only fine.png: {:?}",
+        reply.images.len()
+    );
+    let sent = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &reply.images[0].data_base64,
+    )
+    .unwrap();
+    assert!(sent.starts_with(b"\x89PNG"), "the honest picture");
+    vm.shut_down().await;
+}
+
 #[tokio::test]
 async fn chat_commands_new_status_cancel() {
     let (_dir, data) = data_dir();

@@ -36,6 +36,9 @@ pub struct Draft {
     /// when the user finishes.
     pub pairing_code: String,
     pub vm_memory_mb: u32,
+    /// The daily spend cap in US dollars as typed; empty for no cap.
+    #[serde(default = "default_daily_cap")]
+    pub daily_cap_usd: String,
     /// Progress of the last deploy run, so a reload shows it.
     pub events: Vec<Event>,
     pub deploy_started_ms: Option<u64>,
@@ -66,10 +69,13 @@ pub struct Wizard {
 
 impl Wizard {
     pub fn new() -> Wizard {
-        let mut draft: Draft = LocalStorage
+        let stored: Option<Draft> = LocalStorage
             .get(DRAFT_KEY)
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let mut draft = stored.unwrap_or_else(|| Draft {
+            daily_cap_usd: default_daily_cap(),
+            ..Draft::default()
+        });
         if draft.channel.is_empty() {
             draft.channel = "telegram".into();
         }
@@ -119,6 +125,7 @@ impl Wizard {
             channel: "telegram".into(),
             vm_memory_mb: 2048,
             pairing_code: new_pairing_code(),
+            daily_cap_usd: default_daily_cap(),
             ..Draft::default()
         });
         for secret in [
@@ -215,6 +222,7 @@ impl Wizard {
             "allowed_senders" => "Your Telegram user id",
             "anthropic_api_key" => "Anthropic API key",
             "github_token" => "GitHub token",
+            "max_daily_usd" => "Daily spend cap",
             other => other,
         };
         // The page asks for the bare id or number; the `telegram:` form is an internal detail.
@@ -254,6 +262,13 @@ impl Wizard {
             memory_mb: draft.vm_memory_mb,
             ..spec.vm_guest
         };
+        let cap = draft.daily_cap_usd.trim().trim_start_matches('$');
+        spec.max_daily_usd = if cap.is_empty() {
+            None
+        } else {
+            // An unreadable amount is refused by `validate`, naming the field.
+            Some(cap.parse().unwrap_or(f64::NAN))
+        };
         spec.validate()?;
         Ok(spec)
     }
@@ -262,6 +277,21 @@ impl Wizard {
 impl Default for Wizard {
     fn default() -> Self {
         Wizard::new()
+    }
+}
+
+/// A new draft's daily spend cap, as the field shows it.
+fn default_daily_cap() -> String {
+    dollars_text(spec::DEFAULT_MAX_DAILY_USD)
+}
+
+/// `10` or `12.5`, as a person types an amount.
+fn dollars_text(usd: f64) -> String {
+    let cents = (usd * 100.0).round() as i64;
+    match cents % 100 {
+        0 => format!("{}", cents / 100),
+        c if c % 10 == 0 => format!("{}.{}", cents / 100, c / 10),
+        c => format!("{}.{c:02}", cents / 100),
     }
 }
 

@@ -217,3 +217,10 @@ pub async fn telegram_user_sends(
         .unwrap();
     answer["webhook_status"].as_u64().unwrap() as u16
 }
+
+/// Holds the relay's journal locked for writing, as a full disk or a stuck writer would.
+pub fn lock_journal(data_dir: &std::path::Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(data_dir.join("journal.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    db
+}

@@ -103,6 +103,23 @@ fn main() {
     }
 }
 
+/// What a prompt-injected agent could leave for the vm to send as "images": links to a file
+/// it cannot read itself (`target`), in both folders the vm looks in, a FIFO that would block
+/// a reader, one too large to send, and one honest picture.
+fn plant_images(args: &[String], target: &str) {
+    let workspace = std::env::current_dir().unwrap_or_default();
+    let _ = std::os::unix::fs::symlink(target, workspace.join("leak.png"));
+    let _ = std::fs::write(workspace.join("big.png"), vec![0u8; 11 * 1024 * 1024]);
+    let _ = std::process::Command::new("mkfifo")
+        .arg(workspace.join("pipe.png"))
+        .status();
+    let _ = std::fs::write(workspace.join("fine.png"), PNG_1X1);
+    if let Some(dir) = output_dir(args) {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::os::unix::fs::symlink(target, dir.join("also-leak.png"));
+    }
+}
+
 /// One turn: a reply to `prompt`, or the misbehaviour it asks for.
 fn answer(args: &[String], session: &str, prompt: &str, message_number: usize, cost: f64) {
     let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
@@ -142,6 +159,9 @@ fn answer(args: &[String], session: &str, prompt: &str, message_number: usize, c
         // A child in the same process group, to prove cancel and timeout kill the whole group.
         let _ = std::process::Command::new("sleep").arg("3600").spawn();
         std::thread::sleep(Duration::from_secs(3600));
+    }
+    if let Some(target) = prompt.strip_prefix("#plant ") {
+        plant_images(args, target.trim());
     }
     if prompt.contains("screenshot")
         && let Some(dir) = output_dir(args)

@@ -437,6 +437,11 @@ fn KeyStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
     let config = StoredValue::new(expect_context::<Config>());
     let error = RwSignal::new(None::<String>);
+    let cap = RwSignal::new(wizard.draft.get_untracked().daily_cap_usd);
+    Effect::new(move |_| {
+        let typed = cap.get();
+        wizard.draft.update(|d| d.daily_cap_usd = typed);
+    });
     forget_when_changed(wizard.anthropic_key, move || wizard.key_checked.set(false));
     let check = move |and_next: bool| {
         let api = config.with_value(|c| c.anthropic_api.clone());
@@ -467,6 +472,8 @@ fn KeyStep() -> impl IntoView {
             <p class="ok" id="key-ok">"✓ Anthropic accepts this key."</p>
         </Show>
         <ErrorLine error=error/>
+        <Field label="Daily spend cap (US dollars)" value=cap id="daily-cap"
+            hint="The agent takes no new job once it has spent this much on your key in a day (UTC); /status shows where today stands. Leave it empty for no cap."/>
         <Field label="GitHub token (optional)" value=wizard.github_token secret=true id="github-token"
             hint="Lets the agent clone and push your repositories over HTTPS."/>
         <Nav step=4 ready=Signal::derive(move || !wizard.anthropic_key.get().trim().is_empty())
@@ -502,6 +509,10 @@ fn ReviewStep() -> impl IntoView {
                     "Allowed to chat: you, once you pair on the last screen (the code works once, for a day)".to_string()
                 } else {
                     format!("Allowed to chat: {}, and whoever pairs first on the last screen", spec.allowed_senders.join(", "))
+                }}</li>
+                <li id="review-cap">{match spec.max_daily_usd {
+                    Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", dollars(cap)),
+                    None => "Spend on your Anthropic key: no daily cap".to_string(),
                 }}</li>
             </ul>
             <h2>"Where your secrets go"</h2>
