@@ -282,6 +282,9 @@ async fn status(target: Target) -> Result<(), Failure> {
             Ok(health) => text.push_str(&format!("relay health: ok {health}")),
             Err(e) => text.push_str(&format!("relay health: {e}")),
         }
+        if status.shares_org_network() {
+            text.push_str(&format!("\n{}", ops::SHARED_NETWORK));
+        }
         text
     });
     Ok(())

@@ -58,6 +58,12 @@ pub enum Error {
     NotOurs { app: String },
 
     #[error(
+        "`{relay}` and `{vm}` are on different private networks, so the relay cannot reach the \
+         agent. Tear this deployment down and deploy it again."
+    )]
+    SplitNetworks { relay: String, vm: String },
+
+    #[error(
         "Fly has no capacity for this machine in region `{region}` right now. Pick another region, or retry later."
     )]
     NoCapacity { region: String },

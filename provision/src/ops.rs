@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct AppStatus {
     pub name: String,
     pub exists: bool,
+    /// Its private network; `default` is the org's, shared with every other app there.
+    #[serde(default)]
+    pub network: Option<String>,
     pub machines: Vec<MachineStatus>,
     pub volumes: Vec<VolumeStatus>,
     pub ips: Vec<String>,
@@ -62,6 +65,10 @@ pub struct VolumeStatus {
     pub state: String,
 }
 
+/// Said of a deployment whose agent shares the org's private network: Fly cannot move an app
+/// to another network, so only a new deployment is isolated.
+pub const SHARED_NETWORK: &str = "This deployment's apps share your organization's private network (they were deployed before textslash gave each deployment its own), so the agent can reach your other apps' private addresses there. Tear it down and deploy it again to isolate it.";
+
 /// Everything the page's detail screen and `textslash status` show.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct Status {
@@ -69,6 +76,13 @@ pub struct Status {
     pub vm: AppStatus,
     /// The relay's `/health` document, or why it could not be read.
     pub relay_health: Result<serde_json::Value, String>,
+}
+
+impl Status {
+    /// Whether the agent shares the org's default private network.
+    pub fn shares_org_network(&self) -> bool {
+        self.vm.network.as_deref() == Some("default")
+    }
 }
 
 pub async fn status<T: Transport, C: Clock>(
@@ -97,8 +111,8 @@ async fn app_status<T: Transport, C: Clock>(
     fly: &FlyClient<T, C>,
     app: &str,
 ) -> Result<AppStatus, Error> {
-    match fly.app_name(app).await? {
-        AppName::Ours(_) => {}
+    let network = match fly.app_name(app).await? {
+        AppName::Ours(shown) => shown.network,
         AppName::Free => {
             return Ok(AppStatus {
                 name: app.into(),
@@ -110,13 +124,14 @@ async fn app_status<T: Transport, C: Clock>(
                 action: format!("read {app}"),
             });
         }
-    }
+    };
     let machines = fly.list_machines(app).await?;
     let volumes = fly.list_volumes(app).await?;
     let ips = fly.list_ips(app).await?;
     Ok(AppStatus {
         name: app.into(),
         exists: true,
+        network,
         machines: machines
             .iter()
             .filter(|m| m.is_live())

@@ -161,9 +161,13 @@ pub async fn deploy<T: Transport, C: Clock>(
     let vm = spec.vm_app();
 
     let org = run.step(StepId::Token, || run.check_token()).await?;
-    run.step(StepId::Names, || run.check_names()).await?;
+    let network = run.step(StepId::Names, || run.check_names()).await?;
     run.step(StepId::Apps, || async {
-        let (a, b) = try_join(run.ensure_app(&relay, &org), run.ensure_app(&vm, &org)).await?;
+        let (a, b) = try_join(
+            run.ensure_app(&relay, &org, &network),
+            run.ensure_app(&vm, &org, &network),
+        )
+        .await?;
         Ok(((), combine(a, b)))
     })
     .await?;
@@ -335,23 +339,42 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         Ok((org, Outcome::Done(message)))
     }
 
-    async fn check_names(&self) -> Result<((), Outcome), Error> {
+    /// Checks both names, and returns the private network a missing app is created on: the
+    /// deployment's own, or, when one app exists already, the one it is on (Fly cannot move an
+    /// app between networks, and the relay reaches the vm's Flycast address only from the
+    /// vm's network). `""` is the org's default.
+    async fn check_names(&self) -> Result<(String, Outcome), Error> {
         let relay = self.spec.relay_app();
         let vm = self.spec.vm_app();
         let (a, b) = try_join(self.fly.app_name(&relay), self.fly.app_name(&vm)).await?;
         let mut ours = Vec::new();
+        let mut networks = BTreeSet::new();
         for (name, state) in [(&relay, a), (&vm, b)] {
             match state {
                 AppName::TakenElsewhere => return Err(Error::NameTaken { app: name.clone() }),
-                AppName::Ours(_) => {
+                AppName::Ours(app) => {
                     self.ensure_ours(name).await?;
-                    ours.push(name.clone())
+                    ours.push(name.clone());
+                    networks.insert(match app.network.as_deref() {
+                        None | Some("default") => String::new(),
+                        Some(network) => network.to_string(),
+                    });
                 }
                 AppName::Free => {}
             }
         }
+        let network = match networks.len() {
+            0 => self.spec.network(),
+            1 => networks.pop_first().unwrap_or_default(),
+            _ => {
+                return Err(Error::SplitNetworks {
+                    relay: relay.clone(),
+                    vm: vm.clone(),
+                });
+            }
+        };
         Ok((
-            (),
+            network,
             if ours.is_empty() {
                 Outcome::Done("both names are free".into())
             } else {
@@ -380,7 +403,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
 
     /// Creates the app and waits until Fly shows it: a new app answers 404 or 401 for a
     /// moment, and every later call is about it.
-    async fn ensure_app(&self, name: &str, org: &str) -> Result<Outcome, Error> {
+    async fn ensure_app(&self, name: &str, org: &str, network: &str) -> Result<Outcome, Error> {
         if let AppName::Ours(_) = self.fly.app_name(name).await? {
             self.ensure_ours(name).await?;
             return Ok(Outcome::AlreadyDone(format!("{name} exists")));
@@ -393,7 +416,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
             )
         };
         self.created.borrow_mut().insert(name.to_string());
-        match self.fly.create_app(name, org).await {
+        match self.fly.create_app(name, org, network).await {
             Ok(()) => {
                 self.fly.wait_for_app(name, &waiting).await?;
                 Ok(Outcome::Done(format!("{name} created")))

@@ -249,6 +249,12 @@ impl DeploymentSpec {
         }
     }
 
+    /// The private network both apps join, of the deployment alone: names take letters,
+    /// digits and dashes and start with a letter (Fly, "Custom private networks").
+    pub fn network(&self) -> String {
+        format!("textslash-{}", self.prefix)
+    }
+
     pub fn relay_app(&self) -> String {
         format!("{}-relay", self.prefix)
     }

@@ -65,10 +65,18 @@ async fn a_full_deploy_creates_exactly_the_designed_resources() {
         .text()
         .await
         .unwrap();
+    // Both apps are on the deployment's own private network, and the relay asks for the vm's
+    // Flycast name from there.
     assert_eq!(
         relay_vm_url,
-        format!("{}/flycast/full-vm", h.sim.base_url())
+        format!("{}/net/textslash-full/flycast/full-vm", h.sim.base_url())
     );
+    for app in ["full-relay", "full-vm"] {
+        let provision::fly::AppName::Ours(shown) = fly.app_name(app).await.unwrap() else {
+            panic!("{app} is not there");
+        };
+        assert_eq!(shown.network.as_deref(), Some("textslash-full"), "{app}");
+    }
     let a = h
         .http
         .get(format!("{}/apps/full-relay/env/VM_TOKEN", h.sim.base_url()))
@@ -257,6 +265,10 @@ async fn status_update_stop_start_and_teardown() {
         .await
         .unwrap();
     assert_eq!(status.relay_health.as_ref().unwrap()["version"], "echo");
+    assert!(
+        !status.shares_org_network(),
+        "a new deployment has a network of its own"
+    );
     assert_eq!(status.vm.machines[0].state, "started");
     assert_eq!(status.vm.machines[0].checks[0].status, "passing");
     assert_eq!(status.vm.volumes.len(), 1);
@@ -385,7 +397,7 @@ async fn an_app_that_is_not_a_deployment_s_is_never_adopted_or_deleted() {
     let h = Harness::start().await;
     let fly = h.client("sim-token");
     // The user's own app happens to be called like a deployment's relay.
-    fly.create_app("mine-relay", "personal").await.unwrap();
+    fly.create_app("mine-relay", "personal", "").await.unwrap();
     fly.wait_for_app("mine-relay", &|| {}).await.unwrap();
     let theirs = provision::fly::CreateMachineRequest {
         name: None,
@@ -437,7 +449,7 @@ async fn an_app_that_is_not_a_deployment_s_is_never_adopted_or_deleted() {
 async fn an_empty_app_is_never_deleted_but_a_deploy_may_build_on_it() {
     let h = Harness::start().await;
     let fly = h.client("sim-token");
-    fly.create_app("hollow-vm", "personal").await.unwrap();
+    fly.create_app("hollow-vm", "personal", "").await.unwrap();
     fly.wait_for_app("hollow-vm", &|| {}).await.unwrap();
 
     let leftovers = ops::teardown(&fly, &["hollow-vm"], &|_: &Event| {})
@@ -448,7 +460,12 @@ async fn an_empty_app_is_never_deleted_but_a_deploy_may_build_on_it() {
     assert_eq!(h.dump().await["apps"][0]["name"], "hollow-vm");
 
     let (deployed, events) = deploy(&fly, &h.spec("hollow")).await;
-    deployed.unwrap_or_else(|e| panic!("{e}: {events:#?}"));
+    let d = deployed.unwrap_or_else(|e| panic!("{e}: {events:#?}"));
+    // The app made on the org's network stays there (Fly cannot move it), and status says so.
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
+    assert!(status.shares_org_network());
     let leftovers = ops::teardown(&fly, &["hollow-relay", "hollow-vm"], &|_: &Event| {})
         .await
         .unwrap();

@@ -177,7 +177,7 @@ async fn a_relay_name_that_resolves_late_is_waited_for() {
 async fn mutations_past_fly_s_rate_limit_wait_and_succeed() {
     let h = Harness::start().await;
     let fly = h.client("sim-token");
-    fly.create_app("busy-vm", "personal").await.unwrap();
+    fly.create_app("busy-vm", "personal", "").await.unwrap();
     fly.wait_for_app("busy-vm", &|| {}).await.unwrap();
     let before = fly.calls();
     for n in 0..5 {

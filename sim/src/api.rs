@@ -285,7 +285,7 @@ async fn regions() -> Response {
 fn app_json(app: &App) -> Value {
     json!({
         "id": app.id, "name": app.name, "status": if app.machines.is_empty() { "pending" } else { "deployed" },
-        "network": "default", "machine_count": app.machines.len(), "volume_count": app.volumes.len(),
+        "network": app.network, "machine_count": app.machines.len(), "volume_count": app.volumes.len(),
         "organization": {"name": app.org, "slug": app.org},
     })
 }
@@ -302,6 +302,9 @@ struct CreateApp {
     #[serde(alias = "app_name")]
     name: String,
     org_slug: String,
+    /// A custom private network to put the app on; empty or absent: the org's default.
+    #[serde(default)]
+    network: Option<String>,
 }
 
 async fn create_app(
@@ -337,6 +340,11 @@ async fn create_app(
                 id: id.clone(),
                 org: sim.config.org.clone(),
                 created: Some(std::time::Instant::now()),
+                network: body
+                    .network
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "default".into()),
                 ..Default::default()
             },
         );
@@ -884,6 +892,9 @@ async fn list_ips(State(sim): S, Path(app): Path<String>) -> ApiResult {
 struct AssignIp {
     #[serde(rename = "type")]
     kind: String,
+    /// For `private_v6`: the network whose apps may reach it (not the app's own then).
+    #[serde(default)]
+    network: Option<String>,
 }
 
 async fn assign_ip(
@@ -909,6 +920,7 @@ async fn assign_ip(
         let assigned = Ip {
             ip,
             kind: body.kind,
+            network: body.network.filter(|n| !n.is_empty()),
         };
         let json = ip_json(&assigned);
         if assigned.kind != "private_v6" && a.public_since.is_none() {

@@ -20,10 +20,12 @@ use std::time::Duration;
 const MAX_BODY: usize = 32 * 1024 * 1024;
 const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Door {
     Public,
-    Flycast,
+    /// Flycast, asked from a machine on the network named, or (`None`) from the operator's
+    /// own WireGuard (flyctl's `fly proxy` reaches every network of the org).
+    Flycast(Option<String>),
 }
 
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -40,13 +42,29 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route(
             "/flycast/{app}",
-            any(|s, Path(app): Path<String>, r| forward(s, Door::Flycast, app, String::new(), r)),
+            any(|s, Path(app): Path<String>, r| {
+                forward(s, Door::Flycast(None), app, String::new(), r)
+            }),
         )
         .route(
             "/flycast/{app}/{*rest}",
             any(|s, Path((app, rest)): Path<(String, String)>, r| {
-                forward(s, Door::Flycast, app, rest, r)
+                forward(s, Door::Flycast(None), app, rest, r)
             }),
+        )
+        .route(
+            "/net/{network}/flycast/{app}",
+            any(|s, Path((network, app)): Path<(String, String)>, r| {
+                forward(s, Door::Flycast(Some(network)), app, String::new(), r)
+            }),
+        )
+        .route(
+            "/net/{network}/flycast/{app}/{*rest}",
+            any(
+                |s, Path((network, app, rest)): Path<(String, String, String)>, r| {
+                    forward(s, Door::Flycast(Some(network)), app, rest, r)
+                },
+            ),
         )
         .with_state(sim)
 }
@@ -56,24 +74,25 @@ fn bad_gateway(message: String) -> Response {
 }
 
 /// The port of a running machine of `app`, starting one if needed and allowed.
-async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Response> {
+async fn machine_port(sim: &Arc<Sim>, door: &Door, app: &str) -> Result<u16, Response> {
     let found = sim.world.with(|apps| {
         let a = apps
             .get(app)
             .ok_or_else(|| bad_gateway(format!("sim proxy: no app {app}")))?;
         let reachable = a.ips.iter().any(|ip| match door {
             Door::Public => ip.kind != "private_v6",
-            Door::Flycast => ip.kind == "private_v6",
+            Door::Flycast(from) => {
+                ip.kind == "private_v6"
+                    && flycast_serves(ip.network.as_deref(), &a.network, from.as_deref())
+            }
         });
         if !reachable {
-            return Err(bad_gateway(format!(
-                "sim proxy: {app} has no {} IP",
-                if door == Door::Public {
-                    "public"
-                } else {
-                    "Flycast"
-                }
-            )));
+            return Err(match door {
+                Door::Public => bad_gateway(format!("sim proxy: {app} has no public IP")),
+                Door::Flycast(None) => bad_gateway(format!("sim proxy: {app} has no Flycast IP")),
+                // From another network, `<app>.flycast` does not resolve at all.
+                Door::Flycast(Some(_)) => no_answer(),
+            });
         }
         if let Some(port) = a
             .machines
@@ -113,6 +132,17 @@ async fn machine_port(sim: &Arc<Sim>, door: Door, app: &str) -> Result<u16, Resp
         ))
     })?;
     Ok(port)
+}
+
+/// Whether a Flycast address answers a caller on `from` (`None`: the operator, who reaches
+/// every network). An address given a network serves that network and not the app's own;
+/// one without serves the app's own network (Fly, "Custom private networks").
+fn flycast_serves(given: Option<&str>, app_network: &str, from: Option<&str>) -> bool {
+    match (from, given) {
+        (None, _) => true,
+        (Some(from), Some(given)) => from == given,
+        (Some(from), None) => from == app_network,
+    }
 }
 
 /// Whether `<app>.fly.dev` does not resolve yet: its first public IP is too new. (The fake
@@ -160,7 +190,7 @@ async fn forward(
     if door == Door::Public && name_unresolved(&sim, &app) {
         return no_answer();
     }
-    let port = match machine_port(&sim, door, &app).await {
+    let port = match machine_port(&sim, &door, &app).await {
         Ok(port) => port,
         Err(response) => return response,
     };

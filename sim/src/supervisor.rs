@@ -157,6 +157,7 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
         let names: Vec<String> = apps.keys().cloned().collect();
         let app = apps.get_mut(app_name).ok_or("app not found")?;
         let secrets = app.secrets.clone();
+        let network = app.network.clone();
         let machine = app.machines.get(id).ok_or("machine not found")?;
         let image = machine
             .config
@@ -227,7 +228,7 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
         let rootfs = sim.config.data_dir.join("rootfs").join(app_name).join(id);
         let _ = std::fs::remove_dir_all(&rootfs);
         for value in env.values_mut() {
-            *value = rewrite_urls(value, &names, &sim.base_url);
+            *value = rewrite_urls(value, &names, &sim.base_url, &network);
             let mut remapped = false;
             for (path, volume) in &mounts {
                 let dir = sim.config.data_dir.join("volumes").join(volume);
@@ -261,8 +262,10 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
     })
 }
 
-/// `https://<app>.fly.dev` and `http://<app>.flycast` become the sim's own routes.
-pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str) -> String {
+/// `https://<app>.fly.dev` and `http://<app>.flycast` become the sim's own routes; a Flycast
+/// name is asked from the machine's private network (`from_network`), which decides whether
+/// it resolves at all ([`crate::proxy`]).
+pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str, from_network: &str) -> String {
     let mut out = value.to_string();
     for app in apps {
         out = out
@@ -272,7 +275,7 @@ pub fn rewrite_urls(value: &str, apps: &[String], base_url: &str) -> String {
             )
             .replace(
                 &format!("http://{app}.flycast"),
-                &format!("{base_url}/flycast/{app}"),
+                &format!("{base_url}/net/{from_network}/flycast/{app}"),
             );
     }
     out
@@ -376,19 +379,20 @@ mod tests {
     fn fly_urls_are_rewritten_to_sim_routes() {
         let apps = vec!["a-relay".to_string(), "a-vm".to_string()];
         assert_eq!(
-            super::rewrite_urls("http://a-vm.flycast", &apps, "http://127.0.0.1:9"),
-            "http://127.0.0.1:9/flycast/a-vm"
+            super::rewrite_urls("http://a-vm.flycast", &apps, "http://127.0.0.1:9", "n1"),
+            "http://127.0.0.1:9/net/n1/flycast/a-vm"
         );
         assert_eq!(
             super::rewrite_urls(
                 "https://a-relay.fly.dev/callback",
                 &apps,
-                "http://127.0.0.1:9"
+                "http://127.0.0.1:9",
+                "n1"
             ),
             "http://127.0.0.1:9/apps/a-relay/callback"
         );
         assert_eq!(
-            super::rewrite_urls("https://other.fly.dev", &apps, "x"),
+            super::rewrite_urls("https://other.fly.dev", &apps, "x", "n1"),
             "https://other.fly.dev"
         );
     }

