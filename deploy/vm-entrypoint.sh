@@ -1,6 +1,5 @@
 #!/bin/sh
-# A Fly volume is mounted root-owned over /data: hand it to the agent user, then run the vm as
-# that user, keeping the environment (Fly passes the app's secrets there).
+# The vm runs as root and lays the volume out itself: DATA_DIR and its store are root's, the
+# agent's folders `agent`'s (vm/src/fence.rs). Fly passes the app's secrets in the environment.
 set -eu
-chown agent:agent "${DATA_DIR:-/data}"
-exec setpriv --reuid=agent --regid=agent --init-groups env HOME=/home/agent /usr/local/bin/vm "$@"
+exec /usr/local/bin/vm "$@"

@@ -16,15 +16,18 @@ RUN apt-get update \
 RUN npm install -g "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" "@playwright/mcp@${PLAYWRIGHT_MCP_VERSION}" \
  && npm cache clean --force
 RUN useradd --create-home --uid 1000 --shell /bin/bash agent \
- && mkdir -p /data \
- && chown agent:agent /data
+ && mkdir -p /data
 COPY --from=build /src/target/release/vm /usr/local/bin/vm
 COPY deploy/vm-entrypoint.sh /usr/local/bin/vm-entrypoint
-ENV PORT=8080 DATA_DIR=/data CHROMIUM_PATH=/usr/bin/chromium AGENT_CMD=claude
+# Root's, read-only to the agent: Claude Code's hooks stay off whatever the agent writes into
+# its own settings (vm/src/fence.rs).
+COPY --chmod=0644 deploy/claude-managed-settings.json /etc/claude-code/managed-settings.json
+ENV PORT=8080 DATA_DIR=/data CHROMIUM_PATH=/usr/bin/chromium AGENT_CMD=claude AGENT_USER=agent
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s CMD ["curl", "-fsS", "http://127.0.0.1:8080/health"]
-# The entrypoint starts as root only to hand the freshly mounted Fly volume to `agent`, then
-# drops to it for good (see vm-entrypoint.sh); Claude Code refuses to skip permissions as root.
+# The vm runs as root so it can start the agent as `agent` (AGENT_USER) with no_new_privs, keep
+# its store and secrets from it, and stay undumpable (vm/src/fence.rs); the agent never runs as
+# root, where Claude Code would also refuse to skip permissions.
 # hadolint ignore=DL3002
 USER 0:0
 ENTRYPOINT ["/usr/local/bin/vm-entrypoint"]

@@ -21,6 +21,11 @@
 //! - "take a screenshot" (optionally "named shot.png"): `ToolSearch` to load Playwright's
 //!   deferred tools, `browser_navigate` to the sim's chat page, `browser_take_screenshot`,
 //!   then a summary;
+//! - "try to get out": what a prompt-injected agent would try, in one `Bash` call that writes
+//!   what it got to `loot.txt`: every process's environment (`/proc/*/environ`, the vm's
+//!   `VM_TOKEN` among them), the vm's store
+//!   (`../../vm.db`, read and appended to), and a `SessionStart` hook planted in its own
+//!   settings that would leave `hook-ran` in the workspace on every later session;
 //! - "long reply": one text of 6,000 characters;
 //! - "overloaded" / "rate limited": a 529 / 429 error;
 //! - "never end": a stream that starts and never finishes;
@@ -123,6 +128,9 @@ fn conversation_state(messages: &[Value]) -> (String, usize) {
     (prompt, results)
 }
 
+/// What "try to get out" runs in the workspace (`DATA_DIR/workspaces/<conversation>`).
+const ESCAPE_ATTEMPT: &str = r#"{ echo "== environ"; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done | grep -a -E '^(VM_TOKEN|RELAY_CALLBACK_URL|CLAUDE_BIN)='; echo "== store"; head -c 64 ../../vm.db | od -c | head -2; echo "== append"; echo planted >> ../../vm.db && echo appended; echo "== hook"; mkdir -p "$CLAUDE_CONFIG_DIR" && printf '%s' "{\"hooks\":{\"SessionStart\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"touch $PWD/hook-ran\"}]}]}}" > "$CLAUDE_CONFIG_DIR/settings.json" && echo planted-hook; } > loot.txt 2>&1; echo done"#;
+
 /// The script: what to answer to `prompt` after `step` tool results.
 fn script(prompt: &str, step: usize, sim_base: &str) -> Turn {
     let asked = prompt.to_lowercase();
@@ -162,6 +170,15 @@ fn script(prompt: &str, step: usize, sim_base: &str) -> Turn {
                 json!({"command": "env > env.txt", "description": "Save the environment"}),
             ),
             _ => say("I saved the environment to env.txt."),
+        };
+    }
+    if asked.contains("try to get out") {
+        return match step {
+            0 => call(
+                "Bash",
+                json!({"command": ESCAPE_ATTEMPT, "description": "Look around"}),
+            ),
+            _ => say("I looked around."),
         };
     }
     if asked.contains("write with the write tool") {

@@ -146,7 +146,28 @@ fn command(start: &Start<'_>, mcp_file: &Path) -> std::io::Result<tokio::process
     // No telemetry, update checks or other calls beside the model's: the agent talks to
     // Anthropic's API and to what its tools reach, nothing else.
     command.env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
-    std::fs::create_dir_all(config.data_dir.join("home"))?;
+    let home = config.data_dir.join("home");
+    // Its own temporary folder: nothing it leaves there is shared with the machine's other
+    // users (Playwright keeps its browser's socket in one), and nothing of theirs in its way.
+    let tmp = home.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    command.env("TMPDIR", &tmp);
+    if let Some(agent) = &config.agent_user {
+        agent.give(&home)?;
+        agent.give(&tmp)?;
+        command.uid(agent.uid).gid(agent.gid);
+        // SAFETY: prctl only sets a flag of the child between fork and exec, which is
+        // async-signal-safe. With it the agent gains no privilege through setuid programs.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     if let Some(token) = &config.github_token {
         // git asks this helper for credentials; the token stays in the environment, not on disk.
         let git_config = config.data_dir.join("home/.gitconfig");
@@ -164,7 +185,21 @@ impl Process {
     pub fn start(start: Start<'_>) -> std::io::Result<Process> {
         std::fs::create_dir_all(start.workspace)?;
         std::fs::create_dir_all(start.image_dir)?;
-        let mcp_file = start.image_dir.join("mcp.json");
+        if let Some(agent) = &start.config.agent_user {
+            agent.give(start.workspace)?;
+            agent.give(start.image_dir)?;
+        }
+        // Outside the agent's folders: it reads its MCP servers, and cannot change them.
+        let configs = start.config.data_dir.join("agent-config");
+        std::fs::create_dir_all(&configs)?;
+        let mcp_file = configs.join(format!(
+            "{}.json",
+            start
+                .image_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
         std::fs::write(
             &mcp_file,
             mcp_config(start.image_dir, start.config.chromium_path.as_deref()).to_string(),

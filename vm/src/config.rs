@@ -34,6 +34,8 @@ pub struct Config {
     pub retention: Duration,
     /// A browser for Playwright MCP (the image sets Debian's Chromium).
     pub chromium_path: Option<String>,
+    /// The OS user the agent runs as (`AGENT_USER`); `None`: the vm's own, unfenced.
+    pub agent_user: Option<crate::fence::AgentUser>,
 }
 
 impl std::fmt::Debug for Config {
@@ -84,7 +86,17 @@ impl Config {
                     })?,
             ),
         };
+        let agent_user = match env.get("AGENT_USER") {
+            None => None,
+            Some(name) => Some(
+                crate::fence::AgentUser::named(&name).map_err(|_| ConfigError {
+                    var: "AGENT_USER",
+                    problem: "names no user on this machine".into(),
+                })?,
+            ),
+        };
         Ok(Config {
+            agent_user,
             port,
             vm_token,
             relay_callback_url,

@@ -109,7 +109,7 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         .data_dir
         .join("workspaces")
         .join(safe_name(conversation));
-    let prompt = with_attachments(&workspace, message);
+    let prompt = with_attachments(vm, &workspace, message);
     let images_dir = image_dir(vm, conversation);
     let heartbeat = async {
         loop {
@@ -198,6 +198,7 @@ async fn run_agent(
 
 /// Saves attached images into the workspace and tells the agent where they are.
 fn with_attachments(
+    vm: &Vm,
     workspace: &std::path::Path,
     message: &contract::protocol::VmMessage,
 ) -> String {
@@ -206,6 +207,14 @@ fn with_attachments(
     }
     let folder = workspace.join("attachments");
     let _ = std::fs::create_dir_all(&folder);
+    let give = |path: &std::path::Path| {
+        if let Some(agent) = &vm.config.agent_user {
+            let _ = agent.give(path);
+        }
+    };
+    let _ = std::fs::create_dir_all(workspace);
+    give(workspace);
+    give(&folder);
     let mut names = Vec::new();
     for (i, image) in message.images.iter().enumerate() {
         let ext = if image.content_type.contains("png") {
@@ -217,6 +226,7 @@ fn with_attachments(
         if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&image.data_base64)
             && std::fs::write(folder.join(&name), bytes).is_ok()
         {
+            give(&folder.join(&name));
             names.push(format!("attachments/{name}"));
         }
     }

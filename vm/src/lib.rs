@@ -17,6 +17,7 @@ pub mod agents;
 pub mod callbacks;
 pub mod commands;
 pub mod config;
+pub mod fence;
 pub mod jobs;
 pub mod reply;
 pub mod routes;
@@ -79,6 +80,21 @@ pub async fn run(
     // The agent runs in a workspace below DATA_DIR, so every path handed to it must be absolute.
     config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(StartError::DataDir)?;
     let store = Store::open(&config.data_dir.join("vm.db")).map_err(StartError::storage)?;
+    match &config.agent_user {
+        Some(agent) => {
+            fence::prepare(&config.data_dir, agent).map_err(StartError::DataDir)?;
+            fence::make_undumpable();
+            if !fence::hooks_pinned_off() {
+                tracing::warn!(
+                    "{} does not turn Claude Code's hooks off: a hook the agent plants would run in its later sessions",
+                    fence::MANAGED_SETTINGS
+                );
+            }
+        }
+        None => tracing::warn!(
+            "AGENT_USER is not set: the agent runs as the vm's own user and can read its secrets"
+        ),
+    }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()

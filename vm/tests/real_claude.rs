@@ -78,6 +78,12 @@ struct World {
 impl World {
     async fn start(extra: &[(&str, &str)]) -> World {
         let data = tempfile::tempdir().unwrap();
+        // Fenced as in the image: the agent runs as its own user, which must be able to pass
+        // through to its folders below this one.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let agent_user = std::env::var("TEXTSLASH_TEST_AGENT_USER")
+            .expect("TEXTSLASH_TEST_AGENT_USER: cargo xtask test sets it (and creates the user)");
         let sim = sim::start(
             sim::SimConfig::new(data.path().join("sim")),
             "127.0.0.1:0".parse().unwrap(),
@@ -101,6 +107,7 @@ impl World {
             ),
             ("HEARTBEAT_MS".into(), "1000".into()),
             ("IDLE_TIMEOUT_SECS".into(), "600".into()),
+            ("AGENT_USER".into(), agent_user),
         ]);
         for (name, value) in extra {
             env.insert(name.to_string(), value.to_string());
@@ -309,5 +316,60 @@ async fn screenshots_through_playwright_mcp_arrive_as_images_named_or_not() {
     assert!(
         world.workspace().join("shot.png").is_file(),
         "the named screenshot is in the workspace"
+    );
+}
+
+/// What a prompt-injected agent would try, done by the real Claude Code as the image runs it:
+/// it finds no other process's `VM_TOKEN`, callback URL or environment (this test is the vm's
+/// process, and only it has `CLAUDE_BIN`), cannot write the vm's store, and the hook it plants
+/// in its own settings never runs in its next session (Claude Code's managed settings, root's,
+/// turn hooks off).
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_prompt_injected_agent_finds_nothing_of_the_vm_s() {
+    assert!(
+        vm::fence::hooks_pinned_off(),
+        "{} must turn hooks off (cargo xtask install puts it there)",
+        vm::fence::MANAGED_SETTINGS
+    );
+    let world = World::start(&[]).await;
+    let store = world.data.path().join("vm/vm.db");
+    world.send("e1", "telegram:9", "try to get out").await;
+    let reply = world.relay.reply("telegram:9", 1, LONG).await;
+    assert_eq!(reply.text, "I looked around.");
+    let loot = std::fs::read_to_string(world.workspace().join("loot.txt")).unwrap();
+    let leaked: Vec<&str> = loot
+        .lines()
+        .filter(|line| {
+            ["VM_TOKEN=", "RELAY_CALLBACK_URL=", "CLAUDE_BIN="]
+                .iter()
+                .any(|name| line.starts_with(name))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the agent read the vm's environment: {leaked:?}"
+    );
+    assert!(loot.contains("== store"), "the attempt ran: {loot}");
+    assert!(
+        !loot.contains("appended"),
+        "the agent wrote the vm's store: {loot}"
+    );
+    assert!(
+        loot.contains("planted-hook"),
+        "the hook was planted: {loot}"
+    );
+    let stored = std::fs::read(&store).unwrap();
+    assert!(!stored.ends_with(b"planted\n"), "the store was written");
+
+    // A new session would run the planted SessionStart hook, were hooks on.
+    world.send("e2", "telegram:9", "/new").await;
+    world.relay.reply("telegram:9", 2, LONG).await;
+    world.send("e3", "telegram:9", "hello again").await;
+    let again = world.relay.reply("telegram:9", 3, LONG).await;
+    assert!(again.text.contains("You said: hello again"), "{again:?}");
+    assert!(
+        !world.workspace().join("hook-ran").exists(),
+        "the agent's planted hook ran in its next session"
     );
 }

@@ -144,7 +144,8 @@ fn workspace_cargo_test(extra: &[&str]) -> anyhow::Result<Command> {
     command
         .args(["test", "--workspace", "--all-features"])
         .args(extra)
-        .env("CLAUDE_BIN", tools::claude_bin()?);
+        .env("CLAUDE_BIN", tools::claude_bin()?)
+        .env("TEXTSLASH_TEST_AGENT_USER", tools::AGENT_TEST_USER);
     Ok(command)
 }
 

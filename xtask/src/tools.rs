@@ -182,7 +182,58 @@ pub fn ensure_agent_tools(root: &Path, timings: &mut Timings) -> anyhow::Result<
             )
         })?;
     }
-    Ok(())
+    ensure_agent_fence(root, timings)
+}
+
+/// The OS user the vm's tests run the real Claude Code as, as the image runs it as `agent`.
+pub const AGENT_TEST_USER: &str = "textslash-agent";
+
+/// What the fenced agent needs on this machine, as the vm image has it: its own user, and
+/// Claude Code's managed settings turning hooks off (`deploy/claude-managed-settings.json` at
+/// `/etc/claude-code/managed-settings.json`). An existing managed settings file is left as it
+/// is; the vm says when it does not turn hooks off.
+fn ensure_agent_fence(root: &Path, timings: &mut Timings) -> anyhow::Result<()> {
+    let user = format!("user {AGENT_TEST_USER}");
+    if Command::new("id")
+        .arg(AGENT_TEST_USER)
+        .output()
+        .is_ok_and(|out| out.status.success())
+    {
+        timings.skipped(&user);
+    } else {
+        timings.time(&user, || {
+            cmd::run(as_root("useradd").args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                AGENT_TEST_USER,
+            ]))
+        })?;
+    }
+    let managed = Path::new("/etc/claude-code/managed-settings.json");
+    let name = "Claude Code managed settings (hooks off)";
+    if managed.exists() {
+        timings.skipped(name);
+        return Ok(());
+    }
+    timings.time(name, || {
+        cmd::run(as_root("install").args(["-D", "-m", "0644"]).args([
+            root.join("deploy/claude-managed-settings.json").as_path(),
+            managed,
+        ]))
+    })
+}
+
+/// `program` run as root: directly when this is root, through sudo otherwise.
+fn as_root(program: &str) -> Command {
+    if cmd::output(Command::new("id").arg("-u")).as_deref() == Some("0") {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg(program);
+        sudo
+    }
 }
 
 /// Where the global `claude` is (npm's global prefix, `bin/`).
@@ -378,15 +429,11 @@ pub fn ensure_chromium(timings: &mut Timings) -> anyhow::Result<()> {
 }
 
 fn apt(args: &[&str]) -> anyhow::Result<()> {
-    let as_root = cmd::output(Command::new("id").arg("-u")).as_deref() == Some("0");
-    let mut command = if as_root {
-        Command::new("apt-get")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.arg("apt-get");
-        sudo
-    };
-    cmd::run(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    cmd::run(
+        as_root("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The version a tool prints, or `None` when it is not on PATH.
