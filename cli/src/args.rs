@@ -29,6 +29,8 @@ pub enum Command {
     Stop(Target),
     /// Delete both apps and everything in them.
     Teardown(TeardownArgs),
+    /// Remove a paired owner (or every one) from the relay: they become strangers again.
+    Unpair(UnpairArgs),
     /// Serve the built page, forwarding its Fly calls when a browser may not make them.
     Serve(ServeArgs),
 }
@@ -110,6 +112,18 @@ pub struct UpdateArgs {
     pub relay_image: String,
     #[arg(long)]
     pub vm_image: String,
+}
+
+#[derive(Args, Clone)]
+pub struct UnpairArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The owner to remove, as `/owners` shows it in the chat (`telegram:123456789`).
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    pub sender: Option<String>,
+    /// Remove every paired owner (pairing cannot be armed again; add ids to ALLOWED_SENDERS).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Clone)]

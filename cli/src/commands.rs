@@ -3,7 +3,7 @@
 
 use crate::Failure;
 use crate::args::{
-    ChannelArg, Cli, Command, DeployArgs, ServeArgs, Target, TeardownArgs, UpdateArgs,
+    ChannelArg, Cli, Command, DeployArgs, ServeArgs, Target, TeardownArgs, UnpairArgs, UpdateArgs,
 };
 use crate::render::Renderer;
 use crate::secrets;
@@ -23,6 +23,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Start(target) => set_running(target, true).await,
         Command::Stop(target) => set_running(target, false).await,
         Command::Teardown(args) => teardown(args).await,
+        Command::Unpair(args) => unpair(args).await,
         Command::Serve(args) => serve(args).await,
     }
 }
@@ -132,7 +133,10 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    spec.pairing = Some(provision::spec::Pairing::new(now_ms));
+    // An owner given by id needs no pairing: a code nobody uses would only be a way in.
+    if spec.allowed_senders.is_empty() {
+        spec.pairing = Some(provision::spec::Pairing::new(now_ms));
+    }
     Ok(spec)
 }
 
@@ -198,16 +202,16 @@ fn next_steps(
     let code = pairing.code.expose();
     text.push_str(&match &spec.channel {
         Channel::Telegram { .. } => format!(
-            "Pair your phone: open your bot in Telegram and send\n  /start {code}\n(or open https://t.me/<your bot>?start={code}). The first sender of this code becomes the owner; it works once, for a day.\n"
+            "Pair your phone: open your bot in Telegram and send\n  /start {code}\n(or open https://t.me/<your bot>?start={code}). The first sender of this code becomes the owner; it works once, for an hour.\n"
         ),
         Channel::WhatsappTwilio { whatsapp_number, .. } => format!(
-            "Pair your phone: open {}\nand send the prefilled message. The first sender of this code becomes the owner; it works once, for a day.\n",
+            "Pair your phone: open {}\nand send the prefilled message. The first sender of this code becomes the owner; it works once, for an hour.\n",
             pairing.link(&provision::spec::PairingTarget::Whatsapp {
                 number: provision::spec::normalise_phone(whatsapp_number).unwrap_or_default()
             })
         ),
         Channel::Discord { .. } => format!(
-            "Pair: send the bot a direct message with the code\n  {code}\nThe first sender of this code becomes the owner; it works once, for a day.\n"
+            "Pair: send the bot a direct message with the code\n  {code}\nThe first sender of this code becomes the owner; it works once, for an hour.\n"
         ),
     });
     text
@@ -321,6 +325,26 @@ async fn set_running(target: Target, running: bool) -> Result<(), Failure> {
         .map_err(failed)?;
     Renderer::new(target.json).result(&serde_json::json!({ "vm": vm, "running": running }), || {
         format!("{vm} {}", if running { "started" } else { "stopped" })
+    });
+    Ok(())
+}
+
+async fn unpair(args: UnpairArgs) -> Result<(), Failure> {
+    let fly = client(&args.target)?;
+    let (relay, _, _) = apps(&args.target);
+    let removed = ops::unpair(&fly, &relay, args.sender.as_deref())
+        .await
+        .map_err(failed)?;
+    Renderer::new(args.target.json).result(&serde_json::json!({ "removed": removed }), || {
+        if removed.is_empty() {
+            "No paired owner was removed (owners in ALLOWED_SENDERS are the relay app's settings)."
+                .into()
+        } else {
+            format!(
+                "Removed: {}. They are strangers to the agent now.",
+                removed.join(", ")
+            )
+        }
     });
     Ok(())
 }

@@ -147,6 +147,19 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         String::from_utf8_lossy(&status.stderr)
     );
 
+    // The owner was given by id, so nothing was paired; `unpair` asks the relay in its machine
+    // (the Machines API's exec) and removes no one.
+    let unpair = tokio::task::block_in_place(|| {
+        textslash(sim_ref, &["unpair", "--prefix", "sys", "--all", "--json"])
+    });
+    assert!(
+        unpair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpair.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&unpair.stdout).unwrap();
+    assert_eq!(answer["removed"], serde_json::json!([]), "{answer}");
+
     let teardown = tokio::task::block_in_place(|| {
         textslash(sim_ref, &["teardown", "--prefix", "sys", "--yes"])
     });

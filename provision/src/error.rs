@@ -130,6 +130,12 @@ pub enum Error {
         detail: String,
     },
 
+    #[error(
+        "Could not {what}: {detail}. Check the relay app in the Fly dashboard (its machine must \
+         be able to start) and retry."
+    )]
+    RelayCommand { what: String, detail: String },
+
     #[error("Fly answered something unexpected while trying to {action}: {detail}")]
     BadResponse { action: String, detail: String },
 }

@@ -400,49 +400,15 @@ async fn unregister_webhook<T: Transport, C: Clock>(
     let Some(machine) = machines.iter().find(|m| m.is_live()) else {
         return Ok(None);
     };
-    // exec needs a running machine: a stopped relay (the deployment was stopped) starts first.
-    if machine.state != "started" {
-        let started = async {
-            fly.start_machine(app, &machine.id).await?;
-            fly.wait_machine(app, &machine.id, "started", 60).await
-        };
-        match started.await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(telegram_by_hand(
-                    "the relay did not start to remove it".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(telegram_by_hand(format!(
-                    "the relay could not start to remove it ({e})"
-                )));
-            }
-        }
-    }
-    let answer = fly
-        .exec_machine(app, &machine.id, &["/relay", "unregister-webhook"], 60)
-        .await
-        .map_err(|e| {
-            telegram_by_hand(format!("the relay could not be asked to remove it ({e})"))
-        })?;
-    let Some(unregistered) = answer
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<Unregistered>(line).ok())
-    else {
-        let said = answer
-            .stderr
-            .lines()
-            .last()
-            .unwrap_or("no answer")
-            .to_string();
-        return Err(telegram_by_hand(format!(
-            "the relay could not remove it (exit code {}: {said})",
-            answer.exit_code
-        )));
-    };
+    let unregistered: Unregistered = relay_answers(
+        fly,
+        app,
+        machine,
+        &["/relay", "unregister-webhook"],
+        "remove it",
+    )
+    .await
+    .map_err(telegram_by_hand)?;
     match (unregistered.channel.as_str(), unregistered.removed) {
         // Discord calls no URL: the Gateway connection ends with the relay.
         ("discord", _) => Ok(None),
@@ -506,6 +472,86 @@ async fn delete_volume_when_free<T: Transport, C: Clock>(
         };
     }
     unreachable!("the loop returns")
+}
+
+/// Runs one of the relay's own commands in its machine (the Machines API's exec, in the
+/// machine's environment, so secrets are used where they already are) and reads the JSON
+/// line it answers. A stopped relay (the deployment was stopped) is started first: exec needs
+/// a running machine. `Err` is why not, as a sentence ending in what it was to `doing`.
+async fn relay_answers<T: Transport, C: Clock, R: serde::de::DeserializeOwned>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    machine: &Machine,
+    command: &[&str],
+    doing: &str,
+) -> Result<R, String> {
+    if machine.state != "started" {
+        let started = async {
+            fly.start_machine(app, &machine.id).await?;
+            fly.wait_machine(app, &machine.id, "started", 60).await
+        };
+        match started.await {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("the relay did not start to {doing}")),
+            Err(e) => return Err(format!("the relay could not start to {doing} ({e})")),
+        }
+    }
+    let answer = fly
+        .exec_machine(app, &machine.id, command, 60)
+        .await
+        .map_err(|e| format!("the relay could not be asked to {doing} ({e})"))?;
+    answer
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<R>(line).ok())
+        .ok_or_else(|| {
+            let said = answer.stderr.lines().last().unwrap_or("no answer");
+            format!(
+                "the relay could not {doing} (exit code {}: {said})",
+                answer.exit_code
+            )
+        })
+}
+
+/// What `relay unpair` answers (see `relay/src/pairing.rs`).
+#[derive(Deserialize)]
+struct Unpaired {
+    #[serde(default)]
+    removed: Vec<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Removes a paired owner of the deployment (`None`: every one) by running `relay unpair` in
+/// the relay's machine; returns who was removed. Owners in `ALLOWED_SENDERS` stay: they are
+/// the relay's settings.
+pub async fn unpair<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    relay_app: &str,
+    sender: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let machines = fly.list_machines(relay_app).await?;
+    let machine = find_machine(&machines, Role::Relay).ok_or_else(|| Error::NotFound {
+        what: format!("the relay machine of {relay_app}"),
+    })?;
+    let failed = |detail: String| Error::RelayCommand {
+        what: "remove the paired owners".into(),
+        detail,
+    };
+    let answer: Unpaired = relay_answers(
+        fly,
+        relay_app,
+        machine,
+        &["/relay", "unpair", sender.unwrap_or("--all")],
+        "remove owners",
+    )
+    .await
+    .map_err(failed)?;
+    match answer.error {
+        Some(error) => Err(failed(error)),
+        None => Ok(answer.removed),
+    }
 }
 
 /// Waits until the machine is destroyed (or gone: a 404 means the same).

@@ -170,8 +170,9 @@ pub struct Pairing {
 /// prompt-injected agent costs at most this much before the user notices.
 pub const DEFAULT_MAX_DAILY_USD: f64 = 10.0;
 
-/// How long a pairing code works after the deploy: a day.
-pub const PAIRING_VALID_MS: u64 = 24 * 3600 * 1000;
+/// How long a pairing code works after the deploy: an hour, what a person needs to tap the
+/// link the Done screen shows, and no longer than someone who got hold of it has.
+pub const PAIRING_VALID_MS: u64 = 3600 * 1000;
 
 impl Pairing {
     /// A fresh code (64 random bits as 16 lowercase hex characters), valid a day from `now_ms`.

@@ -331,6 +331,35 @@ impl Journal {
             .is_some())
     }
 
+    /// The paired owners, oldest first.
+    pub fn owners(&self) -> Result<Vec<String>, JournalError> {
+        let db = self.db();
+        let mut statement = db.prepare("SELECT sender FROM owners ORDER BY paired_ms, sender")?;
+        let owners = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(owners)
+    }
+
+    /// Removes a paired owner (`None`: every one); the senders removed.
+    pub async fn unpair(&self, sender: Option<&str>) -> Result<Vec<String>, JournalError> {
+        let sender = sender.map(str::to_string);
+        self.write(move |db| {
+            let mut removed = Vec::new();
+            {
+                let mut statement = db.prepare(
+                    "DELETE FROM owners WHERE ?1 IS NULL OR sender = ?1 RETURNING sender",
+                )?;
+                let rows = statement.query_map(params![sender], |row| row.get(0))?;
+                for row in rows {
+                    removed.push(row?);
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     /// Whether the pairing code has been used.
     pub fn pairing_done(&self) -> Result<bool, JournalError> {
         Ok(self

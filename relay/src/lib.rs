@@ -66,6 +66,8 @@ pub struct App {
     pub telegram_webhook: std::sync::Mutex<(WebhookState, i64)>,
     /// Discord's REST client and Gateway status, when Discord is configured.
     pub discord: Option<discord::Discord>,
+    /// When each stranger last got an answer to a pairing attempt (a throttle).
+    pub pairing_answers: pairing::Throttle,
 }
 
 /// What became of an inbound message handed to [`App::admit`].
@@ -81,8 +83,12 @@ pub enum Admission {
     Unsaved,
     /// It carried the pairing code: its sender is now an owner, and was welcomed.
     Paired,
-    /// It carried a wrong or expired pairing code: nothing changed, and the sender was told.
+    /// It carried a wrong or expired pairing code, or came after the code was spent: nothing
+    /// changed, and the sender was told (at most once in a while).
     PairingRefused,
+    /// An owner's command the relay answers itself (`/owners`, `/unpair`): nothing reaches
+    /// the vm.
+    Answered,
 }
 
 /// What a sender is told when their message could not be saved and the channel will not
@@ -102,6 +108,9 @@ impl App {
                 return Admission::Unsaved;
             }
         };
+        if allowed && let Some(answered) = self.owner_command(&message).await {
+            return answered;
+        }
         if !allowed {
             if let Some(pairing) = self.try_pairing(&message).await {
                 return pairing;
@@ -196,6 +205,7 @@ pub async fn run(
             journal::now_ms(),
         )),
         discord,
+        pairing_answers: pairing::Throttle::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -80,6 +80,7 @@ async fn take_in(
         | Admission::Duplicate
         | Admission::Stranger
         | Admission::Paired
+        | Admission::Answered
         | Admission::PairingRefused => ok(),
     }
 }
@@ -271,6 +272,8 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "synced_commits": writes.synced_commits,
         },
         "telegram_webhook": telegram_webhook_health(&app),
+        // Whether someone paired (never who): a deploy page can tell the code is spent.
+        "paired": app.journal.pairing_done().unwrap_or(false),
         "discord_gateway": app.discord.as_ref().map(|d| d.status()),
     });
     (

@@ -4,7 +4,8 @@
 //! - the deployments (bookmarks): names, region, channel, app and resource ids, created
 //!   time: never a secret ([`provision::Deployment`] has no field for one);
 //! - the wizard's draft: what the user typed, minus every secret;
-//! - the Fly token, only when the user opted in after a warning.
+//! - the Fly token, only when the user opted in after a warning;
+//! - in sessionStorage (this tab only, never other pages of the origin), the pairing code.
 
 use provision::Deployment;
 use std::cell::RefCell;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 pub const DEPLOYMENTS_KEY: &str = "textslash.deployments.v1";
 pub const DRAFT_KEY: &str = "textslash.draft.v1";
 pub const TOKEN_KEY: &str = "textslash.fly_token";
+pub const PAIRING_KEY: &str = "textslash.pairing.v1";
 
 /// A string store: localStorage in the browser, a map in tests.
 pub trait KeyValue {
@@ -31,6 +33,32 @@ impl LocalStorage {
 }
 
 impl KeyValue for LocalStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        Self::storage()?.get_item(key).ok().flatten()
+    }
+    fn set(&self, key: &str, value: &str) {
+        if let Some(s) = Self::storage() {
+            let _ = s.set_item(key, value);
+        }
+    }
+    fn remove(&self, key: &str) {
+        if let Some(s) = Self::storage() {
+            let _ = s.remove_item(key);
+        }
+    }
+}
+
+/// `window.sessionStorage`: this tab's, gone when it closes; another page of the same origin
+/// in another tab cannot read it.
+pub struct SessionStorage;
+
+impl SessionStorage {
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok().flatten()
+    }
+}
+
+impl KeyValue for SessionStorage {
     fn get(&self, key: &str) -> Option<String> {
         Self::storage()?.get_item(key).ok().flatten()
     }

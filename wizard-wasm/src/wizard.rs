@@ -3,7 +3,9 @@
 //! so a reload (even mid-deploy) comes back to where the user was.
 
 use crate::config::Config;
-use crate::storage::{self, DRAFT_KEY, KeyValue, LocalStorage, TOKEN_KEY};
+use crate::storage::{
+    self, DRAFT_KEY, KeyValue, LocalStorage, PAIRING_KEY, SessionStorage, TOKEN_KEY,
+};
 use leptos::prelude::*;
 use provision::fly::Guest;
 use provision::spec::{self, Secret, normalise_phone};
@@ -31,9 +33,10 @@ pub struct Draft {
     pub discord_app_id: String,
     /// The Telegram bot's @username, from the token check (for the pairing link).
     pub telegram_bot: String,
-    /// The deployment's one-time pairing code. Kept with the draft so a resumed deploy (after
-    /// a reload) sets the same code it shows; it works once and for a day, and the draft goes
-    /// when the user finishes.
+    /// The deployment's one-time pairing code. Never in localStorage, which every page of a
+    /// shared origin (`<you>.github.io`) can read: it lives in this tab's sessionStorage
+    /// ([`PAIRING_KEY`]), so a reload still shows the code a resumed deploy sets.
+    #[serde(skip)]
     pub pairing_code: String,
     pub vm_memory_mb: u32,
     /// The daily spend cap in US dollars as typed; empty for no cap.
@@ -82,9 +85,14 @@ impl Wizard {
         if draft.vm_memory_mb == 0 {
             draft.vm_memory_mb = 2048;
         }
-        if draft.pairing_code.is_empty() {
-            draft.pairing_code = new_pairing_code();
-        }
+        draft.pairing_code = SessionStorage
+            .get(PAIRING_KEY)
+            .filter(|code| !code.is_empty())
+            .unwrap_or_else(|| {
+                let code = new_pairing_code();
+                SessionStorage.set(PAIRING_KEY, &code);
+                code
+            });
         let remembered = LocalStorage.get(TOKEN_KEY);
         let wizard = Wizard {
             draft: RwSignal::new(draft),
@@ -104,8 +112,10 @@ impl Wizard {
         };
         let draft = wizard.draft;
         Effect::new(move |_| {
-            let text = serde_json::to_string(&draft.get()).expect("drafts serialise");
+            let draft = draft.get();
+            let text = serde_json::to_string(&draft).expect("drafts serialise");
             LocalStorage.set(DRAFT_KEY, &text);
+            SessionStorage.set(PAIRING_KEY, &draft.pairing_code);
         });
         wizard
     }
@@ -250,7 +260,8 @@ impl Wizard {
         );
         spec.org = self.org.get_untracked();
         spec.allowed_senders = Self::allowed_senders(&draft);
-        spec.pairing = Some(spec::Pairing {
+        // An owner given by id needs no pairing: a code nobody uses would only be a way in.
+        spec.pairing = spec.allowed_senders.is_empty().then(|| spec::Pairing {
             code: Secret::new(draft.pairing_code.clone()),
             expires_ms: js_sys::Date::now() as u64 + spec::PAIRING_VALID_MS,
         });

@@ -129,3 +129,29 @@ fn the_channel_step_names_the_field_that_is_wrong_never_its_value() {
     drop(owner);
     LocalStorage.remove(storage::DRAFT_KEY);
 }
+
+/// The pairing code is this tab's alone: the wizard's draft in localStorage (which every page
+/// of a shared origin such as `<you>.github.io` can read) never holds it; sessionStorage does,
+/// so a reload in the same tab still shows the code a resumed deploy sets.
+#[wasm_bindgen_test]
+fn the_pairing_code_never_lands_in_local_storage() {
+    use leptos::prelude::GetUntracked;
+    let owner = leptos::prelude::Owner::new();
+    owner.with(|| {
+        let wizard = wizard_wasm::wizard::Wizard::new();
+        let code = wizard.draft.get_untracked().pairing_code;
+        assert_eq!(code.len(), 16, "a code was made");
+        let draft = serde_json::to_string(&wizard.draft.get_untracked()).unwrap();
+        assert!(!draft.contains(&code), "the draft holds the code: {draft}");
+        assert_eq!(
+            wizard_wasm::storage::SessionStorage.get(wizard_wasm::storage::PAIRING_KEY),
+            Some(code.clone()),
+        );
+        let again = wizard_wasm::wizard::Wizard::new();
+        assert_eq!(
+            again.draft.get_untracked().pairing_code,
+            code,
+            "kept across a reload"
+        );
+    });
+}

@@ -185,7 +185,11 @@ fn Done() -> impl IntoView {
     view! {
         <p class="ok" id="done" role="status">{format!("{} and {} are running.", deployment.relay_app, deployment.vm_app)}</p>
         {before_pairing(kind, deployment.webhook_url.clone(), draft.discord_app_id.clone())}
-        {pair(kind, &draft)}
+        {if Wizard::allowed_senders(&draft).is_empty() {
+            pair(kind, &draft).into_any()
+        } else {
+            view! { <p id="owner-known">"You are its owner already (you gave your id), so there is nothing to pair: open your bot and write to it."</p> }.into_any()
+        }}
         <p>"Then say hello: the first reply may take a few seconds while the agent wakes up."</p>
         <p id="relay-health">{move || health.get().unwrap_or_else(|| "Checking the relay…".into())}</p>
         <button class="button primary" id="finish" on:click=finish>"Back to your deployments"</button>
@@ -251,7 +255,7 @@ fn pair(kind: ChannelKind, draft: &crate::wizard::Draft) -> impl IntoView {
     let href = pairing.link(&target);
     let show_code = kind == ChannelKind::Discord;
     view! {
-        <p>{how}" The code works once, for a day."</p>
+        <p>{how}" The code works once, for an hour."</p>
         <p><a class="button primary" id="pair" href=href rel="noopener noreferrer" target="_blank">{label}</a></p>
         {show_code.then(|| view! {
             <p class="command"><code id="pairing-code">{code.clone()}</code> <CopyButton text=Signal::derive(move || code.clone()) id="copy-pairing-code"/></p>

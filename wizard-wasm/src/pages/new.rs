@@ -506,7 +506,7 @@ fn ReviewStep() -> impl IntoView {
                 <li><strong>{spec.relay_app()}</strong>{format!(": the relay, always on, 256 MB, public HTTPS, in {}", spec.region)}</li>
                 <li><strong>{spec.vm_app()}</strong>{format!(": the agent, {} MB, private (Flycast), sleeps when idle, with a {} GB volume", spec.vm_guest.memory_mb, spec.volume_gb)}</li>
                 <li>{if spec.allowed_senders.is_empty() {
-                    "Allowed to chat: you, once you pair on the last screen (the code works once, for a day)".to_string()
+                    "Allowed to chat: you, once you pair on the last screen (the code works once, for an hour)".to_string()
                 } else {
                     format!("Allowed to chat: {}, and whoever pairs first on the last screen", spec.allowed_senders.join(", "))
                 }}</li>
