@@ -79,19 +79,20 @@ impl Outlet<'_> {
         }
     }
 
-    /// Fetches an inbound attachment; its content type comes with it.
+    /// Fetches an inbound attachment of at most `limit` bytes; its content type comes with it.
     pub async fn download(
         &self,
         app: &App,
         media: &MediaRef,
+        limit: usize,
     ) -> Result<(Vec<u8>, String), SendError> {
         match (self, media) {
             (Outlet::Telegram(config), MediaRef::TelegramFile { file_id }) => {
-                let bytes = telegram::download(&app.http, config, file_id).await?;
+                let bytes = telegram::download(&app.http, config, file_id, limit).await?;
                 Ok((bytes, "image/jpeg".into()))
             }
             (Outlet::Whatsapp(config), MediaRef::TwilioUrl { url, content_type }) => {
-                let bytes = twilio::download(config, url).await?;
+                let bytes = twilio::download(config, url, limit).await?;
                 let content_type = if content_type.is_empty() {
                     media::content_type("").to_string()
                 } else {
@@ -100,7 +101,7 @@ impl Outlet<'_> {
                 Ok((bytes, content_type))
             }
             (Outlet::Discord(config, _), MediaRef::DiscordAttachment { .. }) => {
-                discord::download(config, media).await
+                discord::download(config, media, limit).await
             }
             _ => Err(SendError::Permanent(
                 "the attachment is from another channel".into(),

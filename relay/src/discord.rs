@@ -212,6 +212,7 @@ pub async fn send_image(
 pub async fn download(
     config: &DiscordConfig,
     media_ref: &MediaRef,
+    limit: usize,
 ) -> Result<(Vec<u8>, String), SendError> {
     let MediaRef::DiscordAttachment {
         url,
@@ -227,10 +228,10 @@ pub async fn download(
             "{filename} is not an image, and only images reach the agent"
         )));
     }
-    if *size > media::INBOUND_MAX_BYTES as u64 {
+    if *size > limit as u64 {
         return Err(SendError::Permanent(format!(
             "{filename} is larger than {} MB",
-            media::INBOUND_MAX_BYTES >> 20
+            limit >> 20
         )));
     }
     let parsed = reqwest::Url::parse(url)

@@ -24,6 +24,13 @@ pub const UNREACHABLE: &str = "I could not reach your agent. Your message is sav
 
 /// How often the inbox is checked when nothing rang.
 const IDLE_TICK: Duration = Duration::from_secs(5);
+/// How many times a message with attachments may begin forwarding without finishing.
+pub const MAX_FORWARD_ATTEMPTS: u32 = 5;
+
+pub const SET_ASIDE: &str = "Your message (with attachments) could not be passed to your agent after several tries, so it was set aside. Send it again, with fewer or smaller attachments.";
+
+pub const LEFT_OUT: &str = "Some of your attachments were left out: one message carries at most 20 MB of them. Send the rest in another message.";
+
 /// The pause between attempts once the deadline has passed.
 const AFTER_DEADLINE_RETRY: Duration = Duration::from_secs(30);
 /// Conversations forwarded at the same time; the rest wait for a free slot.
@@ -137,7 +144,7 @@ async fn forward_conversation(
     loop {
         match app.journal.next_undelivered_in(&conversation, after) {
             Ok(Some((seq, message))) => {
-                if !deliver(&app, message, &mut stop).await {
+                if !deliver(&app, seq, message, &mut stop).await {
                     break;
                 }
                 after = seq;
@@ -169,9 +176,31 @@ async fn mark_delivered(app: Arc<App>, seq: i64) {
 /// Delivers one message, however long it takes: `true` once the vm took it or refused it for
 /// good (the sender was told), so the caller marks it delivered; `false` when shutdown
 /// interrupted it (the message stays in the journal).
-async fn deliver(app: &App, message: InboundMessage, stop: &mut watch::Receiver<bool>) -> bool {
+async fn deliver(
+    app: &App,
+    seq: i64,
+    message: InboundMessage,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    // Attachments are the one thing that can take the relay down while forwarding (memory):
+    // a message that has begun that many times without finishing is set aside, so it cannot
+    // kill the relay again on every restart.
+    if !message.media.is_empty() {
+        match app.journal.begin_forward(seq).await {
+            Ok(attempts) if attempts > MAX_FORWARD_ATTEMPTS => {
+                tracing::error!(id = %message.id, attempts, "a message that never finished forwarding is set aside");
+                notify(app, &message, "set-aside", SET_ASIDE).await;
+                return true;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!("could not count a forward attempt: {error}"),
+        }
+    }
     let started = Instant::now();
     let (images, missing) = resolve_media(app, &message.media).await;
+    if missing.iter().any(|line| line.contains(OVER_BUDGET)) {
+        notify(app, &message, "left-out", LEFT_OUT).await;
+    }
     let text = std::iter::once(message.text.clone())
         .chain(missing)
         .filter(|part| !part.is_empty())
@@ -276,14 +305,28 @@ async fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
 /// text still goes); a transient failure is retried a few times first.
 /// The attachments as images, and a line for each that could not be had (so the agent knows
 /// the user sent something it cannot see).
+///
+/// All of one message's attachments together stay within [`crate::media::MESSAGE_MEDIA_BUDGET`]
+/// (checked first on the sizes the channel declares, then on what arrives), so the relay never
+/// holds more than that for one message.
 async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>) {
     let mut images = Vec::new();
     let mut missing = Vec::new();
+    let mut budget = crate::media::MESSAGE_MEDIA_BUDGET;
     for media_ref in refs {
+        let limit = budget.min(crate::media::INBOUND_MAX_BYTES);
+        if limit == 0
+            || media_ref
+                .declared_size()
+                .is_some_and(|size| size > limit as u64)
+        {
+            missing.push(format!("(The user sent an attachment that {OVER_BUDGET}.)"));
+            continue;
+        }
         let mut result = Err(SendError::Permanent("not tried".into()));
         for attempt in 0..3 {
             result = match app.outlet(channel::channel_of(media_ref)) {
-                Some(outlet) => outlet.download(app, media_ref).await,
+                Some(outlet) => outlet.download(app, media_ref, limit).await,
                 None => Err(SendError::Permanent("channel no longer configured".into())),
             };
             match &result {
@@ -300,6 +343,7 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>
         }
         match result {
             Ok((bytes, content_type)) => {
+                budget -= bytes.len().min(budget);
                 images.push(Image {
                     content_type,
                     data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -315,6 +359,9 @@ async fn resolve_media(app: &App, refs: &[MediaRef]) -> (Vec<Image>, Vec<String>
     }
     (images, missing)
 }
+
+/// How a left-out attachment is described (to the agent; the sender gets [`LEFT_OUT`]).
+const OVER_BUDGET: &str = "was left out: with the others it is more than one message carries";
 
 #[cfg(test)]
 mod tests {

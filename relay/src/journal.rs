@@ -72,6 +72,16 @@ pub enum MediaRef {
     },
 }
 
+impl MediaRef {
+    /// The size the channel says the attachment has, when it says (Discord does).
+    pub fn declared_size(&self) -> Option<u64> {
+        match self {
+            MediaRef::DiscordAttachment { size, .. } => Some(*size),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboundMessage {
     /// Unique per channel message: `telegram:<update_id>`, `whatsapp:<MessageSid>`,
@@ -202,6 +212,19 @@ pub struct GatewaySession {
     pub resume_url: String,
 }
 
+/// Journals from before forward attempts were counted get the column (0 for every row).
+fn add_forward_attempts(db: &Connection) -> Result<(), JournalError> {
+    let has: bool = db
+        .prepare("SELECT 1 FROM pragma_table_info('inbox') WHERE name = 'forward_attempts'")?
+        .exists([])?;
+    if !has {
+        db.execute_batch(
+            "ALTER TABLE inbox ADD COLUMN forward_attempts INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -222,6 +245,7 @@ impl Journal {
         };
         let writer_db = connect()?;
         writer_db.execute_batch(SCHEMA)?;
+        add_forward_attempts(&writer_db)?;
         // The checkpointer thread does this instead (see the module docs).
         writer_db.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoint_db = connect()?;
@@ -487,6 +511,19 @@ impl Journal {
     }
 
     /// Not fsynced on its own (see the module docs: a lost mark only re-sends the message).
+    /// Counts one more attempt at forwarding message `seq`, durably before it begins (a relay
+    /// killed in the middle, out of memory say, still counts it), and returns the count.
+    pub async fn begin_forward(&self, seq: i64) -> Result<u32, JournalError> {
+        self.write(move |db| {
+            db.query_row(
+                "UPDATE inbox SET forward_attempts = forward_attempts + 1 WHERE seq = ?1 RETURNING forward_attempts",
+                params![seq],
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
     pub async fn mark_delivered(&self, seq: i64) -> Result<(), JournalError> {
         let delivered_ms = now_ms();
         self.write_with(Durability::WithNextSync, move |db| {

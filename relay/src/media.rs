@@ -44,6 +44,13 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
 /// The most an inbound attachment may be: WhatsApp's media limit (16 MB, Twilio's media
 /// limits for WhatsApp), applied to every channel.
 pub const INBOUND_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The most all of one message's attachments may be together: what the vm takes in one
+/// message (32 MB of JSON) once base64 has made them a third larger, with room to spare; and
+/// all the relay ever holds of one message, whatever it declares.
+pub const MESSAGE_MEDIA_BUDGET: usize = 20 * 1024 * 1024;
+/// The most the relay keeps of images on their way out (`DATA_DIR/media`).
+pub const STORED_MEDIA_QUOTA: u64 = 256 * 1024 * 1024;
+
 /// A download, redirects and body included, gets this long; the forwarder waits for it.
 pub const INBOUND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -192,10 +199,38 @@ pub fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Stores `bytes` and returns the file name.
+/// Stores `bytes` and returns the file name; refuses when the folder would pass
+/// [`STORED_MEDIA_QUOTA`] even after old files went.
 pub fn store(data_dir: &Path, bytes: &[u8], content_type: &str) -> std::io::Result<String> {
+    store_within(data_dir, bytes, content_type, STORED_MEDIA_QUOTA)
+}
+
+fn store_within(
+    data_dir: &Path,
+    bytes: &[u8],
+    content_type: &str,
+    quota: u64,
+) -> std::io::Result<String> {
     let folder = folder(data_dir);
     std::fs::create_dir_all(&folder)?;
+    let used = || -> u64 {
+        std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    if used() + bytes.len() as u64 > quota {
+        sweep(data_dir);
+        if used() + bytes.len() as u64 > quota {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "the relay's folder of outgoing images is full",
+            ));
+        }
+    }
     let name = format!("{}.{}", random_id(), extension(content_type));
     std::fs::write(folder.join(&name), bytes)?;
     Ok(name)
@@ -241,6 +276,16 @@ pub fn sweep(data_dir: &Path) {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn the_outgoing_images_folder_has_a_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = super::store_within(dir.path(), &[1u8; 600], "image/png", 1000).unwrap();
+        assert!(super::lookup(dir.path(), &name, super::KEEP_FOR).is_some());
+        let refused = super::store_within(dir.path(), &[1u8; 600], "image/png", 1000);
+        assert!(refused.is_err(), "a second image passes the quota");
+        assert!(super::store_within(dir.path(), &[1u8; 300], "image/png", 1000).is_ok());
+    }
+
     /// The first 24 bytes of a PNG of `width`×`height`: all a header reader needs.
     pub fn png_header(width: u32, height: u32) -> Vec<u8> {
         let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();

@@ -221,6 +221,7 @@ async fn callback(
         }
         CallbackKind::Message => {
             let mut names = Vec::new();
+            let mut left_out = 0;
             for image in &callback.images {
                 let Ok(bytes) =
                     base64::engine::general_purpose::STANDARD.decode(&image.data_base64)
@@ -229,15 +230,29 @@ async fn callback(
                 };
                 match media::store(&app.config.data_dir, &bytes, &image.content_type) {
                     Ok(name) => names.push(name),
+                    // Over the quota: the reply goes without it (waiting would hold the text
+                    // up until old images expire).
+                    Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+                        tracing::warn!("an image was left out: {error}");
+                        left_out += 1;
+                    }
                     Err(error) => {
                         tracing::error!("could not store an image: {error}");
                         return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again");
                     }
                 }
             }
+            let text = if left_out == 0 {
+                callback.text.clone()
+            } else {
+                format!(
+                    "{}\n\n({left_out} image(s) could not be kept to send: the relay's folder of outgoing images is full.)",
+                    callback.text
+                )
+            };
             match app
                 .journal
-                .enqueue(&callback.id, &callback.conversation, &callback.text, &names)
+                .enqueue(&callback.id, &callback.conversation, &text, &names)
                 .await
             {
                 Ok(_) => {

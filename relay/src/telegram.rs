@@ -283,11 +283,13 @@ async fn upload(
     classify_telegram(response).await
 }
 
-/// Downloads a file sent to the bot (`getFile`, then the file URL).
+/// Downloads a file sent to the bot (`getFile`, then the file URL), at most `limit` bytes
+/// and within [`media::INBOUND_TIMEOUT`], from the Bot API's own host only.
 pub async fn download(
     http: &reqwest::Client,
     config: &TelegramConfig,
     file_id: &str,
+    limit: usize,
 ) -> Result<Vec<u8>, SendError> {
     let response = http
         .post(method_url(config, "getFile"))
@@ -301,15 +303,23 @@ pub async fn download(
             "Telegram getFile returned no file_path".into(),
         ));
     };
-    let url = format!("{}/file/bot{}/{path}", config.api_base, config.bot_token);
-    let response = http.get(url).send().await.map_err(unreachable)?;
-    if !response.status().is_success() {
+    if let Some(size) = body["result"]["file_size"].as_u64()
+        && size > limit as u64
+    {
         return Err(SendError::Permanent(format!(
-            "Telegram file download answered {}",
-            response.status()
+            "the file is larger than {} MB",
+            limit >> 20
         )));
     }
-    Ok(response.bytes().await.map_err(unreachable)?.to_vec())
+    let url = format!("{}/file/bot{}/{path}", config.api_base, config.bot_token);
+    let url = reqwest::Url::parse(&url)
+        .map_err(|_| SendError::Permanent("Telegram's file path is not a URL".into()))?;
+    let fetch = crate::media::BoundedFetch {
+        allowed_hosts: vec![crate::media::host_of(&url)],
+        max_bytes: limit,
+        timeout: crate::media::INBOUND_TIMEOUT,
+    };
+    fetch.get(url, None).await
 }
 
 #[cfg(test)]

@@ -171,7 +171,11 @@ pub const MEDIA_HOSTS: &[&str] = &[
 /// Downloads inbound media: only from Twilio's API host (the only place the credentials are
 /// sent), following redirects only to Twilio's media hosts (reqwest drops the credentials on
 /// a redirect to another host), at most [`media::INBOUND_MAX_BYTES`] within [`media::INBOUND_TIMEOUT`].
-pub async fn download(config: &TwilioConfig, url: &str) -> Result<Vec<u8>, SendError> {
+pub async fn download(
+    config: &TwilioConfig,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, SendError> {
     let refuse = |why: &str| SendError::Permanent(why.to_string());
     let parsed = reqwest::Url::parse(url).map_err(|_| refuse("the media URL is not a URL"))?;
     let api = reqwest::Url::parse(&config.api_base).map_err(|_| refuse("TWILIO_API_BASE"))?;
@@ -184,7 +188,7 @@ pub async fn download(config: &TwilioConfig, url: &str) -> Result<Vec<u8>, SendE
     allowed.push(media::host_of(&api));
     let fetch = media::BoundedFetch {
         allowed_hosts: allowed,
-        max_bytes: media::INBOUND_MAX_BYTES,
+        max_bytes: limit,
         timeout: media::INBOUND_TIMEOUT,
     };
     fetch

@@ -434,3 +434,36 @@ async fn a_dm_nobody_knows_of_is_replayed_after_a_restart() {
     );
     relay.shut_down().await;
 }
+
+/// A DM's attachments together stay within one message's budget (20 MB): of three 9 MB
+/// images the third is left out before it is fetched (Discord declares its size), the agent
+/// is told, and so is the sender.
+#[tokio::test]
+async fn a_dm_s_attachments_stay_within_one_message_s_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    connected(&sim, &relay).await;
+    let sent = post(
+        &sim,
+        "/sim/discord/dm",
+        json!({"from_id": OWNER, "text": "three big ones", "images": 3, "image_bytes": 9 * 1024 * 1024}),
+    )
+    .await;
+    assert!(sent.status().is_success());
+    let received = eventually("the message at the vm", WAIT, async || {
+        vm.received().first().cloned()
+    })
+    .await;
+    assert_eq!(received.images.len(), 2, "two fit in 20 MB");
+    assert!(received.text.contains("left out"), "{}", received.text);
+    let told = eventually("the sender told", WAIT, async || {
+        sent_to(&sim, OWNER, "message")
+            .into_iter()
+            .find(|m| m.text == relay::forward::LEFT_OUT)
+    })
+    .await;
+    assert_eq!(told.to, format!("discord:{OWNER}"));
+    relay.shut_down().await;
+}

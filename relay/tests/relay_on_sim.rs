@@ -1009,3 +1009,43 @@ async fn inbound_media_are_bounded_and_fetched_only_from_twilio() {
     );
     relay.shut_down().await;
 }
+
+/// A message with attachments that began forwarding five times and never finished (the relay
+/// was killed in the middle, out of memory say) is set aside and its sender told, so it cannot
+/// take the relay down again on every restart.
+#[tokio::test]
+async fn a_message_that_never_finished_forwarding_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let data = dir.path().join("relay");
+    // A first run lays the journal out; then five crashed attempts are what it holds.
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &data)).await;
+    relay.shut_down().await;
+    let db = rusqlite::Connection::open(data.join("journal.db")).unwrap();
+    db.execute(
+        "INSERT INTO inbox (id, conversation, sender, text, media, received_ms, forward_attempts) VALUES ('telegram:77', ?1, ?1, 'heavy', ?2, 0, 5)",
+        rusqlite::params![
+            format!("telegram:{OWNER}"),
+            r#"[{"kind":"telegram_file","file_id":"f1"}]"#
+        ],
+    )
+    .unwrap();
+    drop(db);
+
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &data)).await;
+    let told = eventually("the sender told", Duration::from_secs(20), async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.text == relay::forward::SET_ASIDE)
+    })
+    .await;
+    assert_eq!(told.to, format!("telegram:{OWNER}"));
+    assert!(
+        vm.received().is_empty(),
+        "the heavy message was not tried again"
+    );
+    relay.shut_down().await;
+}

@@ -593,8 +593,18 @@ async fn unknown_route() -> Response {
 }
 
 /// An attachment a fake user sent: public, no credentials, as on Discord's CDN.
-async fn attachment(Path(_name): Path<String>) -> Response {
-    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+/// An attachment's bytes: the tiny PNG, or one padded to the size its name carries
+/// (`<id>-<bytes>.png`), as large as the DM said.
+async fn attachment(Path(name): Path<String>) -> Response {
+    let size = name
+        .trim_end_matches(".png")
+        .rsplit_once('-')
+        .and_then(|(_, size)| size.parse::<usize>().ok());
+    let mut bytes = TINY_PNG.to_vec();
+    if let Some(size) = size {
+        bytes.resize(size.max(TINY_PNG.len()), 0);
+    }
+    ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
 }
 
 /// `(name, bytes)` of each part of a multipart body.
@@ -648,6 +658,11 @@ struct UserDm {
     /// Defaults to the sim's first bot.
     #[serde(default)]
     bot_token: Option<String>,
+    /// Attach this many images of `image_bytes` each instead (as large as declared).
+    #[serde(default)]
+    images: u32,
+    #[serde(default)]
+    image_bytes: Option<u64>,
     /// Send it as an event no client can read (its `author` is not an object), the raw form
     /// of hostile or broken input: the text is in it all the same.
     #[serde(default)]
@@ -685,16 +700,22 @@ async fn user_sends_dm(
         )
             .into_response();
     }
-    let attachments = if dm.image {
-        let id = Discord::next_snowflake(&mut state);
-        let url = format!(
-            "{}/discord-cdn/attachments/{id}.png",
-            sim.base_url.replace("127.0.0.1", "localhost")
-        );
-        json!([{"id": id, "filename": "photo.png", "size": TINY_PNG.len(), "url": url, "proxy_url": url, "content_type": "image/png", "width": 1, "height": 1}])
+    let count = if dm.images > 0 {
+        dm.images
     } else {
-        json!([])
+        u32::from(dm.image)
     };
+    let size = dm.image_bytes.unwrap_or(TINY_PNG.len() as u64);
+    let attachments: Vec<Value> = (0..count)
+        .map(|_| {
+            let id = Discord::next_snowflake(&mut state);
+            let url = format!(
+                "{}/discord-cdn/attachments/{id}-{size}.png",
+                sim.base_url.replace("127.0.0.1", "localhost")
+            );
+            json!({"id": id, "filename": "photo.png", "size": size, "url": url, "proxy_url": url, "content_type": "image/png", "width": 1, "height": 1})
+        })
+        .collect();
     let live = state
         .live
         .get(&token)

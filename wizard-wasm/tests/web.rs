@@ -136,6 +136,8 @@ fn the_channel_step_names_the_field_that_is_wrong_never_its_value() {
 #[wasm_bindgen_test]
 fn the_pairing_code_never_lands_in_local_storage() {
     use leptos::prelude::GetUntracked;
+    // The wizard keeps its draft with an Effect, which needs the browser's executor.
+    let _ = any_spawner::Executor::init_wasm_bindgen();
     let owner = leptos::prelude::Owner::new();
     owner.with(|| {
         let wizard = wizard_wasm::wizard::Wizard::new();

@@ -34,65 +34,68 @@ pub struct FakeVm {
 impl FakeVm {
     pub async fn serve_on(&self, listener: tokio::net::TcpListener) {
         let vm = self.clone();
-        let app = axum::Router::new().route(
-            "/messages",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap,
-                      axum::Json(message): axum::Json<VmMessage>| {
-                    let vm = vm.clone();
-                    async move {
-                        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-                        if !contract::protocol::bearer_matches(auth, VM_TOKEN) {
-                            return axum::http::StatusCode::UNAUTHORIZED;
+        let app = axum::Router::new()
+            .route(
+                "/messages",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap,
+                          axum::Json(message): axum::Json<VmMessage>| {
+                        let vm = vm.clone();
+                        async move {
+                            let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                            if !contract::protocol::bearer_matches(auth, VM_TOKEN) {
+                                return axum::http::StatusCode::UNAUTHORIZED;
+                            }
+                            if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {
+                                return axum::http::StatusCode::INSUFFICIENT_STORAGE;
+                            }
+                            vm.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let mut hold = vm.hold.subscribe();
+                            let _ = hold
+                                .wait_for(|held| {
+                                    !held
+                                        .as_ref()
+                                        .is_some_and(|h| message.conversation.starts_with(h))
+                                })
+                                .await;
+                            let delay = vm.first_answer_delay.lock().unwrap().take();
+                            if let Some(delay) = delay {
+                                tokio::time::sleep(delay).await;
+                            }
+                            let duplicate = vm
+                                .received
+                                .lock()
+                                .unwrap()
+                                .iter()
+                                .any(|m| m.id == message.id);
+                            if !duplicate {
+                                vm.received.lock().unwrap().push(message.clone());
+                            }
+                            let reply_to = vm.reply_to.lock().unwrap().clone();
+                            if let Some(relay_url) = reply_to {
+                                tokio::spawn(async move {
+                                    let callback = Callback {
+                                        id: format!("reply-{}", message.id),
+                                        conversation: message.conversation.clone(),
+                                        kind: CallbackKind::Message,
+                                        text: format!("echo: {}", message.text),
+                                        images: vec![],
+                                    };
+                                    let _ = reqwest::Client::new()
+                                        .post(format!("{relay_url}/callback"))
+                                        .bearer_auth(VM_TOKEN)
+                                        .json(&callback)
+                                        .send()
+                                        .await;
+                                });
+                            }
+                            axum::http::StatusCode::ACCEPTED
                         }
-                        if vm.disk_full.load(std::sync::atomic::Ordering::SeqCst) {
-                            return axum::http::StatusCode::INSUFFICIENT_STORAGE;
-                        }
-                        vm.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let mut hold = vm.hold.subscribe();
-                        let _ = hold
-                            .wait_for(|held| {
-                                !held
-                                    .as_ref()
-                                    .is_some_and(|h| message.conversation.starts_with(h))
-                            })
-                            .await;
-                        let delay = vm.first_answer_delay.lock().unwrap().take();
-                        if let Some(delay) = delay {
-                            tokio::time::sleep(delay).await;
-                        }
-                        let duplicate = vm
-                            .received
-                            .lock()
-                            .unwrap()
-                            .iter()
-                            .any(|m| m.id == message.id);
-                        if !duplicate {
-                            vm.received.lock().unwrap().push(message.clone());
-                        }
-                        let reply_to = vm.reply_to.lock().unwrap().clone();
-                        if let Some(relay_url) = reply_to {
-                            tokio::spawn(async move {
-                                let callback = Callback {
-                                    id: format!("reply-{}", message.id),
-                                    conversation: message.conversation.clone(),
-                                    kind: CallbackKind::Message,
-                                    text: format!("echo: {}", message.text),
-                                    images: vec![],
-                                };
-                                let _ = reqwest::Client::new()
-                                    .post(format!("{relay_url}/callback"))
-                                    .bearer_auth(VM_TOKEN)
-                                    .json(&callback)
-                                    .send()
-                                    .await;
-                            });
-                        }
-                        axum::http::StatusCode::ACCEPTED
-                    }
-                },
-            ),
-        );
+                    },
+                ),
+            )
+            // The real vm's limit (vm/src/routes.rs).
+            .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
 
