@@ -14,7 +14,8 @@ COPY . .
 # The page names this owner's images, as pages.yml does for GitHub Pages.
 ARG OWNER=textslash
 RUN owner="$(printf '%s' "$OWNER" | tr '[:upper:]' '[:lower:]')" \
- && printf '{"api_base": "https://api.machines.dev", "app_url": "https://{app}.fly.dev", "images": {"relay": "ghcr.io/%s/textslash-relay:latest", "vm": "ghcr.io/%s/textslash-vm:latest"}, "telegram_api": "https://api.telegram.org", "anthropic_api": "https://api.anthropic.com"}\n' "$owner" "$owner" > wizard-wasm/public/config.json \
+ && version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" \
+ && printf '{"api_base": "https://api.machines.dev", "app_url": "https://{app}.fly.dev", "images": {"relay": "ghcr.io/%s/textslash-relay:%s", "vm": "ghcr.io/%s/textslash-vm:%s"}, "telegram_api": "https://api.telegram.org", "anthropic_api": "https://api.anthropic.com"}\n' "$owner" "$version" "$owner" "$version" > wizard-wasm/public/config.json \
  && cargo xtask dist \
  && cargo build --release --locked -p cli --bin textslash
 

@@ -124,8 +124,12 @@ pub struct Images {
 impl Default for Images {
     fn default() -> Self {
         Images {
-            relay: "ghcr.io/textslash/textslash-relay:latest".into(),
-            vm: "ghcr.io/textslash/textslash-vm:latest".into(),
+            relay: concat!(
+                "ghcr.io/textslash/textslash-relay:",
+                env!("CARGO_PKG_VERSION")
+            )
+            .into(),
+            vm: concat!("ghcr.io/textslash/textslash-vm:", env!("CARGO_PKG_VERSION")).into(),
         }
     }
 }

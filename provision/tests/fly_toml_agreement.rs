@@ -150,3 +150,38 @@ fn vm_template_matches_the_machine_config() {
         Some(format!("{}gb", spec.volume_gb).as_str())
     );
 }
+
+/// Every place that names the images names this version's (the workspace's), never `latest`:
+/// a page or CLI of one version deploys the images of that version.
+#[test]
+fn every_image_reference_is_this_version_s() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    let images = provision::spec::Images::default();
+    for image in [&images.relay, &images.vm] {
+        assert!(image.ends_with(&format!(":{version}")), "{image}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&read("wizard-wasm/public/config.json")).unwrap();
+    assert_eq!(config["images"]["relay"], images.relay.as_str());
+    assert_eq!(config["images"]["vm"], images.vm.as_str());
+    for name in ["relay", "vm", "serve"] {
+        let toml = template(&format!("{name}.toml"));
+        assert_eq!(
+            toml["build"]["image"].as_str(),
+            Some(format!("ghcr.io/textslash/textslash-{name}:{version}").as_str())
+        );
+    }
+    // What builds a config.json elsewhere takes the version from Cargo.toml, and so do the
+    // images' own tags.
+    for path in [".github/workflows/pages.yml", "deploy/serve.Dockerfile"] {
+        let text = read(path);
+        assert!(!text.contains(":latest"), "{path} names `latest`");
+        assert!(
+            text.contains("Cargo.toml"),
+            "{path} does not read the version"
+        );
+    }
+    assert!(read(".github/workflows/images.yml").contains("steps.version.outputs.version"));
+}
