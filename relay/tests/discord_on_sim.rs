@@ -86,6 +86,34 @@ async fn connected(sim: &sim::SimHandle, relay: &RunningRelay) {
     .await;
 }
 
+/// A relay connected to the sim's Discord Gateway, with a stand-in vm that echoes back.
+struct Connected {
+    _dir: tempfile::TempDir,
+    sim: sim::SimHandle,
+    vm: FakeVm,
+    vm_url: String,
+    relay_dir: std::path::PathBuf,
+    relay: RunningRelay,
+}
+
+async fn connected_relay() -> Connected {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay_dir = dir.path().join("relay");
+    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
+    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
+    connected(&sim, &relay).await;
+    Connected {
+        _dir: dir,
+        sim,
+        vm,
+        vm_url,
+        relay_dir,
+        relay,
+    }
+}
+
 fn sent_to(sim: &sim::SimHandle, user: &str, kind: &str) -> Vec<sim::channels::Sent> {
     sim.sim
         .discord
@@ -323,12 +351,13 @@ async fn a_wrong_bot_token_is_reported_and_not_retried() {
 /// text repeats it: the public `/health` (and the log) name only the kind of error.
 #[tokio::test]
 async fn an_unreadable_event_never_shows_its_text_on_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
-    let (vm, vm_url) = FakeVm::start().await;
-    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
-    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
-    connected(&sim, &relay).await;
+    let Connected {
+        _dir,
+        sim,
+        vm,
+        relay,
+        ..
+    } = connected_relay().await;
 
     let sent = post(
         &sim,
@@ -360,13 +389,14 @@ async fn an_unreadable_event_never_shows_its_text_on_health() {
 /// send it again; the relay goes on with the next one.
 #[tokio::test]
 async fn an_unsaved_dm_s_sender_is_asked_to_resend_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
-    let (vm, vm_url) = FakeVm::start().await;
-    let relay_dir = dir.path().join("relay");
-    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
-    *vm.reply_to.lock().unwrap() = Some(relay.url.clone());
-    connected(&sim, &relay).await;
+    let Connected {
+        _dir,
+        sim,
+        vm,
+        relay_dir,
+        relay,
+        ..
+    } = connected_relay().await;
 
     let lock = lock_journal(&relay_dir);
     dm(&sim, OWNER, "lost in the crowd", false).await;
@@ -391,12 +421,14 @@ async fn an_unsaved_dm_s_sender_is_asked_to_resend_it() {
 /// stays before it, so after a restart Discord replays it and it arrives, once.
 #[tokio::test]
 async fn a_dm_nobody_knows_of_is_replayed_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
-    let (vm, vm_url) = FakeVm::start().await;
-    let relay_dir = dir.path().join("relay");
-    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &relay_dir)).await;
-    connected(&sim, &relay).await;
+    let Connected {
+        _dir,
+        sim,
+        vm,
+        vm_url,
+        relay_dir,
+        relay,
+    } = connected_relay().await;
 
     let lock = lock_journal(&relay_dir);
     sim.set_faults(vec![sim::faults::FaultRule::fail(
@@ -440,11 +472,13 @@ async fn a_dm_nobody_knows_of_is_replayed_after_a_restart() {
 /// is told, and so is the sender.
 #[tokio::test]
 async fn a_dm_s_attachments_stay_within_one_message_s_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), Duration::from_secs(40)).await;
-    let (vm, vm_url) = FakeVm::start().await;
-    let relay = RunningRelay::start(discord_env(&sim, &vm_url, &dir.path().join("relay"))).await;
-    connected(&sim, &relay).await;
+    let Connected {
+        _dir,
+        sim,
+        vm,
+        relay,
+        ..
+    } = connected_relay().await;
     let sent = post(
         &sim,
         "/sim/discord/dm",

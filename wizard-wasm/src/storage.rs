@@ -23,52 +23,42 @@ pub trait KeyValue {
     fn remove(&self, key: &str);
 }
 
-/// `window.localStorage`. Failures (private mode, quota) make it forgetful, not broken.
+/// `window.localStorage`: this origin's, on this device, until cleared.
 pub struct LocalStorage;
-
-impl LocalStorage {
-    fn storage() -> Option<web_sys::Storage> {
-        web_sys::window()?.local_storage().ok().flatten()
-    }
-}
-
-impl KeyValue for LocalStorage {
-    fn get(&self, key: &str) -> Option<String> {
-        Self::storage()?.get_item(key).ok().flatten()
-    }
-    fn set(&self, key: &str, value: &str) {
-        if let Some(s) = Self::storage() {
-            let _ = s.set_item(key, value);
-        }
-    }
-    fn remove(&self, key: &str) {
-        if let Some(s) = Self::storage() {
-            let _ = s.remove_item(key);
-        }
-    }
-}
 
 /// `window.sessionStorage`: this tab's, gone when it closes; another page of the same origin
 /// in another tab cannot read it.
 pub struct SessionStorage;
 
-impl SessionStorage {
-    fn storage() -> Option<web_sys::Storage> {
+/// One of the browser's storage areas. Failures (private mode, quota) make it forgetful, not
+/// broken.
+trait BrowserArea {
+    fn area() -> Option<web_sys::Storage>;
+}
+
+impl BrowserArea for LocalStorage {
+    fn area() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok().flatten()
+    }
+}
+
+impl BrowserArea for SessionStorage {
+    fn area() -> Option<web_sys::Storage> {
         web_sys::window()?.session_storage().ok().flatten()
     }
 }
 
-impl KeyValue for SessionStorage {
+impl<T: BrowserArea> KeyValue for T {
     fn get(&self, key: &str) -> Option<String> {
-        Self::storage()?.get_item(key).ok().flatten()
+        T::area()?.get_item(key).ok().flatten()
     }
     fn set(&self, key: &str, value: &str) {
-        if let Some(s) = Self::storage() {
+        if let Some(s) = T::area() {
             let _ = s.set_item(key, value);
         }
     }
     fn remove(&self, key: &str) {
-        if let Some(s) = Self::storage() {
+        if let Some(s) = T::area() {
             let _ = s.remove_item(key);
         }
     }
