@@ -155,7 +155,7 @@ pub async fn deploy<T: Transport, C: Clock>(
         fly,
         spec,
         progress,
-        created: Default::default(),
+        ours: Default::default(),
     };
     let relay = spec.relay_app();
     let vm = spec.vm_app();
@@ -278,8 +278,9 @@ struct Run<'a, T, C> {
     fly: &'a FlyClient<T, C>,
     spec: &'a DeploymentSpec,
     progress: &'a dyn Progress,
-    /// Apps this run asked Fly to create: ours even before they hold anything of ours.
-    created: std::cell::RefCell<BTreeSet<String>>,
+    /// Apps this run created or found to be the deployment's: not looked into again (a
+    /// created one is ours even before it holds anything of ours).
+    ours: std::cell::RefCell<BTreeSet<String>>,
 }
 
 impl<T: Transport, C: Clock> Run<'_, T, C> {
@@ -390,11 +391,12 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
     /// stopped right after creating it), or this run created it: a same-named app of the
     /// user's own that holds anything is never changed.
     async fn ensure_ours(&self, name: &str) -> Result<(), Error> {
-        if self.created.borrow().contains(name) {
+        if self.ours.borrow().contains(name) {
             return Ok(());
         }
         let role = Role::of_app(name).expect("deployment apps end in -relay or -vm");
         if role.may_adopt(&app_contents(self.fly, name).await?) {
+            self.ours.borrow_mut().insert(name.to_string());
             Ok(())
         } else {
             Err(Error::NotOurs { app: name.into() })
@@ -415,7 +417,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                 format!("waiting for Fly to show the new app {name} (a new app takes a moment)"),
             )
         };
-        self.created.borrow_mut().insert(name.to_string());
+        self.ours.borrow_mut().insert(name.to_string());
         match self.fly.create_app(name, org, network).await {
             Ok(()) => {
                 self.fly.wait_for_app(name, &waiting).await?;
@@ -648,7 +650,7 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
                             StepState::Running,
                             format!(
                                 "waiting for {} to answer (a new name can take a minute to resolve): {error}",
-                                host_of(relay_url)
+                                crate::fly::host_of(relay_url)
                             ),
                         );
                     }
@@ -692,12 +694,6 @@ pub fn find_machine(machines: &[Machine], role: Role) -> Option<&Machine> {
     machines
         .iter()
         .find(|m| m.is_live() && m.metadata(ROLE_KEY) == Some(role.as_str()))
-}
-
-/// `https://relay.fly.dev/x` → `relay.fly.dev`.
-fn host_of(url: &str) -> &str {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    rest.split('/').next().unwrap_or(rest)
 }
 
 /// `GET <relay_url>/health` as JSON. Errors are transient: a new relay takes a moment.

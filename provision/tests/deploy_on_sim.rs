@@ -410,15 +410,15 @@ async fn an_app_that_is_not_a_deployment_s_is_never_adopted_or_deleted() {
     };
     let mine = fly.create_machine("mine-relay", &theirs).await.unwrap();
     // A user's machine is older than a moment: wait until Fly's list shows it.
-    while !fly
-        .list_machines("mine-relay")
-        .await
-        .unwrap()
-        .iter()
-        .any(|m| m.id == mine.id)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sim::testing::eventually(
+        "the user's machine listed",
+        Duration::from_secs(10),
+        async || {
+            let listed = fly.list_machines("mine-relay").await.unwrap();
+            listed.iter().any(|m| m.id == mine.id).then_some(())
+        },
+    )
+    .await;
 
     let (refused, _) = deploy(&fly, &h.spec("mine")).await;
     let refused = refused.unwrap_err();

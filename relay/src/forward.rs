@@ -286,19 +286,8 @@ async fn deliver(
 
 /// Queues a notice to the message's conversation, once per message and kind.
 async fn notify(app: &App, message: &InboundMessage, kind: &str, text: &str) {
-    match app
-        .journal
-        .enqueue(
-            &format!("notice:{kind}:{}", message.id),
-            &message.conversation,
-            text,
-            &[],
-        )
-        .await
-    {
-        Ok(_) => app.outbox_wake.notify_one(),
-        Err(error) => tracing::error!("could not queue a notice: {error}"),
-    }
+    app.tell(message, format!("notice:{kind}:{}", message.id), text)
+        .await;
 }
 
 /// Downloads the message's media for the vm. A file that cannot be fetched is left out (the

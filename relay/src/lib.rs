@@ -96,6 +96,24 @@ pub enum Admission {
 pub const PLEASE_RESEND: &str = "Sorry, your message could not be saved. Please send it again.";
 
 impl App {
+    /// Queues a one-line answer to `message`'s conversation under `reply_id` (so a repeated
+    /// message is answered once) and wakes the outbox.
+    pub(crate) async fn tell(
+        &self,
+        message: &journal::InboundMessage,
+        reply_id: String,
+        text: &str,
+    ) {
+        match self
+            .journal
+            .enqueue(&reply_id, &message.conversation, text, &[])
+            .await
+        {
+            Ok(_) => self.outbox_wake.notify_one(),
+            Err(error) => tracing::error!("could not queue an answer: {error}"),
+        }
+    }
+
     /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
     /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.
     pub async fn admit(&self, message: journal::InboundMessage) -> Admission {

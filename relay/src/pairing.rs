@@ -160,18 +160,10 @@ impl App {
         Some(Admission::Answered)
     }
 
-    /// Queues `text` to the message's conversation, once per message (`kind` tells apart the
-    /// kinds of answer a message can get).
+    /// Queues `text` to the message's conversation, once per message and `kind`.
     async fn answer(&self, message: &InboundMessage, kind: &str, text: &str) {
-        let reply_id = format!("{kind}:{}", message.id);
-        match self
-            .journal
-            .enqueue(&reply_id, &message.conversation, text, &[])
-            .await
-        {
-            Ok(_) => self.outbox_wake.notify_one(),
-            Err(error) => tracing::warn!("could not queue an answer: {error}"),
-        }
+        self.tell(message, format!("{kind}:{}", message.id), text)
+            .await;
     }
 }
 

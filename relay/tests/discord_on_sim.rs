@@ -147,10 +147,7 @@ async fn a_dm_reaches_the_vm_and_the_reply_comes_back_in_discord_s_limits() {
 
     let answer = dm(&sim, OWNER, "hello from discord", true).await;
     let channel = answer["channel_id"].as_str().unwrap().to_string();
-    let received = eventually("the message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the message at the vm").await;
     assert_eq!(received.conversation, format!("discord:{channel}"));
     assert_eq!(received.sender, format!("discord:{OWNER}"));
     assert_eq!(received.text, "hello from discord");
@@ -218,10 +215,7 @@ async fn a_stranger_gets_nothing_and_a_rate_limit_is_waited_out() {
     )]);
     dm(&sim, STRANGER, "let me in", false).await;
     dm(&sim, OWNER, "after the stranger", false).await;
-    let received = eventually("the owner's message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the owner's message at the vm").await;
     assert_eq!(received.text, "after the stranger");
     let reply = eventually("the reply after the rate limit", WAIT, async || {
         sent_to(&sim, OWNER, "message").into_iter().next()
@@ -377,10 +371,7 @@ async fn an_unreadable_event_never_shows_its_text_on_health() {
 
     // The connection goes on: the next message arrives.
     dm(&sim, OWNER, "still here", false).await;
-    let received = eventually("the next message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the next message at the vm").await;
     assert_eq!(received.text, "still here");
     relay.shut_down().await;
 }
@@ -409,10 +400,7 @@ async fn an_unsaved_dm_s_sender_is_asked_to_resend_it() {
     assert_eq!(asked.text, relay::PLEASE_RESEND);
     drop(lock);
     dm(&sim, OWNER, "sent again", false).await;
-    let received = eventually("the resent DM at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the resent DM at the vm").await;
     assert_eq!(received.text, "sent again");
     relay.shut_down().await;
 }
@@ -486,10 +474,7 @@ async fn a_dm_s_attachments_stay_within_one_message_s_budget() {
     )
     .await;
     assert!(sent.status().is_success());
-    let received = eventually("the message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the message at the vm").await;
     assert_eq!(received.images.len(), 2, "two fit in 20 MB");
     assert!(received.text.contains("left out"), "{}", received.text);
     let told = eventually("the sender told", WAIT, async || {

@@ -71,10 +71,7 @@ async fn the_first_sender_with_the_code_becomes_the_owner_and_the_code_is_spent(
         telegram_user_sends(&sim, 42, "now the agent", false).await,
         200
     );
-    let received = eventually("the owner's message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the owner's message at the vm").await;
     assert_eq!(received.text, "now the agent");
     assert_eq!(
         vm.received().len(),
@@ -260,10 +257,7 @@ async fn an_owner_s_message_is_retried_not_dropped_when_the_owners_cannot_be_rea
         200,
         "Telegram's retry"
     );
-    let received = eventually("the owner's message at the vm", WAIT, async || {
-        vm.received().first().cloned()
-    })
-    .await;
+    let received = vm.first_received("the owner's message at the vm").await;
     assert_eq!(received.text, "do not lose me");
     relay.shut_down().await;
 }

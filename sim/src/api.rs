@@ -134,6 +134,9 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
             "Authenticate: token validation error",
         );
     }
+    // 403 `{"error": "unauthorized"}`: the answer fly-go's own test gives a refused read
+    // (`flaps/flaps_apps_test.go`); what Fly answers a read-only token's write is reported
+    // only by third parties (docs/fly-machines-api.md §11, row 4).
     if scope == TokenScope::ReadOnly && method != "GET" {
         return error(StatusCode::FORBIDDEN, "unauthorized");
     }
@@ -141,6 +144,9 @@ async fn guard(State(sim): S, request: Request, next: Next) -> Response {
         && method != "GET"
         && !sim.rate_limiter.admit(&format!("{method} {path}"), limit)
     {
+        // The status is flyctl's (`internal/flapsutil/retry.go`); Fly documents no body, so
+        // the text is the sim's own and no client may read it.
+
         return error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
     }
     if let Some(hidden) = hidden_new_app(&sim, &path) {
@@ -507,6 +513,9 @@ async fn show_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> 
 async fn delete_volume(State(sim): S, Path((app, id)): Path<(String, String)>) -> ApiResult {
     let answer = with_app(&sim, &app, |a| {
         let volume = a.volumes.get_mut(&id).ok_or_else(|| not_found("volume"))?;
+        // Fly documents no answer for this; fly-go's `waiting_for_detach` state says the
+        // volume cannot go yet. The status and text are the sim's own: clients must wait for
+        // the volume to be free (as listed), not read this answer.
         if volume.attached_machine_id.is_some() {
             return Err(error(
                 StatusCode::PRECONDITION_FAILED,

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use sim::faults::{FaultConfig, FaultRule};
 use sim::quirks::{FlyQuirks, RateLimit};
+use sim::testing::eventually;
 use sim::{Program, SimConfig, SimHandle};
 use std::time::Duration;
 
@@ -537,15 +538,14 @@ async fn create_app(h: &Harness, name: &str) {
     assert_eq!(status, 201);
 }
 
-/// Until `ok` holds for what `GET path` answers, asking every 20 ms (at most 10 s).
+/// Waits until `GET path` answers `want` (at most 10 s).
 async fn until_status(h: &Harness, path: &str, want: u16) {
-    for _ in 0..500 {
-        if h.call("GET", path, None).await.0 == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("GET {path} never answered {want}");
+    eventually(
+        &format!("GET {path} to answer {want}"),
+        Duration::from_secs(10),
+        async || (h.call("GET", path, None).await.0 == want).then_some(()),
+    )
+    .await;
 }
 
 /// fly-go `WaitForApp`: a new app answers 401 (or 404) for a while, even after
@@ -641,19 +641,12 @@ async fn quirk_a_destroyed_machine_lets_go_of_its_volume_late() {
         status, 412,
         "still attached right after its machine is gone"
     );
-    let mut deleted = None;
-    for _ in 0..500 {
+    let deleted = eventually("the volume let go", Duration::from_secs(10), async || {
         let (status, body) = h.call("DELETE", &volume_path, None).await;
-        if status == 200 {
-            deleted = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        deleted.expect("the volume is let go")["state"],
-        "pending_destroy"
-    );
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(deleted["state"], "pending_destroy");
     let (_, volumes) = h
         .call("GET", &format!("/v1/apps/{app}/volumes"), None)
         .await;
@@ -675,15 +668,11 @@ async fn quirk_a_new_public_name_does_not_answer_at_first() {
         Ok(response) => response.text().await.is_err(),
     };
     assert!(failed, "a name that does not resolve gives no answer");
-    for _ in 0..500 {
-        if let Ok(response) = h.http.get(&public).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the name never started answering");
+    eventually("the name to answer", Duration::from_secs(10), async || {
+        let answered = h.http.get(&public).send().await;
+        answered.is_ok_and(|r| r.status() == 200).then_some(())
+    })
+    .await;
 }
 
 /// Superfly docs, rate limits: about one mutation a second per action and resource, with

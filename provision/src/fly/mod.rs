@@ -597,14 +597,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             if method != Method::Get {
                 self.space_mutation(method, path).await;
             }
-            let request = HttpRequest {
-                method,
-                url: format!("{}{}", self.api_base, path),
-                headers: vec![("Authorization".into(), self.auth_header.clone())],
-                body: body.clone(),
-            };
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let outcome = match self.transport.send(request).await {
+            let outcome = match self.send_once(method, path, body.clone()).await {
                 Ok(resp) if (200..300).contains(&resp.status) => {
                     self.accepted.store(true, Ordering::Relaxed);
                     return Ok(resp.body);
@@ -659,20 +652,30 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             probes.push("/v1/apps?org_slug=personal");
         }
         for probe in probes {
-            let request = HttpRequest {
-                method: Method::Get,
-                url: format!("{}{probe}", self.api_base),
-                headers: vec![("Authorization".into(), self.auth_header.clone())],
-                body: None,
-            };
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            if let Ok(resp) = self.transport.send(request).await
+            if let Ok(resp) = self.send_once(Method::Get, probe, None).await
                 && (200..300).contains(&resp.status)
             {
                 self.accepted.store(true, Ordering::Relaxed);
                 return;
             }
         }
+    }
+
+    /// One request to the API with the token, counted in [`FlyClient::calls`].
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<crate::HttpResponse, TransportError> {
+        let request = HttpRequest {
+            method,
+            url: format!("{}{}", self.api_base, path),
+            headers: vec![("Authorization".into(), self.auth_header.clone())],
+            body,
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.transport.send(request).await
     }
 
     /// Fly allows about one mutating request per second per action and resource.
@@ -714,7 +717,8 @@ fn capacity_error(error: Error, region: &str) -> Error {
     }
 }
 
-fn host_of(url: &str) -> String {
+/// `https://relay.fly.dev/x` → `relay.fly.dev`.
+pub(crate) fn host_of(url: &str) -> String {
     url.split("://")
         .nth(1)
         .unwrap_or(url)

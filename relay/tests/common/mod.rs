@@ -99,6 +99,14 @@ impl FakeVm {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
 
+    /// The first message that reached this vm, once one has (20 s at most).
+    pub async fn first_received(&self, what: &str) -> VmMessage {
+        sim::testing::eventually(what, Duration::from_secs(20), async || {
+            self.received().first().cloned()
+        })
+        .await
+    }
+
     pub async fn start() -> (FakeVm, String) {
         let vm = FakeVm::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
