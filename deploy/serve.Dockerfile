@@ -2,7 +2,7 @@
 # API directly (it forwards the page's Fly calls from its own origin; see the README's
 # "Self-host the page"). Build from the repository root:
 #   docker build -f deploy/serve.Dockerfile --build-arg OWNER=<github owner> .
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 # npm: binaryen's wasm-opt, which `cargo xtask dist` installs for the page build.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -20,7 +20,7 @@ RUN owner="$(printf '%s' "$OWNER" | tr '[:upper:]' '[:lower:]')" \
  && cargo build --release --locked -p cli --bin textslash
 
 # distroless/cc: glibc and nothing else; reqwest brings its own TLS roots.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 COPY --from=build /src/target/release/textslash /textslash
 COPY --from=build /src/dist /page
 ENV TEXTSLASH_PAGE=/page TEXTSLASH_LISTEN=0.0.0.0:8080

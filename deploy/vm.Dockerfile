@@ -1,11 +1,11 @@
 # The vm: the vm binary plus Claude Code, Playwright MCP and Debian's Chromium.
 # Build from the repository root: docker build -f deploy/vm.Dockerfile .
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p vm --bin vm
 
-FROM node:22.21-bookworm-slim
+FROM node:22.21-bookworm-slim@sha256:f9f7f95dcf1f007b007c4dcd44ea8f7773f931b71dc79d57c216e731c87a090b
 ARG CLAUDE_CODE_VERSION=2.1.330
 ARG PLAYWRIGHT_MCP_VERSION=0.0.83
 # Debian's security updates replace package versions, so apt packages follow the release.

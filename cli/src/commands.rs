@@ -296,24 +296,24 @@ async fn status(target: Target) -> Result<(), Failure> {
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let fly = client(&args.target)?;
-    let (relay, vm, _) = apps(&args.target);
+    let (relay, vm, relay_url) = apps(&args.target);
     let images = Images {
         relay: args.relay_image,
         vm: args.vm_image,
     };
-    let changed = ops::update(&fly, &relay, &vm, &images)
-        .await
-        .map_err(failed)?;
-    Renderer::new(args.target.json).result(
-        &serde_json::json!({ "updated_machines": changed }),
-        || {
-            if changed.is_empty() {
-                "Already on those images.".into()
-            } else {
-                format!("Updated machines: {}", changed.join(", "))
-            }
-        },
-    );
+    let renderer = Renderer::new(args.target.json);
+    let changed = ops::update(&fly, &relay, &vm, &relay_url, &images, &|e: &Event| {
+        renderer.event(e)
+    })
+    .await
+    .map_err(failed)?;
+    renderer.result(&serde_json::json!({ "updated_machines": changed }), || {
+        if changed.is_empty() {
+            "Already on those images.".into()
+        } else {
+            format!("Updated machines: {}", changed.join(", "))
+        }
+    });
     Ok(())
 }
 

@@ -297,3 +297,183 @@ async fn a_message_accepted_while_the_agent_is_down_survives_a_relay_update() {
     assert_eq!(answered().await, 1, "delivered once");
     run(&["teardown", "--prefix", "keep", "--yes"]);
 }
+
+/// A deployment from before the relay had a volume: its journal on the root filesystem, which
+/// Fly rebuilds on every restart. `update` moves it onto a volume without losing what the old
+/// relay holds (a message for an agent that was down), and the new relay serves afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_moves_an_old_relay_onto_a_volume_and_loses_nothing() {
+    use provision::fly::FlyClient;
+    use provision::native::{ReqwestTransport, TokioClock};
+
+    let (relay_bin, vm_bin, _) = common::machine_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim::SimConfig::new(dir.path().to_path_buf());
+    config.images.rules = vec![
+        ("vm-down".into(), sim::Program::Path("/bin/false".into())),
+        ("relay".into(), sim::Program::Path(relay_bin)),
+        ("vm".into(), sim::Program::Path(vm_bin)),
+    ];
+    config.machine_env = vec![
+        (
+            "AGENT_CMD".into(),
+            common::claude_bin().display().to_string(),
+        ),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let sim_ref = &sim;
+    let run = |args: &[&str]| {
+        let out = tokio::task::block_in_place(|| textslash(sim_ref, args));
+        assert!(
+            out.status.success(),
+            "textslash {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let update = |relay: &str, vm: &str| {
+        run(&[
+            "update",
+            "--prefix",
+            "old",
+            "--relay-image",
+            &format!("ghcr.io/t/textslash-relay:{relay}"),
+            "--vm-image",
+            &format!("ghcr.io/t/textslash-{vm}"),
+        ])
+    };
+    let owner = format!("telegram:{OWNER}");
+    run(&[
+        "deploy",
+        "--prefix",
+        "old",
+        "--channel",
+        "telegram",
+        "--allow",
+        &owner,
+    ]);
+
+    // Make it what textslash deployed before the journal volume: the relay machine's config
+    // without the mount, and no journal volume.
+    let fly = FlyClient::new(
+        ReqwestTransport::new(),
+        TokioClock,
+        sim.base_url(),
+        "sim-token",
+    );
+    let relay_machines = || async {
+        fly.list_machines("old-relay")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.is_live())
+            .collect::<Vec<_>>()
+    };
+    let current = relay_machines().await.remove(0);
+    let mut old_config = fly
+        .machine_config_document("old-relay", &current.id)
+        .await
+        .unwrap();
+    old_config["mounts"] = serde_json::json!([]);
+    fly.delete_machine("old-relay", &current.id).await.unwrap();
+    eventually(
+        "the journal volume let go",
+        Duration::from_secs(30),
+        async || {
+            let volumes = fly.list_volumes("old-relay").await.ok()?;
+            for volume in volumes.iter().filter(|v| v.is_live()) {
+                fly.delete_volume("old-relay", &volume.id).await.ok()?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    let old = fly
+        .create_machine_from_document(
+            "old-relay",
+            current.region.as_deref().unwrap_or_default(),
+            &old_config,
+            true,
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the old relay listed and answering",
+        Duration::from_secs(30),
+        async || {
+            let listed = relay_machines().await.iter().any(|m| m.id == old.id);
+            (listed && waiting_for_vm(&sim, "old-relay").await == Some(0)).then_some(())
+        },
+    )
+    .await;
+
+    // The agent goes down (its image changed directly: `update` would move the relay now);
+    // the old relay accepts a message and holds it on its root disk.
+    let vm = fly.list_machines("old-vm").await.unwrap().remove(0);
+    let mut vm_config = fly.machine_config_document("old-vm", &vm.id).await.unwrap();
+    vm_config["image"] = "ghcr.io/t/textslash-vm-down:1".into();
+    fly.update_machine(
+        "old-vm",
+        &vm.id,
+        vm.region.as_deref().unwrap_or_default(),
+        &vm_config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "held by an old relay").await,
+        200
+    );
+    eventually(
+        "the message in the old relay's journal",
+        Duration::from_secs(15),
+        async || (waiting_for_vm(&sim, "old-relay").await == Some(1)).then_some(()),
+    )
+    .await;
+
+    // The update brings the agent back first, waits for the old relay to pass the message on,
+    // then replaces it with a relay on a volume.
+    let said = update("2", "vm:2");
+    assert!(said.contains("moving it onto a volume"), "{said}");
+    let answered = async |text: &str| {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .iter()
+            .filter(|s| s.text == format!("You said: {text}"))
+            .count()
+    };
+    eventually(
+        "the held message answered",
+        Duration::from_secs(60),
+        async || (answered("held by an old relay").await >= 1).then_some(()),
+    )
+    .await;
+    let now = relay_machines().await;
+    assert_eq!(now.len(), 1, "the old relay machine is gone");
+    assert_ne!(now[0].id, old.id);
+    let mounts = &now[0].config.as_ref().unwrap().mounts;
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!(mounts[0].path, provision::machines::RELAY_DATA_PATH);
+
+    // The new relay serves, and the held message was answered once.
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "after the move").await,
+        200
+    );
+    eventually(
+        "the new relay's answer",
+        Duration::from_secs(60),
+        async || (answered("after the move").await >= 1).then_some(()),
+    )
+    .await;
+    assert_eq!(answered("held by an old relay").await, 1, "answered once");
+    assert!(
+        update("2", "vm:2").contains("Already on those images"),
+        "a second update has nothing left to move"
+    );
+    run(&["teardown", "--prefix", "old", "--yes"]);
+}

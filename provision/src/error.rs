@@ -136,6 +136,15 @@ pub enum Error {
     )]
     RelayCommand { what: String, detail: String },
 
+    #[error(
+        "The relay could not be moved onto its journal volume: after {seconds} s its journal \
+         still held {}, which it passes to the agent machine. It keeps serving as before and \
+         nothing was lost. Check that the agent machine starts (its logs in the Fly dashboard), \
+         then update again.",
+        match messages { Some(n) => format!("{n} message(s)"), None => "messages it did not count".into() }
+    )]
+    RelayStillHolds { messages: Option<u64>, seconds: u64 },
+
     #[error("Fly answered something unexpected while trying to {action}: {detail}")]
     BadResponse { action: String, detail: String },
 }

@@ -15,7 +15,8 @@
 //!   fly.toml agreement test).
 //! - [`plan`]: the deploy as ordered observe-then-act steps with progress events; running it
 //!   again after a failure resumes it.
-//! - [`ops`]: status, update, stop/start and teardown of an existing [`Deployment`].
+//! - [`ops`]: status, update, stop/start and teardown of an existing [`Deployment`];
+//!   [`relay_move`]: update's move of an old relay onto its journal volume.
 //! - [`cost`]: the monthly estimate shown before deploying.
 //! - [`error`]: one error type whose messages tell the user what to do.
 
@@ -28,6 +29,7 @@ pub mod native;
 pub mod ops;
 pub mod plan;
 pub mod random;
+pub mod relay_move;
 pub mod spec;
 pub mod token;
 pub mod transport;

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::fly::{AppName, CheckStatus, FlyClient, IpAssignment, Machine, Volume};
 use crate::machines::{ROLE_KEY, Role};
 use crate::plan::{Event, Progress, StepId, StepState, app_contents, fetch_health, find_machine};
+use crate::relay_move;
 use crate::spec::Images;
 use crate::transport::{Clock, Transport};
 use serde::{Deserialize, Serialize};
@@ -160,23 +161,42 @@ async fn app_status<T: Transport, C: Clock>(
     })
 }
 
-/// Moves both machines to new images, keeping everything else (the vm keeps its volume).
-/// Returns the ids of the machines that changed.
+/// Moves both machines to new images, keeping everything else (the vm keeps its volume). A
+/// relay from before the journal volume is moved onto one ([`crate::relay_move`]); the vm goes
+/// first, since that move waits for the old relay to pass its messages to the vm. Returns the
+/// ids of the machines that changed or were made.
 pub async fn update<T: Transport, C: Clock>(
     fly: &FlyClient<T, C>,
     relay_app: &str,
     vm_app: &str,
+    relay_url: &str,
     images: &Images,
+    progress: &dyn Progress,
 ) -> Result<Vec<String>, Error> {
     let mut changed = Vec::new();
     for (app, role, image) in [
-        (relay_app, Role::Relay, &images.relay),
         (vm_app, Role::Vm, &images.vm),
+        (relay_app, Role::Relay, &images.relay),
     ] {
         let machines = fly.list_machines(app).await?;
-        let machine = find_machine(&machines, role).ok_or_else(|| Error::NotFound {
-            what: format!("the {} machine of {app}", role.as_str()),
-        })?;
+        // A relay without the volume left by an interrupted move is the one to finish with.
+        let old_relay = machines.iter().find(|m| {
+            m.is_live()
+                && m.metadata(ROLE_KEY) == Some(Role::Relay.as_str())
+                && !relay_move::has_journal_volume(m)
+        });
+        let machine = old_relay
+            .filter(|_| role == Role::Relay)
+            .or_else(|| find_machine(&machines, role))
+            .ok_or_else(|| Error::NotFound {
+                what: format!("the {} machine of {app}", role.as_str()),
+            })?;
+        if role == Role::Relay && !relay_move::has_journal_volume(machine) {
+            let moved =
+                relay_move::move_onto_volume(fly, app, machine, image, relay_url, progress).await?;
+            changed.push(moved);
+            continue;
+        }
         if machine.config.as_ref().is_some_and(|c| &c.image == image) {
             continue;
         }

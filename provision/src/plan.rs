@@ -56,6 +56,8 @@ pub enum StepId {
     Health,
     /// Not a deploy step: teardown's progress.
     Teardown,
+    /// Not a deploy step: update's progress.
+    Update,
 }
 
 impl StepId {
@@ -88,6 +90,7 @@ impl StepId {
             StepId::Started => "Wait for both machines to start",
             StepId::Health => "Check the relay answers",
             StepId::Teardown => "Tear down",
+            StepId::Update => "Update",
         }
     }
 }
@@ -587,40 +590,15 @@ impl<T: Transport, C: Clock> Run<'_, T, C> {
         ))
     }
 
-    /// Waits for `started` as flyctl's `WaitForState` does: Fly caps one wait at 60 s and
-    /// answers 408 when it runs out; a machine created a moment ago may answer 404 until the
-    /// lists catch up; other failures are asked again after a pause. Only a 400 (the wait
-    /// itself is wrong) ends it early.
     async fn wait_started(&self, app: &str, machine: &str) -> Result<(), Error> {
-        let clock = self.fly.clock();
-        let started = clock.now_ms();
-        let mut said = false;
-        for attempt in 0.. {
-            let outcome = self.fly.wait_machine(app, machine, "started", 60).await;
-            match outcome {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(Error::NotFound { .. }) => {}
-                Err(error) if error.is_transient() => {}
-                Err(error) => return Err(error),
-            }
-            if clock.now_ms().saturating_sub(started) >= START_PATIENCE.as_millis() as u64 {
-                break;
-            }
-            if !said {
-                said = true;
-                self.emit(
-                    StepId::Started,
-                    StepState::Running,
-                    format!("waiting for machine {machine} of {app} to start"),
-                );
-            }
-            clock.sleep(self.fly.policy().poll(attempt)).await;
-        }
-        Err(Error::GaveUpWaiting {
-            what: format!("machine {machine} of {app} to start"),
-            seconds: START_PATIENCE.as_secs(),
+        wait_until_started(self.fly, app, machine, &|| {
+            self.emit(
+                StepId::Started,
+                StepState::Running,
+                format!("waiting for machine {machine} of {app} to start"),
+            )
         })
+        .await
     }
 
     /// The relay's own `/health`, without the Fly token (it is not Fly's API). A new app's
@@ -694,6 +672,39 @@ pub fn find_machine(machines: &[Machine], role: Role) -> Option<&Machine> {
     machines
         .iter()
         .find(|m| m.is_live() && m.metadata(ROLE_KEY) == Some(role.as_str()))
+}
+
+/// Waits for `started` as flyctl's `WaitForState` does: Fly caps one wait at 60 s and
+/// answers 408 when it runs out; a machine created a moment ago may answer 404 until the
+/// lists catch up; other failures are asked again after a pause. Only a 400 (the wait
+/// itself is wrong) ends it early. `on_wait` is called once, when the first wait ran out.
+pub(crate) async fn wait_until_started<T: Transport, C: Clock>(
+    fly: &FlyClient<T, C>,
+    app: &str,
+    machine: &str,
+    on_wait: &dyn Fn(),
+) -> Result<(), Error> {
+    let clock = fly.clock();
+    let started = clock.now_ms();
+    for attempt in 0.. {
+        match fly.wait_machine(app, machine, "started", 60).await {
+            Ok(true) => return Ok(()),
+            Ok(false) | Err(Error::NotFound { .. }) => {}
+            Err(error) if error.is_transient() => {}
+            Err(error) => return Err(error),
+        }
+        if clock.now_ms().saturating_sub(started) >= START_PATIENCE.as_millis() as u64 {
+            break;
+        }
+        if attempt == 0 {
+            on_wait();
+        }
+        clock.sleep(fly.policy().poll(attempt)).await;
+    }
+    Err(Error::GaveUpWaiting {
+        what: format!("machine {machine} of {app} to start"),
+        seconds: START_PATIENCE.as_secs(),
+    })
 }
 
 /// `GET <relay_url>/health` as JSON. Errors are transient: a new relay takes a moment.

@@ -294,9 +294,16 @@ async fn status_update_stop_start_and_teardown() {
         relay: "test/relay:2".into(),
         vm: "test/vm:2".into(),
     };
-    let changed = ops::update(&fly, &d.relay_app, &d.vm_app, &images)
-        .await
-        .unwrap();
+    let changed = ops::update(
+        &fly,
+        &d.relay_app,
+        &d.vm_app,
+        &d.relay_url,
+        &images,
+        &|_: &Event| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(changed.len(), 2);
     let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
         .await
@@ -310,10 +317,17 @@ async fn status_update_stop_start_and_teardown() {
     assert_eq!(kept["mounts"][0]["volume"], d.volume_id.as_str());
     assert_eq!(status.vm.volumes[0].id, d.volume_id, "the volume is kept");
     assert!(
-        ops::update(&fly, &d.relay_app, &d.vm_app, &images)
-            .await
-            .unwrap()
-            .is_empty(),
+        ops::update(
+            &fly,
+            &d.relay_app,
+            &d.vm_app,
+            &d.relay_url,
+            &images,
+            &|_: &Event| {}
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "same images: nothing to do"
     );
 

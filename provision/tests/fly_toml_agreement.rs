@@ -184,4 +184,7 @@ fn every_image_reference_is_this_version_s() {
         );
     }
     assert!(read(".github/workflows/images.yml").contains("steps.version.outputs.version"));
+    // The published page names the digest images.yml just pushed (read after it has run).
+    let pages = read(".github/workflows/pages.yml");
+    assert!(pages.contains("workflows: [images]") && pages.contains("imagetools inspect"));
 }

@@ -59,6 +59,14 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/apps/{app}/machines/{id}/wait", get(wait_machine))
         .route("/v1/apps/{app}/machines/{id}/exec", post(exec_machine))
         .route(
+            "/v1/apps/{app}/machines/{id}/cordon",
+            post(|s, p| set_cordoned(s, p, true)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/uncordon",
+            post(|s, p| set_cordoned(s, p, false)),
+        )
+        .route(
             "/v1/apps/{app}/ip_assignments",
             get(list_ips).post(assign_ip),
         )
@@ -544,6 +552,10 @@ struct CreateMachine {
     config: Value,
     #[serde(default)]
     skip_launch: bool,
+    /// "Leave this Machine disconnected from Fly.io's request routing … like a combined
+    /// Create and Cordon" (Fly docs, machines-resource, Create a Machine).
+    #[serde(default)]
+    skip_service_registration: bool,
 }
 
 async fn create_machine(
@@ -625,6 +637,7 @@ async fn create_machine(
             events: Vec::new(),
             created_at: now_rfc3339(),
             created: std::time::Instant::now(),
+            cordoned: body.skip_service_registration,
         };
         machine.record("launch", "created", "user", Value::Null);
         a.machines.insert(id.clone(), machine);
@@ -744,6 +757,25 @@ async fn stop_machine(State(sim): S, Path((app, id)): Path<(String, String)>) ->
     })?;
     supervisor::stop(&sim, &app, &id);
     Ok(Json(json!({"ok": true})).into_response())
+}
+
+/// SPEC `Machines_cordon`/`Machines_uncordon`: takes the machine out of (or back into) the
+/// proxy's routing; it keeps running. SPEC documents a 200 with no body; fly-go's `Cordon`
+/// reads nothing from it.
+async fn set_cordoned(
+    State(sim): S,
+    Path((app, id)): Path<(String, String)>,
+    cordoned: bool,
+) -> ApiResult {
+    with_app(&sim, &app, |a| {
+        let machine = a
+            .machines
+            .get_mut(&id)
+            .ok_or_else(|| not_found("machine"))?;
+        machine.cordoned = cordoned;
+        Ok(())
+    })?;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `MachineExecRequest` (SPEC `Machines_exec`): `command` (or the deprecated `cmd`, split on

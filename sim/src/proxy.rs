@@ -5,7 +5,8 @@
 //! assignment is not reachable that way (502), as on Fly. A new app's public name does not
 //! resolve for a moment after its first public IP ([`crate::quirks`]): until then its public
 //! address ends the connection without an answer, which is what a client sees of a name that
-//! does not resolve.
+//! does not resolve. A cordoned machine (or one created with `skip_service_registration`) is
+//! left out of the routing.
 
 use crate::{Sim, supervisor};
 use axum::Router;
@@ -94,17 +95,15 @@ async fn machine_port(sim: &Arc<Sim>, door: &Door, app: &str) -> Result<u16, Res
                 Door::Flycast(Some(_)) => no_answer(),
             });
         }
-        if let Some(port) = a
-            .machines
-            .values()
-            .find_map(|m| (m.state == "started").then_some(m.port).flatten())
+        // A cordoned machine is not routed to ("the Fly Proxy won't route requests to it",
+        // SPEC `Machines_cordon`), though it keeps running.
+        let routed = || a.machines.values().filter(|m| !m.cordoned);
+        if let Some(port) =
+            routed().find_map(|m| (m.state == "started").then_some(m.port).flatten())
         {
             return Ok(Ok(port));
         }
-        let sleeper = a
-            .machines
-            .values()
-            .find(|m| m.state == "stopped" || m.state == "created");
+        let sleeper = routed().find(|m| m.state == "stopped" || m.state == "created");
         match sleeper {
             Some(m) if m.autostart() => Ok(Err(m.id.clone())),
             _ => Err(bad_gateway(format!(

@@ -73,6 +73,9 @@ pub struct Machine {
     pub created_at: String,
     /// When it was created: reads miss a new machine for a moment ([`crate::quirks`]).
     pub created: Instant,
+    /// Left out of the proxy's routing: created with `skip_service_registration`, or
+    /// cordoned (SPEC `Machines_cordon`: "the Fly Proxy won't route requests to it").
+    pub cordoned: bool,
 }
 
 impl Machine {

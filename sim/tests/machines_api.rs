@@ -783,3 +783,58 @@ async fn a_flycast_name_answers_only_its_own_network() {
     };
     assert!(other, "the org's default network gets no answer");
 }
+
+/// Fly docs, Create a Machine: `skip_service_registration` is "like a combined Create and
+/// Cordon"; SPEC `Machines_cordon`/`uncordon`: "the Fly Proxy won't route requests to it", and
+/// then will again. flyctl's blue/green deploys rely on both.
+#[tokio::test]
+async fn a_cordoned_machine_is_not_routed_to() {
+    let h = Harness::start().await;
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "bg", "org_slug": "personal"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, machine) = h
+        .call(
+            "POST",
+            "/v1/apps/bg/machines",
+            Some(json!({"region": "ams", "skip_service_registration": true, "config": {"image": "echo", "services": [{"protocol": "tcp", "internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/apps/bg/ip_assignments",
+            Some(json!({"type": "v6"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let public = async || {
+        let response = h.http.get(h.url("/apps/bg/health")).send().await.ok()?;
+        Some(response.status().as_u16())
+    };
+    eventually("the machine started", Duration::from_secs(10), async || {
+        let (_, m) = h
+            .call("GET", &format!("/v1/apps/bg/machines/{id}"), None)
+            .await;
+        (m["state"] == "started").then_some(())
+    })
+    .await;
+    assert_eq!(public().await, Some(502), "created out of routing");
+    let path = |verb: &str| format!("/v1/apps/bg/machines/{id}/{verb}");
+    assert_eq!(h.call("POST", &path("uncordon"), None).await.0, 200);
+    eventually(
+        "routed after uncordon",
+        Duration::from_secs(10),
+        async || (public().await == Some(200)).then_some(()),
+    )
+    .await;
+    assert_eq!(h.call("POST", &path("cordon"), None).await.0, 200);
+    assert_eq!(public().await, Some(502), "cordoned: not routed");
+}

@@ -268,6 +268,15 @@ fn lint_deploy_files(root: &Path) -> anyhow::Result<()> {
         Ok(found)
     };
     cmd::run(Command::new(tools::hadolint(root)).args(files("deploy", ".Dockerfile")?))?;
+    for dockerfile in files("deploy", ".Dockerfile")? {
+        let unpinned = unpinned_base_images(&std::fs::read_to_string(&dockerfile)?);
+        anyhow::ensure!(
+            unpinned.is_empty(),
+            "{}: pin these base images by digest (`image:tag@sha256:<64 hex>`), a tag can be moved: {}",
+            dockerfile.display(),
+            unpinned.join(", ")
+        );
+    }
     for workflow in files(".github/workflows", ".yml")? {
         let unpinned = unpinned_actions(&std::fs::read_to_string(&workflow)?);
         anyhow::ensure!(
@@ -309,6 +318,37 @@ fn unpinned_actions(workflow: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `FROM` images of a Dockerfile that name no digest, leaving out its own earlier stages.
+/// Dependabot (`.github/dependabot.yml`) proposes the next digest as a reviewable change.
+fn unpinned_base_images(dockerfile: &str) -> Vec<String> {
+    let mut stages = Vec::new();
+    let mut unpinned = Vec::new();
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let words: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let Some(&image) = words.first() else {
+            continue;
+        };
+        let digest = image
+            .rsplit_once("@sha256:")
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        let pinned = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        if !pinned && !stages.iter().any(|s| s == image) {
+            unpinned.push(image.to_string());
+        }
+        if let [_, alias, name] = words[..]
+            && alias.eq_ignore_ascii_case("AS")
+        {
+            stages.push(name.to_string());
+        }
+    }
+    unpinned
+}
+
 /// `cargo` set up to run wasm tests through wasm-bindgen-test-runner in headless Chromium;
 /// `wizard-wasm/webdriver.json` carries Chromium's flags.
 pub fn browser_test_command(root: &Path) -> Command {
@@ -326,7 +366,19 @@ pub fn browser_test_command(root: &Path) -> Command {
 
 #[cfg(test)]
 mod tests {
-    use super::unpinned_actions;
+    use super::{unpinned_actions, unpinned_base_images};
+
+    #[test]
+    fn only_base_images_pinned_by_digest_pass() {
+        let pinned = "a".repeat(64);
+        let dockerfile = format!(
+            "FROM rust:1.95@sha256:{pinned} AS build\nRUN true\nFROM build AS again\nfrom --platform=x node:22\nFROM debian@sha256:abc\nFROM again\nFROM later\n"
+        );
+        assert_eq!(
+            unpinned_base_images(&dockerfile),
+            ["node:22", "debian@sha256:abc", "later"]
+        );
+    }
 
     #[test]
     fn only_actions_pinned_to_a_commit_pass() {

@@ -366,6 +366,54 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
         .map_err(|e| capacity_error(e, &region))
     }
 
+    /// Creates a machine from a config document (one Fly returned, edited), so fields textslash
+    /// does not model are carried over. `routed: false` is `skip_service_registration`: the
+    /// proxy leaves it alone until [`FlyClient::uncordon_machine`] (flyctl's blue/green
+    /// deploys, `internal/command/deploy/strategy_bluegreen.go`).
+    pub async fn create_machine_from_document(
+        &self,
+        app: &str,
+        region: &str,
+        config: &serde_json::Value,
+        routed: bool,
+    ) -> Result<Machine, Error> {
+        let request = serde_json::json!({
+            "region": region,
+            "config": config,
+            "skip_service_registration": !routed,
+        });
+        self.call(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines"),
+            Some(&request),
+            Repeat::OnlyIfRejected,
+            "create the machine",
+        )
+        .await
+        .map_err(|e| capacity_error(e, region))
+    }
+
+    /// Takes a running machine out of the proxy's routing (SPEC `Machines_cordon`); setting
+    /// it twice is a no-op (strategy_bluegreen.go), so it is safe to repeat.
+    pub async fn cordon_machine(&self, app: &str, id: &str) -> Result<(), Error> {
+        self.call_ignoring_body(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines/{id}/cordon"),
+            "take the old machine out of routing",
+        )
+        .await
+    }
+
+    /// Puts a machine back into the proxy's routing (SPEC `Machines_uncordon`).
+    pub async fn uncordon_machine(&self, app: &str, id: &str) -> Result<(), Error> {
+        self.call_ignoring_body(
+            Method::Post,
+            &format!("/v1/apps/{app}/machines/{id}/uncordon"),
+            "route requests to the new machine",
+        )
+        .await
+    }
+
     /// A machine's config as the JSON document Fly returned, every field kept, for an update
     /// (a full replace) that must not drop what textslash does not model.
     pub async fn machine_config_document(

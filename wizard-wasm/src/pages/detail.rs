@@ -50,7 +50,10 @@ pub fn Detail(prefix: String) -> impl IntoView {
             busy.set(true);
             error.set(None);
             spawn_local(async move {
-                let outcome = perform(action, &fly, &relay, &vm, &images).await;
+                // A long action (an old relay moved onto its volume) says what it waits for.
+                let progress = move |event: &Event| note.set(Some(event.message.clone()));
+                let outcome =
+                    perform(action, &fly, [&relay, &vm, &relay_url], &images, &progress).await;
                 if action == Action::Teardown && outcome.is_ok() {
                     storage::forget(&LocalStorage, &prefix);
                 }
@@ -128,9 +131,9 @@ enum Action {
 async fn perform<T: provision::transport::Transport, C: provision::transport::Clock>(
     action: Action,
     fly: &provision::fly::FlyClient<T, C>,
-    relay: &str,
-    vm: &str,
+    [relay, vm, relay_url]: [&str; 3],
     images: &provision::spec::Images,
+    progress: &dyn provision::plan::Progress,
 ) -> Result<Option<String>, provision::Error> {
     match action {
         Action::Refresh => Ok(None),
@@ -140,7 +143,7 @@ async fn perform<T: provision::transport::Transport, C: provision::transport::Cl
         Action::Start => provision::ops::set_vm_running(fly, vm, true)
             .await
             .map(|_| Some("The agent machine is starting.".into())),
-        Action::Update => provision::ops::update(fly, relay, vm, images)
+        Action::Update => provision::ops::update(fly, relay, vm, relay_url, images, progress)
             .await
             .map(|changed| {
                 Some(if changed.is_empty() {
@@ -149,7 +152,7 @@ async fn perform<T: provision::transport::Transport, C: provision::transport::Cl
                     format!("Updated: {}", changed.join(", "))
                 })
             }),
-        Action::Teardown => provision::ops::teardown(fly, &[relay, vm], &|_: &Event| {})
+        Action::Teardown => provision::ops::teardown(fly, &[relay, vm], progress)
             .await
             .map(|left| Some(teardown_note(&left))),
     }
