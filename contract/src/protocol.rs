@@ -1,7 +1,10 @@
 //! What travels between the relay and the vm.
 //!
 //! - relay → vm: `POST /messages` with a [`VmMessage`]; the vm answers 202 once it is queued.
-//! - vm → relay: `POST /callback` with a [`Callback`] (typing, or a reply with images).
+//!   An owner's answer to a question travels the same way ([`VmMessage::answer`]): journaled,
+//!   forwarded in order and waking the vm like any message, so a tap hours later is not lost.
+//! - vm → relay: `POST /callback` with a [`Callback`] (typing, a reply with images, or a
+//!   [`Question`] the agent asks before a tool call).
 //!
 //! Both directions carry `Authorization: Bearer <VM_TOKEN>`.
 
@@ -19,6 +22,93 @@ pub struct VmMessage {
     pub text: String,
     #[serde(default)]
     pub images: Vec<Image>,
+    /// Set when this is an owner's answer to a [`Question`] (a tap, or a numbered reply); the
+    /// text then says it in words, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+/// What the owner decided about a tool call the agent asked to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// This call, once.
+    Allow,
+    /// This call, and from now on in this conversation the calls the rule Claude Code proposed
+    /// covers (its `permission_suggestions`).
+    AlwaysAllow,
+    /// Not this call; the agent is told and goes on.
+    Deny,
+}
+
+impl Decision {
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::Allow => "Allow",
+            Decision::AlwaysAllow => "Always allow",
+            Decision::Deny => "Deny",
+        }
+    }
+
+    /// Said once the question is answered: "Allowed".
+    pub fn past(self) -> &'static str {
+        match self {
+            Decision::Allow => "Allowed",
+            Decision::AlwaysAllow => "Always allowed",
+            Decision::Deny => "Denied",
+        }
+    }
+
+    /// One letter, for channels that carry a choice in a short token (Telegram's
+    /// `callback_data`, at most 64 bytes; Discord's `custom_id`).
+    pub fn code(self) -> char {
+        match self {
+            Decision::Allow => 'a',
+            Decision::AlwaysAllow => 'A',
+            Decision::Deny => 'd',
+        }
+    }
+
+    pub fn from_code(code: char) -> Option<Decision> {
+        [Decision::Allow, Decision::AlwaysAllow, Decision::Deny]
+            .into_iter()
+            .find(|d| d.code() == code)
+    }
+}
+
+/// An owner's answer to the question `question`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub question: String,
+    pub decision: Decision,
+}
+
+/// A question the agent asks before a tool call. The callback's text says what the call
+/// would do (the command, the file and a short diff); the relay shows `choices` as buttons,
+/// or as numbered replies where the channel has none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Unguessable, chosen by the vm; at most 32 characters, so a channel's token holds it.
+    pub id: String,
+    pub choices: Vec<Decision>,
+}
+
+/// A short token naming a question and a choice: `q:<id>:<code>` (Telegram's
+/// `callback_data`, Discord's `custom_id`). Parsing it proves nothing: the relay still checks
+/// the question is open, in this conversation, and the tap an owner's.
+pub fn choice_token(question: &str, decision: Decision) -> String {
+    format!("q:{question}:{}", decision.code())
+}
+
+/// The question id and choice of a [`choice_token`]; `None` for anything else.
+pub fn parse_choice_token(token: &str) -> Option<(&str, Decision)> {
+    let rest = token.strip_prefix("q:")?;
+    let (id, code) = rest.rsplit_once(':')?;
+    let mut chars = code.chars();
+    let decision = Decision::from_code(chars.next()?)?;
+    let plain = !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    (chars.next().is_none() && plain).then_some((id, decision))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +124,8 @@ pub enum CallbackKind {
     Typing,
     /// Text and/or images for the user.
     Message,
+    /// A question for an owner of the conversation ([`Callback::question`]).
+    Question,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +138,9 @@ pub struct Callback {
     pub text: String,
     #[serde(default)]
     pub images: Vec<Image>,
+    /// With [`CallbackKind::Question`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<Question>,
 }
 
 /// The channels a conversation can be on.
@@ -127,6 +222,32 @@ mod tests {
         assert_eq!(phone.channel, Channel::Whatsapp);
         for bad in ["telegram:", "sms:+1555", "no-colon", ""] {
             assert_eq!(Conversation::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn choice_tokens_round_trip_and_refuse_anything_else() {
+        let token = choice_token("3f9a0c", Decision::AlwaysAllow);
+        assert_eq!(token, "q:3f9a0c:A");
+        assert!(token.len() <= 64);
+        assert_eq!(
+            parse_choice_token(&token),
+            Some(("3f9a0c", Decision::AlwaysAllow))
+        );
+        let long = format!("q:{}:a", "f".repeat(33));
+        for bad in [
+            "",
+            "q:",
+            "q::a",
+            "q:abc",
+            "q:abc:x",
+            "q:abc:aa",
+            "x:abc:a",
+            "q:a-b:a",
+            "q:a:b:a",
+            long.as_str(),
+        ] {
+            assert_eq!(parse_choice_token(bad), None, "{bad}");
         }
     }
 

@@ -10,7 +10,7 @@ use crate::discord::{self, Discord};
 use crate::journal::MediaRef;
 use crate::split::{Limit, TELEGRAM_LIMIT, WHATSAPP_LIMIT};
 use crate::{App, SendError, media, telegram, twilio};
-use contract::protocol::{Channel, Conversation};
+use contract::protocol::{Channel, Conversation, Question};
 
 /// A channel this relay is configured for.
 #[derive(Clone, Copy)]
@@ -52,6 +52,28 @@ impl Outlet<'_> {
                 twilio::send(&app.http, config, &to, text, &[]).await
             }
             Outlet::Discord(_, discord) => discord::send_text(discord, address, text).await,
+        }
+    }
+
+    /// Whether a question's choices show as buttons; otherwise they are numbered replies.
+    pub fn has_buttons(&self) -> bool {
+        matches!(self, Outlet::Telegram(_))
+    }
+
+    /// The last part of a question: its text with the choices as buttons (only called where
+    /// [`Outlet::has_buttons`]; elsewhere the numbered choices are part of the text).
+    pub async fn send_question(
+        &self,
+        app: &App,
+        address: &str,
+        text: &str,
+        question: &Question,
+    ) -> Result<(), SendError> {
+        match self {
+            Outlet::Telegram(config) => {
+                telegram::send_with_buttons(&app.http, config, address, text, question).await
+            }
+            _ => self.send_text(app, address, text).await,
         }
     }
 

@@ -306,6 +306,7 @@ pub fn inbound(message: &MessageCreate) -> Option<InboundMessage> {
                 size: a.size,
             })
             .collect(),
+        answer: None,
     })
 }
 

@@ -212,6 +212,7 @@ async fn deliver(
         conversation: message.conversation.clone(),
         sender: message.sender.clone(),
         text,
+        answer: message.answer.clone(),
     };
     let wake_notice_at = started + app.config.wake_notice_after;
     let deadline = started + app.config.vm_deadline;

@@ -34,6 +34,7 @@
 //! connection on its own thread, which runs a PASSIVE checkpoint (it takes no write lock, so
 //! commits go on meanwhile).
 
+use contract::protocol::{Decision, Question};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -91,6 +92,8 @@ pub struct InboundMessage {
     pub sender: String,
     pub text: String,
     pub media: Vec<MediaRef>,
+    /// An owner's answer to the agent's question (a tap, or a numbered reply).
+    pub answer: Option<contract::protocol::Answer>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +105,18 @@ pub struct OutboundMessage {
     pub images: Vec<String>,
     pub chunks_sent: i64,
     pub attempts: i64,
+    /// Set when the message asks an owner something: its choices go with the text.
+    pub question: Option<Question>,
+}
+
+/// A question as the relay keeps it, to check the answers that come back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AskedQuestion {
+    pub id: String,
+    pub conversation: String,
+    pub choices: Vec<Decision>,
+    /// Set once an owner's answer is journaled.
+    pub decision: Option<Decision>,
 }
 
 pub struct Journal {
@@ -196,6 +211,16 @@ CREATE TABLE IF NOT EXISTS pairing (
     sender  TEXT NOT NULL,
     used_ms INTEGER NOT NULL
 );
+-- The agent's questions: asked (queued to the owner) until an owner's answer is journaled.
+CREATE TABLE IF NOT EXISTS questions (
+    id           TEXT PRIMARY KEY,
+    conversation TEXT NOT NULL,
+    choices      TEXT NOT NULL,
+    asked_ms     INTEGER NOT NULL,
+    answered_ms  INTEGER,
+    decision     TEXT
+);
+CREATE INDEX IF NOT EXISTS questions_open ON questions (conversation, asked_ms) WHERE answered_ms IS NULL;
 CREATE TABLE IF NOT EXISTS gateway_session (
     channel     TEXT PRIMARY KEY,
     session_id  TEXT NOT NULL,
@@ -212,8 +237,8 @@ pub struct GatewaySession {
     pub resume_url: String,
 }
 
-/// Journals from before forward attempts were counted get the column (0 for every row).
-fn add_forward_attempts(db: &Connection) -> Result<(), JournalError> {
+/// Columns added since the first journals: forward attempts (0 for every old row), answers.
+fn add_columns(db: &Connection) -> Result<(), JournalError> {
     let has: bool = db
         .prepare("SELECT 1 FROM pragma_table_info('inbox') WHERE name = 'forward_attempts'")?
         .exists([])?;
@@ -222,7 +247,31 @@ fn add_forward_attempts(db: &Connection) -> Result<(), JournalError> {
             "ALTER TABLE inbox ADD COLUMN forward_attempts INTEGER NOT NULL DEFAULT 0",
         )?;
     }
+    // Journals from before answers to questions travelled through the inbox.
+    let has_answer: bool = db
+        .prepare("SELECT 1 FROM pragma_table_info('inbox') WHERE name = 'answer'")?
+        .exists([])?;
+    if !has_answer {
+        db.execute_batch("ALTER TABLE inbox ADD COLUMN answer TEXT")?;
+    }
+    let has_question: bool = db
+        .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'question'")?
+        .exists([])?;
+    if !has_question {
+        db.execute_batch("ALTER TABLE outbox ADD COLUMN question TEXT")?;
+    }
     Ok(())
+}
+
+fn question_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AskedQuestion> {
+    let choices: String = row.get(2)?;
+    let decision: Option<String> = row.get(3)?;
+    Ok(AskedQuestion {
+        id: row.get(0)?,
+        conversation: row.get(1)?,
+        choices: serde_json::from_str(&choices).unwrap_or_default(),
+        decision: decision.and_then(|d| serde_json::from_value(d.into()).ok()),
+    })
 }
 
 pub fn now_ms() -> i64 {
@@ -245,7 +294,7 @@ impl Journal {
         };
         let writer_db = connect()?;
         writer_db.execute_batch(SCHEMA)?;
-        add_forward_attempts(&writer_db)?;
+        add_columns(&writer_db)?;
         // The checkpointer thread does this instead (see the module docs).
         writer_db.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoint_db = connect()?;
@@ -330,12 +379,16 @@ impl Journal {
     /// Commits an inbound message; `false` when its id was already journaled (a duplicate).
     pub async fn accept(&self, message: &InboundMessage) -> Result<bool, JournalError> {
         let media = serde_json::to_string(&message.media).expect("media refs serialise");
+        let answer = message
+            .answer
+            .as_ref()
+            .map(|a| serde_json::to_string(a).expect("answers serialise"));
         let message = message.clone();
         self.write(move |db| {
             let inserted = execute_cached(
                 db,
-                "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![message.id, message.conversation, message.sender, message.text, media, now_ms()],
+                "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms, answer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![message.id, message.conversation, message.sender, message.text, media, now_ms(), answer],
             )?;
             Ok(inserted == 1)
         })
@@ -489,12 +542,13 @@ impl Journal {
     ) -> Result<Option<(i64, InboundMessage)>, JournalError> {
         self.db()
             .prepare_cached(
-                "SELECT seq, id, conversation, sender, text, media FROM inbox
+                "SELECT seq, id, conversation, sender, text, media, answer FROM inbox
                  WHERE delivered_ms IS NULL AND conversation = ?1 AND seq > ?2
                  ORDER BY seq LIMIT 1",
             )?
             .query_row(rusqlite::params![conversation, after], |row| {
                 let media: String = row.get(5)?;
+                let answer: Option<String> = row.get(6)?;
                 Ok((
                     row.get(0)?,
                     InboundMessage {
@@ -503,6 +557,7 @@ impl Journal {
                         sender: row.get(3)?,
                         text: row.get(4)?,
                         media: serde_json::from_str(&media).unwrap_or_default(),
+                        answer: answer.and_then(|a| serde_json::from_str(&a).ok()),
                     },
                 ))
             })
@@ -559,15 +614,114 @@ impl Journal {
         .await
     }
 
+    /// Queues a question for an owner and remembers it, in one transaction; `false` when it
+    /// was queued before (the vm retried).
+    pub async fn enqueue_question(
+        &self,
+        id: &str,
+        conversation: &str,
+        text: &str,
+        question: &Question,
+    ) -> Result<bool, JournalError> {
+        let row = [id, conversation, text].map(str::to_string);
+        let question = question.clone();
+        self.write(move |db| {
+            let [id, conversation, text] = row;
+            let inserted = execute_cached(
+                db,
+                "INSERT OR IGNORE INTO outbox (id, conversation, text, images, question) VALUES (?1, ?2, ?3, '[]', ?4)",
+                params![id, conversation, text, serde_json::to_string(&question).expect("questions serialise")],
+            )?;
+            if inserted == 1 {
+                execute_cached(
+                    db,
+                    "INSERT OR IGNORE INTO questions (id, conversation, choices, asked_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        question.id,
+                        conversation,
+                        serde_json::to_string(&question.choices).expect("choices serialise"),
+                        now_ms()
+                    ],
+                )?;
+            }
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    pub fn question(&self, id: &str) -> Result<Option<AskedQuestion>, JournalError> {
+        self.db()
+            .query_row(
+                "SELECT id, conversation, choices, decision FROM questions WHERE id = ?1",
+                [id],
+                question_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// The conversation's newest question without an answer (for numbered replies).
+    pub fn open_question(&self, conversation: &str) -> Result<Option<AskedQuestion>, JournalError> {
+        self.db()
+            .query_row(
+                "SELECT id, conversation, choices, decision FROM questions
+                 WHERE conversation = ?1 AND answered_ms IS NULL ORDER BY asked_ms DESC LIMIT 1",
+                [conversation],
+                question_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Records an owner's answer and journals it as a message for the vm, together;
+    /// `false` when the question was answered already (nothing changes then).
+    pub async fn answer(
+        &self,
+        decision: Decision,
+        message: &InboundMessage,
+    ) -> Result<bool, JournalError> {
+        let Some(answer) = message.answer.clone() else {
+            return Ok(false);
+        };
+        let message = message.clone();
+        let media = serde_json::to_string(&message.media).expect("media refs serialise");
+        let decision = serde_json::to_value(decision).expect("decisions serialise");
+        self.write(move |db| {
+            let answered = execute_cached(
+                db,
+                "UPDATE questions SET answered_ms = ?1, decision = ?2 WHERE id = ?3 AND answered_ms IS NULL",
+                params![now_ms(), decision.as_str(), answer.question],
+            )?;
+            if answered == 1 {
+                execute_cached(
+                    db,
+                    "INSERT OR IGNORE INTO inbox (id, conversation, sender, text, media, received_ms, answer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        message.id,
+                        message.conversation,
+                        message.sender,
+                        message.text,
+                        media,
+                        now_ms(),
+                        serde_json::to_string(&answer).expect("answers serialise")
+                    ],
+                )?;
+            }
+            Ok(answered == 1)
+        })
+        .await
+    }
+
     /// The oldest unsent reply whose next attempt is due at `now_ms`.
     pub fn next_due(&self, now_ms: i64) -> Result<Option<OutboundMessage>, JournalError> {
         self.db()
             .query_row(
-                "SELECT seq, conversation, text, images, chunks_sent, attempts FROM outbox
+                "SELECT seq, conversation, text, images, chunks_sent, attempts, question FROM outbox
                  WHERE done_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY seq LIMIT 1",
                 [now_ms],
                 |row| {
                     let images: String = row.get(3)?;
+                    let question: Option<String> = row.get(6)?;
                     Ok(OutboundMessage {
                         seq: row.get(0)?,
                         conversation: row.get(1)?,
@@ -575,6 +729,7 @@ impl Journal {
                         images: serde_json::from_str(&images).unwrap_or_default(),
                         chunks_sent: row.get(4)?,
                         attempts: row.get(5)?,
+                        question: question.and_then(|q| serde_json::from_str(&q).ok()),
                     })
                 },
             )
@@ -656,7 +811,14 @@ impl Journal {
                 "DELETE FROM outbox WHERE done_ms IS NOT NULL AND done_ms < ?1",
                 params![before_ms],
             )?;
-            Ok(inbox + outbox)
+            // A question older than the retention period is forgotten, answered or not: a
+            // tap on it then gets "not one of the agent's questions".
+            let questions = execute_cached(
+                db,
+                "DELETE FROM questions WHERE asked_ms < ?1",
+                params![before_ms],
+            )?;
+            Ok(inbox + outbox + questions)
         })
         .await
     }
@@ -828,6 +990,7 @@ mod tests {
             media: vec![MediaRef::TelegramFile {
                 file_id: "f".into(),
             }],
+            answer: None,
         }
     }
 

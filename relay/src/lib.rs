@@ -23,6 +23,7 @@ pub mod journal;
 pub mod media;
 pub mod outbox;
 pub mod pairing;
+pub mod questions;
 pub mod routes;
 pub mod split;
 pub mod telegram;
@@ -30,6 +31,7 @@ pub mod twilio;
 pub mod unregister;
 
 use config::Config;
+use contract::protocol::Conversation;
 use journal::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,6 +130,24 @@ impl App {
         };
         if allowed && let Some(answered) = self.owner_command(&message).await {
             return answered;
+        }
+        // "1", "2"…: an answer to the agent's open question, where the channel shows numbers.
+        let numbered = Conversation::parse(&message.conversation)
+            .and_then(|c| self.outlet(c.channel))
+            .is_some_and(|outlet| !outlet.has_buttons());
+        if allowed
+            && numbered
+            && let Some(choice) = self.numbered_reply(&message).await
+        {
+            return match choice {
+                questions::Choice::Taken(_) => Admission::Answered,
+                questions::Choice::Refused(why) => {
+                    self.tell(&message, format!("refused:{}", message.id), &why)
+                        .await;
+                    Admission::Answered
+                }
+                questions::Choice::Unsaved => Admission::Unsaved,
+            };
         }
         if !allowed {
             if let Some(pairing) = self.try_pairing(&message).await {

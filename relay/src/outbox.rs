@@ -66,8 +66,16 @@ enum Part {
     Image(String),
 }
 
-fn parts(message: &OutboundMessage, limit: Limit) -> Vec<Part> {
-    let mut parts: Vec<Part> = split_message(&message.text, limit)
+fn parts(message: &OutboundMessage, limit: Limit, buttons: bool) -> Vec<Part> {
+    let text = match &message.question {
+        Some(question) if !buttons => format!(
+            "{}\n\n{}",
+            message.text,
+            crate::questions::numbered(&question.choices)
+        ),
+        _ => message.text.clone(),
+    };
+    let mut parts: Vec<Part> = split_message(&text, limit)
         .into_iter()
         .map(Part::Text)
         .collect();
@@ -89,12 +97,17 @@ async fn send(app: &App, message: OutboundMessage) {
             .await;
         return;
     };
-    let parts = parts(&message, outlet.text_limit());
+    let parts = parts(&message, outlet.text_limit(), outlet.has_buttons());
+    let last = parts.len().saturating_sub(1);
     let mut sent = message.chunks_sent.max(0) as usize;
-    for part in parts.iter().skip(sent) {
-        let result = match part {
-            Part::Text(text) => outlet.send_text(app, address, text).await,
-            Part::Image(name) => outlet.send_image(app, address, name).await,
+    for (index, part) in parts.iter().enumerate().skip(sent) {
+        let result = match (part, &message.question) {
+            // The buttons go with the question's last part, where a reader ends up.
+            (Part::Text(text), Some(question)) if index == last && outlet.has_buttons() => {
+                outlet.send_question(app, address, text, question).await
+            }
+            (Part::Text(text), _) => outlet.send_text(app, address, text).await,
+            (Part::Image(name), _) => outlet.send_image(app, address, name).await,
         };
         match result {
             Ok(()) => {

@@ -8,7 +8,10 @@
 //! | `GET /health` | the page, Fly's checks (CORS open) |
 //! | `GET /media/<name>` | Twilio fetching an outgoing image |
 
+use crate::config::TelegramConfig;
 use crate::journal::{InboundMessage, MediaRef};
+use crate::questions::{self, Choice};
+use crate::telegram::{Incoming, Tap};
 use crate::{Admission, App, media, telegram, twilio};
 use axum::Router;
 use axum::body::Bytes;
@@ -17,7 +20,9 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use contract::protocol::{Callback, CallbackKind, Channel, Conversation, bearer_matches};
+use contract::protocol::{
+    Callback, CallbackKind, Channel, Conversation, bearer_matches, parse_choice_token,
+};
 use std::sync::Arc;
 
 /// Webhook bodies are small; a reply with screenshots is not.
@@ -130,8 +135,46 @@ async fn twilio_webhook(
             .into_iter()
             .map(|(url, content_type)| MediaRef::TwilioUrl { url, content_type })
             .collect(),
+        answer: None,
     };
     take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend).await
+}
+
+/// A tap on a question's button: checked and journaled ([`crate::questions`]), then the
+/// tapper's spinner ended with a word and, when it was taken, the question marked answered.
+/// Telegram repeats the update if it is not acknowledged, so an unsaved tap is not lost.
+async fn telegram_tap(app: &Arc<App>, config: &TelegramConfig, tap: Tap) -> Response {
+    let choice = match (&tap.conversation, parse_choice_token(&tap.data)) {
+        (Some(conversation), Some((question, decision))) => {
+            app.choose(&tap.sender, conversation, question, decision)
+                .await
+        }
+        _ => Choice::Refused(questions::NOT_OURS.into()),
+    };
+    let word = match &choice {
+        Choice::Unsaved => return telegram_retries_later(),
+        Choice::Taken(decision) => decision.past().to_string(),
+        Choice::Refused(why) => why.clone(),
+    };
+    let (app, config) = (app.clone(), config.clone());
+    // The webhook is acknowledged now; the spinner and the mark follow.
+    tokio::spawn(async move {
+        if let Err(error) = telegram::answer_tap(&app.http, &config, &tap.query_id, &word).await {
+            tracing::debug!("could not answer a tap: {error}");
+        }
+        if let (Choice::Taken(decision), Some(chat), Some(message_id)) =
+            (choice, tap.conversation.as_deref(), tap.message_id)
+        {
+            let chat_id = chat.trim_start_matches("telegram:");
+            let marked = format!("{}\n\n{} ✓", tap.shown_text, decision.past());
+            if let Err(error) =
+                telegram::mark_answered(&app.http, &config, chat_id, message_id, &marked).await
+            {
+                tracing::debug!("could not mark a question answered: {error}");
+            }
+        }
+    });
+    StatusCode::OK.into_response()
 }
 
 async fn telegram_webhook(
@@ -153,7 +196,8 @@ async fn telegram_webhook(
         return refuse(StatusCode::FORBIDDEN, "bad X-Telegram-Bot-Api-Secret-Token");
     }
     let inbound = match telegram::parse_update(&body) {
-        Ok(Some(inbound)) => inbound,
+        Ok(Some(Incoming::Message(inbound))) => inbound,
+        Ok(Some(Incoming::Tap(tap))) => return telegram_tap(&app, config, tap).await,
         Ok(None) => return StatusCode::OK.into_response(),
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "not a Telegram update"),
     };
@@ -167,6 +211,7 @@ async fn telegram_webhook(
             .into_iter()
             .map(|file_id| MediaRef::TelegramFile { file_id })
             .collect(),
+        answer: None,
     };
     take_in(
         &app,
@@ -218,6 +263,42 @@ async fn callback(
                 async move { crate::outbox::send_typing(&app, &callback.conversation).await },
             );
             StatusCode::OK.into_response()
+        }
+        CallbackKind::Question => {
+            let Some(question) = &callback.question else {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "a question callback needs `question`",
+                );
+            };
+            let plain_id = !question.id.is_empty()
+                && question.id.len() <= 32
+                && question.id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !plain_id || question.choices.is_empty() {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "a question needs an id of at most 32 letters and digits, and choices",
+                );
+            }
+            match app
+                .journal
+                .enqueue_question(
+                    &callback.id,
+                    &callback.conversation,
+                    &callback.text,
+                    question,
+                )
+                .await
+            {
+                Ok(_) => {
+                    app.outbox_wake.notify_one();
+                    StatusCode::OK.into_response()
+                }
+                Err(error) => {
+                    tracing::error!("could not queue a question: {error}");
+                    refuse(StatusCode::SERVICE_UNAVAILABLE, "try again")
+                }
+            }
         }
         CallbackKind::Message => {
             let mut names = Vec::new();

@@ -1,10 +1,12 @@
 //! Telegram's Bot API: the webhook's secret header, the update JSON, and the calls the relay
-//! makes (setWebhook, sendMessage, sendChatAction, sendPhoto, getFile).
+//! makes (setWebhook, sendMessage, sendChatAction, sendPhoto, getFile), and a question's inline
+//! keyboard: its buttons' taps arrive as `callback_query` updates, which the relay answers
+//! (`answerCallbackQuery`) and marks in the question's message (`editMessageText`).
 
 use crate::SendError;
 use crate::config::TelegramConfig;
 use crate::twilio::classify;
-use contract::protocol::{Channel, Conversation};
+use contract::protocol::{Channel, Conversation, Question, choice_token};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -17,10 +19,23 @@ pub fn secret_matches(expected: &str, given: Option<&str>) -> bool {
 pub struct Update {
     pub update_id: i64,
     pub message: Option<Message>,
+    pub callback_query: Option<CallbackQuery>,
+}
+
+/// A tap on an inline keyboard button (Bot API, `CallbackQuery`): `data` is the button's
+/// `callback_data`, `message` the message it hangs under (absent when it is too old).
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    pub message: Option<Message>,
+    pub data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Message {
+    #[serde(default)]
+    pub message_id: i64,
     pub from: Option<User>,
     pub chat: Chat,
     pub text: Option<String>,
@@ -59,10 +74,44 @@ pub struct Inbound {
     pub photo_file_id: Option<String>,
 }
 
+/// A tap on a question's button.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tap {
+    /// Answered with `answerCallbackQuery`.
+    pub query_id: String,
+    /// `telegram:<user id>` of whoever tapped.
+    pub sender: String,
+    /// `telegram:<chat id>` of the question's message; `None` when Telegram left the message
+    /// out (too old).
+    pub conversation: Option<String>,
+    pub message_id: Option<i64>,
+    /// The question's text as shown, to mark it answered.
+    pub shown_text: String,
+    pub data: String,
+}
+
+/// What an update is to the relay.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Message(Inbound),
+    Tap(Tap),
+}
+
 /// Reads an update. `Err` for bodies that are not an update at all (→ 400); `Ok(None)` for
 /// updates the relay ignores (edits, groups, stickers…).
-pub fn parse_update(body: &[u8]) -> Result<Option<Inbound>, serde_json::Error> {
+pub fn parse_update(body: &[u8]) -> Result<Option<Incoming>, serde_json::Error> {
     let update: Update = serde_json::from_slice(body)?;
+    if let Some(query) = update.callback_query {
+        let message = query.message.as_ref();
+        return Ok(Some(Incoming::Tap(Tap {
+            query_id: query.id,
+            sender: Conversation::id(Channel::Telegram, query.from.id),
+            conversation: message.map(|m| Conversation::id(Channel::Telegram, m.chat.id)),
+            message_id: message.map(|m| m.message_id),
+            shown_text: message.and_then(|m| m.text.clone()).unwrap_or_default(),
+            data: query.data.unwrap_or_default(),
+        })));
+    }
     let Some(message) = update.message else {
         return Ok(None);
     };
@@ -77,13 +126,13 @@ pub fn parse_update(body: &[u8]) -> Result<Option<Inbound>, serde_json::Error> {
     if text.is_empty() && photo_file_id.is_none() {
         return Ok(None);
     }
-    Ok(Some(Inbound {
+    Ok(Some(Incoming::Message(Inbound {
         update_id: update.update_id,
         sender: Conversation::id(Channel::Telegram, from.id),
         conversation: Conversation::id(Channel::Telegram, message.chat.id),
         text,
         photo_file_id,
-    }))
+    })))
 }
 
 fn method_url(config: &TelegramConfig, method: &str) -> String {
@@ -137,7 +186,8 @@ pub async fn set_webhook(
     let body = serde_json::json!({
         "url": format!("{public_url}/webhook/telegram"),
         "secret_token": config.webhook_secret,
-        "allowed_updates": ["message"],
+        // Taps on a question's buttons come as `callback_query` updates.
+        "allowed_updates": ["message", "callback_query"],
     });
     match call(http, config, "setWebhook", body).await {
         // Telegram resolves the webhook's host when it is set, and a new relay's
@@ -179,6 +229,70 @@ pub async fn send_text(
         config,
         "sendMessage",
         serde_json::json!({"chat_id": chat_id, "text": text}),
+    )
+    .await
+}
+
+/// A question's text with one row of buttons, one per choice; each button's `callback_data`
+/// (at most 64 bytes) is [`contract::protocol::choice_token`].
+pub async fn send_with_buttons(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    text: &str,
+    question: &Question,
+) -> Result<(), SendError> {
+    let buttons: Vec<serde_json::Value> = question
+        .choices
+        .iter()
+        .map(|d| {
+            serde_json::json!({"text": d.label(), "callback_data": choice_token(&question.id, *d)})
+        })
+        .collect();
+    call(
+        http,
+        config,
+        "sendMessage",
+        serde_json::json!({
+            "chat_id": chat_id,
+            "text": text,
+            "reply_markup": {"inline_keyboard": [buttons]},
+        }),
+    )
+    .await
+}
+
+/// Ends the tapping client's spinner with a short word (`answerCallbackQuery`; Telegram wants
+/// it for every tap, whatever became of it).
+pub async fn answer_tap(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    query_id: &str,
+    text: &str,
+) -> Result<(), SendError> {
+    call(
+        http,
+        config,
+        "answerCallbackQuery",
+        serde_json::json!({"callback_query_id": query_id, "text": text}),
+    )
+    .await
+}
+
+/// Replaces the question's message by its text and the answer, without buttons
+/// (`editMessageText` with no `reply_markup` removes the inline keyboard).
+pub async fn mark_answered(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    message_id: i64,
+    text: &str,
+) -> Result<(), SendError> {
+    call(
+        http,
+        config,
+        "editMessageText",
+        serde_json::json!({"chat_id": chat_id, "message_id": message_id, "text": text}),
     )
     .await
 }
@@ -329,13 +443,41 @@ mod tests {
     #[test]
     fn reads_private_text_and_photo_messages() {
         let text = br#"{"update_id":7,"message":{"message_id":1,"from":{"id":42,"is_bot":false,"first_name":"A"},"chat":{"id":42,"type":"private"},"date":1,"text":"hello"}}"#;
-        let inbound = parse_update(text).unwrap().unwrap();
+        let Some(Incoming::Message(inbound)) = parse_update(text).unwrap() else {
+            panic!()
+        };
         assert_eq!(inbound.sender, "telegram:42");
         assert_eq!(inbound.text, "hello");
         let photo = br#"{"update_id":8,"message":{"from":{"id":42},"chat":{"id":42,"type":"private"},"caption":"look","photo":[{"file_id":"small","file_unique_id":"a","width":1,"height":1},{"file_id":"big","file_unique_id":"b","width":9,"height":9}]}}"#;
-        let inbound = parse_update(photo).unwrap().unwrap();
+        let Some(Incoming::Message(inbound)) = parse_update(photo).unwrap() else {
+            panic!()
+        };
         assert_eq!(inbound.photo_file_id.as_deref(), Some("big"));
         assert_eq!(inbound.text, "look");
+    }
+
+    #[test]
+    fn reads_a_tap_on_a_button_with_or_without_its_message() {
+        // Bot API `Update.callback_query` (`CallbackQuery`: id, from, message, chat_instance,
+        // data).
+        let tap = br#"{"update_id":11,"callback_query":{"id":"q77","from":{"id":42,"is_bot":false,"first_name":"A"},"message":{"message_id":5,"chat":{"id":42,"type":"private"},"date":1,"text":"The agent asks to run `ls`."},"chat_instance":"c","data":"q:abc:a"}}"#;
+        assert_eq!(
+            parse_update(tap).unwrap(),
+            Some(Incoming::Tap(Tap {
+                query_id: "q77".into(),
+                sender: "telegram:42".into(),
+                conversation: Some("telegram:42".into()),
+                message_id: Some(5),
+                shown_text: "The agent asks to run `ls`.".into(),
+                data: "q:abc:a".into(),
+            }))
+        );
+        let old = br#"{"update_id":12,"callback_query":{"id":"q78","from":{"id":42},"chat_instance":"c"}}"#;
+        let Some(Incoming::Tap(tap)) = parse_update(old).unwrap() else {
+            panic!()
+        };
+        assert_eq!((tap.conversation, tap.data.as_str()), (None, ""));
+        assert!(parse_update(br#"{"update_id":13,"callback_query":{"id":"q"}}"#).is_err());
     }
 
     #[test]

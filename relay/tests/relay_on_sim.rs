@@ -12,32 +12,6 @@ use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A WhatsApp user writes to the relay at `webhook` (Twilio signs it); `extra` adds fields of
-/// the sim's control (`image`, `image_bytes`, `media_url`). Returns the sim's report
-/// (`webhook_status`, `twiml`).
-async fn whatsapp_user_sends(
-    sim: &sim::SimHandle,
-    webhook: &str,
-    from: &str,
-    body: &str,
-    extra: serde_json::Value,
-) -> serde_json::Value {
-    let mut message =
-        json!({"url": webhook, "from": from, "to": format!("whatsapp:{BOT_WA}"), "body": body});
-    if let Some(extra) = extra.as_object() {
-        message.as_object_mut().unwrap().extend(extra.clone());
-    }
-    reqwest::Client::new()
-        .post(format!("{}/sim/twilio/send", sim.base_url()))
-        .json(&message)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn wait_for_webhook(sim: &sim::SimHandle) {
     eventually(
         "the relay to register its Telegram webhook",
@@ -107,6 +81,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
             content_type: "image/png".into(),
             data_base64: "iVBORw0KGgo=".into(),
         }],
+        question: None,
     };
     let http = reqwest::Client::new();
     for _ in 0..2 {
@@ -167,6 +142,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
         kind: CallbackKind::Typing,
         text: String::new(),
         images: vec![],
+        question: None,
     };
     assert_eq!(
         http.post(format!("{}/callback", relay.url))
@@ -407,6 +383,7 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
         kind: CallbackKind::Message,
         text: "😀 ".repeat(1000),
         images: vec![image.clone(), image],
+        question: None,
     };
     assert_eq!(
         http.post(format!("{}/callback", relay.url))
@@ -730,6 +707,7 @@ async fn a_screenshot_too_tall_for_a_photo_arrives_as_a_document() {
             content_type: "image/png".into(),
             data_base64: base64::engine::general_purpose::STANDARD.encode(&tall),
         }],
+        question: None,
     };
     let status = reqwest::Client::new()
         .post(format!("{}/callback", relay.url))

@@ -2,14 +2,18 @@
 //! a test (or the demo's chat page) uses to play the user:
 //!
 //! - `/telegram/bot<token>/<method>`: getMe, setWebhook, deleteWebhook, getWebhookInfo,
-//!   sendMessage, sendChatAction, sendPhoto, getFile; `/telegram/file/bot<token>/<path>`.
+//!   sendMessage (with inline keyboards), editMessageText, answerCallbackQuery, sendChatAction,
+//!   sendPhoto, getFile; `/telegram/file/bot<token>/<path>`.
 //!   Answers CORS like the real one (the page checks a bot token from the browser).
 //! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic), `/twilio/media/<id>`
 //!   (HTTP Basic, redirecting to `/twilio-cdn/<id>` on another host name).
 //! - `/anthropic/v1/models` (`x-api-key`), with CORS for the page's key check.
 //! - `POST /sim/telegram/send`, `POST /sim/twilio/send`: a user sends a message; the fake
 //!   delivers it to the registered webhook (Telegram, with the secret) or to the given URL
-//!   (Twilio, signed as Twilio signs). `GET /sim/{telegram,twilio}/sent`: what the bot sent.
+//!   (Twilio, signed as Twilio signs). `GET /sim/{telegram,twilio}/sent`: what the bot sent,
+//!   Telegram's with each message's inline buttons and how often it was edited.
+//! - `POST /sim/telegram/tap`: a user taps a button under a bot message (`callback_query`),
+//!   which waits for the bot's `answerCallbackQuery`; `editMessageText` edits a sent message.
 //! - `GET /sim/chat`: a phone-like chat page over those controls, for the demo.
 
 use crate::Sim;
@@ -34,7 +38,7 @@ pub const TINY_PNG: &[u8] = &[
 ];
 
 /// Something a bot or account sent to a user.
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
 pub struct Sent {
     /// `telegram:<chat id>` or `whatsapp:+…`.
     pub to: String,
@@ -43,6 +47,19 @@ pub struct Sent {
     pub text: String,
     /// Twilio media URLs, or the uploaded file's size for a Telegram photo.
     pub media: Vec<String>,
+    /// Telegram's `message_id` (0 where the channel has none).
+    pub message_id: u64,
+    /// An inline keyboard's buttons, in order (Telegram), until an edit removes them.
+    pub buttons: Vec<Button>,
+    /// How many times the message was edited (`editMessageText`).
+    pub edits: u32,
+}
+
+/// An inline keyboard button: its label and `callback_data`.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct Button {
+    pub text: String,
+    pub data: String,
 }
 
 #[derive(Default)]
@@ -58,6 +75,12 @@ struct ChannelState {
     next_message_id: u64,
     telegram_sent: Vec<Sent>,
     twilio_sent: Vec<Sent>,
+    /// bot token → `allowed_updates` of its webhook (empty: every kind).
+    allowed_updates: HashMap<String, Vec<String>>,
+    next_query_id: u64,
+    /// callback query id → the bot's `answerCallbackQuery` text, once answered (`None` while
+    /// it waits).
+    tap_answers: HashMap<String, Option<String>>,
 }
 
 impl Channels {
@@ -66,6 +89,16 @@ impl Channels {
     }
     pub fn twilio_sent(&self) -> Vec<Sent> {
         self.state.lock().unwrap().twilio_sent.clone()
+    }
+    /// What the bot answered to the tap `query_id` (`answerCallbackQuery`), once it did.
+    pub fn tap_answer(&self, query_id: &str) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .tap_answers
+            .get(query_id)
+            .cloned()
+            .flatten()
     }
     /// The webhook registered for `bot_token`, if any.
     pub fn telegram_webhook(&self, bot_token: &str) -> Option<(String, String)> {
@@ -83,6 +116,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/anthropic/v1/models", any(anthropic_models))
         .route("/sim/chat", get(|| async { axum::response::Html(include_str!("chat.html")) }))
         .route("/sim/telegram/send", post(user_sends_telegram))
+        .route("/sim/telegram/tap", post(user_taps_telegram))
         .route("/sim/telegram/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.telegram_sent()) }))
         .route("/sim/twilio/send", post(user_sends_whatsapp))
         .route("/sim/twilio/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.twilio_sent()) }))
@@ -172,6 +206,11 @@ async fn telegram_method(
             Some(chat) => send_message(&mut state, &chat, &params),
             None => telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty"),
         },
+        "editMessageText" => match chat() {
+            Some(chat) => edit_message_text(&mut state, &chat, &params),
+            None => telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty"),
+        },
+        "answerCallbackQuery" => answer_callback_query(&mut state, &params),
         "sendChatAction" => {
             let Some(chat) = chat() else {
                 return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty");
@@ -181,6 +220,7 @@ async fn telegram_method(
                 kind: "typing".into(),
                 text: String::new(),
                 media: vec![],
+                ..Default::default()
             });
             telegram_ok(json!(true))
         }
@@ -250,7 +290,97 @@ fn set_webhook(sim: &Sim, state: &mut ChannelState, token: &str, params: &Value)
     state
         .webhooks
         .insert(token.to_string(), (url.to_string(), secret));
+    // "A JSON-serialized list of the update types you want your bot to receive … If not
+    // specified, the previous setting will be used." (setWebhook)
+    if let Some(kinds) = params["allowed_updates"].as_array() {
+        let kinds = kinds.iter().filter_map(Value::as_str).map(str::to_string);
+        state
+            .allowed_updates
+            .insert(token.to_string(), kinds.collect());
+    }
     telegram_ok(json!(true))
+}
+
+/// An inline keyboard (`reply_markup.inline_keyboard`, rows of buttons) as buttons in order;
+/// each button's `callback_data` must be 1–64 bytes (Bot API, `InlineKeyboardButton`), or
+/// Telegram answers `BUTTON_DATA_INVALID`.
+fn inline_buttons(params: &Value) -> Result<Vec<Button>, Response> {
+    let rows = params["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut buttons = Vec::new();
+    for button in rows.iter().filter_map(Value::as_array).flatten() {
+        let data = button["callback_data"].as_str().unwrap_or_default();
+        if data.is_empty() || data.len() > 64 {
+            return Err(telegram_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: BUTTON_DATA_INVALID",
+            ));
+        }
+        buttons.push(Button {
+            text: button["text"].as_str().unwrap_or_default().to_string(),
+            data: data.to_string(),
+        });
+    }
+    Ok(buttons)
+}
+
+/// `editMessageText`: the bot's own message in that chat; the same text with no keyboard
+/// change is refused ("message is not modified"), as Telegram does.
+fn edit_message_text(state: &mut ChannelState, chat: &str, params: &Value) -> Response {
+    let text = params["text"].as_str().unwrap_or_default();
+    if text.is_empty() || text.chars().count() > 4096 {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: message text is empty or too long",
+        );
+    }
+    let buttons = match inline_buttons(params) {
+        Ok(buttons) => buttons,
+        Err(refusal) => return refusal,
+    };
+    let id = params["message_id"].as_u64().unwrap_or_default();
+    let to = format!("telegram:{chat}");
+    let Some(sent) = state
+        .telegram_sent
+        .iter_mut()
+        .find(|s| s.to == to && s.message_id == id && id != 0)
+    else {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: message to edit not found",
+        );
+    };
+    if sent.text == text && sent.buttons == buttons {
+        return telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        );
+    }
+    sent.text = text.to_string();
+    sent.buttons = buttons;
+    sent.edits += 1;
+    telegram_ok(json!({"message_id": id, "chat": {"id": chat}, "text": text}))
+}
+
+/// `answerCallbackQuery`: once per query the user made, `text` at most 200 characters.
+fn answer_callback_query(state: &mut ChannelState, params: &Value) -> Response {
+    let id = params["callback_query_id"].as_str().unwrap_or_default();
+    let text = params["text"].as_str().unwrap_or_default();
+    if text.chars().count() > 200 {
+        return telegram_error(StatusCode::BAD_REQUEST, "Bad Request: MESSAGE_TOO_LONG");
+    }
+    match state.tap_answers.get_mut(id) {
+        Some(answer @ None) => {
+            *answer = Some(text.to_string());
+            telegram_ok(json!(true))
+        }
+        _ => telegram_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        ),
+    }
 }
 
 /// `sendMessage`: 1–4096 characters.
@@ -263,13 +393,20 @@ fn send_message(state: &mut ChannelState, chat: &str, params: &Value) -> Respons
             "Bad Request: message text is empty or too long",
         );
     }
+    let buttons = match inline_buttons(params) {
+        Ok(buttons) => buttons,
+        Err(refusal) => return refusal,
+    };
+    state.next_message_id += 1;
     state.telegram_sent.push(Sent {
         to: format!("telegram:{chat}"),
         kind: "message".into(),
         text: text.into(),
         media: vec![],
+        message_id: state.next_message_id,
+        buttons,
+        ..Default::default()
     });
-    state.next_message_id += 1;
     telegram_ok(json!({"message_id": state.next_message_id}))
 }
 
@@ -289,6 +426,7 @@ fn send_file(state: &mut ChannelState, chat: &str, method: &str, file: Vec<u8>) 
         kind: if photo { "photo" } else { "document" }.into(),
         text: String::new(),
         media: vec![file.len().to_string()],
+        ..Default::default()
     });
     state.next_message_id += 1;
     telegram_ok(json!({"message_id": state.next_message_id}))
@@ -374,14 +512,117 @@ async fn user_sends_telegram(
     State(sim): State<Arc<Sim>>,
     axum::Json(message): axum::Json<TelegramUserMessage>,
 ) -> Response {
-    let token = message
-        .bot_token
-        .or_else(|| sim.config.telegram_bots.first().cloned())
+    let token = bot_token(&sim, message.bot_token);
+    deliver_update(&sim, &token, "message", |update_id| {
+        let mut msg = json!({
+            "message_id": update_id,
+            "from": {"id": message.from_id, "is_bot": false, "first_name": "Sim User"},
+            "chat": {"id": message.from_id, "type": "private", "first_name": "Sim User"},
+            "date": 1_700_000_000,
+        });
+        if message.photo {
+            msg["photo"] = json!([{"file_id": format!("photo-{update_id}"), "file_unique_id": "u", "width": 1, "height": 1}]);
+            msg["caption"] = json!(message.text);
+        } else {
+            msg["text"] = json!(message.text);
+        }
+        json!({"update_id": update_id, "message": msg})
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TelegramTap {
+    bot_token: Option<String>,
+    /// Who taps.
+    from_id: i64,
+    /// The chat the message is in; the tapper's own chat when absent.
+    chat_id: Option<i64>,
+    /// The bot's message carrying the button.
+    message_id: u64,
+    /// The button, by its label ("Allow").
+    label: String,
+}
+
+/// A user taps a button under one of the bot's messages: a `callback_query` update (Bot API,
+/// `CallbackQuery`: id, from, message, chat_instance, data) goes to the webhook, and the query
+/// waits for the bot's `answerCallbackQuery`. Only a button the message has can be tapped.
+async fn user_taps_telegram(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(tap): axum::Json<TelegramTap>,
+) -> Response {
+    let token = bot_token(&sim, tap.bot_token);
+    let chat = tap.chat_id.unwrap_or(tap.from_id);
+    let (message, query_id) = {
+        let mut state = sim.channels.state.lock().unwrap();
+        let to = format!("telegram:{chat}");
+        let Some(message) = state
+            .telegram_sent
+            .iter()
+            .find(|s| s.to == to && s.message_id == tap.message_id)
+            .cloned()
+        else {
+            return (StatusCode::NOT_FOUND, "no such message in that chat").into_response();
+        };
+        state.next_query_id += 1;
+        let query_id = format!("cq{}", state.next_query_id);
+        state.tap_answers.insert(query_id.clone(), None);
+        (message, query_id)
+    };
+    let Some(button) = message.buttons.iter().find(|b| b.text == tap.label) else {
+        return (StatusCode::NOT_FOUND, "the message has no such button").into_response();
+    };
+    let data = button.data.clone();
+    let response = deliver_update(&sim, &token, "callback_query", |update_id| {
+        json!({"update_id": update_id, "callback_query": {
+            "id": query_id,
+            "from": {"id": tap.from_id, "is_bot": false, "first_name": "Sim User"},
+            "message": {"message_id": message.message_id, "date": 1_700_000_000,
+                "chat": {"id": chat, "type": "private", "first_name": "Sim User"},
+                "text": message.text},
+            "chat_instance": "sim",
+            "data": data,
+        }})
+    })
+    .await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
         .unwrap_or_default();
-    let (webhook, update_id) = {
+    let mut answer: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success() {
+        answer["query_id"] = json!(query_id);
+        return axum::Json(answer).into_response();
+    }
+    (status, body).into_response()
+}
+
+fn bot_token(sim: &Sim, given: Option<String>) -> String {
+    given
+        .or_else(|| sim.config.telegram_bots.first().cloned())
+        .unwrap_or_default()
+}
+
+/// Sends the update `build` makes (given its `update_id`) to the bot's webhook with its
+/// secret, if the webhook takes updates of `kind` (its `allowed_updates`).
+async fn deliver_update(
+    sim: &Arc<Sim>,
+    token: &str,
+    kind: &str,
+    build: impl FnOnce(i64) -> Value,
+) -> Response {
+    let (webhook, update_id, wanted) = {
         let mut state = sim.channels.state.lock().unwrap();
         state.next_update_id += 1;
-        (state.webhooks.get(&token).cloned(), state.next_update_id)
+        let wanted = state
+            .allowed_updates
+            .get(token)
+            .is_none_or(|kinds| kinds.is_empty() || kinds.iter().any(|k| k == kind));
+        (
+            state.webhooks.get(token).cloned(),
+            state.next_update_id,
+            wanted,
+        )
     };
     let Some((url, secret)) = webhook else {
         return (
@@ -390,19 +631,11 @@ async fn user_sends_telegram(
         )
             .into_response();
     };
-    let mut msg = json!({
-        "message_id": update_id,
-        "from": {"id": message.from_id, "is_bot": false, "first_name": "Sim User"},
-        "chat": {"id": message.from_id, "type": "private", "first_name": "Sim User"},
-        "date": 1_700_000_000,
-    });
-    if message.photo {
-        msg["photo"] = json!([{"file_id": format!("photo-{update_id}"), "file_unique_id": "u", "width": 1, "height": 1}]);
-        msg["caption"] = json!(message.text);
-    } else {
-        msg["text"] = json!(message.text);
+    if !wanted {
+        // Telegram keeps updates of kinds the webhook did not ask for away from it.
+        return axum::Json(json!({"update_id": update_id, "webhook_status": null})).into_response();
     }
-    let update = json!({"update_id": update_id, "message": msg});
+    let update = build(update_id);
     let deliver = {
         let (http, url, secret) = (sim.http.clone(), url.clone(), secret.clone());
         move || {
@@ -519,6 +752,7 @@ async fn twilio_send(
         kind: if media.is_empty() { "message" } else { "photo" }.into(),
         text,
         media,
+        ..Default::default()
     });
     state.next_message_id += 1;
     (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032x}", state.next_message_id), "status": "queued", "to": to}))).into_response()

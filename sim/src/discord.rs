@@ -548,6 +548,7 @@ async fn create_message(
             kind: "message".into(),
             text: content.clone(),
             media: vec![],
+            ..Default::default()
         });
     } else {
         for file in &files {
@@ -556,6 +557,7 @@ async fn create_message(
                 kind: "photo".into(),
                 text: content.clone(),
                 media: vec![file.len().to_string()],
+                ..Default::default()
             });
         }
     }
@@ -584,6 +586,7 @@ async fn typing(
         kind: "typing".into(),
         text: String::new(),
         media: vec![],
+        ..Default::default()
     });
     StatusCode::NO_CONTENT.into_response()
 }

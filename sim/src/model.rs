@@ -94,9 +94,9 @@ fn call(name: &str, input: Value) -> Turn {
     }])
 }
 
-/// The user's latest message (without the CLI's `<system-reminder>` blocks), and how many
-/// tool results have come back since it.
-fn conversation_state(messages: &[Value]) -> (String, usize) {
+/// The user's latest message (without the CLI's `<system-reminder>` blocks), how many tool
+/// results have come back since it, and the last one's text.
+fn conversation_state(messages: &[Value]) -> (String, usize, String) {
     let texts = |m: &Value| -> Vec<String> {
         match &m["content"] {
             Value::String(s) => vec![s.clone()],
@@ -115,25 +115,70 @@ fn conversation_state(messages: &[Value]) -> (String, usize) {
             .as_array()
             .is_some_and(|parts| parts.iter().any(|p| p["type"] == "tool_result"))
     };
+    let result_text = |m: &Value| -> String {
+        let result = m["content"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["type"] == "tool_result"))
+            .cloned()
+            .unwrap_or_default();
+        let content = match &result["content"] {
+            Value::String(text) => text.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        };
+        json!({"is_error": result["is_error"].as_bool().unwrap_or(false), "content": content})
+            .to_string()
+    };
     let mut prompt = String::new();
     let mut results = 0;
+    let mut last_result = String::new();
     for message in messages.iter().filter(|m| m["role"] == "user") {
         if is_tool_result(message) {
             results += 1;
+            last_result = result_text(message);
         } else if let Some(text) = texts(message).last() {
             prompt = text.clone();
             results = 0;
         }
     }
-    (prompt, results)
+    (prompt, results, last_result)
 }
 
 /// What "try to get out" runs in the workspace (`DATA_DIR/workspaces/<conversation>`).
 const ESCAPE_ATTEMPT: &str = r#"{ echo "== environ"; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done | grep -a -E '^(VM_TOKEN|RELAY_CALLBACK_URL|CLAUDE_BIN)='; echo "== store"; head -c 64 ../../vm.db | od -c | head -2; echo "== append"; echo planted >> ../../vm.db && echo appended; echo "== hook"; mkdir -p "$CLAUDE_CONFIG_DIR" && printf '%s' "{\"hooks\":{\"SessionStart\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"touch $PWD/hook-ran\"}]}]}}" > "$CLAUDE_CONFIG_DIR/settings.json" && echo planted-hook; } > loot.txt 2>&1; echo done"#;
 
-/// The script: what to answer to `prompt` after `step` tool results.
-fn script(prompt: &str, step: usize, sim_base: &str) -> Turn {
+/// The script: what to answer to `prompt` after `step` tool results, the last of which said
+/// `last_result`.
+fn script(prompt: &str, step: usize, last_result: &str, sim_base: &str) -> Turn {
     let asked = prompt.to_lowercase();
+    // As in the permission captures (`vm/tests/fixtures/claude-code-2.1.330/permission-stdio-*`):
+    // one command that leaves a trace of each run, then what the tool answered. A program run
+    // through `sh -c`, so Claude Code cannot tell it is only a write in the workspace.
+    if asked.contains("run a command") {
+        return match step {
+            0 => call(
+                "Bash",
+                json!({"command": "sh -c 'echo ran >> ran.txt'", "description": "Note a run"}),
+            ),
+            _ => say(format!("Tool said: {last_result}")),
+        };
+    }
+    // What a resumed session is told after a parked question was allowed: the model makes
+    // the call it asked for, again (the command is the one between backticks).
+    if asked.contains("make that call now") {
+        let command = prompt.split('`').nth(1).unwrap_or_default();
+        return match step {
+            0 => call(
+                "Bash",
+                json!({"command": command, "description": "As asked before"}),
+            ),
+            _ => say(format!("Tool said: {last_result}")),
+        };
+    }
     if asked.contains("overloaded") {
         return Turn::Fail(
             StatusCode::from_u16(529).unwrap(),
@@ -242,13 +287,13 @@ async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
             "messages: Field required",
         );
     };
-    let (prompt, step) = conversation_state(messages);
+    let (prompt, step, last_result) = conversation_state(messages);
     sim.model.requests.lock().unwrap().push(request.clone());
     let model = request["model"]
         .as_str()
         .unwrap_or("claude-sim")
         .to_string();
-    let turn = script(&prompt, step, &sim.base_url);
+    let turn = script(&prompt, step, &last_result, &sim.base_url);
     let blocks = match turn {
         Turn::Fail(status, kind, message) => return error(status, kind, message),
         Turn::Hang => return hanging_stream(&model),
@@ -357,14 +402,31 @@ mod tests {
         let user = |text: &str| json!({"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>"}, {"type": "text", "text": text}]});
         let result = json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]});
         let assistant = json!({"role": "assistant", "content": [{"type": "tool_use"}]});
-        let (prompt, step) = conversation_state(&[user("please write a file")]);
+        let (prompt, step, _) = conversation_state(&[user("please write a file")]);
         assert_eq!((prompt.as_str(), step), ("please write a file", 0));
         assert!(
-            matches!(script(&prompt, step, ""), Turn::Say(b) if matches!(&b[0], Block::Tool { name, .. } if name == "Bash"))
+            matches!(script(&prompt, step, "", ""), Turn::Say(b) if matches!(&b[0], Block::Tool { name, .. } if name == "Bash"))
         );
-        let (prompt, step) = conversation_state(&[user("please write a file"), assistant, result]);
+        let (prompt, step, last) =
+            conversation_state(&[user("please run a command"), assistant, result]);
         assert_eq!(step, 1);
-        assert_eq!(script(&prompt, step, ""), say("I wrote hello.txt."));
-        assert_eq!(script("hi", 0, ""), say("You said: hi"));
+        assert_eq!(last, r#"{"content":"ok","is_error":false}"#);
+        assert_eq!(
+            script(&prompt, step, &last, ""),
+            say(format!("Tool said: {last}"))
+        );
+        assert_eq!(
+            script(
+                "(The owner allowed your earlier request to run `ls -a`. Make that call now, exactly as before.)",
+                0,
+                "",
+                ""
+            ),
+            call(
+                "Bash",
+                json!({"command": "ls -a", "description": "As asked before"})
+            )
+        );
+        assert_eq!(script("hi", 0, "", ""), say("You said: hi"));
     }
 }

@@ -1,6 +1,7 @@
 //! One agent process: Claude Code started once per conversation in streaming-input mode
 //! (`AGENT_CMD -p --input-format stream-json --output-format stream-json --verbose
-//! --mcp-config <file> --allowedTools <list> [--resume <id>]`), then fed one user message per
+//! --mcp-config <file>`, the conversation's [`Mode`]'s permission flags, `[--resume <id>]`),
+//! then fed one user message per
 //! job on stdin. Between jobs it waits, warm, in [`crate::agents`], so the next message reaches
 //! the model without paying the CLI's and the MCP server's start-up again. It runs in its own
 //! process group: a cancel, a timeout or an eviction kills everything it started (browsers,
@@ -9,17 +10,19 @@
 //! What the real CLI needs and does (Claude Code 2.1.330, `vm/tests/fixtures/claude-code-2.1.330/`):
 //! - the message as a stream-json line on stdin (`{"type":"user","message":{…}}`), never on
 //!   the command line, so text starting with `-` is never read as an option;
-//! - tools allowed up front: in `-p` mode a tool without permission is refused and the run
-//!   still "succeeds" with `permission_denials` filled. `--allowedTools` works as root too
-//!   (`--permission-mode bypassPermissions` is refused as root), so the image and the tests,
-//!   which run as root, use the same flags;
+//! - permissions decided up front or asked for: in `-p` mode a tool without permission is
+//!   refused and the run still "succeeds" with `permission_denials` filled. In `auto`
+//!   `--allowedTools` allows them (it works as root; `bypassPermissions` is refused as root);
+//!   in `ask` `--permission-prompt-tool stdio` makes the CLI write a `can_use_tool` request and
+//!   wait for the answer on stdin ([`crate::approvals`]), as root too;
 //! - one `system/init` and one `result` line per message; the result's `total_cost_usd` counts
 //!   from the process's start, so a turn's cost is the difference from the previous result;
 //! - an environment with only what the agent needs: it never sees `VM_TOKEN` or the relay's
 //!   callback URL, so a prompt injection that prints the environment cannot post as the bot.
 
+use crate::approvals::{Mode, Verdict};
 use crate::config::Config;
-use crate::stream::{AgentResult, StreamEvent, parse_line};
+use crate::stream::{AgentResult, PermissionRequest, StreamEvent, parse_line, permission_answer};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,14 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
+
+/// Decides the tool calls the CLI asks about ([`crate::approvals::AskOwners`] in the vm).
+pub trait Approve: Sync {
+    fn decide<'a>(
+        &'a self,
+        request: &'a PermissionRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+}
 
 /// How one message's turn ended.
 #[derive(Debug)]
@@ -42,11 +53,18 @@ pub enum Outcome {
     },
     TimedOut,
     Cancelled,
+    /// A question went unanswered for `APPROVAL_WAIT_SECS`: the process must end, and the
+    /// answer, whenever it comes, resumes the session.
+    Parked,
 }
 
 /// The tools the agent may use without asking (nobody can answer a prompt in `-p` mode):
 /// editing files, running commands, the web, and every Playwright MCP tool.
 pub const ALLOWED_TOOLS: &str = "Bash,Edit,Write,NotebookEdit,WebFetch,WebSearch,mcp__playwright";
+
+/// In `ask`: file edits within the working directory (`./**`, Claude Code's rule syntax for a
+/// path below the current directory), which is the conversation's workspace.
+pub const WORKSPACE_EDITS: &str = "Edit(./**),Write(./**),NotebookEdit(./**)";
 
 /// Variables of the vm's own environment the agent inherits; everything else is withheld.
 const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
@@ -61,6 +79,9 @@ pub struct Start<'a> {
     pub workspace: &'a Path,
     /// Where Playwright MCP writes screenshots.
     pub image_dir: &'a Path,
+    pub mode: Mode,
+    /// The conversation's "always allow" rules (`Bash(git status)`), for `ask`.
+    pub rules: &'a [String],
 }
 
 /// A running agent process, between messages or during one.
@@ -114,8 +135,22 @@ fn command(start: &Start<'_>, mcp_file: &Path) -> std::io::Result<tokio::process
             "--strict-mcp-config",
             "--mcp-config",
         ])
-        .arg(mcp_file)
-        .args(["--allowedTools", ALLOWED_TOOLS]);
+        .arg(mcp_file);
+    match start.mode {
+        Mode::Auto => {
+            command.args(["--allowedTools", ALLOWED_TOOLS]);
+        }
+        // Edits inside the working directory (the workspace) go through, and so does what
+        // Claude Code's default mode allows (reading, searching); everything else is asked
+        // for on stdout, every shell command included.
+        Mode::Ask => {
+            let mut allowed = vec![WORKSPACE_EDITS.to_string()];
+            allowed.extend(start.rules.iter().cloned());
+            command
+                .args(["--permission-prompt-tool", "stdio"])
+                .args(["--allowedTools", &allowed.join(",")]);
+        }
+    }
     if let Some(session) = start.resume {
         command.args(["--resume", session]);
     }
@@ -252,13 +287,15 @@ impl Process {
     }
 
     /// Sends one message and reads until its result; reports the session id as soon as it is
-    /// known (`on_session`). After anything but `Finished` the process is finished too: drop it.
+    /// known (`on_session`), and asks `approve` about each tool call the CLI waits on. After
+    /// anything but `Finished` the process is finished too: drop it.
     pub async fn turn(
         &mut self,
         prompt: &str,
         timeout: Duration,
         cancel: &mut oneshot::Receiver<()>,
         mut on_session: impl FnMut(&str),
+        approve: &dyn Approve,
     ) -> Outcome {
         let line = serde_json::json!({
             "type": "user",
@@ -275,8 +312,10 @@ impl Process {
             tracing::debug!("the agent closed its input before the message was written");
         }
         let mut result = None;
+        let mut parked = false;
         let session = &mut self.session;
         let lines = &mut self.lines;
+        let stdin = &mut self.stdin;
         let reading = async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.trim().is_empty() {
@@ -295,6 +334,27 @@ impl Process {
                         result = Some(r);
                         return;
                     }
+                    Ok(StreamEvent::PermissionRequest(request)) => {
+                        let line = match approve.decide(&request).await {
+                            Verdict::Allow { rules } => {
+                                permission_answer(&request.request_id, Ok((&request.input, &rules)))
+                            }
+                            Verdict::Deny(message) => {
+                                permission_answer(&request.request_id, Err(&message))
+                            }
+                            Verdict::Park => {
+                                parked = true;
+                                return;
+                            }
+                        };
+                        let written = async {
+                            stdin.write_all(format!("{line}\n").as_bytes()).await?;
+                            stdin.flush().await
+                        };
+                        if written.await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(_) => {}
                     Err(error) => tracing::warn!("ignoring a line from the agent: {error}"),
                 }
@@ -304,6 +364,9 @@ impl Process {
             _ = reading => {}
             _ = tokio::time::sleep(timeout) => return Outcome::TimedOut,
             _ = cancel => return Outcome::Cancelled,
+        }
+        if parked {
+            return Outcome::Parked;
         }
         match result {
             // The CLI says so in its result line (`error_during_execution`, "No conversation

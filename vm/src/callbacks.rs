@@ -4,7 +4,7 @@
 
 use crate::Vm;
 use contract::client::Verdict;
-use contract::protocol::{Callback, CallbackKind, Image};
+use contract::protocol::{Callback, CallbackKind, Image, Question};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -13,20 +13,42 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Stores a reply for the relay and wakes the sender.
 pub fn queue(vm: &Vm, id: &str, conversation: &str, text: String, images: Vec<Image>) {
-    let callback = Callback {
-        id: id.to_string(),
-        conversation: conversation.to_string(),
-        kind: CallbackKind::Message,
-        text,
-        images,
-    };
+    store(
+        vm,
+        Callback {
+            id: id.to_string(),
+            conversation: conversation.to_string(),
+            kind: CallbackKind::Message,
+            text,
+            images,
+            question: None,
+        },
+    )
+}
+
+/// Stores a question for an owner of `conversation` (`text` says what the call would do).
+pub fn ask(vm: &Vm, conversation: &str, question: Question, text: String) {
+    store(
+        vm,
+        Callback {
+            id: format!("question:{}", question.id),
+            conversation: conversation.to_string(),
+            kind: CallbackKind::Question,
+            text,
+            images: vec![],
+            question: Some(question),
+        },
+    )
+}
+
+fn store(vm: &Vm, callback: Callback) {
     match vm.store.enqueue_callback(&callback) {
         Ok(()) => vm.callbacks_wake.notify_one(),
         Err(error) => tracing::error!("could not store a reply: {error}"),
     }
 }
 
-fn random_id() -> String {
+pub fn random_id() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).expect("the OS has a random source");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -117,6 +139,7 @@ pub async fn typing(vm: &Vm, conversation: &str) {
         kind: CallbackKind::Typing,
         text: String::new(),
         images: vec![],
+        question: None,
     };
     let _ = vm.relay.send(&callback, SEND_TIMEOUT).await;
 }

@@ -1,10 +1,11 @@
-//! Chat commands, all in one place. `/status` and `/cancel` are answered as soon as they
-//! arrive (a cancel must not wait behind the job it cancels); `/new` waits its turn in the
-//! queue, so it never forgets a session under a running job.
+//! Chat commands, all in one place. `/status`, `/cancel`, `/mode` and `/rules` are answered
+//! as soon as they arrive (a cancel must not wait behind the job it cancels); `/new` waits its
+//! turn in the queue, so it never forgets a session under a running job.
 
 use crate::Vm;
+use crate::approvals::{self, Mode};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Forget the conversation's session (its files stay).
     New,
@@ -12,6 +13,10 @@ pub enum Command {
     Status,
     /// Stop the running job and everything it started.
     Cancel,
+    /// Show the conversation's approval mode, or switch it (`/mode ask`, `/mode auto`).
+    Mode(Option<String>),
+    /// List the "always allow" rules, or clear them (`/rules clear`).
+    Rules { clear: bool },
 }
 
 pub const FRESH_SESSION: &str = "Started a fresh session: the agent has forgotten this conversation (your files are still there).";
@@ -19,17 +24,26 @@ pub const FRESH_SESSION: &str = "Started a fresh session: the agent has forgotte
 impl Command {
     /// The command a message is, if it is one (the whole message, trimmed).
     pub fn parse(text: &str) -> Option<Command> {
-        match text.trim() {
-            "/new" => Some(Command::New),
-            "/status" => Some(Command::Status),
-            "/cancel" => Some(Command::Cancel),
+        let mut words = text.split_whitespace();
+        let command = words.next()?;
+        let argument = words.next().map(str::to_string);
+        if words.next().is_some() {
+            return None;
+        }
+        match (command, argument) {
+            ("/new", None) => Some(Command::New),
+            ("/status", None) => Some(Command::Status),
+            ("/cancel", None) => Some(Command::Cancel),
+            ("/mode", argument) => Some(Command::Mode(argument)),
+            ("/rules", None) => Some(Command::Rules { clear: false }),
+            ("/rules", Some(word)) if word == "clear" => Some(Command::Rules { clear: true }),
             _ => None,
         }
     }
 
     /// Answered at once instead of queued.
-    pub fn is_immediate(self) -> bool {
-        matches!(self, Command::Status | Command::Cancel)
+    pub fn is_immediate(&self) -> bool {
+        !matches!(self, Command::New)
     }
 }
 
@@ -39,6 +53,47 @@ pub fn answer_now(vm: &Vm, command: Command, conversation: &str) -> String {
         Command::Cancel => cancel(vm, conversation).into(),
         Command::Status => status(vm, conversation),
         Command::New => start_fresh(vm, conversation).into(),
+        Command::Mode(choice) => mode(vm, conversation, choice.as_deref()),
+        Command::Rules { clear } => rules(vm, conversation, clear),
+    }
+}
+
+fn mode(vm: &Vm, conversation: &str, choice: Option<&str>) -> String {
+    let Some(choice) = choice else {
+        return format!(
+            "Mode {}.\nSwitch with /mode ask or /mode auto.",
+            approvals::mode(vm, conversation).explained()
+        );
+    };
+    let Some(mode) = Mode::parse(choice) else {
+        return "Choose /mode ask or /mode auto.".into();
+    };
+    if vm.store.set_mode(conversation, mode.as_str()).is_err() {
+        return "The mode could not be saved; try again.".into();
+    }
+    // The warm process runs with the old mode's flags: the next message starts one afresh.
+    vm.agents.forget(conversation);
+    format!("Mode {} (from the next message).", mode.explained())
+}
+
+fn rules(vm: &Vm, conversation: &str, clear: bool) -> String {
+    if clear {
+        let removed = vm.store.clear_rules(conversation).unwrap_or(0);
+        vm.agents.forget(conversation);
+        return format!("Cleared {removed} rule(s): the agent asks again from the next message.");
+    }
+    let rules = vm.store.rules(conversation).unwrap_or_default();
+    if rules.is_empty() {
+        "No \"always allow\" rules in this conversation.".into()
+    } else {
+        format!(
+            "Always allowed here:\n{}\nClear them with /rules clear.",
+            rules
+                .iter()
+                .map(|r| format!("• {r}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     }
 }
 
@@ -80,8 +135,9 @@ fn status(vm: &Vm, conversation: &str) -> String {
     let (running, queued) = vm.store.counts(Some(conversation)).unwrap_or((0, 0));
     let uptime = vm.started.elapsed().as_secs();
     format!(
-        "Session: {session}\nSpent today (UTC): ${spent:.4}{cap}\nUp for: {}m {}s\nThis conversation: {running} running, {queued} queued",
+        "Session: {session}\nSpent today (UTC): ${spent:.4}{cap}\nUp for: {}m {}s\nThis conversation: {running} running, {queued} queued\nMode: {}",
         uptime / 60,
-        uptime % 60
+        uptime % 60,
+        approvals::mode(vm, conversation).as_str()
     )
 }

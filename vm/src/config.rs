@@ -36,6 +36,12 @@ pub struct Config {
     pub chromium_path: Option<String>,
     /// The OS user the agent runs as (`AGENT_USER`); `None`: the vm's own, unfenced.
     pub agent_user: Option<crate::fence::AgentUser>,
+    /// A conversation's mode until `/mode` changes it (`APPROVAL_MODE`: `ask` or `auto`; a
+    /// deployment made before approvals has none and keeps `auto`).
+    pub approval_mode: crate::approvals::Mode,
+    /// How long a question keeps its agent process waiting before it is parked
+    /// (`APPROVAL_WAIT_SECS`).
+    pub approval_wait: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -95,7 +101,16 @@ impl Config {
                 })?,
             ),
         };
+        let approval_mode = match env.get("APPROVAL_MODE") {
+            None => crate::approvals::Mode::Auto,
+            Some(v) => crate::approvals::Mode::parse(&v).ok_or(ConfigError {
+                var: "APPROVAL_MODE",
+                problem: "must be ask or auto".into(),
+            })?,
+        };
         Ok(Config {
+            approval_mode,
+            approval_wait: Duration::from_secs(env.number("APPROVAL_WAIT_SECS", 600)?),
             agent_user,
             port,
             vm_token,

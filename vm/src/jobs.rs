@@ -9,7 +9,7 @@
 use crate::agent::{self, Outcome};
 use crate::commands::{self, Command};
 use crate::store::{Job, JobState};
-use crate::{Vm, callbacks, reply};
+use crate::{Vm, approvals, callbacks, reply};
 use base64::Engine;
 use contract::protocol::Image;
 use std::path::PathBuf;
@@ -109,7 +109,11 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         .data_dir
         .join("workspaces")
         .join(safe_name(conversation));
-    let prompt = with_attachments(vm, &workspace, message);
+    // An answer to a parked question resumes the session with the decision.
+    let prompt = match &message.answer {
+        Some(answer) => approvals::resume_prompt(vm, answer),
+        None => with_attachments(vm, &workspace, message),
+    };
     let images_dir = image_dir(vm, conversation);
     let heartbeat = async {
         loop {
@@ -161,6 +165,7 @@ async fn run_agent(
     let mut resume = vm.store.session(conversation).ok().flatten();
     loop {
         let warm = vm.agents.take(conversation, resume.as_deref());
+        let rules = vm.store.rules(conversation).unwrap_or_default();
         let mut process = match warm {
             Some(process) => process,
             None => match agent::Process::start(agent::Start {
@@ -168,15 +173,23 @@ async fn run_agent(
                 resume: resume.as_deref(),
                 workspace,
                 image_dir: images_dir,
+                mode: approvals::mode(vm, conversation),
+                rules: &rules,
             }) {
                 Ok(process) => process,
                 Err(error) => return (note, Err(error)),
             },
         };
         let outcome = process
-            .turn(prompt, vm.config.agent_timeout, &mut cancel, |session_id| {
-                let _ = vm.store.set_session(conversation, session_id);
-            })
+            .turn(
+                prompt,
+                vm.config.agent_timeout,
+                &mut cancel,
+                |session_id| {
+                    let _ = vm.store.set_session(conversation, session_id);
+                },
+                &approvals::AskOwners { vm, conversation },
+            )
             .await;
         match outcome {
             Outcome::UnknownSession if resume.is_some() => {

@@ -6,7 +6,9 @@
 //! - [`config`]: environment variables.
 //! - [`routes`]: `POST /messages`, `GET /health`.
 //! - [`jobs`]: the queue's dispatcher and a job's life; [`reply`] turns how it ended into
-//!   the user's reply; [`commands`]: `/new`, `/status`, `/cancel`.
+//!   the user's reply; [`commands`]: `/new`, `/status`, `/cancel`, `/mode`, `/rules`.
+//! - [`approvals`]: each conversation's mode, the questions the agent asks before a tool
+//!   call, their answers, and questions parked while the vm sleeps.
 //! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json.
 //! - [`agents`]: the warm processes of recently active conversations.
 //! - [`callbacks`]: results to the relay, kept until it accepts them.
@@ -14,6 +16,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod approvals;
 pub mod callbacks;
 pub mod commands;
 pub mod config;
@@ -51,6 +54,8 @@ pub struct Vm {
     pub agents: agents::Agents,
     /// Cleared when shutdown begins: no new job starts.
     pub accepting: AtomicBool,
+    /// Questions whose agent process waits for the answer.
+    pub approvals: approvals::Waiting,
 }
 
 impl Vm {
@@ -112,7 +117,12 @@ pub async fn run(
         running: Mutex::new(HashMap::new()),
         agents: agents::Agents::new(warm_agents),
         accepting: AtomicBool::new(true),
+        approvals: Default::default(),
     });
+    // A question asked before a restart has no process waiting: its answer resumes instead.
+    vm.store
+        .park_open_questions()
+        .map_err(StartError::storage)?;
     for job in vm.store.take_interrupted().map_err(StartError::storage)? {
         callbacks::queue(
             &vm,

@@ -5,6 +5,7 @@ use crate::agent::Outcome;
 use crate::store::JobState;
 
 pub const INTERRUPTED_BY_RESTART: &str = "Your agent restarted while it was working on your last message. Send it again if you still need it.";
+pub const PARKED: &str = "The agent is waiting for your answer to its question above, and sleeps until then: answer it whenever you like.";
 pub const INTERRUPTED_BY_SHUTDOWN: &str = "Your agent was stopped while working on this (the machine is shutting down). Send it again to retry.";
 
 /// What the reply depends on besides the outcome.
@@ -70,6 +71,7 @@ pub fn for_outcome(outcome: &std::io::Result<Outcome>, context: &Context) -> Rep
             "The agent ran out of time ({} minutes) and was stopped. Try a smaller request.",
             context.timeout_minutes
         )),
+        Ok(Outcome::Parked) => done(PARKED),
         Ok(Outcome::Cancelled) if context.shutting_down => Reply {
             text: INTERRUPTED_BY_SHUTDOWN.into(),
             state: JobState::Interrupted,

@@ -1,9 +1,11 @@
 //! The vm's HTTP surface. Everything but `/health` needs `Authorization: Bearer VM_TOKEN`.
 //!
 //! - `POST /messages`: queue a message (202; idempotent on `id`; 507 when the volume is full).
-//!   `/status` and `/cancel` are answered at once ([`crate::commands`]).
+//!   `/status`, `/cancel`, `/mode` and `/rules` are answered at once ([`crate::commands`]),
+//!   and so is an owner's answer to a question ([`crate::approvals::answer`]).
 //! - `GET /health`: ready, version, jobs, warm agent processes, idle seconds.
 
+use crate::approvals::{self, Answered};
 use crate::commands::{self, Command};
 use crate::{Vm, callbacks};
 use axum::Router;
@@ -71,6 +73,17 @@ async fn messages(State(vm): State<Arc<Vm>>, body: Bytes) -> Response {
     }
     if !vm.accepting.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if let Some(answer) = &message.answer {
+        // Applied at once: the process that asked may be waiting right now.
+        match approvals::answer(&vm, &message, answer) {
+            Answered::Delivered | Answered::Resumes | Answered::Repeated => {}
+            Answered::Refused(text) => {
+                let reply_id = format!("answer:{}", message.id);
+                callbacks::queue(&vm, &reply_id, &message.conversation, text, vec![]);
+            }
+        }
+        return StatusCode::ACCEPTED.into_response();
     }
     if let Some(command) = Command::parse(&message.text).filter(|c| c.is_immediate()) {
         let text = commands::answer_now(&vm, command, &message.conversation);

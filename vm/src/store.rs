@@ -2,7 +2,7 @@
 //! the job queue, each conversation's Claude session id, today's spend, and the callbacks
 //! (results) not yet accepted by the relay.
 
-use contract::protocol::{Callback, VmMessage};
+use contract::protocol::{Callback, Decision, VmMessage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -68,6 +68,46 @@ pub struct Store {
     db: Mutex<Connection>,
 }
 
+/// A question as the store keeps it (the text shown is not kept: only what decides it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredQuestion {
+    pub id: String,
+    pub conversation: String,
+    pub tool: String,
+    pub input: serde_json::Value,
+    pub state: QuestionState,
+    pub decision: Option<Decision>,
+    /// The id of the message that answered it (the relay may deliver it twice).
+    pub answered_by: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuestionState {
+    /// Its agent process waits for the answer.
+    Open,
+    /// Nobody waits: the answer resumes the session.
+    Parked,
+    Answered,
+}
+
+impl QuestionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            QuestionState::Open => "open",
+            QuestionState::Parked => "parked",
+            QuestionState::Answered => "answered",
+        }
+    }
+
+    fn parse(text: &str) -> QuestionState {
+        match text {
+            "open" => QuestionState::Open,
+            "parked" => QuestionState::Parked,
+            _ => QuestionState::Answered,
+        }
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,6 +120,32 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, conversation, seq);
 CREATE TABLE IF NOT EXISTS sessions (conversation TEXT PRIMARY KEY, session_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spend (day TEXT PRIMARY KEY, usd REAL NOT NULL);
+-- Questions the agent asked before a tool call: open while its process waits, parked when it
+-- stopped waiting (the vm may sleep), answered once an owner decided.
+CREATE TABLE IF NOT EXISTS questions (
+    id           TEXT PRIMARY KEY,
+    conversation TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    input        TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'open',
+    decision     TEXT,
+    answered_by  TEXT,
+    asked_ms     INTEGER NOT NULL
+);
+-- Always allow: Claude Code permission rules (`Bash(git status)`) for one conversation.
+CREATE TABLE IF NOT EXISTS rules (
+    conversation TEXT NOT NULL,
+    rule         TEXT NOT NULL,
+    PRIMARY KEY (conversation, rule)
+);
+-- A parked question allowed: the same call, once, is not asked again.
+CREATE TABLE IF NOT EXISTS grants (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    input        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS modes (conversation TEXT PRIMARY KEY, mode TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS callbacks (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      TEXT NOT NULL UNIQUE,
@@ -246,6 +312,171 @@ impl Store {
         Ok(())
     }
 
+    pub fn add_question(&self, question: &StoredQuestion) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO questions (id, conversation, tool, input, asked_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                question.id,
+                question.conversation,
+                question.tool,
+                question.input.to_string(),
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn question(&self, id: &str) -> Result<Option<StoredQuestion>, StoreError> {
+        let row = self
+            .db()
+            .query_row(
+                "SELECT conversation, tool, input, state, decision, answered_by FROM questions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.map(
+            |(conversation, tool, input, state, decision, answered_by)| StoredQuestion {
+                id: id.to_string(),
+                conversation,
+                tool,
+                input: serde_json::from_str(&input).unwrap_or(serde_json::Value::Null),
+                state: QuestionState::parse(&state),
+                decision: decision.and_then(|d| serde_json::from_value(d.into()).ok()),
+                answered_by,
+            },
+        ))
+    }
+
+    /// Moves an open question to `state`; `false` if it was not open.
+    pub fn close_question(&self, id: &str, state: QuestionState) -> Result<bool, StoreError> {
+        let n = self.db().execute(
+            "UPDATE questions SET state = ?1 WHERE id = ?2 AND state = 'open'",
+            params![state.as_str(), id],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Records an owner's answer to a question not answered yet; `false` if it was.
+    pub fn answer_question(
+        &self,
+        id: &str,
+        decision: Decision,
+        message_id: &str,
+    ) -> Result<bool, StoreError> {
+        let decision = serde_json::to_value(decision).expect("decisions serialise");
+        let n = self.db().execute(
+            "UPDATE questions SET state = 'answered', decision = ?1, answered_by = ?2
+             WHERE id = ?3 AND state IN ('open', 'parked')",
+            params![decision.as_str(), message_id, id],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// At start-up: questions whose process is gone wait for their answer as parked ones.
+    pub fn park_open_questions(&self) -> Result<usize, StoreError> {
+        Ok(self.db().execute(
+            "UPDATE questions SET state = 'parked' WHERE state = 'open'",
+            [],
+        )?)
+    }
+
+    pub fn add_rules(&self, conversation: &str, rules: &[String]) -> Result<(), StoreError> {
+        let db = self.db();
+        for rule in rules {
+            db.execute(
+                "INSERT OR IGNORE INTO rules (conversation, rule) VALUES (?1, ?2)",
+                params![conversation, rule],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self, conversation: &str) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare("SELECT rule FROM rules WHERE conversation = ?1 ORDER BY rule")?;
+        let rules = statement
+            .query_map([conversation], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(rules)
+    }
+
+    pub fn clear_rules(&self, conversation: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM rules WHERE conversation = ?1", [conversation])?)
+    }
+
+    pub fn add_grant(
+        &self,
+        conversation: &str,
+        tool: &str,
+        input: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO grants (conversation, tool, input) VALUES (?1, ?2, ?3)",
+            params![conversation, tool, input.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Uses up a grant for exactly this call; `false` if there is none.
+    pub fn take_grant(
+        &self,
+        conversation: &str,
+        tool: &str,
+        input: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare("SELECT seq, input FROM grants WHERE conversation = ?1 AND tool = ?2")?;
+        let found = statement
+            .query_map(params![conversation, tool], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?
+            .filter_map(Result::ok)
+            .find(|(_, granted)| {
+                serde_json::from_str::<serde_json::Value>(granted).is_ok_and(|g| &g == input)
+            });
+        match found {
+            Some((seq, _)) => {
+                db.execute("DELETE FROM grants WHERE seq = ?1", [seq])?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn mode(&self, conversation: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT mode FROM modes WHERE conversation = ?1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_mode(&self, conversation: &str, mode: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO modes (conversation, mode) VALUES (?1, ?2)
+             ON CONFLICT (conversation) DO UPDATE SET mode = excluded.mode",
+            params![conversation, mode],
+        )?;
+        Ok(())
+    }
+
     pub fn add_spend(&self, usd: f64) -> Result<(), StoreError> {
         self.db().execute(
             "INSERT INTO spend (day, usd) VALUES (?1, ?2) ON CONFLICT (day) DO UPDATE SET usd = usd + excluded.usd",
@@ -341,6 +572,7 @@ mod tests {
             sender: conversation.into(),
             text: id.into(),
             images: vec![],
+            answer: None,
         }
     }
 
@@ -395,6 +627,7 @@ mod tests {
                 kind: contract::protocol::CallbackKind::Message,
                 text: "t".into(),
                 images: vec![],
+                question: None,
             };
             store.enqueue_callback(&callback).unwrap();
             store.enqueue_callback(&callback).unwrap();
@@ -436,6 +669,7 @@ mod tests {
             kind: contract::protocol::CallbackKind::Message,
             text: "t".into(),
             images: vec![],
+            question: None,
         };
         store.enqueue_callback(&reply("sent")).unwrap();
         store.enqueue_callback(&reply("unsent")).unwrap();

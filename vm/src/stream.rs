@@ -1,6 +1,9 @@
 //! Claude Code's `--output-format stream-json`: one JSON object per line. The vm needs the
-//! session id (from `system/init` and `result`), the final result, and its cost; everything
-//! else is ignored. Unknown types are fine, malformed lines are reported, never fatal.
+//! session id (from `system/init` and `result`), the final result, and its cost, and, with
+//! `--permission-prompt-tool stdio`, the permission requests the CLI waits on
+//! (`control_request` / `can_use_tool`, `tests/fixtures/claude-code-2.1.330/permission-stdio-*`);
+//! everything else is ignored. Unknown types are fine, malformed lines are reported, never
+//! fatal.
 
 use serde_json::Value;
 
@@ -12,8 +15,44 @@ pub enum StreamEvent {
     /// Text the assistant said along the way.
     AssistantText(String),
     Result(AgentResult),
+    /// The CLI asks whether a tool call may run, and waits for the answer on stdin.
+    PermissionRequest(PermissionRequest),
     /// A well-formed line the vm has no use for.
     Other,
+}
+
+/// A `control_request` with `subtype: can_use_tool`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionRequest {
+    /// Echoed in the answer's `request_id`.
+    pub request_id: String,
+    pub tool_name: String,
+    pub input: Value,
+    /// The CLI's own words for the call ("Make made.txt"), if any.
+    pub description: Option<String>,
+    /// The rules the CLI proposes for "always" (`permission_suggestions`), as sent.
+    pub suggestions: Vec<Value>,
+}
+
+/// The line that answers `request_id` on the CLI's stdin: `allow` with the input unchanged
+/// (and `rules` added for this session, when given), or `deny` with `message`, which the
+/// model reads as the tool's error result.
+pub fn permission_answer(request_id: &str, allow: Result<(&Value, &[Value]), &str>) -> String {
+    let response = match allow {
+        Ok((input, rules)) => {
+            let mut allowed = serde_json::json!({"behavior": "allow", "updatedInput": input});
+            if !rules.is_empty() {
+                allowed["updatedPermissions"] = Value::Array(rules.to_vec());
+            }
+            allowed
+        }
+        Err(message) => serde_json::json!({"behavior": "deny", "message": message}),
+    };
+    serde_json::json!({
+        "type": "control_response",
+        "response": {"subtype": "success", "request_id": request_id, "response": response},
+    })
+    .to_string()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +99,27 @@ pub fn parse_line(line: &str) -> Result<StreamEvent, MalformedLine> {
             } else {
                 StreamEvent::AssistantText(parts.join("\n"))
             }
+        }
+        ("control_request", _) if value["request"]["subtype"] == "can_use_tool" => {
+            let request = &value["request"];
+            let (Some(request_id), Some(tool_name)) = (
+                value.get("request_id").and_then(text),
+                request.get("tool_name").and_then(text),
+            ) else {
+                return Err(MalformedLine(
+                    "can_use_tool without request_id or tool_name".into(),
+                ));
+            };
+            StreamEvent::PermissionRequest(PermissionRequest {
+                request_id,
+                tool_name,
+                input: request.get("input").cloned().unwrap_or(Value::Null),
+                description: request.get("description").and_then(text),
+                suggestions: request["permission_suggestions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            })
         }
         ("result", subtype) => {
             let mut errors: Vec<String> = value["errors"]
@@ -149,6 +209,62 @@ mod tests {
         assert!(unknown.is_error);
         assert_eq!(unknown.subtype, "error_during_execution");
         assert!(unknown.errors[0].starts_with("No conversation found"));
+    }
+
+    #[test]
+    fn reads_the_real_permission_request_and_answers_as_the_capture_did() {
+        let capture = include_str!(
+            "../tests/fixtures/claude-code-2.1.330/permission-stdio-allow.stdout.jsonl"
+        );
+        let request = capture
+            .lines()
+            .find_map(|l| match parse_line(l) {
+                Ok(StreamEvent::PermissionRequest(r)) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(request.request_id, "b3136a38-078b-489d-b73d-07638be17202");
+        assert_eq!(request.tool_name, "Bash");
+        assert_eq!(request.input["command"], "echo hi > made.txt");
+        assert_eq!(request.description.as_deref(), Some("Make made.txt"));
+        assert_eq!(
+            request.suggestions[0]["rules"][0]["ruleContent"],
+            "echo hi *"
+        );
+        // What the capture's stdin answered, as a value (key order aside).
+        let sent: Value = serde_json::from_str(
+            include_str!(
+                "../tests/fixtures/claude-code-2.1.330/permission-stdio-allow.stdin.jsonl"
+            )
+            .lines()
+            .nth(1)
+            .unwrap(),
+        )
+        .unwrap();
+        let ours: Value = serde_json::from_str(&permission_answer(
+            &request.request_id,
+            Ok((&request.input, &[])),
+        ))
+        .unwrap();
+        assert_eq!(ours, sent);
+        let denied: Value =
+            serde_json::from_str(&permission_answer("r1", Err("the owner said no"))).unwrap();
+        assert_eq!(denied["response"]["response"]["behavior"], "deny");
+        assert_eq!(
+            denied["response"]["response"]["message"],
+            "the owner said no"
+        );
+        // A control request of another kind is not a permission request.
+        assert_eq!(
+            parse_line(
+                r#"{"type":"control_request","request_id":"x","request":{"subtype":"interrupt"}}"#
+            ),
+            Ok(StreamEvent::Other)
+        );
+        assert!(
+            parse_line(r#"{"type":"control_request","request":{"subtype":"can_use_tool"}}"#)
+                .is_err()
+        );
     }
 
     #[test]

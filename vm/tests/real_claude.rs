@@ -5,7 +5,7 @@
 //! The agent runs with the flags the image uses (`--allowedTools`, which Claude Code accepts
 //! as root too), so these tests, which run as root, exercise exactly what production does.
 
-use contract::protocol::{Callback, CallbackKind, VmMessage};
+use contract::protocol::{Answer, Callback, CallbackKind, Decision, VmMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,6 +72,8 @@ struct World {
     relay: Relay,
     vm_url: String,
     data: tempfile::TempDir,
+    env: HashMap<String, String>,
+    vm: tokio::task::JoinHandle<()>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -112,30 +114,63 @@ impl World {
         for (name, value) in extra {
             env.insert(name.to_string(), value.to_string());
         }
-        let config = vm::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let vm_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(vm::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let (vm_url, vm, stop) = start_vm(&env).await;
         World {
             sim,
             relay,
             vm_url,
             data,
+            env,
+            vm,
             _stop: stop,
         }
     }
 
+    /// The machine started again on the same volume, as Fly does on the next request.
+    async fn restart_vm(&mut self) {
+        let (vm_url, vm, stop) = start_vm(&self.env).await;
+        self.vm_url = vm_url;
+        self.vm = vm;
+        self._stop = stop;
+    }
+
+    /// The conversation's workspace (`DATA_DIR/workspaces/<conversation, made a name>`).
+    fn workspace_of(&self, conversation: &str) -> std::path::PathBuf {
+        self.data
+            .path()
+            .join("vm/workspaces")
+            .join(conversation.replace(':', "_"))
+    }
+
     async fn send(&self, id: &str, conversation: &str, text: &str) {
-        let message = VmMessage {
+        self.deliver(VmMessage {
             id: id.into(),
             conversation: conversation.into(),
             sender: conversation.into(),
             text: text.into(),
             images: vec![],
-        };
+            answer: None,
+        })
+        .await
+    }
+
+    /// An owner's answer, as the relay forwards a tap.
+    async fn answer(&self, id: &str, conversation: &str, question: &str, decision: Decision) {
+        self.deliver(VmMessage {
+            id: id.into(),
+            conversation: conversation.into(),
+            sender: conversation.into(),
+            text: decision.label().into(),
+            images: vec![],
+            answer: Some(Answer {
+                question: question.into(),
+                decision,
+            }),
+        })
+        .await
+    }
+
+    async fn deliver(&self, message: VmMessage) {
         let started = Instant::now();
         loop {
             let answer = reqwest::Client::new()
@@ -180,6 +215,27 @@ impl World {
             .filter_map(|p| p["text"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+async fn start_vm(
+    env: &HashMap<String, String>,
+) -> (
+    String,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let config = vm::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vm_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let vm = tokio::spawn(async move {
+        vm::run(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (vm_url, vm, stop)
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -371,5 +427,159 @@ async fn a_prompt_injected_agent_finds_nothing_of_the_vm_s() {
     assert!(
         !world.workspace().join("hook-ran").exists(),
         "the agent's planted hook ran in its next session"
+    );
+}
+
+/// The lines of `ran.txt` in a workspace: one per run of "please run a command"'s command.
+fn runs(workspace: &std::path::Path) -> usize {
+    std::fs::read_to_string(workspace.join("ran.txt"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+/// The question in a callback, checked to be one.
+fn question_in(callback: &Callback) -> contract::protocol::Question {
+    assert_eq!(callback.kind, CallbackKind::Question, "{callback:?}");
+    callback.question.clone().unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn in_ask_mode_a_command_waits_for_allow_and_always_allow_stops_asking() {
+    let world = World::start(&[("APPROVAL_MODE", "ask")]).await;
+    let chat = "telegram:11";
+    let workspace = world.workspace_of(chat);
+
+    world.send("r1", chat, "please run a command").await;
+    let asked = world.relay.reply(chat, 1, LONG).await;
+    let question = question_in(&asked);
+    assert_eq!(
+        question.choices,
+        [Decision::Allow, Decision::AlwaysAllow, Decision::Deny]
+    );
+    assert!(
+        asked.text.contains("`sh -c 'echo ran >> ran.txt'`"),
+        "{}",
+        asked.text
+    );
+    assert_eq!(runs(&workspace), 0, "nothing runs before the answer");
+    world
+        .answer("a1", chat, &question.id, Decision::Allow)
+        .await;
+    let reply = world.relay.reply(chat, 2, LONG).await;
+    assert_eq!(reply.kind, CallbackKind::Message);
+    assert!(reply.text.contains(r#""is_error":false"#), "{}", reply.text);
+    assert_eq!(runs(&workspace), 1);
+
+    // Allow is for that call only: the same command asks again.
+    world.send("r2", chat, "please run a command").await;
+    let question = question_in(&world.relay.reply(chat, 3, LONG).await);
+    world
+        .answer("a2", chat, &question.id, Decision::AlwaysAllow)
+        .await;
+    world.relay.reply(chat, 4, LONG).await;
+    assert_eq!(runs(&workspace), 2);
+
+    // Always allow: the same command runs without asking, in this process and in a new one.
+    world.send("r3", chat, "please run a command").await;
+    let reply = world.relay.reply(chat, 5, LONG).await;
+    assert_eq!(reply.kind, CallbackKind::Message, "{reply:?}");
+    assert_eq!(runs(&workspace), 3);
+    world.send("c1", chat, "/rules").await;
+    let listed = world.relay.reply(chat, 6, LONG).await;
+    assert!(listed.text.contains("Bash("), "{}", listed.text);
+    world.send("c2", chat, "/mode ask").await;
+    world.relay.reply(chat, 7, LONG).await;
+    world.send("r4", chat, "please run a command").await;
+    let reply = world.relay.reply(chat, 8, LONG).await;
+    assert_eq!(reply.kind, CallbackKind::Message, "{reply:?}");
+    assert_eq!(runs(&workspace), 4);
+
+    // A second tap on an answered question changes nothing and says so.
+    world.answer("a3", chat, &question.id, Decision::Deny).await;
+    let said = world.relay.reply(chat, 9, LONG).await;
+    assert_eq!(
+        said.text,
+        "That question was already answered: Always allowed."
+    );
+    // The relay delivering the same answer twice is not a second tap.
+    world
+        .answer("a2", chat, &question.id, Decision::AlwaysAllow)
+        .await;
+    world.send("r5", chat, "hello").await;
+    assert_eq!(
+        world.relay.reply(chat, 10, LONG).await.text,
+        "You said: hello"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_denied_command_does_not_run_and_the_agent_is_told_why() {
+    let world = World::start(&[("APPROVAL_MODE", "ask")]).await;
+    let chat = "telegram:12";
+    world.send("r1", chat, "please run a command").await;
+    let question = question_in(&world.relay.reply(chat, 1, LONG).await);
+    world.answer("a1", chat, &question.id, Decision::Deny).await;
+    let reply = world.relay.reply(chat, 2, LONG).await;
+    assert!(reply.text.contains(r#""is_error":true"#), "{}", reply.text);
+    assert!(
+        reply.text.contains("The owner denied this"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(runs(&world.workspace_of(chat)), 0);
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_question_outlives_the_machine_and_its_answer_runs_the_call_once() {
+    let mut world = World::start(&[
+        ("APPROVAL_MODE", "ask"),
+        ("APPROVAL_WAIT_SECS", "1"),
+        ("IDLE_TIMEOUT_SECS", "2"),
+    ])
+    .await;
+    let chat = "telegram:13";
+    world.send("r1", chat, "please run a command").await;
+    let question = question_in(&world.relay.reply(chat, 1, LONG).await);
+    let parked = world.relay.reply(chat, 2, LONG).await;
+    assert_eq!(parked.text, vm::reply::PARKED);
+    // Nothing waits any more: the vm goes idle and exits, so Fly would stop the machine.
+    tokio::time::timeout(LONG, &mut world.vm)
+        .await
+        .expect("the vm exits when idle")
+        .unwrap();
+
+    // Hours later the tap wakes the machine; the answer resumes the session.
+    world.restart_vm().await;
+    world
+        .answer("a1", chat, &question.id, Decision::Allow)
+        .await;
+    let reply = world.relay.reply(chat, 3, LONG).await;
+    assert!(reply.text.contains(r#""is_error":false"#), "{}", reply.text);
+    assert_eq!(runs(&world.workspace_of(chat)), 1, "the call ran once");
+    assert!(
+        world.prompts().iter().any(|p| p.contains(
+            "The owner allowed your earlier request to run `sh -c 'echo ran >> ran.txt'`"
+        )),
+        "{:?}",
+        world.prompts()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn in_ask_mode_edits_in_the_workspace_run_without_asking() {
+    let world = World::start(&[("APPROVAL_MODE", "ask")]).await;
+    let chat = "telegram:14";
+    world
+        .send("w1", chat, "please write with the write tool")
+        .await;
+    let reply = world.relay.reply(chat, 1, LONG).await;
+    assert_eq!(reply.kind, CallbackKind::Message, "{reply:?}");
+    assert_eq!(
+        std::fs::read_to_string(world.workspace_of(chat).join("note.txt")).unwrap(),
+        "written by the Write tool\n"
     );
 }

@@ -152,6 +152,7 @@ impl RunningVm {
             sender: conversation.into(),
             text: text.into(),
             images: vec![],
+            answer: None,
         };
         reqwest::Client::new()
             .post(format!("{}/messages", self.url))

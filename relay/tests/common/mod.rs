@@ -80,6 +80,7 @@ impl FakeVm {
                                         kind: CallbackKind::Message,
                                         text: format!("echo: {}", message.text),
                                         images: vec![],
+                                        question: None,
                                     };
                                     let _ = reqwest::Client::new()
                                         .post(format!("{relay_url}/callback"))
@@ -234,4 +235,29 @@ pub fn lock_journal(data_dir: &std::path::Path) -> rusqlite::Connection {
     let db = rusqlite::Connection::open(data_dir.join("journal.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     db
+}
+
+/// A WhatsApp user writes to the relay at `webhook` (Twilio signs it); `extra` adds fields of
+/// the sim's control (`image`, `image_bytes`, `media_url`). Returns the sim's report
+/// (`webhook_status`, `twiml`).
+pub async fn whatsapp_user_sends(
+    sim: &sim::SimHandle,
+    webhook: &str,
+    from: &str,
+    body: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut message = serde_json::json!({"url": webhook, "from": from, "to": format!("whatsapp:{BOT_WA}"), "body": body});
+    if let Some(extra) = extra.as_object() {
+        message.as_object_mut().unwrap().extend(extra.clone());
+    }
+    reqwest::Client::new()
+        .post(format!("{}/sim/twilio/send", sim.base_url()))
+        .json(&message)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

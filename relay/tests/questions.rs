@@ -1,0 +1,216 @@
+//! The agent's questions through the relay, with the sim's fake Telegram and Twilio playing
+//! the owner's phone and a stand-in vm asking: buttons on Telegram, numbered replies on
+//! WhatsApp, and every way a choice must change nothing (a stranger's tap, a forged or
+//! replayed one, a second one).
+
+use contract::protocol::{Callback, CallbackKind, Decision, Question, VmMessage};
+use serde_json::{Value, json};
+use sim::testing::eventually;
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn ask(relay: &RunningRelay, conversation: &str, id: &str, text: &str) {
+    let question = Callback {
+        id: format!("question:{id}"),
+        conversation: conversation.into(),
+        kind: CallbackKind::Question,
+        text: text.into(),
+        images: vec![],
+        question: Some(Question {
+            id: id.into(),
+            choices: vec![Decision::Allow, Decision::AlwaysAllow, Decision::Deny],
+        }),
+    };
+    let status = reqwest::Client::new()
+        .post(format!("{}/callback", relay.url))
+        .bearer_auth(VM_TOKEN)
+        .json(&question)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// A tap through the sim's control; the sim's report (`query_id`, `webhook_status`).
+async fn tap(sim: &sim::SimHandle, from: i64, message_id: u64, label: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/sim/telegram/tap", sim.base_url()))
+        .json(&json!({"from_id": from, "chat_id": OWNER, "message_id": message_id, "label": label}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+/// What the relay told the tapper (`answerCallbackQuery`).
+async fn told(sim: &sim::SimHandle, tapped: &Value) -> String {
+    let id = tapped["query_id"].as_str().unwrap().to_string();
+    eventually("the tap answered", WAIT, async || {
+        sim.sim.channels.tap_answer(&id)
+    })
+    .await
+}
+
+fn answers(vm: &FakeVm) -> Vec<VmMessage> {
+    vm.received()
+        .into_iter()
+        .filter(|m| m.answer.is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_telegram_question_is_answered_by_its_owner_s_tap_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    let (webhook, secret) = eventually("the webhook", WAIT, async || {
+        sim.sim.channels.telegram_webhook(sim::SIM_TELEGRAM_BOT)
+    })
+    .await;
+    let chat = format!("telegram:{OWNER}");
+    ask(&relay, &chat, "q1abc", "The agent asks to run `ls`.").await;
+    let message = eventually("the question with its buttons", WAIT, async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| !s.buttons.is_empty())
+    })
+    .await;
+    assert_eq!(message.text, "The agent asks to run `ls`.");
+    let labels: Vec<(&str, &str)> = message
+        .buttons
+        .iter()
+        .map(|b| (b.text.as_str(), b.data.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("Allow", "q:q1abc:a"),
+            ("Always allow", "q:q1abc:A"),
+            ("Deny", "q:q1abc:d")
+        ]
+    );
+
+    // Someone else in the chat taps: only an owner can answer.
+    let stranger = tap(&sim, 999, message.message_id, "Allow").await;
+    assert_eq!(told(&sim, &stranger).await, relay::questions::NOT_AN_OWNER);
+
+    // A forged tap, posted raw: a question that is not this chat's.
+    let forged = |data: &str, update_id: i64| {
+        json!({"update_id": update_id, "callback_query": {"id": "forged", "from": {"id": OWNER},
+            "message": {"message_id": message.message_id, "chat": {"id": OWNER, "type": "private"}, "text": "x"},
+            "chat_instance": "c", "data": data}})
+    };
+    let post_raw = async |update: &Value| {
+        reqwest::Client::new()
+            .post(&webhook)
+            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+            .json(update)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(post_raw(&forged("q:zzzz:a", 9001)).await, 200);
+    assert_eq!(post_raw(&forged("not a token", 9002)).await, 200);
+    assert_eq!(
+        post_raw(&json!({"update_id": 9003, "callback_query": {"id": 5}})).await,
+        400
+    );
+
+    // The owner taps Allow: the answer reaches the vm, the question says so, buttons go.
+    let owner = tap(&sim, OWNER, message.message_id, "Allow").await;
+    assert_eq!(told(&sim, &owner).await, "Allowed");
+    let answered = eventually("the answer at the vm", WAIT, async || {
+        answers(&vm).first().cloned()
+    })
+    .await;
+    assert_eq!(answered.id, "answer:q1abc");
+    assert_eq!(answered.conversation, chat);
+    assert_eq!(answered.sender, chat);
+    let answer = answered.answer.unwrap();
+    assert_eq!(
+        (answer.question.as_str(), answer.decision),
+        ("q1abc", Decision::Allow)
+    );
+    let marked = eventually("the question marked", WAIT, async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.message_id == message.message_id && s.edits == 1)
+    })
+    .await;
+    assert_eq!(marked.text, "The agent asks to run `ls`.\n\nAllowed ✓");
+    assert!(marked.buttons.is_empty());
+
+    // The same tap replayed, and a second answer to the question: nothing changes.
+    let replay = |update_id: i64, data: &str| {
+        json!({"update_id": update_id, "callback_query": {"id": "again", "from": {"id": OWNER},
+            "message": {"message_id": message.message_id, "chat": {"id": OWNER, "type": "private"}, "text": "x"},
+            "chat_instance": "c", "data": data}})
+    };
+    assert_eq!(post_raw(&replay(9004, "q:q1abc:a")).await, 200);
+    assert_eq!(post_raw(&replay(9005, "q:q1abc:d")).await, 200);
+    // A later message still goes through, after whatever the taps could have queued.
+    assert_eq!(telegram_user_sends(&sim, OWNER, "after", false).await, 200);
+    eventually("the later message", WAIT, async || {
+        vm.received()
+            .iter()
+            .any(|m| m.text == "after")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(answers(&vm).len(), 1, "one answer, once");
+}
+
+#[tokio::test]
+async fn a_whatsapp_question_is_answered_with_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    let webhook = format!("{}/webhook/twilio", relay.url);
+    ask(
+        &relay,
+        OWNER_WA,
+        "q2abc",
+        "The agent asks to open https://example.com.",
+    )
+    .await;
+    let sent = eventually("the numbered question", WAIT, async || {
+        sim.sim.channels.twilio_sent().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        sent.text,
+        "The agent asks to open https://example.com.\n\nReply 1 to allow, 2 to always allow, 3 to deny."
+    );
+    // A stranger's "1" is a stranger's message: dropped.
+    whatsapp_user_sends(&sim, &webhook, "whatsapp:+19990000000", "1", json!({})).await;
+    let answer = whatsapp_user_sends(&sim, &webhook, OWNER_WA, "3", json!({})).await;
+    assert_eq!(answer["webhook_status"], 200);
+    let answered = eventually("the answer at the vm", WAIT, async || {
+        answers(&vm).first().cloned()
+    })
+    .await;
+    assert_eq!(answered.answer.unwrap().decision, Decision::Deny);
+    // With no question open, a number is just a message.
+    whatsapp_user_sends(&sim, &webhook, OWNER_WA, "1", json!({})).await;
+    eventually("the plain message", WAIT, async || {
+        vm.received()
+            .iter()
+            .any(|m| m.text == "1" && m.answer.is_none())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(answers(&vm).len(), 1);
+}
