@@ -102,6 +102,17 @@ pub struct DeployArgs {
     /// The most the agent may spend on Anthropic's API in a UTC day, in US dollars (0: no cap).
     #[arg(long, default_value_t = provision::spec::DEFAULT_MAX_DAILY_USD)]
     pub max_daily_usd: f64,
+    /// `ask`: the agent asks you (Allow / Always allow / Deny) before it runs a command,
+    /// fetches from the web or drives the browser; `auto`: it never asks. `/mode` switches
+    /// a conversation later.
+    #[arg(long, value_enum, default_value_t = ApprovalsArg::Ask)]
+    pub approvals: ApprovalsArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalsArg {
+    Ask,
+    Auto,
 }
 
 #[derive(Args, Clone)]

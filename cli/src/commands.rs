@@ -3,7 +3,8 @@
 
 use crate::Failure;
 use crate::args::{
-    ChannelArg, Cli, Command, DeployArgs, ServeArgs, Target, TeardownArgs, UnpairArgs, UpdateArgs,
+    ApprovalsArg, ChannelArg, Cli, Command, DeployArgs, ServeArgs, Target, TeardownArgs,
+    UnpairArgs, UpdateArgs,
 };
 use crate::render::Renderer;
 use crate::secrets;
@@ -128,6 +129,10 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
     };
     spec.volume_gb = args.volume_gb;
     spec.max_daily_usd = (args.max_daily_usd != 0.0).then_some(args.max_daily_usd);
+    spec.approvals = match args.approvals {
+        ApprovalsArg::Ask => provision::spec::Approvals::Ask,
+        ApprovalsArg::Auto => provision::spec::Approvals::Auto,
+    };
     spec.app_url = args.target.app_url.clone();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -10,8 +10,8 @@
 mod common;
 
 use common::{
-    claude_bin, discord_user_sends, eventually, machine_action, machine_binaries,
-    telegram_user_sends, vm_state, workspace,
+    claude_bin, discord_allow_until, discord_user_sends, eventually, machine_action,
+    machine_binaries, telegram_user_sends, vm_state, workspace,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -1087,14 +1087,21 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
     );
 
     // A screenshot (the real Playwright MCP and Chromium) arrives as an attachment.
+    // The deployment asks first: the owner allows each browser call with a numbered reply.
     discord_user_sends(&sim, DISCORD_OWNER, "take a screenshot").await;
-    eventually("the screenshot", Duration::from_secs(60), async || {
-        sim.sim
-            .discord
-            .sent()
-            .into_iter()
-            .find(|s| s.kind == "photo" && s.to == owner)
-    })
+    discord_allow_until(
+        &sim,
+        DISCORD_OWNER,
+        &owner,
+        Duration::from_secs(90),
+        async || {
+            sim.sim
+                .discord
+                .sent()
+                .into_iter()
+                .find(|s| s.kind == "photo" && s.to == owner)
+        },
+    )
     .await;
 
     // Discord forces a reconnect; a DM meanwhile is not lost.

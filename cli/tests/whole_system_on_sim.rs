@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{eventually, telegram_user_sends, vm_state};
+use common::{eventually, telegram_allow_until, telegram_user_sends, vm_state};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -109,12 +109,14 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         "the reply came from Claude Code asking the (sim's) model"
     );
 
-    // A screenshot through the real Playwright MCP and Chromium arrives as a photo.
+    // A screenshot through the real Playwright MCP and Chromium arrives as a photo, once the
+    // owner allowed the browser (a new deployment asks first): each question comes with
+    // buttons, and a tap on Allow lets the call run.
     assert_eq!(
         telegram_user_sends(&sim, OWNER, "take a screenshot").await,
         200
     );
-    eventually("the screenshot", Duration::from_secs(60), async || {
+    telegram_allow_until(&sim, OWNER, Duration::from_secs(90), async || {
         sim.sim
             .channels
             .telegram_sent()
@@ -122,6 +124,20 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
             .find(|s| s.kind == "photo" && s.to == format!("telegram:{OWNER}"))
     })
     .await;
+    let questions: Vec<_> = sim
+        .sim
+        .channels
+        .telegram_sent()
+        .into_iter()
+        .filter(|s| s.text.starts_with("The agent asks to use the browser"))
+        .collect();
+    assert!(!questions.is_empty(), "the browser was asked for");
+    assert!(
+        questions
+            .iter()
+            .all(|q| q.buttons.is_empty() && q.text.ends_with("Allowed ✓")),
+        "each question says it was allowed: {questions:?}"
+    );
     assert!(
         sim.sim
             .channels

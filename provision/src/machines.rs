@@ -202,6 +202,7 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
     if let Some(cap) = spec.max_daily_usd {
         env.insert("MAX_DAILY_USD".into(), format_usd(cap));
     }
+    env.insert("APPROVAL_MODE".into(), spec.approvals.as_str().into());
     MachineConfig {
         image: spec.images.vm.clone(),
         env,
@@ -337,6 +338,16 @@ mod tests {
             vm.env["RELAY_CALLBACK_URL"],
             "https://t-relay.fly.dev/callback"
         );
+    }
+
+    /// A new deployment's agent asks before commands, the web and the browser, unless the
+    /// user chose otherwise.
+    #[test]
+    fn a_new_deployment_asks_first() {
+        let mut spec = telegram_spec("t");
+        assert_eq!(vm_config(&spec, "v").env["APPROVAL_MODE"], "ask");
+        spec.approvals = crate::spec::Approvals::Auto;
+        assert_eq!(vm_config(&spec, "v").env["APPROVAL_MODE"], "auto");
     }
 
     /// A new deployment has a daily spend cap unless the user removes it.

@@ -114,6 +114,27 @@ impl ChannelKind {
     }
 }
 
+/// A new conversation's approval mode (the vm's `APPROVAL_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approvals {
+    /// Reading, searching and editing in the workspace run freely; commands, writes
+    /// elsewhere, the web and the browser ask an owner first.
+    #[default]
+    Ask,
+    /// Every tool runs without asking.
+    Auto,
+}
+
+impl Approvals {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approvals::Ask => "ask",
+            Approvals::Auto => "auto",
+        }
+    }
+}
+
 /// Container images of the two runtimes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Images {
@@ -154,6 +175,10 @@ pub struct DeploymentSpec {
     /// The most the agent may spend on Anthropic's API in a UTC day, in US dollars; the vm
     /// takes no new job once it is reached (`MAX_DAILY_USD`). `None`: no cap.
     pub max_daily_usd: Option<f64>,
+    /// Whether the agent asks an owner before it runs a command, fetches from the web or
+    /// drives the browser (`APPROVAL_MODE`; each conversation can switch with `/mode`).
+    #[serde(default)]
+    pub approvals: Approvals,
     /// Where each app answers publicly; `{app}` is replaced by the app name.
     pub app_url: String,
     /// The one-time code whose first sender becomes the owner, so nobody has to look up
@@ -249,6 +274,7 @@ impl DeploymentSpec {
             },
             volume_gb: 1,
             max_daily_usd: Some(DEFAULT_MAX_DAILY_USD),
+            approvals: Approvals::Ask,
             pairing: None,
             app_url: DEFAULT_APP_URL.into(),
         }

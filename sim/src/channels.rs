@@ -53,6 +53,9 @@ pub struct Sent {
     pub buttons: Vec<Button>,
     /// How many times the message was edited (`editMessageText`).
     pub edits: u32,
+    /// Where the sim serves an uploaded file (`/sim/files/<n>`), for the chat page to show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// An inline keyboard button: its label and `callback_data`.
@@ -65,6 +68,8 @@ pub struct Button {
 #[derive(Default)]
 pub struct Channels {
     state: Mutex<ChannelState>,
+    /// Files the bots uploaded (photos, documents), served at `/sim/files/<index>`.
+    files: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -84,6 +89,13 @@ struct ChannelState {
 }
 
 impl Channels {
+    /// Keeps an uploaded file for the chat page; the path it is served at.
+    pub fn keep_file(&self, bytes: Vec<u8>) -> String {
+        let mut files = self.files.lock().unwrap();
+        files.push(bytes);
+        format!("/sim/files/{}", files.len() - 1)
+    }
+
     pub fn telegram_sent(&self) -> Vec<Sent> {
         self.state.lock().unwrap().telegram_sent.clone()
     }
@@ -117,6 +129,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/chat", get(|| async { axum::response::Html(include_str!("chat.html")) }))
         .route("/sim/telegram/send", post(user_sends_telegram))
         .route("/sim/telegram/tap", post(user_taps_telegram))
+        .route("/sim/files/{index}", get(kept_file))
         .route("/sim/telegram/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.telegram_sent()) }))
         .route("/sim/twilio/send", post(user_sends_whatsapp))
         .route("/sim/twilio/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.twilio_sent()) }))
@@ -225,7 +238,11 @@ async fn telegram_method(
             telegram_ok(json!(true))
         }
         "sendPhoto" | "sendDocument" => match chat().filter(|c| !c.is_empty()) {
-            Some(chat) => send_file(&mut state, &chat, &method, upload.unwrap_or_default()),
+            Some(chat) => {
+                let file = upload.unwrap_or_default();
+                let kept = sim.channels.keep_file(file.clone());
+                send_file(&mut state, &chat, &method, file, kept)
+            }
             None => telegram_error(StatusCode::BAD_REQUEST, "Bad Request: chat_id is empty"),
         },
         "getFile" => {
@@ -411,7 +428,13 @@ fn send_message(state: &mut ChannelState, chat: &str, params: &Value) -> Respons
 }
 
 /// `sendPhoto` (with the photo limits below) and `sendDocument` (up to 50 MB).
-fn send_file(state: &mut ChannelState, chat: &str, method: &str, file: Vec<u8>) -> Response {
+fn send_file(
+    state: &mut ChannelState,
+    chat: &str,
+    method: &str,
+    file: Vec<u8>,
+    kept: String,
+) -> Response {
     let photo = method == "sendPhoto";
     let refusal = if photo {
         photo_refusal(&file)
@@ -426,6 +449,7 @@ fn send_file(state: &mut ChannelState, chat: &str, method: &str, file: Vec<u8>) 
         kind: if photo { "photo" } else { "document" }.into(),
         text: String::new(),
         media: vec![file.len().to_string()],
+        file: Some(kept),
         ..Default::default()
     });
     state.next_message_id += 1;
@@ -505,6 +529,28 @@ struct TelegramUserMessage {
     text: String,
     #[serde(default)]
     photo: bool,
+}
+
+/// A file a bot uploaded, for the chat page (its type sniffed from its first bytes).
+async fn kept_file(State(sim): State<Arc<Sim>>, Path(index): Path<usize>) -> Response {
+    let Some(bytes) = sim.channels.files.lock().unwrap().get(index).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let content_type = if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else if bytes.starts_with(&[0xff, 0xd8]) {
+        "image/jpeg"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// A user writes to the bot: the update goes to the bot's webhook with its secret.

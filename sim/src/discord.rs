@@ -557,6 +557,7 @@ async fn create_message(
                 kind: "photo".into(),
                 text: content.clone(),
                 media: vec![file.len().to_string()],
+                file: Some(sim.channels.keep_file(file.clone())),
                 ..Default::default()
             });
         }

@@ -42,6 +42,9 @@ pub struct Draft {
     /// The daily spend cap in US dollars as typed; empty for no cap.
     #[serde(default = "default_daily_cap")]
     pub daily_cap_usd: String,
+    /// The agent asks before commands, the web and the browser (`APPROVAL_MODE=ask`).
+    #[serde(default = "ask_first")]
+    pub ask_first: bool,
     /// Progress of the last deploy run, so a reload shows it.
     pub events: Vec<Event>,
     pub deploy_started_ms: Option<u64>,
@@ -77,6 +80,7 @@ impl Wizard {
             .and_then(|text| serde_json::from_str(&text).ok());
         let mut draft = stored.unwrap_or_else(|| Draft {
             daily_cap_usd: default_daily_cap(),
+            ask_first: true,
             ..Draft::default()
         });
         if draft.channel.is_empty() {
@@ -136,6 +140,7 @@ impl Wizard {
             vm_memory_mb: 2048,
             pairing_code: new_pairing_code(),
             daily_cap_usd: default_daily_cap(),
+            ask_first: true,
             ..Draft::default()
         });
         for secret in [
@@ -280,6 +285,11 @@ impl Wizard {
             // An unreadable amount is refused by `validate`, naming the field.
             Some(cap.parse().unwrap_or(f64::NAN))
         };
+        spec.approvals = if draft.ask_first {
+            spec::Approvals::Ask
+        } else {
+            spec::Approvals::Auto
+        };
         spec.validate()?;
         Ok(spec)
     }
@@ -292,6 +302,10 @@ impl Default for Wizard {
 }
 
 /// A new draft's daily spend cap, as the field shows it.
+fn ask_first() -> bool {
+    true
+}
+
 fn default_daily_cap() -> String {
     dollars_text(spec::DEFAULT_MAX_DAILY_USD)
 }

@@ -208,3 +208,61 @@ pub async fn machine_action(sim: &sim::SimHandle, app: &str, action: &str) {
         .unwrap();
     assert!(response.status().is_success(), "{action}: {response:?}");
 }
+
+/// The owner (`from_id`) taps Allow under every question the bot asks them on Telegram,
+/// until `done` finds what the test waits for (within `within`).
+pub async fn telegram_allow_until<T>(
+    sim: &sim::SimHandle,
+    from_id: i64,
+    within: std::time::Duration,
+    done: impl AsyncFn() -> Option<T>,
+) -> T {
+    let http = reqwest::Client::new();
+    sim::testing::eventually("the answer after allowing", within, async || {
+        let to = format!("telegram:{from_id}");
+        for question in sim
+            .sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .filter(|s| s.to == to && !s.buttons.is_empty())
+        {
+            // A tap on a question already answered is answered "already answered".
+            let _ = http
+                .post(format!("{}/sim/telegram/tap", sim.base_url()))
+                .json(&serde_json::json!({"from_id": from_id, "message_id": question.message_id, "label": "Allow"}))
+                .send()
+                .await;
+        }
+        done().await
+    })
+    .await
+}
+
+/// The owner (`from_id`, in the DM `channel`) answers "1" (Allow) to every numbered question
+/// the bot asks on Discord, until `done` finds what the test waits for.
+pub async fn discord_allow_until<T>(
+    sim: &sim::SimHandle,
+    from_id: &str,
+    channel: &str,
+    within: std::time::Duration,
+    done: impl AsyncFn() -> Option<T>,
+) -> T {
+    let answered = std::sync::Mutex::new(0usize);
+    sim::testing::eventually("the answer after allowing", within, async || {
+        let asked = sim
+            .sim
+            .discord
+            .sent()
+            .into_iter()
+            .filter(|s| s.to == channel && s.text.ends_with("3 to deny."))
+            .count();
+        let owed = asked.saturating_sub(*answered.lock().unwrap());
+        for _ in 0..owed {
+            discord_user_sends(sim, from_id, "1").await;
+            *answered.lock().unwrap() += 1;
+        }
+        done().await
+    })
+    .await
+}

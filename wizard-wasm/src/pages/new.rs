@@ -442,6 +442,11 @@ fn KeyStep() -> impl IntoView {
         let typed = cap.get();
         wizard.draft.update(|d| d.daily_cap_usd = typed);
     });
+    let ask_first = RwSignal::new(wizard.draft.get_untracked().ask_first);
+    Effect::new(move |_| {
+        let ticked = ask_first.get();
+        wizard.draft.update(|d| d.ask_first = ticked);
+    });
     forget_when_changed(wizard.anthropic_key, move || wizard.key_checked.set(false));
     let check = move |and_next: bool| {
         let api = config.with_value(|c| c.anthropic_api.clone());
@@ -474,6 +479,11 @@ fn KeyStep() -> impl IntoView {
         <ErrorLine error=error/>
         <Field label="Daily spend cap (US dollars)" value=cap id="daily-cap"
             hint="The agent takes no new job once it has spent this much on your key in a day (UTC); /status shows where today stands. Leave it empty for no cap."/>
+        <label class="check">
+            <input type="checkbox" id="ask-first" bind:checked=ask_first/>
+            " Ask me before the agent runs a command, fetches from the web or uses the browser"
+        </label>
+        <small class="muted">"You answer with Allow, Always allow or Deny in the chat; /mode switches a conversation later."</small>
         <Field label="GitHub token (optional)" value=wizard.github_token secret=true id="github-token"
             hint="Lets the agent clone and push your repositories over HTTPS."/>
         <Nav step=4 ready=Signal::derive(move || !wizard.anthropic_key.get().trim().is_empty())
@@ -513,6 +523,10 @@ fn ReviewStep() -> impl IntoView {
                 <li id="review-cap">{match spec.max_daily_usd {
                     Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", dollars(cap)),
                     None => "Spend on your Anthropic key: no daily cap".to_string(),
+                }}</li>
+                <li id="review-approvals">{match spec.approvals {
+                    provision::spec::Approvals::Ask => "Commands, the web and the browser: the agent asks you first",
+                    provision::spec::Approvals::Auto => "Commands, the web and the browser: the agent uses them without asking",
                 }}</li>
             </ul>
             <h2>"Where your secrets go"</h2>
