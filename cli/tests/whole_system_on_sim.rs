@@ -124,6 +124,22 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
             .find(|s| s.kind == "photo" && s.to == format!("telegram:{OWNER}"))
     })
     .await;
+    // While it worked, one status line said what it was doing, edited in place, and it ends
+    // as the job's summary.
+    let line = eventually(
+        "the status line's summary",
+        Duration::from_secs(30),
+        async || {
+            sim.sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .find(|s| s.text.starts_with("Done in") && s.to == format!("telegram:{OWNER}"))
+        },
+    )
+    .await;
+    assert!(line.edits >= 1, "{line:?}");
+    assert!(line.text.contains("tool calls"), "{}", line.text);
     let questions: Vec<_> = sim
         .sim
         .channels

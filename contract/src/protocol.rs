@@ -126,6 +126,8 @@ pub enum CallbackKind {
     Message,
     /// A question for an owner of the conversation ([`Callback::question`]).
     Question,
+    /// A job's status line ([`Callback::status`]): best effort, like typing.
+    Status,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +143,25 @@ pub struct Callback {
     /// With [`CallbackKind::Question`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question: Option<Question>,
+    /// With [`CallbackKind::Status`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+/// What a job is doing, for one line in the chat that the relay edits in place where the
+/// channel can (Telegram, Discord) and sends rarely where it cannot (WhatsApp).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The job it belongs to: one line per job.
+    pub job: String,
+    /// "Running `cargo test` · 0:42", or once `finished`, the job's summary.
+    pub line: String,
+    /// The job is over: the line becomes its summary, and no update follows.
+    #[serde(default)]
+    pub finished: bool,
+    /// Seconds the job has run.
+    #[serde(default)]
+    pub elapsed_secs: u64,
 }
 
 /// The channels a conversation can be on.

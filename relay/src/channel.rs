@@ -55,6 +55,52 @@ impl Outlet<'_> {
         }
     }
 
+    /// Whether a sent message can be edited (a status line moves on in place); otherwise a
+    /// status goes out rarely, as a message of its own.
+    pub fn can_edit(&self) -> bool {
+        matches!(self, Outlet::Telegram(_) | Outlet::Discord(..))
+    }
+
+    /// A status line's first message; the reference to edit it by, where the channel edits.
+    pub async fn send_status(
+        &self,
+        app: &App,
+        address: &str,
+        text: &str,
+    ) -> Result<Option<String>, SendError> {
+        match self {
+            Outlet::Telegram(config) => {
+                telegram::send_text_for_id(&app.http, config, address, text)
+                    .await
+                    .map(|id| Some(id.to_string()))
+            }
+            Outlet::Discord(_, discord) => discord::send_text_for_id(discord, address, text)
+                .await
+                .map(Some),
+            Outlet::Whatsapp(_) => self.send_text(app, address, text).await.map(|()| None),
+        }
+    }
+
+    /// Moves a status line on (only where [`Outlet::can_edit`]).
+    pub async fn edit_status(
+        &self,
+        app: &App,
+        address: &str,
+        message: &str,
+        text: &str,
+    ) -> Result<(), SendError> {
+        match self {
+            Outlet::Telegram(config) => {
+                let id = message.parse().unwrap_or_default();
+                telegram::edit_text(&app.http, config, address, id, text).await
+            }
+            Outlet::Discord(_, discord) => {
+                discord::edit_text(discord, address, message, text).await
+            }
+            Outlet::Whatsapp(_) => Ok(()),
+        }
+    }
+
     /// Whether a question's choices show as buttons; otherwise they are numbered replies.
     pub fn has_buttons(&self) -> bool {
         matches!(self, Outlet::Telegram(_))

@@ -175,6 +175,43 @@ pub async fn send_text(discord: &Discord, channel: &str, text: &str) -> Result<(
         .map_err(classify)
 }
 
+/// A message whose id comes back, to edit it later (a status line).
+pub async fn send_text_for_id(
+    discord: &Discord,
+    channel: &str,
+    text: &str,
+) -> Result<String, SendError> {
+    let message = discord
+        .http
+        .create_message(channel_id(channel)?)
+        .content(text)
+        .await
+        .map_err(classify)?
+        .model()
+        .await
+        .map_err(|error| SendError::Permanent(format!("Discord's answer: {error}")))?;
+    Ok(message.id.to_string())
+}
+
+/// Edit Message: the bot's own message gets new content.
+pub async fn edit_text(
+    discord: &Discord,
+    channel: &str,
+    message: &str,
+    text: &str,
+) -> Result<(), SendError> {
+    let message_id = message
+        .parse::<twilight_model::id::Id<twilight_model::id::marker::MessageMarker>>()
+        .map_err(|_| SendError::Permanent("not a Discord message id".into()))?;
+    discord
+        .http
+        .update_message(channel_id(channel)?, message_id)
+        .content(Some(text))
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
 pub async fn send_typing(discord: &Discord, channel: &str) -> Result<(), SendError> {
     discord
         .http

@@ -26,6 +26,7 @@ pub mod pairing;
 pub mod questions;
 pub mod routes;
 pub mod split;
+pub mod status;
 pub mod telegram;
 pub mod twilio;
 pub mod unregister;
@@ -70,6 +71,8 @@ pub struct App {
     pub discord: Option<discord::Discord>,
     /// When each stranger last got an answer to a pairing attempt (a throttle).
     pub pairing_answers: pairing::Throttle,
+    /// The status lines of running jobs.
+    pub status: status::StatusLines,
 }
 
 /// What became of an inbound message handed to [`App::admit`].
@@ -243,6 +246,7 @@ pub async fn run(
             journal::now_ms(),
         )),
         discord,
+        status: Default::default(),
         pairing_answers: pairing::Throttle::default(),
     });
 

@@ -168,7 +168,7 @@ async fn telegram_tap(app: &Arc<App>, config: &TelegramConfig, tap: Tap) -> Resp
             let chat_id = chat.trim_start_matches("telegram:");
             let marked = format!("{}\n\n{} ✓", tap.shown_text, decision.past());
             if let Err(error) =
-                telegram::mark_answered(&app.http, &config, chat_id, message_id, &marked).await
+                telegram::edit_text(&app.http, &config, chat_id, message_id, &marked).await
             {
                 tracing::debug!("could not mark a question answered: {error}");
             }
@@ -262,6 +262,13 @@ async fn callback(
             tokio::spawn(
                 async move { crate::outbox::send_typing(&app, &callback.conversation).await },
             );
+            StatusCode::OK.into_response()
+        }
+        CallbackKind::Status => {
+            let Some(status) = callback.status else {
+                return refuse(StatusCode::BAD_REQUEST, "a status callback needs `status`");
+            };
+            app.status.update(&app, &callback.conversation, status);
             StatusCode::OK.into_response()
         }
         CallbackKind::Question => {
@@ -368,6 +375,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             "synced_commits": writes.synced_commits,
         },
         "telegram_webhook": telegram_webhook_health(&app),
+        "status_lines": app.status.live(),
         // Whether someone paired (never who): a deploy page can tell the code is spent.
         "paired": app.journal.pairing_done().unwrap_or(false),
         "discord_gateway": app.discord.as_ref().map(|d| d.status()),

@@ -218,6 +218,32 @@ pub async fn delete_webhook(
     .await
 }
 
+/// `sendMessage`, returning the new message's `message_id` (to edit it later).
+pub async fn send_text_for_id(
+    http: &reqwest::Client,
+    config: &TelegramConfig,
+    chat_id: &str,
+    text: &str,
+) -> Result<i64, SendError> {
+    let response = http
+        .post(method_url(config, "sendMessage"))
+        .json(&serde_json::json!({"chat_id": chat_id, "text": text}))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    if !response.status().is_success() {
+        classify_telegram(response).await?;
+        return Err(SendError::Permanent("Telegram refused the message".into()));
+    }
+    let body: serde_json::Value = response.json().await.map_err(|_| SendError::Retry {
+        reason: "Telegram's answer was cut short".into(),
+        after: None,
+    })?;
+    body["result"]["message_id"]
+        .as_i64()
+        .ok_or_else(|| SendError::Permanent("Telegram's answer has no message_id".into()))
+}
+
 pub async fn send_text(
     http: &reqwest::Client,
     config: &TelegramConfig,
@@ -279,9 +305,9 @@ pub async fn answer_tap(
     .await
 }
 
-/// Replaces the question's message by its text and the answer, without buttons
-/// (`editMessageText` with no `reply_markup` removes the inline keyboard).
-pub async fn mark_answered(
+/// Replaces a message's text, without buttons (`editMessageText` with no `reply_markup`
+/// removes an inline keyboard): a question marked answered, a status line moved on.
+pub async fn edit_text(
     http: &reqwest::Client,
     config: &TelegramConfig,
     chat_id: &str,

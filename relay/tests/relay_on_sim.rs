@@ -82,6 +82,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
             data_base64: "iVBORw0KGgo=".into(),
         }],
         question: None,
+        status: None,
     };
     let http = reqwest::Client::new();
     for _ in 0..2 {
@@ -143,6 +144,7 @@ async fn telegram_messages_reach_the_vm_and_replies_come_back_split() {
         text: String::new(),
         images: vec![],
         question: None,
+        status: None,
     };
     assert_eq!(
         http.post(format!("{}/callback", relay.url))
@@ -384,6 +386,7 @@ async fn whatsapp_messages_are_verified_forwarded_and_answered() {
         text: "😀 ".repeat(1000),
         images: vec![image.clone(), image],
         question: None,
+        status: None,
     };
     assert_eq!(
         http.post(format!("{}/callback", relay.url))
@@ -708,6 +711,7 @@ async fn a_screenshot_too_tall_for_a_photo_arrives_as_a_document() {
             data_base64: base64::engine::general_purpose::STANDARD.encode(&tall),
         }],
         question: None,
+        status: None,
     };
     let status = reqwest::Client::new()
         .post(format!("{}/callback", relay.url))

@@ -172,6 +172,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/discord/api/v10/channels/{id}/messages",
             post(create_message),
         )
+        .route(
+            "/discord/api/v10/channels/{id}/messages/{message}",
+            axum::routing::patch(edit_message),
+        )
         .route("/discord/api/v10/channels/{id}/typing", post(typing))
         .route("/discord-cdn/attachments/{name}", get(attachment))
         .route("/discord/api/v10/{*rest}", any(unknown_route))
@@ -542,12 +546,14 @@ async fn create_message(
         return discord_error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
     };
     let to = format!("discord:{recipient}");
+    let id = Discord::next_snowflake(&mut state);
     if files.is_empty() {
         state.sent.push(Sent {
             to,
             kind: "message".into(),
             text: content.clone(),
             media: vec![],
+            message_id: id.parse().unwrap_or_default(),
             ..Default::default()
         });
     } else {
@@ -562,10 +568,55 @@ async fn create_message(
             });
         }
     }
-    let id = Discord::next_snowflake(&mut state);
     let mut response =
         axum::Json(json!({"id": id, "channel_id": channel_id, "content": content, "type": 0}))
             .into_response();
+    rate_limit_headers(&mut response, 4, 1);
+    response
+}
+
+/// Edit Message (`PATCH /channels/{channel.id}/messages/{message.id}`): the bot's own message
+/// in that channel gets new `content` (at most 2000 characters); an unknown one is
+/// `10008 Unknown Message`.
+async fn edit_message(
+    State(sim): State<Arc<Sim>>,
+    Path((channel_id, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorised(&sim, &headers) {
+        return refused;
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return discord_error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        );
+    };
+    let content = payload["content"].as_str().unwrap_or_default().to_string();
+    if content.is_empty() || content.chars().count() > CONTENT_LIMIT {
+        return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+    }
+    let mut state = sim.discord.state.lock().unwrap();
+    let Some(recipient) = Discord::recipient(&state, &channel_id) else {
+        return discord_error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    };
+    let to = format!("discord:{recipient}");
+    let id: u64 = message_id.parse().unwrap_or_default();
+    let Some(sent) = state
+        .sent
+        .iter_mut()
+        .find(|s| s.to == to && s.message_id == id && id != 0)
+    else {
+        return discord_error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    };
+    sent.text = content.clone();
+    sent.edits += 1;
+    let mut response = axum::Json(
+        json!({"id": message_id, "channel_id": channel_id, "content": content, "type": 0}),
+    )
+    .into_response();
     rate_limit_headers(&mut response, 4, 1);
     response
 }

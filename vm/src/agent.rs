@@ -287,7 +287,8 @@ impl Process {
     }
 
     /// Sends one message and reads until its result; reports the session id as soon as it is
-    /// known (`on_session`), and asks `approve` about each tool call the CLI waits on. After
+    /// known (`on_session`) and each tool call (`on_tool`), and asks `approve` about each tool
+    /// call the CLI waits on. After
     /// anything but `Finished` the process is finished too: drop it.
     pub async fn turn(
         &mut self,
@@ -296,6 +297,7 @@ impl Process {
         cancel: &mut oneshot::Receiver<()>,
         mut on_session: impl FnMut(&str),
         approve: &dyn Approve,
+        on_tool: &(dyn Fn(&str, &serde_json::Value) + Sync),
     ) -> Outcome {
         let line = serde_json::json!({
             "type": "user",
@@ -333,6 +335,11 @@ impl Process {
                         }
                         result = Some(r);
                         return;
+                    }
+                    Ok(StreamEvent::ToolUse(tools)) => {
+                        for (name, input) in &tools {
+                            on_tool(name, input);
+                        }
                     }
                     Ok(StreamEvent::PermissionRequest(request)) => {
                         let line = match approve.decide(&request).await {

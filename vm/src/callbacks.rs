@@ -22,6 +22,7 @@ pub fn queue(vm: &Vm, id: &str, conversation: &str, text: String, images: Vec<Im
             text,
             images,
             question: None,
+            status: None,
         },
     )
 }
@@ -37,6 +38,7 @@ pub fn ask(vm: &Vm, conversation: &str, question: Question, text: String) {
             text,
             images: vec![],
             question: Some(question),
+            status: None,
         },
     )
 }
@@ -140,6 +142,7 @@ pub async fn typing(vm: &Vm, conversation: &str) {
         text: String::new(),
         images: vec![],
         question: None,
+        status: None,
     };
     let _ = vm.relay.send(&callback, SEND_TIMEOUT).await;
 }

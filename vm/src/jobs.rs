@@ -8,6 +8,7 @@
 
 use crate::agent::{self, Outcome};
 use crate::commands::{self, Command};
+use crate::progress::{self, Progress};
 use crate::store::{Job, JobState};
 use crate::{Vm, approvals, callbacks, reply};
 use base64::Engine;
@@ -122,14 +123,29 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         }
     };
     let started = std::time::SystemTime::now();
-    let work = run_agent(vm, conversation, &prompt, &workspace, &images_dir, cancel);
+    let progress = Progress::new(&message.id);
+    let work = run_agent(
+        vm,
+        conversation,
+        &prompt,
+        &workspace,
+        &images_dir,
+        cancel,
+        &progress,
+    );
     let (note, outcome) = tokio::select! {
         result = work => result,
         _ = heartbeat => unreachable!("the heartbeat never ends"),
+        _ = progress::report(vm, conversation, &progress) => unreachable!("the report never ends"),
     };
-    if let Ok(Outcome::Finished(result)) = &outcome {
-        let _ = vm.store.add_spend(result.total_cost_usd);
+    let cost = match &outcome {
+        Ok(Outcome::Finished(result)) => Some(result.total_cost_usd),
+        _ => None,
+    };
+    if let Some(cost) = cost {
+        let _ = vm.store.add_spend(cost);
     }
+    progress::finish(vm, conversation, &progress, cost).await;
     if let Ok(Outcome::Failed { code, stderr_tail }) = &outcome {
         tracing::warn!(?code, "the agent failed: {stderr_tail}");
     }
@@ -160,6 +176,7 @@ async fn run_agent(
     workspace: &std::path::Path,
     images_dir: &std::path::Path,
     mut cancel: oneshot::Receiver<()>,
+    progress: &Progress,
 ) -> (String, std::io::Result<Outcome>) {
     let mut note = String::new();
     let mut resume = vm.store.session(conversation).ok().flatten();
@@ -189,6 +206,7 @@ async fn run_agent(
                     let _ = vm.store.set_session(conversation, session_id);
                 },
                 &approvals::AskOwners { vm, conversation },
+                &|name, input| progress.tool(name, input),
             )
             .await;
         match outcome {

@@ -9,7 +9,8 @@
 //!   the user's reply; [`commands`]: `/new`, `/status`, `/cancel`, `/mode`, `/rules`.
 //! - [`approvals`]: each conversation's mode, the questions the agent asks before a tool
 //!   call, their answers, and questions parked while the vm sleeps.
-//! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json.
+//! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json;
+//!   [`progress`]: the job's status line from its tool calls.
 //! - [`agents`]: the warm processes of recently active conversations.
 //! - [`callbacks`]: results to the relay, kept until it accepts them.
 //! - [`store`]: SQLite on `DATA_DIR` (queue, sessions, spend, callbacks).
@@ -22,6 +23,7 @@ pub mod commands;
 pub mod config;
 pub mod fence;
 pub mod jobs;
+pub mod progress;
 pub mod reply;
 pub mod routes;
 pub mod store;

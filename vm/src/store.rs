@@ -628,6 +628,7 @@ mod tests {
                 text: "t".into(),
                 images: vec![],
                 question: None,
+                status: None,
             };
             store.enqueue_callback(&callback).unwrap();
             store.enqueue_callback(&callback).unwrap();
@@ -670,6 +671,7 @@ mod tests {
             text: "t".into(),
             images: vec![],
             question: None,
+            status: None,
         };
         store.enqueue_callback(&reply("sent")).unwrap();
         store.enqueue_callback(&reply("unsent")).unwrap();

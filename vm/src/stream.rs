@@ -14,6 +14,8 @@ pub enum StreamEvent {
     },
     /// Text the assistant said along the way.
     AssistantText(String),
+    /// Tools the assistant calls now (`tool_use` blocks: name and input).
+    ToolUse(Vec<(String, Value)>),
     Result(AgentResult),
     /// The CLI asks whether a tool call may run, and waits for the answer on stdin.
     PermissionRequest(PermissionRequest),
@@ -87,6 +89,16 @@ pub fn parse_line(line: &str) -> Result<StreamEvent, MalformedLine> {
             None => return Err(MalformedLine("init without session_id".into())),
         },
         ("assistant", _) => {
+            let tools: Vec<(String, Value)> = value["message"]["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|part| part["type"] == "tool_use")
+                .filter_map(|part| Some((text(&part["name"])?, part["input"].clone())))
+                .collect();
+            if !tools.is_empty() {
+                return Ok(StreamEvent::ToolUse(tools));
+            }
             let parts: Vec<String> = value["message"]["content"]
                 .as_array()
                 .into_iter()
@@ -224,6 +236,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(request.request_id, "b3136a38-078b-489d-b73d-07638be17202");
+        // The tool call itself is on the stream first, as a `tool_use` block.
+        let called = capture
+            .lines()
+            .find_map(|l| match parse_line(l) {
+                Ok(StreamEvent::ToolUse(tools)) => Some(tools),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(called[0].0, "Bash");
+        assert_eq!(called[0].1["command"], "echo hi > made.txt");
         assert_eq!(request.tool_name, "Bash");
         assert_eq!(request.input["command"], "echo hi > made.txt");
         assert_eq!(request.description.as_deref(), Some("Make made.txt"));

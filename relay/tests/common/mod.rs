@@ -81,6 +81,7 @@ impl FakeVm {
                                         text: format!("echo: {}", message.text),
                                         images: vec![],
                                         question: None,
+                                        status: None,
                                     };
                                     let _ = reqwest::Client::new()
                                         .post(format!("{relay_url}/callback"))

@@ -1,9 +1,9 @@
-//! The agent's questions through the relay, with the sim's fake Telegram and Twilio playing
-//! the owner's phone and a stand-in vm asking: buttons on Telegram, numbered replies on
-//! WhatsApp, and every way a choice must change nothing (a stranger's tap, a forged or
-//! replayed one, a second one).
+//! Steering through the relay, with the sim's fake Telegram and Twilio playing the owner's
+//! phone and a stand-in vm: the agent's questions (buttons on Telegram, numbered replies on
+//! WhatsApp, and every way a choice must change nothing: a stranger's tap, a forged or
+//! replayed one, a second one), and status lines kept within each channel's limits.
 
-use contract::protocol::{Callback, CallbackKind, Decision, Question, VmMessage};
+use contract::protocol::{Callback, CallbackKind, Decision, Question, Status, VmMessage};
 use serde_json::{Value, json};
 use sim::testing::eventually;
 use std::time::Duration;
@@ -24,6 +24,7 @@ async fn ask(relay: &RunningRelay, conversation: &str, id: &str, text: &str) {
             id: id.into(),
             choices: vec![Decision::Allow, Decision::AlwaysAllow, Decision::Deny],
         }),
+        status: None,
     };
     let status = reqwest::Client::new()
         .post(format!("{}/callback", relay.url))
@@ -213,4 +214,142 @@ async fn a_whatsapp_question_is_answered_with_a_number() {
     })
     .await;
     assert_eq!(answers(&vm).len(), 1);
+}
+
+async fn status(
+    relay: &RunningRelay,
+    conversation: &str,
+    line: &str,
+    elapsed_secs: u64,
+    finished: bool,
+) {
+    let callback = Callback {
+        id: format!("status:{elapsed_secs}:{line}"),
+        conversation: conversation.into(),
+        kind: CallbackKind::Status,
+        text: String::new(),
+        images: vec![],
+        question: None,
+        status: Some(Status {
+            job: "job-1".into(),
+            line: line.into(),
+            finished,
+            elapsed_secs,
+        }),
+    };
+    let status = reqwest::Client::new()
+        .post(format!("{}/callback", relay.url))
+        .bearer_auth(VM_TOKEN)
+        .json(&callback)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_status_line_is_one_telegram_message_edited_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    let chat = format!("telegram:{OWNER}");
+    let started = std::time::Instant::now();
+    status(&relay, &chat, "Running `ls` · 0:01", 1, false).await;
+    let line = eventually("the status line", WAIT, async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.text.starts_with("Running"))
+    })
+    .await;
+    // A burst of updates: only the newest is shown, one edit a second at most.
+    for n in 2..12 {
+        status(
+            &relay,
+            &chat,
+            &format!("Editing src/f{n}.rs · 0:{n:02}"),
+            n,
+            false,
+        )
+        .await;
+    }
+    status(
+        &relay,
+        &chat,
+        "Done in 0:12 · 11 tool calls · $0.0100",
+        12,
+        true,
+    )
+    .await;
+    let done = eventually("the summary", WAIT, async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.message_id == line.message_id && s.text.starts_with("Done"))
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        f64::from(done.edits) <= seconds.ceil() + 1.0,
+        "{} edits in {seconds:.1} s",
+        done.edits
+    );
+    assert!(done.edits < 11, "updates were merged: {} edits", done.edits);
+    let lines = sim
+        .sim
+        .channels
+        .telegram_sent()
+        .into_iter()
+        .filter(|s| s.kind == "message")
+        .count();
+    assert_eq!(lines, 1, "one message for the whole job");
+}
+
+#[tokio::test]
+async fn whatsapp_hears_of_a_long_job_rarely_and_of_a_short_one_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    let (_vm, vm_url) = FakeVm::start().await;
+    let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
+    for n in 0..10 {
+        status(
+            &relay,
+            OWNER_WA,
+            &format!("Running step {n} · 0:{n:02}"),
+            n,
+            false,
+        )
+        .await;
+    }
+    status(&relay, OWNER_WA, "Running the long step · 1:40", 100, false).await;
+    let first = eventually("one message for a long job", WAIT, async || {
+        sim.sim.channels.twilio_sent().into_iter().next()
+    })
+    .await;
+    assert_eq!(first.text, "Running the long step · 1:40");
+    status(
+        &relay,
+        OWNER_WA,
+        "Running the longer step · 2:00",
+        120,
+        false,
+    )
+    .await;
+    status(&relay, OWNER_WA, "Done in 2:01 · 12 tool calls", 121, true).await;
+    // The summary is the last update: once the relay has forgotten the line, it is done.
+    eventually("the line forgotten", WAIT, async || {
+        let health: Value = reqwest::get(format!("{}/health", relay.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (health["status_lines"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(sim.sim.channels.twilio_sent().len(), 1, "no more messages");
 }
