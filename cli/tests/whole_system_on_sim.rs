@@ -154,6 +154,35 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
             .all(|q| q.buttons.is_empty() && q.text.ends_with("Allowed ✓")),
         "each question says it was allowed: {questions:?}"
     );
+
+    // A command that writes a file, allowed; its reply says what changed, and /diff sends
+    // the changes as a document.
+    assert_eq!(
+        telegram_user_sends(&sim, OWNER, "please write a file").await,
+        200
+    );
+    let wrote = telegram_allow_until(&sim, OWNER, Duration::from_secs(60), async || {
+        sim.sim
+            .channels
+            .telegram_sent()
+            .into_iter()
+            .find(|s| s.text.starts_with("I wrote hello.txt."))
+    })
+    .await;
+    assert!(wrote.text.ends_with("(/diff shows them)"), "{}", wrote.text);
+    assert_eq!(telegram_user_sends(&sim, OWNER, "/diff").await, 200);
+    eventually(
+        "the diff as a document",
+        Duration::from_secs(30),
+        async || {
+            sim.sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .find(|s| s.kind == "document" && s.to == format!("telegram:{OWNER}"))
+        },
+    )
+    .await;
     assert!(
         sim.sim
             .channels

@@ -128,6 +128,11 @@ impl Outlet<'_> {
     /// accepts ten URLs but drops all but the first without an error).
     pub async fn send_image(&self, app: &App, address: &str, name: &str) -> Result<(), SendError> {
         match self {
+            // A document (`/diff`'s) goes as a file.
+            Outlet::Telegram(config) if media::is_document(name) => {
+                let bytes = media::read_stored(&app.config.data_dir, name).await?;
+                telegram::send_document(&app.http, config, address, bytes, name).await
+            }
             Outlet::Telegram(config) => send_telegram_image(app, config, address, name).await,
             Outlet::Whatsapp(config) => {
                 let to = Conversation::id(Channel::Whatsapp, address);

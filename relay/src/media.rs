@@ -143,8 +143,15 @@ fn extension(content_type: &str) -> &'static str {
         "image/jpeg" => "jpg",
         "image/webp" => "webp",
         "image/gif" => "gif",
+        // `/diff`'s document.
+        "text/x-diff" => "diff",
         _ => "png",
     }
+}
+
+/// A stored file that is no picture (`/diff`'s), sent as a document.
+pub fn is_document(name: &str) -> bool {
+    name.ends_with(".diff")
 }
 
 pub fn content_type(name: &str) -> &'static str {
@@ -152,6 +159,7 @@ pub fn content_type(name: &str) -> &'static str {
         Some("jpg") => "image/jpeg",
         Some("webp") => "image/webp",
         Some("gif") => "image/gif",
+        Some("diff") => "text/x-diff; charset=utf-8",
         _ => "image/png",
     }
 }
@@ -242,7 +250,7 @@ pub fn lookup(data_dir: &Path, name: &str, max_age: Duration) -> Option<PathBuf>
     let (id, ext) = name.split_once('.')?;
     if id.len() != 32
         || !id.bytes().all(|b| b.is_ascii_hexdigit())
-        || !["png", "jpg", "webp", "gif"].contains(&ext)
+        || !["png", "jpg", "webp", "gif", "diff"].contains(&ext)
     {
         return None;
     }

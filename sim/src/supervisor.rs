@@ -212,6 +212,11 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             "ANTHROPIC_BASE_URL".to_string(),
             format!("{}/anthropic", sim.base_url),
         );
+        // A container image sets PATH (Docker's default, or its own `ENV PATH`); here the
+        // "image" is a program on this host, so it gets this host's.
+        if let Ok(path) = std::env::var("PATH") {
+            env.insert("PATH".to_string(), path);
+        }
         for (k, v) in &sim.config.machine_env {
             env.insert(k.clone(), v.clone());
         }

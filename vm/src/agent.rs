@@ -190,18 +190,7 @@ fn command(start: &Start<'_>, mcp_file: &Path) -> std::io::Result<tokio::process
     if let Some(agent) = &config.agent_user {
         agent.give(&home)?;
         agent.give(&tmp)?;
-        command.uid(agent.uid).gid(agent.gid);
-        // SAFETY: prctl only sets a flag of the child between fork and exec, which is
-        // async-signal-safe. With it the agent gains no privilege through setuid programs.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        agent.confine(&mut command);
     }
     if let Some(token) = &config.github_token {
         // git asks this helper for credentials; the token stays in the environment, not on disk.

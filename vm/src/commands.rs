@@ -1,9 +1,11 @@
-//! Chat commands, all in one place. `/status`, `/cancel`, `/mode` and `/rules` are answered
-//! as soon as they arrive (a cancel must not wait behind the job it cancels); `/new` waits its
+//! Chat commands, all in one place. `/status`, `/cancel`, `/mode`, `/rules` and `/diff` are
+//! answered as soon as they arrive (a cancel must not wait behind the job it cancels); `/new` waits its
 //! turn in the queue, so it never forgets a session under a running job.
 
-use crate::Vm;
 use crate::approvals::{self, Mode};
+use crate::{Vm, diff};
+use base64::Engine;
+use contract::protocol::Image;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -17,6 +19,8 @@ pub enum Command {
     Mode(Option<String>),
     /// List the "always allow" rules, or clear them (`/rules clear`).
     Rules { clear: bool },
+    /// What the agent changed in the workspace, as a `.diff` document with a summary line.
+    Diff,
 }
 
 pub const FRESH_SESSION: &str = "Started a fresh session: the agent has forgotten this conversation (your files are still there).";
@@ -34,6 +38,7 @@ impl Command {
             ("/new", None) => Some(Command::New),
             ("/status", None) => Some(Command::Status),
             ("/cancel", None) => Some(Command::Cancel),
+            ("/diff", None) => Some(Command::Diff),
             ("/mode", argument) => Some(Command::Mode(argument)),
             ("/rules", None) => Some(Command::Rules { clear: false }),
             ("/rules", Some(word)) if word == "clear" => Some(Command::Rules { clear: true }),
@@ -47,16 +52,47 @@ impl Command {
     }
 }
 
-/// Carries out an immediate command and returns its answer.
-pub fn answer_now(vm: &Vm, command: Command, conversation: &str) -> String {
-    match command {
+/// Carries out an immediate command and returns its answer (and, for `/diff`, the document).
+pub async fn answer_now(vm: &Vm, command: Command, conversation: &str) -> (String, Vec<Image>) {
+    let text = match command {
         Command::Cancel => cancel(vm, conversation).into(),
         Command::Status => status(vm, conversation),
         Command::New => start_fresh(vm, conversation).into(),
         Command::Mode(choice) => mode(vm, conversation, choice.as_deref()),
         Command::Rules { clear } => rules(vm, conversation, clear),
-    }
+        Command::Diff => return diff(vm, conversation).await,
+    };
+    (text, vec![])
 }
+
+/// The workspace's changes as a document where the channel takes documents; WhatsApp takes
+/// none that a diff could be (Twilio: images, audio, video, PDF and Office files), so it
+/// gets the start of the diff as text.
+async fn diff(vm: &Vm, conversation: &str) -> (String, Vec<Image>) {
+    let workspace = crate::jobs::workspace(vm, conversation);
+    let changes = diff::changes(&vm.config, &workspace).await;
+    if changes.is_empty() {
+        return ("No changes in the workspace.".into(), vec![]);
+    }
+    let summary = changes.summary();
+    if conversation.starts_with("whatsapp:") {
+        let start: String = changes.text.chars().take(1200).collect();
+        let more = if start.len() < changes.text.len() {
+            "\n(The start of the diff: WhatsApp takes no text files.)"
+        } else {
+            ""
+        };
+        return (format!("{summary}\n\n{start}{more}"), vec![]);
+    }
+    let document = Image {
+        content_type: DIFF_CONTENT_TYPE.into(),
+        data_base64: base64::engine::general_purpose::STANDARD.encode(changes.text),
+    };
+    (summary, vec![document])
+}
+
+/// How a `/diff` document is labelled for the relay, which sends it as a file.
+pub const DIFF_CONTENT_TYPE: &str = "text/x-diff";
 
 fn mode(vm: &Vm, conversation: &str, choice: Option<&str>) -> String {
     let Some(choice) = choice else {
@@ -101,6 +137,7 @@ fn rules(vm: &Vm, conversation: &str, clear: bool) -> String {
 pub fn start_fresh(vm: &Vm, conversation: &str) -> &'static str {
     let _ = vm.store.clear_session(conversation);
     vm.agents.forget(conversation);
+    diff::forget_baseline(&vm.config, &crate::jobs::workspace(vm, conversation));
     FRESH_SESSION
 }
 

@@ -60,6 +60,24 @@ impl AgentUser {
         })
     }
 
+    /// Makes `command` run as the agent: its user and group, and no privilege to gain through
+    /// setuid programs (no_new_privs). Everything the vm runs over what the agent wrote (its
+    /// git repositories, whose config can name programs) runs this way.
+    pub fn confine(&self, command: &mut tokio::process::Command) {
+        command.uid(self.uid).gid(self.gid);
+        // SAFETY: prctl only sets a flag of the child between fork and exec, which is
+        // async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+
     /// Makes `path` (a folder or file the vm just created for the agent) the agent's.
     pub fn give(&self, path: &Path) -> io::Result<()> {
         chown(path, Some(self.uid), Some(self.gid))

@@ -10,7 +10,7 @@ use crate::agent::{self, Outcome};
 use crate::commands::{self, Command};
 use crate::progress::{self, Progress};
 use crate::store::{Job, JobState};
-use crate::{Vm, approvals, callbacks, reply};
+use crate::{Vm, approvals, callbacks, diff, reply};
 use base64::Engine;
 use contract::protocol::Image;
 use std::path::PathBuf;
@@ -105,11 +105,8 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
         }
     }
 
-    let workspace = vm
-        .config
-        .data_dir
-        .join("workspaces")
-        .join(safe_name(conversation));
+    let workspace = workspace(vm, conversation);
+    diff::record_baseline(&vm.config, &workspace).await;
     // An answer to a parked question resumes the session with the decision.
     let prompt = match &message.answer {
         Some(answer) => approvals::resume_prompt(vm, answer),
@@ -156,14 +153,44 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
             timeout_minutes: vm.config.agent_timeout.as_secs() / 60,
         },
     );
+    let changed = changed_files(vm, conversation, &workspace).await;
     callbacks::queue(
         vm,
         &reply_id,
         conversation,
-        format!("{note}{}", reply.text),
+        format!("{note}{}{changed}", reply.text),
         collect_images(&images_dir, &workspace, started),
     );
     reply.state
+}
+
+/// "\n\n3 files changed, +120 −14 (/diff shows them)" when this job changed the workspace's
+/// files (its changes summary moved), else nothing.
+async fn changed_files(vm: &Vm, conversation: &str, workspace: &std::path::Path) -> String {
+    let changes = diff::changes(&vm.config, workspace).await;
+    let summary = if changes.is_empty() {
+        String::new()
+    } else {
+        changes.summary()
+    };
+    let before = vm
+        .last_changes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conversation.to_string(), summary.clone())
+        .unwrap_or_default();
+    if summary.is_empty() || summary == before {
+        return String::new();
+    }
+    format!("\n\n{summary} (/diff shows them)")
+}
+
+/// A conversation's workspace: `DATA_DIR/workspaces/<conversation, made a folder name>`.
+pub fn workspace(vm: &Vm, conversation: &str) -> PathBuf {
+    vm.config
+        .data_dir
+        .join("workspaces")
+        .join(safe_name(conversation))
 }
 
 /// Runs the message through the conversation's agent (its warm process, or a new one that

@@ -7,6 +7,8 @@
 //! - [`routes`]: `POST /messages`, `GET /health`.
 //! - [`jobs`]: the queue's dispatcher and a job's life; [`reply`] turns how it ended into
 //!   the user's reply; [`commands`]: `/new`, `/status`, `/cancel`, `/mode`, `/rules`.
+//! - [`diff`]: `/diff`, the workspace's changes against each repository's HEAD and a
+//!   baseline for files outside git.
 //! - [`approvals`]: each conversation's mode, the questions the agent asks before a tool
 //!   call, their answers, and questions parked while the vm sleeps.
 //! - [`agent`]: one agent process, fed a message per job; [`stream`] reads its stream-json;
@@ -21,6 +23,7 @@ pub mod approvals;
 pub mod callbacks;
 pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod fence;
 pub mod jobs;
 pub mod progress;
@@ -58,6 +61,9 @@ pub struct Vm {
     pub accepting: AtomicBool,
     /// Questions whose agent process waits for the answer.
     pub approvals: approvals::Waiting,
+    /// Each conversation's changes summary after its last job, to tell when a job changed
+    /// files.
+    pub last_changes: Mutex<HashMap<String, String>>,
 }
 
 impl Vm {
@@ -120,6 +126,7 @@ pub async fn run(
         agents: agents::Agents::new(warm_agents),
         accepting: AtomicBool::new(true),
         approvals: Default::default(),
+        last_changes: Default::default(),
     });
     // A question asked before a restart has no process waiting: its answer resumes instead.
     vm.store

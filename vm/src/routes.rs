@@ -86,9 +86,9 @@ async fn messages(State(vm): State<Arc<Vm>>, body: Bytes) -> Response {
         return StatusCode::ACCEPTED.into_response();
     }
     if let Some(command) = Command::parse(&message.text).filter(|c| c.is_immediate()) {
-        let text = commands::answer_now(&vm, command, &message.conversation);
+        let (text, attachments) = commands::answer_now(&vm, command, &message.conversation).await;
         let reply_id = format!("command:{}", message.id);
-        callbacks::queue(&vm, &reply_id, &message.conversation, text, vec![]);
+        callbacks::queue(&vm, &reply_id, &message.conversation, text, attachments);
         return StatusCode::ACCEPTED.into_response();
     }
     match vm.store.add_job(&message) {

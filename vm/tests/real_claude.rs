@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "vm-real-claude-token";
 
-/// A relay stand-in that keeps every non-typing callback.
+/// A relay stand-in that keeps every callback but typing, status lines apart.
 #[derive(Clone, Default)]
 struct Relay {
     replies: Arc<Mutex<Vec<Callback>>>,
+    statuses: Arc<Mutex<Vec<Callback>>>,
 }
 
 impl Relay {
@@ -27,7 +28,10 @@ impl Relay {
             axum::routing::post(move |axum::Json(callback): axum::Json<Callback>| {
                 let relay = state.clone();
                 async move {
-                    if callback.kind != CallbackKind::Typing {
+                    // Typing and status lines are best effort and come at any time.
+                    if callback.kind == CallbackKind::Status {
+                        relay.statuses.lock().unwrap().push(callback);
+                    } else if callback.kind != CallbackKind::Typing {
                         let mut replies = relay.replies.lock().unwrap();
                         if !replies.iter().any(|r| r.id == callback.id) {
                             replies.push(callback);
@@ -248,7 +252,10 @@ async fn the_agent_runs_tools_and_its_files_stay_in_the_workspace() {
         .send("m1", "telegram:1", "please write a file for me")
         .await;
     let reply = world.relay.reply("telegram:1", 1, LONG).await;
-    assert_eq!(reply.text, "I wrote hello.txt.", "{reply:?}");
+    assert_eq!(
+        reply.text, "I wrote hello.txt.\n\n1 file changed, +1 −0 (/diff shows them)",
+        "{reply:?}"
+    );
     let file = world.workspace().join("hello.txt");
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "hello");
     // The model's requests carried the key to the sim and nothing of the vm's own secrets.
@@ -341,7 +348,13 @@ async fn the_agent_sees_none_of_the_vm_s_secrets() {
         .send("s1", "telegram:6", "please dump the environment")
         .await;
     let reply = world.relay.reply("telegram:6", 1, LONG).await;
-    assert_eq!(reply.text, "I saved the environment to env.txt.");
+    assert!(
+        reply
+            .text
+            .starts_with("I saved the environment to env.txt."),
+        "{}",
+        reply.text
+    );
     let env = std::fs::read_to_string(world.workspace().join("env.txt")).unwrap();
     assert!(env.contains("ANTHROPIC_BASE_URL="), "{env}");
     for withheld in ["VM_TOKEN", "RELAY_CALLBACK_URL", TOKEN] {
@@ -392,7 +405,8 @@ async fn a_prompt_injected_agent_finds_nothing_of_the_vm_s() {
     let store = world.data.path().join("vm/vm.db");
     world.send("e1", "telegram:9", "try to get out").await;
     let reply = world.relay.reply("telegram:9", 1, LONG).await;
-    assert_eq!(reply.text, "I looked around.");
+    // The reply ends with what changed in the workspace (the loot file).
+    assert!(reply.text.starts_with("I looked around."), "{}", reply.text);
     let loot = std::fs::read_to_string(world.workspace().join("loot.txt")).unwrap();
     let leaked: Vec<&str> = loot
         .lines()
@@ -581,5 +595,78 @@ async fn in_ask_mode_edits_in_the_workspace_run_without_asking() {
     assert_eq!(
         std::fs::read_to_string(world.workspace_of(chat).join("note.txt")).unwrap(),
         "written by the Write tool\n"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
+async fn a_job_that_changed_files_says_so_and_diff_sends_the_changes() {
+    let world = World::start(&[]).await;
+    let chat = "telegram:15";
+    let workspace = world.workspace_of(chat);
+    // A repository the user cloned earlier, with one committed file.
+    let repo = workspace.join("proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("a.txt"), "one\n").unwrap();
+    git(&["add", "a.txt"]);
+    git(&["commit", "-q", "-m", "first"]);
+
+    world.send("w1", chat, "please write a file for me").await;
+    let reply = world.relay.reply(chat, 1, LONG).await;
+    assert_eq!(
+        reply.text,
+        "I wrote hello.txt.\n\n1 file changed, +1 −0 (/diff shows them)"
+    );
+    // A job that changes nothing says nothing of files.
+    world.send("w2", chat, "hello").await;
+    assert_eq!(
+        world.relay.reply(chat, 2, LONG).await.text,
+        "You said: hello"
+    );
+
+    // The repository's file changes too (as the agent's edit would).
+    std::fs::write(repo.join("a.txt"), "two\n").unwrap();
+    world.send("d1", chat, "/diff").await;
+    let diff = world.relay.reply(chat, 3, LONG).await;
+    assert_eq!(diff.text, "2 files changed, +2 −1");
+    assert_eq!(diff.images.len(), 1);
+    assert_eq!(diff.images[0].content_type, "text/x-diff");
+    use base64::Engine;
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&diff.images[0].data_base64)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("--- a/proj/a.txt\n+++ b/proj/a.txt"),
+        "{text}"
+    );
+    assert!(text.contains("-one\n+two"), "{text}");
+    assert!(
+        text.contains("+++ b/hello.txt") && text.contains("+hello"),
+        "{text}"
+    );
+
+    // After /new the baseline is the workspace as it then is.
+    world.send("n1", chat, "/new").await;
+    world.relay.reply(chat, 4, LONG).await;
+    world.send("w3", chat, "hello again").await;
+    world.relay.reply(chat, 5, LONG).await;
+    world.send("d2", chat, "/diff").await;
+    let after = world.relay.reply(chat, 6, LONG).await;
+    assert_eq!(
+        after.text, "1 file changed, +1 −1",
+        "only the repository's change is left"
     );
 }

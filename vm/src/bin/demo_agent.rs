@@ -20,7 +20,15 @@ const PNG_1X1: &[u8] = &[
     0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
     0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
-const SESSIONS_FILE: &str = ".demo-agent-sessions";
+/// The sessions it knows, where Claude Code keeps its own: the configuration folder the vm
+/// gives it (`CLAUDE_CONFIG_DIR`), never the workspace, whose files are the user's work.
+fn sessions_file() -> std::path::PathBuf {
+    let dir = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(".demo-agent-sessions")
+}
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -76,7 +84,7 @@ fn prompt_of(line: &str) -> Option<String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // One line per turn, holding the session id: turns of a session = lines with its id.
-    let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
+    let known = std::fs::read_to_string(sessions_file()).unwrap_or_default();
     let session = match flag(&args, "--resume") {
         Some(id) if known.lines().any(|l| l == id) => id,
         Some(id) => {
@@ -122,12 +130,12 @@ fn plant_images(args: &[String], target: &str) {
 
 /// One turn: a reply to `prompt`, or the misbehaviour it asks for.
 fn answer(args: &[String], session: &str, prompt: &str, message_number: usize, cost: f64) {
-    let known = std::fs::read_to_string(SESSIONS_FILE).unwrap_or_default();
+    let known = std::fs::read_to_string(sessions_file()).unwrap_or_default();
     let turns = known.lines().filter(|l| *l == session).count();
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(SESSIONS_FILE)
+        .open(sessions_file())
         .and_then(|mut f| writeln!(f, "{session}"));
 
     if prompt.starts_with("#replay") {
