@@ -1277,6 +1277,7 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     browser
         .tab_through(&[
             "daily-cap",
+            "ask-first",
             "github-token",
             "github-token-show",
             "back",
@@ -1292,6 +1293,10 @@ async fn the_wizard_works_from_the_keyboard_alone_in_screen_order() {
     assert!(
         review.contains("at most $10.00 a day"),
         "a new deployment shows its daily spend cap: {review}"
+    );
+    assert!(
+        review.contains("Commands, the web and the browser: the agent asks you first"),
+        "a new deployment asks first: {review}"
     );
     browser.wait_for_focus("H1 Review").await;
     browser.tab_through(&["back", "deploy"]).await;
