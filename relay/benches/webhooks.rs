@@ -226,6 +226,28 @@ async fn run() {
         ms(percentile(&disk_floor, 0.99)),
         ms(*disk_floor.last().unwrap())
     );
+    status_line_figures();
+}
+
+/// What a channel sees of a busy 2-minute job's status line (a tool call every 300 ms, then
+/// the summary), by the relay's own rules on a virtual clock (`relay::status::shown_at`).
+fn status_line_figures() {
+    use relay::status::shown_at;
+    let updates: Vec<Duration> = (0..=400).map(|i| Duration::from_millis(300 * i)).collect();
+    let edited = shown_at(true, &updates);
+    let closest = edited
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .min()
+        .unwrap_or_default();
+    let whatsapp = shown_at(false, &updates);
+    println!(
+        "status line of a 2-minute job with {} updates: Telegram and Discord 1 message + {} edits (closest two {:.1} s apart, so at most 1 a second); WhatsApp {} message(s)",
+        updates.len(),
+        edited.len().saturating_sub(1),
+        closest.as_secs_f64(),
+        whatsapp.len()
+    );
 }
 
 /// How long each of `OPEN_LOOP` fdatasync'd 200-byte appends takes at 200 per second, in a

@@ -210,9 +210,105 @@ async fn send_line(app: &App, job: &str) {
     }
 }
 
+/// When a channel would show a job's status line, on a virtual clock: `updates` are the
+/// moments (since the job started) the vm sent one, the last being the summary. Returns the
+/// moments a message or an edit went out (the bench prints them; the tests bound them).
+pub fn shown_at(can_edit: bool, updates: &[Duration]) -> Vec<Duration> {
+    /// One line's past, as [`send_line`] keeps it.
+    struct Simulated {
+        base: Instant,
+        can_edit: bool,
+        message: Option<String>,
+        sent: u32,
+        next_at: Instant,
+        shown: Vec<Duration>,
+    }
+    impl Simulated {
+        /// Shows `status` at `at` if the rules allow; when it must wait, until when.
+        fn show(&mut self, at: Instant, status: &Status) -> Option<Instant> {
+            let spacing = if self.can_edit {
+                EDIT_SPACING
+            } else {
+                WHATSAPP_SPACING
+            };
+            match step(
+                self.can_edit,
+                status,
+                self.message.as_deref(),
+                self.sent,
+                self.next_at,
+                at,
+            ) {
+                Step::Send | Step::Edit(_) => {
+                    self.shown.push(at - self.base);
+                    self.message = Some("sent".into());
+                    self.sent += 1;
+                    self.next_at = at + spacing;
+                    None
+                }
+                Step::WaitUntil(until) => Some(until),
+                Step::Drop => None,
+            }
+        }
+    }
+    let base = Instant::now();
+    let mut line = Simulated {
+        base,
+        can_edit,
+        message: None,
+        sent: 0,
+        next_at: base,
+        shown: Vec::new(),
+    };
+    let mut waiting: Option<(Instant, Status)> = None;
+    for (i, at) in updates.iter().enumerate() {
+        let now = base + *at;
+        // A newer update replaces one still waiting, unless its time came first.
+        if let Some((until, status)) = waiting.take()
+            && until <= now
+        {
+            line.show(until, &status);
+        }
+        let status = Status {
+            job: "simulated".into(),
+            line: String::new(),
+            finished: i + 1 == updates.len(),
+            elapsed_secs: at.as_secs(),
+        };
+        if let Some(until) = line.show(now, &status) {
+            waiting = Some((until, status));
+        }
+    }
+    if let Some((until, status)) = waiting {
+        line.show(until, &status);
+    }
+    line.shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_two_minute_job_stays_within_each_channel_s_limits() {
+        // A tool call every 300 ms for two minutes, and the summary.
+        let updates: Vec<Duration> = (0..=400).map(|i| Duration::from_millis(300 * i)).collect();
+        let edits = shown_at(true, &updates);
+        assert!(
+            edits.windows(2).all(|w| w[1] - w[0] >= EDIT_SPACING),
+            "{edits:?}"
+        );
+        // The first message, then an edit a second at most (the summary within a second of
+        // the job's end).
+        assert!(edits.len() <= 122, "{}", edits.len());
+        assert!(
+            *edits.last().unwrap() <= Duration::from_secs(121),
+            "the summary is shown"
+        );
+        let messages = shown_at(false, &updates);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0] >= WHATSAPP_FIRST);
+    }
 
     fn status(elapsed_secs: u64, finished: bool) -> Status {
         Status {

@@ -28,7 +28,8 @@ async fn fake_relay() -> (
         axum::routing::post(move |body: String| {
             let tx = tx.clone();
             async move {
-                if body.contains("\"message\"") {
+                // Replies and questions; not typing, not status lines.
+                if body.contains("\"kind\":\"message\"") || body.contains("\"kind\":\"question\"") {
                     let _ = tx.send((Instant::now(), body));
                 }
                 axum::http::StatusCode::OK
@@ -180,7 +181,10 @@ async fn main() {
     );
 
     match claude_bin() {
-        Some(claude) => real_claude(&bin, &claude).await,
+        Some(claude) => {
+            real_claude(&bin, &claude).await;
+            approval_latency(&bin, &claude).await;
+        }
         None => {
             println!("Claude Code: not installed (CLAUDE_BIN unset, no claude on PATH); skipped")
         }
@@ -308,5 +312,91 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
         "  RSS of the vm and its agents: 1 warm conversation {:.0} MiB, 3 warm {:.0} MiB",
         rss_warm[0] as f64 / 1024.0,
         rss_warm[1] as f64 / 1024.0
+    );
+}
+
+/// An owner's Allow reaching the vm, to the command it allows running, with a warm agent
+/// (Claude Code waiting on its stdio permission prompt). The relay's part before this, journal
+/// and forward, is `cargo bench -p relay`'s ack latency.
+async fn approval_latency(bin: &std::path::Path, claude: &std::path::Path) {
+    let data = tempfile::tempdir().unwrap();
+    let sim = sim::start(
+        sim::SimConfig::new(data.path().join("sim")),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (callback_url, mut callbacks) = fake_relay().await;
+    let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
+    let (mut vm, url, _) = start_vm(
+        bin,
+        &callback_url,
+        &data.path().join("vm"),
+        &[
+            ("AGENT_CMD", claude.as_os_str()),
+            ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
+            ("ANTHROPIC_BASE_URL", &base_url),
+            ("APPROVAL_MODE", "ask".as_ref()),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let post = async |message: serde_json::Value| {
+        let status = http
+            .post(format!("{url}/messages"))
+            .bearer_auth("bench")
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+    };
+    let mut next = async || -> serde_json::Value {
+        let (_, body) = tokio::time::timeout(Duration::from_secs(60), callbacks.recv())
+            .await
+            .expect("a callback within 60 s")
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    let chat = "telegram:100";
+    let ran = data.path().join("vm/workspaces/telegram_100/ran.txt");
+    let runs = || {
+        std::fs::read_to_string(&ran)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // The conversation's agent starts and stays warm.
+    post(serde_json::json!({"id": "warm", "conversation": chat, "sender": chat, "text": "hi"}))
+        .await;
+    next().await;
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        post(serde_json::json!({"id": format!("ask{i}"), "conversation": chat, "sender": chat, "text": "please run a command"})).await;
+        let question = next().await;
+        assert_eq!(question["kind"], "question", "{question}");
+        let id = question["question"]["id"].as_str().unwrap().to_string();
+        let answer = serde_json::json!({"id": format!("answer:{id}"), "conversation": chat, "sender": chat, "text": "Allow", "answer": {"question": id, "decision": "allow"}});
+        let tapped = Instant::now();
+        post(answer).await;
+        while runs() < i + 1 {
+            assert!(
+                tapped.elapsed() < Duration::from_secs(30),
+                "the command never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(tapped.elapsed());
+        let reply = next().await;
+        assert_eq!(reply["kind"], "message", "{reply}");
+    }
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let max = *latencies.iter().max().unwrap();
+    println!(
+        "  an owner's Allow reaching the vm to the command running, warm agent, median of 5: {:.0} ms (max {:.0} ms)",
+        ms(median(latencies)),
+        ms(max)
     );
 }
