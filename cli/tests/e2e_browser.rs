@@ -10,7 +10,7 @@
 mod common;
 
 use common::{
-    claude_bin, discord_allow_until, discord_user_sends, eventually, machine_action,
+    Owner, allow_until, claude_bin, discord_user_sends, eventually, machine_action,
     machine_binaries, telegram_user_sends, vm_state, workspace,
 };
 use serde_json::{Value, json};
@@ -1087,12 +1087,11 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
     );
 
     // A screenshot (the real Playwright MCP and Chromium) arrives as an attachment.
-    // The deployment asks first: the owner allows each browser call with a numbered reply.
+    // The deployment asks first: the owner allows each browser call with its button.
     discord_user_sends(&sim, DISCORD_OWNER, "take a screenshot").await;
-    discord_allow_until(
+    allow_until(
         &sim,
-        DISCORD_OWNER,
-        &owner,
+        Owner::Discord(DISCORD_OWNER),
         Duration::from_secs(90),
         async || {
             sim.sim

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{eventually, telegram_allow_until, telegram_user_sends, vm_state};
+use common::{Owner, allow_until, eventually, telegram_user_sends, vm_state};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -116,13 +116,18 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         telegram_user_sends(&sim, OWNER, "take a screenshot").await,
         200
     );
-    telegram_allow_until(&sim, OWNER, Duration::from_secs(90), async || {
-        sim.sim
-            .channels
-            .telegram_sent()
-            .into_iter()
-            .find(|s| s.kind == "photo" && s.to == format!("telegram:{OWNER}"))
-    })
+    allow_until(
+        &sim,
+        Owner::Telegram(OWNER),
+        Duration::from_secs(90),
+        async || {
+            sim.sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .find(|s| s.kind == "photo" && s.to == format!("telegram:{OWNER}"))
+        },
+    )
     .await;
     // While it worked, one status line said what it was doing, edited in place, and it ends
     // as the job's summary.
@@ -161,13 +166,18 @@ async fn deploy_chat_through_a_cold_vm_and_tear_down() {
         telegram_user_sends(&sim, OWNER, "please write a file").await,
         200
     );
-    let wrote = telegram_allow_until(&sim, OWNER, Duration::from_secs(60), async || {
-        sim.sim
-            .channels
-            .telegram_sent()
-            .into_iter()
-            .find(|s| s.text.starts_with("I wrote hello.txt."))
-    })
+    let wrote = allow_until(
+        &sim,
+        Owner::Telegram(OWNER),
+        Duration::from_secs(60),
+        async || {
+            sim.sim
+                .channels
+                .telegram_sent()
+                .into_iter()
+                .find(|s| s.text.starts_with("I wrote hello.txt."))
+        },
+    )
     .await;
     assert!(wrote.text.ends_with("(/diff shows them)"), "{}", wrote.text);
     assert_eq!(telegram_user_sends(&sim, OWNER, "/diff").await, 200);
@@ -259,13 +269,12 @@ async fn waiting_for_vm(sim: &sim::SimHandle, relay_app: &str) -> Option<i64> {
     health["journal"]["waiting_for_vm"].as_i64()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_message_accepted_while_the_agent_is_down_survives_a_relay_update() {
+/// The sim running the real relay and vm binaries, plus an agent image that cannot start
+/// (`vm-down`): messages then wait in the relay's journal.
+async fn sim_with_a_broken_agent_image(dir: &std::path::Path) -> sim::SimHandle {
     let (relay_bin, vm_bin, _) = common::machine_binaries();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = sim::SimConfig::new(dir.path().to_path_buf());
+    let mut config = sim::SimConfig::new(dir.to_path_buf());
     config.images.rules = vec![
-        // An agent image that cannot start: messages wait in the relay's journal.
         ("vm-down".into(), sim::Program::Path("/bin/false".into())),
         ("relay".into(), sim::Program::Path(relay_bin)),
         ("vm".into(), sim::Program::Path(vm_bin)),
@@ -277,17 +286,28 @@ async fn a_message_accepted_while_the_agent_is_down_survives_a_relay_update() {
         ),
         ("RUST_LOG".into(), "warn".into()),
     ];
-    let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+    sim::start(config, "127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
-    let sim_ref = &sim;
+        .unwrap()
+}
+
+/// Runs `textslash args` against the sim, which must succeed; what it printed.
+fn succeeds(sim: &sim::SimHandle, args: &[&str]) -> String {
+    let out = tokio::task::block_in_place(|| textslash(sim, args));
+    assert!(
+        out.status.success(),
+        "textslash {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_accepted_while_the_agent_is_down_survives_a_relay_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim_with_a_broken_agent_image(dir.path()).await;
     let run = |args: &[&str]| {
-        let out = tokio::task::block_in_place(|| textslash(sim_ref, args));
-        assert!(
-            out.status.success(),
-            "textslash {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(&sim, args);
     };
     let update = |relay: &str, vm: &str| {
         run(&[
@@ -367,34 +387,9 @@ async fn update_moves_an_old_relay_onto_a_volume_and_loses_nothing() {
     use provision::fly::FlyClient;
     use provision::native::{ReqwestTransport, TokioClock};
 
-    let (relay_bin, vm_bin, _) = common::machine_binaries();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = sim::SimConfig::new(dir.path().to_path_buf());
-    config.images.rules = vec![
-        ("vm-down".into(), sim::Program::Path("/bin/false".into())),
-        ("relay".into(), sim::Program::Path(relay_bin)),
-        ("vm".into(), sim::Program::Path(vm_bin)),
-    ];
-    config.machine_env = vec![
-        (
-            "AGENT_CMD".into(),
-            common::claude_bin().display().to_string(),
-        ),
-        ("RUST_LOG".into(), "warn".into()),
-    ];
-    let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let sim_ref = &sim;
-    let run = |args: &[&str]| {
-        let out = tokio::task::block_in_place(|| textslash(sim_ref, args));
-        assert!(
-            out.status.success(),
-            "textslash {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-    };
+    let sim = sim_with_a_broken_agent_image(dir.path()).await;
+    let run = |args: &[&str]| succeeds(&sim, args);
     let update = |relay: &str, vm: &str| {
         run(&[
             "update",

@@ -103,7 +103,7 @@ impl Outlet<'_> {
 
     /// Whether a question's choices show as buttons; otherwise they are numbered replies.
     pub fn has_buttons(&self) -> bool {
-        matches!(self, Outlet::Telegram(_))
+        matches!(self, Outlet::Telegram(_) | Outlet::Discord(..))
     }
 
     /// The last part of a question: its text with the choices as buttons (only called where
@@ -119,7 +119,10 @@ impl Outlet<'_> {
             Outlet::Telegram(config) => {
                 telegram::send_with_buttons(&app.http, config, address, text, question).await
             }
-            _ => self.send_text(app, address, text).await,
+            Outlet::Discord(_, discord) => {
+                discord::send_with_buttons(discord, address, text, question).await
+            }
+            Outlet::Whatsapp(_) => self.send_text(app, address, text).await,
         }
     }
 

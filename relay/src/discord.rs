@@ -1,7 +1,9 @@
 //! Discord: direct messages to the bot come in over the Gateway, a websocket that
 //! twilight-gateway keeps up (hello, identify with the direct-messages intent, heartbeats and
 //! their acks, resume, reconnect and invalid-session handling, as docs/channels.md § Discord
-//! lists them). Replies, typing and images go out through the REST API with twilight-http.
+//! lists them). Replies, typing and images go out through the REST API with twilight-http. A
+//! question's choices are buttons (message components); a tap arrives as `INTERACTION_CREATE`
+//! on the Gateway and is answered through the interaction callback.
 //!
 //! Nothing here acknowledges anything: the Gateway has no acks. Instead each accepted message
 //! is journaled first and the session's sequence number saved after it, so a relay that
@@ -9,9 +11,12 @@
 
 use crate::config::DiscordConfig;
 use crate::journal::{GatewaySession, InboundMessage, MediaRef};
+use crate::questions::Choice;
 use crate::split::{Limit, Unit};
 use crate::{App, SendError, media};
-use contract::protocol::{Channel, Conversation};
+use contract::protocol::{
+    Channel, Conversation, Decision, Question, choice_token, parse_choice_token,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,8 +25,13 @@ use twilight_gateway::{
 };
 use twilight_http::api_error::ApiError;
 use twilight_http::error::ErrorType;
+use twilight_model::application::interaction::{Interaction, InteractionData};
+use twilight_model::channel::message::MessageFlags;
 use twilight_model::gateway::payload::incoming::MessageCreate;
 use twilight_model::http::attachment::Attachment;
+use twilight_model::http::interaction::{
+    InteractionResponse, InteractionResponseData, InteractionResponseType,
+};
 use twilight_model::id::Id;
 use twilight_model::id::marker::ChannelMarker;
 
@@ -212,6 +222,113 @@ pub async fn edit_text(
         .map_err(classify)
 }
 
+/// A question's text with one row of buttons (message components), one per choice; each
+/// button's `custom_id` is [`contract::protocol::choice_token`].
+pub async fn send_with_buttons(
+    discord: &Discord,
+    channel: &str,
+    text: &str,
+    question: &Question,
+) -> Result<(), SendError> {
+    use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle, Component};
+    let buttons = question
+        .choices
+        .iter()
+        .map(|decision| {
+            Component::Button(Button {
+                custom_id: Some(choice_token(&question.id, *decision)),
+                disabled: false,
+                emoji: None,
+                id: None,
+                label: Some(decision.label().to_string()),
+                sku_id: None,
+                style: match decision {
+                    Decision::Allow => ButtonStyle::Primary,
+                    Decision::AlwaysAllow => ButtonStyle::Secondary,
+                    Decision::Deny => ButtonStyle::Danger,
+                },
+                url: None,
+            })
+        })
+        .collect();
+    let row = [Component::ActionRow(ActionRow {
+        components: buttons,
+        id: None,
+    })];
+    discord
+        .http
+        .create_message(channel_id(channel)?)
+        .content(text)
+        .components(&row)
+        .await
+        .map(drop)
+        .map_err(classify)
+}
+
+/// A tap on a question's button (`INTERACTION_CREATE`, a message component): checked and
+/// journaled, then answered within Discord's 3 seconds: the question's message updated to
+/// say what was decided (its buttons gone), or, when nothing changed, a word only the tapper
+/// sees.
+async fn on_tap(app: &App, discord: &Discord, interaction: &Interaction) {
+    let Some(InteractionData::MessageComponent(data)) = &interaction.data else {
+        return;
+    };
+    let tapper = interaction
+        .user
+        .as_ref()
+        .or(interaction.member.as_ref().and_then(|m| m.user.as_ref()))
+        .map(|user| Conversation::id(Channel::Discord, user.id));
+    let channel = interaction
+        .channel
+        .as_ref()
+        .map(|c| Conversation::id(Channel::Discord, c.id));
+    let choice = match (tapper, channel, parse_choice_token(&data.custom_id)) {
+        (Some(tapper), Some(channel), Some((question, decision))) => {
+            app.choose(&tapper, &channel, question, decision).await
+        }
+        _ => Choice::Refused(crate::questions::NOT_OURS.into()),
+    };
+    let response = match choice {
+        Choice::Taken(decision) => {
+            let shown = interaction
+                .message
+                .as_ref()
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            InteractionResponse {
+                kind: InteractionResponseType::UpdateMessage,
+                data: Some(InteractionResponseData {
+                    content: Some(format!("{shown}\n\n{} ✓", decision.past())),
+                    components: Some(Vec::new()),
+                    ..Default::default()
+                }),
+            }
+        }
+        Choice::Refused(why) => ephemeral(why),
+        Choice::Unsaved => ephemeral("Your answer could not be saved. Please tap again.".into()),
+    };
+    let application = interaction.application_id;
+    if let Err(error) = discord
+        .http
+        .interaction(application)
+        .create_response(interaction.id, &interaction.token, &response)
+        .await
+    {
+        tracing::debug!("could not answer a tap: {}", classify(error));
+    }
+}
+
+fn ephemeral(text: String) -> InteractionResponse {
+    InteractionResponse {
+        kind: InteractionResponseType::ChannelMessageWithSource,
+        data: Some(InteractionResponseData {
+            content: Some(text),
+            flags: Some(MessageFlags::EPHEMERAL),
+            ..Default::default()
+        }),
+    }
+}
+
 pub async fn send_typing(discord: &Discord, channel: &str) -> Result<(), SendError> {
     discord
         .http
@@ -382,7 +499,10 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     // Set once a message was neither journaled nor its sender told: the saved session then
     // never moves past it in this process.
     let mut holding = false;
-    let wanted = EventTypeFlags::READY | EventTypeFlags::RESUMED | EventTypeFlags::MESSAGE_CREATE;
+    let wanted = EventTypeFlags::READY
+        | EventTypeFlags::RESUMED
+        | EventTypeFlags::MESSAGE_CREATE
+        | EventTypeFlags::INTERACTION_CREATE;
     loop {
         let event = tokio::select! {
             event = shard.next_event(wanted) => event,
@@ -433,6 +553,14 @@ pub async fn run_gateway(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     // from now on, so the next resume (a restart) has Discord replay it.
                     holding = true;
                 }
+                if !holding {
+                    save_session(&app, session_of(&shard)).await;
+                }
+            }
+            Some(Ok(Event::InteractionCreate(interaction))) => {
+                // Answered at once (Discord waits 3 s); the journal write inside keeps the
+                // answer, so the saved session may move past it.
+                on_tap(&app, discord, &interaction).await;
                 if !holding {
                     save_session(&app, session_of(&shard)).await;
                 }

@@ -1,7 +1,7 @@
 //! The agent's questions on the relay's side. The vm sends one as a callback
 //! ([`contract::protocol::Question`]); the outbox sends it with its choices: buttons where the
-//! channel has them (Telegram's inline keyboard), numbered replies where it has not yet
-//! (WhatsApp, Discord). An owner's choice, a tap or a number, is checked here and journaled
+//! channel has them (Telegram's inline keyboard, Discord's message components), numbered
+//! replies where it has not (WhatsApp). An owner's choice, a tap or a number, is checked here and journaled
 //! into the inbox as a message carrying the answer, so it wakes the vm and survives a restart
 //! of either side like any message.
 //!

@@ -486,3 +486,86 @@ async fn a_dm_s_attachments_stay_within_one_message_s_budget() {
     assert_eq!(told.to, format!("discord:{OWNER}"));
     relay.shut_down().await;
 }
+
+/// A question on Discord: buttons (message components); a click is an interaction the relay
+/// answers within Discord's 3 seconds, and only once.
+#[tokio::test]
+async fn a_question_s_button_click_is_answered_once_within_three_seconds() {
+    let Connected { sim, vm, relay, .. } = connected_relay().await;
+    let channel = dm(&sim, OWNER, "hello", false).await["channel_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    vm.first_received("the first message").await;
+    let question = json!({"id": "question:d1q", "conversation": format!("discord:{channel}"), "kind": "question",
+        "text": "The agent asks to run `ls`.", "question": {"id": "d1q", "choices": ["allow", "always_allow", "deny"]}});
+    assert_eq!(post_callback(&relay, &question).await, 200);
+    let asked = eventually("the question with its buttons", WAIT, async || {
+        sent_to(&sim, OWNER, "message")
+            .into_iter()
+            .find(|s| !s.buttons.is_empty())
+    })
+    .await;
+    let labels: Vec<(&str, &str)> = asked
+        .buttons
+        .iter()
+        .map(|b| (b.text.as_str(), b.data.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("Allow", "q:d1q:a"),
+            ("Always allow", "q:d1q:A"),
+            ("Deny", "q:d1q:d")
+        ]
+    );
+    let click = async |label: &str, custom_id: Option<&str>| -> Value {
+        let response = post(
+            &sim,
+            "/sim/discord/click",
+            json!({"from_id": OWNER, "message_id": asked.message_id, "label": label, "custom_id": custom_id}),
+        )
+        .await;
+        assert!(response.status().is_success());
+        let id = response.json::<Value>().await.unwrap()["interaction_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eventually("the interaction answered in time", WAIT, async || {
+            sim.sim.discord.interaction_answer(&id)
+        })
+        .await
+    };
+
+    // A forged click: a question that is not this conversation's. A word only the clicker sees.
+    let forged = click("Allow", Some("q:zzzz:a")).await;
+    assert_eq!(forged["type"], 4);
+    assert_eq!(forged["data"]["flags"], 64);
+    assert_eq!(forged["data"]["content"], relay::questions::NOT_OURS);
+
+    // Allow: the answer reaches the vm; the message says so and loses its buttons.
+    let allowed = click("Allow", None).await;
+    assert_eq!(allowed["type"], 7, "{allowed}");
+    let answer = eventually("the answer at the vm", WAIT, async || {
+        vm.received().into_iter().find(|m| m.answer.is_some())
+    })
+    .await;
+    assert_eq!(answer.id, "answer:d1q");
+    assert_eq!(answer.sender, format!("discord:{OWNER}"));
+    let marked = sent_to(&sim, OWNER, "message")
+        .into_iter()
+        .find(|s| s.message_id == asked.message_id)
+        .unwrap();
+    assert_eq!(marked.text, "The agent asks to run `ls`.\n\nAllowed ✓");
+    assert!(marked.buttons.is_empty());
+    assert_eq!(marked.edits, 1);
+
+    // A second click (a client that still showed the buttons): already answered.
+    let again = click("Deny", Some("q:d1q:d")).await;
+    assert_eq!(again["data"]["content"], "Already answered: Allowed.");
+    assert_eq!(
+        vm.received().iter().filter(|m| m.answer.is_some()).count(),
+        1
+    );
+    relay.shut_down().await;
+}

@@ -26,15 +26,7 @@ async fn ask(relay: &RunningRelay, conversation: &str, id: &str, text: &str) {
         }),
         status: None,
     };
-    let status = reqwest::Client::new()
-        .post(format!("{}/callback", relay.url))
-        .bearer_auth(VM_TOKEN)
-        .json(&question)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(post_callback(relay, &question).await, 200);
 }
 
 /// A tap through the sim's control; the sim's report (`query_id`, `webhook_status`).
@@ -237,15 +229,7 @@ async fn status(
             elapsed_secs,
         }),
     };
-    let status = reqwest::Client::new()
-        .post(format!("{}/callback", relay.url))
-        .bearer_auth(VM_TOKEN)
-        .json(&callback)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(post_callback(relay, &callback).await, 200);
 }
 
 #[tokio::test]

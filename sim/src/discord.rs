@@ -67,6 +67,20 @@ struct DiscordState {
     next_id: u64,
     sent: Vec<Sent>,
     stats: Stats,
+    /// Interactions dispatched (a user clicked a button) and what the bot answered, by id.
+    interactions: HashMap<String, PendingInteraction>,
+}
+
+/// A button click waiting for the bot's interaction callback.
+struct PendingInteraction {
+    token: String,
+    /// The DM's user, who clicked, and the message the button is under.
+    user: String,
+    message_id: u64,
+    /// "You must send an initial response within 3 seconds of receiving the event" (Discord,
+    /// Receiving and Responding to interactions); after it the token is unknown.
+    deadline: std::time::Instant,
+    answer: Option<Value>,
 }
 
 /// Counts a test can wait for.
@@ -98,6 +112,17 @@ enum Push {
 }
 
 impl Discord {
+    /// What the bot answered to the click `interaction_id` (its interaction callback), once it
+    /// did within the 3 seconds.
+    pub fn interaction_answer(&self, interaction_id: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .interactions
+            .get(interaction_id)
+            .and_then(|p| p.answer.clone())
+    }
+
     pub fn sent(&self) -> Vec<Sent> {
         self.state.lock().unwrap().sent.clone()
     }
@@ -180,6 +205,11 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/discord-cdn/attachments/{name}", get(attachment))
         .route("/discord/api/v10/{*rest}", any(unknown_route))
         .route("/sim/discord/dm", post(user_sends_dm))
+        .route("/sim/discord/click", post(user_clicks))
+        .route(
+            "/discord/api/v10/interactions/{id}/{token}/callback",
+            post(interaction_callback),
+        )
         .route("/sim/discord/reconnect", post(force_reconnect))
         .route("/sim/discord/invalidate", post(invalidate_session))
         .route(
@@ -527,6 +557,7 @@ async fn create_message(
         }
     };
     let content = payload["content"].as_str().unwrap_or_default().to_string();
+    let buttons = component_buttons(&payload["components"]);
     if content.chars().count() > CONTENT_LIMIT {
         return (
             StatusCode::BAD_REQUEST,
@@ -554,6 +585,7 @@ async fn create_message(
             text: content.clone(),
             media: vec![],
             message_id: id.parse().unwrap_or_default(),
+            buttons,
             ..Default::default()
         });
     } else {
@@ -573,6 +605,173 @@ async fn create_message(
             .into_response();
     rate_limit_headers(&mut response, 4, 1);
     response
+}
+
+/// A message's buttons (message components: action rows of type 1 holding buttons of type 2,
+/// each with its `custom_id` and `label`).
+fn component_buttons(components: &Value) -> Vec<crate::channels::Button> {
+    components
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["type"] == 1)
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["type"] == 2)
+        .map(|button| crate::channels::Button {
+            text: button["label"].as_str().unwrap_or_default().to_string(),
+            data: button["custom_id"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct UserClick {
+    /// Who clicks: the DM's user.
+    from_id: String,
+    /// The bot's message with the button.
+    message_id: u64,
+    /// The button, by its label.
+    label: String,
+    /// A `custom_id` to send instead of the button's: what a forged click carries.
+    #[serde(default)]
+    custom_id: Option<String>,
+    #[serde(default)]
+    bot_token: Option<String>,
+}
+
+/// A user clicks a button under one of the bot's messages in their DM: an `INTERACTION_CREATE`
+/// (type 3, a message component, with the message, the user, the channel and a token) for the
+/// bot's session, which must answer through the interaction callback within 3 seconds.
+async fn user_clicks(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(click): axum::Json<UserClick>,
+) -> Response {
+    let token = click
+        .bot_token
+        .or_else(|| sim.config.discord_bots.first().cloned())
+        .unwrap_or_default();
+    let mut state = sim.discord.state.lock().unwrap();
+    let to = format!("discord:{}", click.from_id);
+    let Some(message) = state
+        .sent
+        .iter()
+        .find(|s| s.to == to && s.message_id == click.message_id)
+        .cloned()
+    else {
+        return (StatusCode::NOT_FOUND, "no such message in that DM").into_response();
+    };
+    let custom_id = match (
+        click.custom_id,
+        message.buttons.iter().find(|b| b.text == click.label),
+    ) {
+        (Some(forged), _) => forged,
+        (None, Some(button)) => button.data.clone(),
+        (None, None) => {
+            return (StatusCode::NOT_FOUND, "the message has no such button").into_response();
+        }
+    };
+    let Some(session_id) = state.live.get(&token).map(|(session, _)| session.clone()) else {
+        return (StatusCode::CONFLICT, "the bot is not connected").into_response();
+    };
+    let channel_id = Discord::dm_channel(&mut state, &click.from_id);
+    let interaction_id = Discord::next_snowflake(&mut state);
+    let interaction_token = format!("sim-interaction-{interaction_id}");
+    let bot = bot_user_id(&token).unwrap_or_default();
+    let interaction = json!({
+        "id": interaction_id, "application_id": bot, "type": 3, "token": interaction_token,
+        "version": 1, "locale": "en-US", "attachment_size_limit": 10_485_760,
+        "authorizing_integration_owners": {"0": "0"}, "context": 1, "entitlements": [],
+        "app_permissions": "0",
+        "channel": {"id": channel_id, "type": 1}, "channel_id": channel_id,
+        "user": {"id": click.from_id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null},
+        "data": {"custom_id": custom_id, "component_type": 2},
+        "message": {
+            "id": message.message_id.to_string(), "channel_id": channel_id, "content": message.text,
+            "author": {"id": bot, "username": "textslash-sim-bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true},
+            "attachments": [], "embeds": [], "mentions": [], "mention_roles": [],
+            "mention_everyone": false, "pinned": false, "tts": false, "type": 0,
+            "timestamp": "2026-11-24T06:00:00.000000+00:00",
+        },
+    });
+    state.interactions.insert(
+        interaction_id.clone(),
+        PendingInteraction {
+            token: interaction_token,
+            user: click.from_id,
+            message_id: message.message_id,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(3),
+            answer: None,
+        },
+    );
+    Discord::dispatch(&mut state, &session_id, "INTERACTION_CREATE", interaction);
+    axum::Json(json!({"interaction_id": interaction_id})).into_response()
+}
+
+/// Create Interaction Response (`POST /interactions/{id}/{token}/callback`, no bot token:
+/// the interaction's token is the credential). Type 7 (UPDATE_MESSAGE) edits the message the
+/// button is under; type 4 (CHANNEL_MESSAGE_WITH_SOURCE) posts a message, only to the clicker
+/// when its flags say EPHEMERAL (64). Once per interaction, within 3 seconds.
+async fn interaction_callback(
+    State(sim): State<Arc<Sim>>,
+    Path((id, token)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Ok(response) = serde_json::from_slice::<Value>(&body) else {
+        return discord_error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        );
+    };
+    let mut state = sim.discord.state.lock().unwrap();
+    let Some(pending) = state
+        .interactions
+        .get_mut(&id)
+        .filter(|p| p.token == token && std::time::Instant::now() <= p.deadline)
+    else {
+        return discord_error(StatusCode::NOT_FOUND, 10062, "Unknown interaction");
+    };
+    if pending.answer.is_some() {
+        return discord_error(
+            StatusCode::BAD_REQUEST,
+            40060,
+            "Interaction has already been acknowledged.",
+        );
+    }
+    pending.answer = Some(response.clone());
+    let (user, message_id) = (pending.user.clone(), pending.message_id);
+    let data = &response["data"];
+    let to = format!("discord:{user}");
+    match response["type"].as_u64() {
+        Some(7) => {
+            if let Some(sent) = state
+                .sent
+                .iter_mut()
+                .find(|s| s.to == to && s.message_id == message_id)
+            {
+                if let Some(content) = data["content"].as_str() {
+                    sent.text = content.to_string();
+                }
+                if data.get("components").is_some() {
+                    sent.buttons = component_buttons(&data["components"]);
+                }
+                sent.edits += 1;
+            }
+        }
+        Some(4) => {
+            let ephemeral = data["flags"].as_u64().is_some_and(|f| f & 64 != 0);
+            state.sent.push(Sent {
+                to,
+                kind: if ephemeral { "ephemeral" } else { "message" }.into(),
+                text: data["content"].as_str().unwrap_or_default().to_string(),
+                ..Default::default()
+            });
+        }
+        _ => {
+            return discord_error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// Edit Message (`PATCH /channels/{channel.id}/messages/{message.id}`): the bot's own message

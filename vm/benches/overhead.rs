@@ -230,7 +230,19 @@ fn tree_rss_kib(root: u32) -> u64 {
     tree.into_iter().map(rss_kib).sum()
 }
 
-async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
+/// The release vm running Claude Code against the sim's model, with `extra` settings: the
+/// sim, its folder, the vm process and URL, and the callbacks it sends.
+async fn vm_with_claude(
+    bin: &std::path::Path,
+    claude: &std::path::Path,
+    extra: &[(&str, &std::ffi::OsStr)],
+) -> (
+    sim::SimHandle,
+    tempfile::TempDir,
+    std::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+) {
     let data = tempfile::tempdir().unwrap();
     let sim = sim::start(
         sim::SimConfig::new(data.path().join("sim")),
@@ -238,16 +250,23 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
     )
     .await
     .unwrap();
-    let (callback_url, mut replies) = fake_relay().await;
+    let (callback_url, callbacks) = fake_relay().await;
     let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
-    let (mut vm, url, _) = start_vm(
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![
+        ("AGENT_CMD", claude.as_os_str()),
+        ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
+        ("ANTHROPIC_BASE_URL", &base_url),
+    ];
+    env.extend_from_slice(extra);
+    let (vm, url, _) = start_vm(bin, &callback_url, &data.path().join("vm"), &env).await;
+    (sim, data, vm, url, callbacks)
+}
+
+async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
+    let (sim, _data, mut vm, url, mut replies) = vm_with_claude(
         bin,
-        &callback_url,
-        &data.path().join("vm"),
+        claude,
         &[
-            ("AGENT_CMD", claude.as_os_str()),
-            ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
-            ("ANTHROPIC_BASE_URL", &base_url),
             ("CHROMIUM_PATH", "/usr/bin/chromium".as_ref()),
             ("WARM_AGENTS", "3".as_ref()),
         ],
@@ -319,27 +338,8 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
 /// (Claude Code waiting on its stdio permission prompt). The relay's part before this, journal
 /// and forward, is `cargo bench -p relay`'s ack latency.
 async fn approval_latency(bin: &std::path::Path, claude: &std::path::Path) {
-    let data = tempfile::tempdir().unwrap();
-    let sim = sim::start(
-        sim::SimConfig::new(data.path().join("sim")),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let (callback_url, mut callbacks) = fake_relay().await;
-    let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
-    let (mut vm, url, _) = start_vm(
-        bin,
-        &callback_url,
-        &data.path().join("vm"),
-        &[
-            ("AGENT_CMD", claude.as_os_str()),
-            ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
-            ("ANTHROPIC_BASE_URL", &base_url),
-            ("APPROVAL_MODE", "ask".as_ref()),
-        ],
-    )
-    .await;
+    let (_sim, data, mut vm, url, mut callbacks) =
+        vm_with_claude(bin, claude, &[("APPROVAL_MODE", "ask".as_ref())]).await;
     let http = reqwest::Client::new();
     let post = async |message: serde_json::Value| {
         let status = http

@@ -209,58 +209,49 @@ pub async fn machine_action(sim: &sim::SimHandle, app: &str, action: &str) {
     assert!(response.status().is_success(), "{action}: {response:?}");
 }
 
-/// The owner (`from_id`) taps Allow under every question the bot asks them on Telegram,
-/// until `done` finds what the test waits for (within `within`).
-pub async fn telegram_allow_until<T>(
+/// The owner of a chat on the sim's Telegram (a user id) or Discord (a user id, their DM).
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    Telegram(i64),
+    Discord(&'a str),
+}
+
+/// The owner taps Allow under every question the bot asks them (Telegram's inline keyboard,
+/// Discord's buttons) until `done` finds what the test waits for (within `within`).
+pub async fn allow_until<T>(
     sim: &sim::SimHandle,
-    from_id: i64,
+    owner: Owner<'_>,
     within: std::time::Duration,
     done: impl AsyncFn() -> Option<T>,
 ) -> T {
     let http = reqwest::Client::new();
+    let (to, control, from) = match owner {
+        Owner::Telegram(id) => (
+            format!("telegram:{id}"),
+            "/sim/telegram/tap",
+            serde_json::json!(id),
+        ),
+        Owner::Discord(id) => (
+            format!("discord:{id}"),
+            "/sim/discord/click",
+            serde_json::json!(id),
+        ),
+    };
     sim::testing::eventually("the answer after allowing", within, async || {
-        let to = format!("telegram:{from_id}");
-        for question in sim
-            .sim
-            .channels
-            .telegram_sent()
+        let sent = match owner {
+            Owner::Telegram(_) => sim.sim.channels.telegram_sent(),
+            Owner::Discord(_) => sim.sim.discord.sent(),
+        };
+        for question in sent
             .into_iter()
             .filter(|s| s.to == to && !s.buttons.is_empty())
         {
-            // A tap on a question already answered is answered "already answered".
+            // A tap on a question already answered is told so, and changes nothing.
             let _ = http
-                .post(format!("{}/sim/telegram/tap", sim.base_url()))
-                .json(&serde_json::json!({"from_id": from_id, "message_id": question.message_id, "label": "Allow"}))
+                .post(format!("{}{control}", sim.base_url()))
+                .json(&serde_json::json!({"from_id": from, "message_id": question.message_id, "label": "Allow"}))
                 .send()
                 .await;
-        }
-        done().await
-    })
-    .await
-}
-
-/// The owner (`from_id`, in the DM `channel`) answers "1" (Allow) to every numbered question
-/// the bot asks on Discord, until `done` finds what the test waits for.
-pub async fn discord_allow_until<T>(
-    sim: &sim::SimHandle,
-    from_id: &str,
-    channel: &str,
-    within: std::time::Duration,
-    done: impl AsyncFn() -> Option<T>,
-) -> T {
-    let answered = std::sync::Mutex::new(0usize);
-    sim::testing::eventually("the answer after allowing", within, async || {
-        let asked = sim
-            .sim
-            .discord
-            .sent()
-            .into_iter()
-            .filter(|s| s.to == channel && s.text.ends_with("3 to deny."))
-            .count();
-        let owed = asked.saturating_sub(*answered.lock().unwrap());
-        for _ in 0..owed {
-            discord_user_sends(sim, from_id, "1").await;
-            *answered.lock().unwrap() += 1;
         }
         done().await
     })

@@ -262,3 +262,17 @@ pub async fn whatsapp_user_sends(
         .await
         .unwrap()
 }
+
+/// The vm's side of the contract: posts `callback` to the relay with the shared token; the
+/// status the relay answered.
+pub async fn post_callback(relay: &RunningRelay, callback: &impl serde::Serialize) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/callback", relay.url))
+        .bearer_auth(VM_TOKEN)
+        .json(callback)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
