@@ -169,13 +169,23 @@ impl Browser {
 
     async fn click(&self, css: &str) {
         self.effort.lock().unwrap().taps += 1;
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            json!({}),
-        )
-        .await;
+        // A page that redraws (the chat page when a message arrives) can replace the element
+        // between finding and clicking it: WebDriver then answers "stale element reference",
+        // and the click is made again on the new one.
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let answer = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/click"),
+                    json!({}),
+                )
+                .await;
+            if answer["error"] != "stale element reference" {
+                return;
+            }
+        }
+        panic!("{css} kept being replaced before it could be clicked");
     }
 
     /// Taps into the field and types `text` by hand (each character counts).
@@ -693,6 +703,272 @@ async fn assert_privacy(browser: &Browser, world: &World, secrets: &[&str]) {
     }
 }
 
+/// The person's messaging app: the sim's chat page (the demo's phone) in a browser of its
+/// own, beside the page that deployed.
+struct Phone {
+    browser: Browser,
+    chat: Chat,
+}
+
+/// Who the phone's owner is, on which channel.
+#[derive(Clone)]
+enum Chat {
+    Telegram(i64),
+    /// The owner's number, and the relay's webhook that Twilio posts to.
+    WhatsApp {
+        webhook: String,
+    },
+    Discord(&'static str),
+}
+
+impl Phone {
+    async fn open(world: &World, name: &str, chat: Chat) -> Phone {
+        let browser = Browser::start(name).await;
+        browser.go(&format!("{}/sim/chat", world.base_url())).await;
+        let (channel, from) = match &chat {
+            Chat::Telegram(id) => ("telegram", id.to_string()),
+            Chat::WhatsApp { .. } => ("whatsapp", OWNER_WA.trim_start_matches("whatsapp:").into()),
+            Chat::Discord(id) => ("discord", id.to_string()),
+        };
+        browser.select("#channel", channel).await;
+        browser.fill("#from", &from).await;
+        if let Chat::WhatsApp { webhook } = &chat {
+            browser.fill("#webhook", webhook).await;
+        }
+        Phone { browser, chat }
+    }
+
+    /// Types `text` and taps Send.
+    async fn send(&self, text: &str) {
+        self.browser.fill("#text", text).await;
+        self.browser.click("#composer button").await;
+    }
+
+    /// Taps the button `label` under the agent's open question.
+    async fn tap(&self, label: &str) {
+        self.browser
+            .click(&format!(".keys button[data-label='{label}']"))
+            .await;
+    }
+
+    /// What the bot sent this phone's owner so far.
+    fn received(&self, world: &World) -> Vec<sim::channels::Sent> {
+        let (sent, to) = match &self.chat {
+            Chat::Telegram(id) => (world.sim.channels.telegram_sent(), format!("telegram:{id}")),
+            Chat::WhatsApp { .. } => (world.sim.channels.twilio_sent(), OWNER_WA.to_string()),
+            Chat::Discord(id) => (world.sim.discord.sent(), format!("discord:{id}")),
+        };
+        sent.into_iter().filter(|s| s.to == to).collect()
+    }
+}
+
+/// The command the sim's model runs for "look first, then run a command" (after a search).
+const NOTE_A_RUN: &str = "sh -c 'echo ran >> ran.txt'";
+
+/// Steering from the phone, on the sim's chat page: the owner asks for a job that searches
+/// and then runs a command. The command waits for the owner, and meanwhile the job's status
+/// line is edited in place (Telegram, Discord) or stays quiet (WhatsApp, a short job). The
+/// owner taps Allow under the question (an inline key, a component, a quick reply): the
+/// command runs exactly once, the reply ends with what changed, and /diff brings the change.
+/// A stranger's tap (Telegram) and the same answer again (every channel) change nothing.
+async fn steer_from_the_phone(world: &World, phone: &Phone) {
+    let http = reqwest::Client::new();
+    let received = || phone.received(world);
+    let edits = !matches!(phone.chat, Chat::WhatsApp { .. });
+    phone.send("look first, then run a command").await;
+    let question = eventually("the question", Duration::from_secs(90), async || {
+        received()
+            .into_iter()
+            .find(|s| s.text.contains(NOTE_A_RUN) && !s.buttons.is_empty())
+    })
+    .await;
+    phone
+        .browser
+        .wait_for_text(NOTE_A_RUN, Duration::from_secs(10))
+        .await;
+    if edits {
+        // The status line, first "Searching the files", is edited to the command it waits on.
+        let running = format!("Running `{NOTE_A_RUN}`");
+        eventually(
+            "the status line edited",
+            Duration::from_secs(30),
+            async || {
+                received()
+                    .into_iter()
+                    .find(|s| s.text.starts_with(&running) && s.edits > 0)
+            },
+        )
+        .await;
+        let page = phone
+            .browser
+            .wait_for_text(&running, Duration::from_secs(10))
+            .await;
+        assert!(page.contains("edited"), "{page}");
+    } else {
+        let statuses: Vec<_> = received()
+            .into_iter()
+            .filter(|s| {
+                s.text.starts_with("Searching the files") || s.text.starts_with("Running `")
+            })
+            .collect();
+        assert!(
+            statuses.is_empty(),
+            "a short job costs no status message on WhatsApp: {statuses:?}"
+        );
+    }
+    phone.browser.shot("steer-1-question").await;
+    let ran = || {
+        received()
+            .into_iter()
+            .filter(|s| s.text.starts_with("Tool said:"))
+            .collect::<Vec<_>>()
+    };
+
+    // A stranger's tap on Telegram is refused, and the command still waits.
+    if let Chat::Telegram(owner) = phone.chat {
+        let tap: Value = http
+            .post(format!("{}/sim/telegram/tap", world.base_url()))
+            .json(&json!({"from_id": 999, "chat_id": owner, "message_id": question.message_id, "label": "Allow"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let query = tap["query_id"].as_str().unwrap().to_string();
+        let told = eventually("the stranger told", Duration::from_secs(10), async || {
+            world.sim.channels.tap_answer(&query)
+        })
+        .await;
+        assert_eq!(told, relay::questions::NOT_AN_OWNER);
+        assert!(ran().is_empty(), "a stranger's tap ran the command");
+    }
+
+    // The owner taps Allow on the phone.
+    phone.tap("Allow").await;
+    let reply = eventually("the reply", Duration::from_secs(60), async || {
+        ran().into_iter().next()
+    })
+    .await;
+    assert!(
+        reply.text.contains("1 file changed, +1") && reply.text.ends_with("(/diff shows them)"),
+        "{}",
+        reply.text
+    );
+    phone
+        .browser
+        .wait_for_text("Tool said:", Duration::from_secs(10))
+        .await;
+    if edits {
+        // The question says how it was answered, and its buttons are gone; the status line
+        // ends as the job's summary.
+        phone
+            .browser
+            .wait_for_text("Allowed ✓", Duration::from_secs(10))
+            .await;
+        phone
+            .browser
+            .wait_for_text("Done in", Duration::from_secs(10))
+            .await;
+        let buttons = phone
+            .browser
+            .eval(
+                "return document.querySelectorAll('.keys button').length",
+                json!([]),
+            )
+            .await;
+        assert_eq!(buttons, json!(0));
+    }
+    if let Chat::Telegram(_) = phone.chat {
+        phone
+            .browser
+            .wait_for_text("Telegram shows: Allowed", Duration::from_secs(10))
+            .await;
+    }
+    phone.browser.shot("steer-2-allowed").await;
+
+    // The same answer again (an old copy of the message, or WhatsApp's buttons, which stay)
+    // changes nothing, and says so.
+    let choice = question.buttons[0].data.clone();
+    let again = "Already answered: Allowed.";
+    match phone.chat {
+        Chat::Telegram(owner) => {
+            let tap: Value = http
+                .post(format!("{}/sim/telegram/tap", world.base_url()))
+                .json(&json!({"from_id": owner, "message_id": question.message_id, "label": "Allow", "data": choice}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let query = tap["query_id"].as_str().unwrap().to_string();
+            let told = eventually("the replay told", Duration::from_secs(10), async || {
+                world.sim.channels.tap_answer(&query)
+            })
+            .await;
+            assert_eq!(told, again);
+        }
+        Chat::Discord(owner) => {
+            let clicked = http
+                .post(format!("{}/sim/discord/click", world.base_url()))
+                .json(&json!({"from_id": owner, "message_id": question.message_id, "label": "Allow", "custom_id": choice}))
+                .send()
+                .await
+                .unwrap();
+            assert!(clicked.status().is_success());
+            eventually("the replay told", Duration::from_secs(10), async || {
+                received()
+                    .into_iter()
+                    .find(|s| s.kind == "ephemeral" && s.text == again)
+            })
+            .await;
+        }
+        Chat::WhatsApp { .. } => {
+            phone.tap("Allow").await;
+            eventually("the second tap told", Duration::from_secs(10), async || {
+                received().into_iter().find(|s| s.text == again)
+            })
+            .await;
+        }
+    }
+
+    // What changed, on the phone: the command ran once.
+    phone.send("/diff").await;
+    let diff = if edits {
+        let document = eventually("the diff", Duration::from_secs(30), async || {
+            received()
+                .into_iter()
+                .find(|s| s.kind == "document" && s.file.is_some())
+        })
+        .await;
+        phone
+            .browser
+            .wait_for_text("a document", Duration::from_secs(10))
+            .await;
+        http.get(format!("{}{}", world.base_url(), document.file.unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    } else {
+        // WhatsApp takes no documents: the diff's start comes as text.
+        eventually("the diff", Duration::from_secs(30), async || {
+            received()
+                .into_iter()
+                .find(|s| s.text.lines().any(|line| line == "+ran"))
+                .map(|s| s.text)
+        })
+        .await
+    };
+    assert!(diff.contains("ran.txt"), "{diff}");
+    assert_eq!(diff.lines().filter(|l| *l == "+ran").count(), 1, "{diff}");
+    assert_eq!(ran().len(), 1, "one reply: the command ran once");
+    phone.browser.shot("steer-3-diff").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built page and chromedriver; cargo xtask test runs it"]
 async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
@@ -800,6 +1076,11 @@ async fn telegram_deploy_chat_retry_and_teardown_from_the_page() {
             .all(|s| s.to == format!("telegram:{OWNER}")),
         "the stranger got nothing"
     );
+
+    // The deployment asks first (the wizard's default): steered from the phone.
+    let phone = Phone::open(&sim, "telegram-phone", Chat::Telegram(OWNER)).await;
+    steer_from_the_phone(&sim, &phone).await;
+    drop(phone);
 
     // 3. A reload lists the deployment with its live health.
     browser.click("#finish").await;
@@ -945,6 +1226,16 @@ async fn whatsapp_deploy_chat_and_teardown_from_the_page() {
         },
     )
     .await;
+    let phone = Phone::open(
+        &sim,
+        "whatsapp-phone",
+        Chat::WhatsApp {
+            webhook: webhook.clone(),
+        },
+    )
+    .await;
+    steer_from_the_phone(&sim, &phone).await;
+    drop(phone);
 
     browser.click("#finish").await;
     let torn_down = tear_down_from_page(&browser, &sim, "wa").await;
@@ -1085,6 +1376,10 @@ async fn discord_deploy_chat_reconnect_restart_and_teardown_from_the_page() {
             .count(),
         1
     );
+
+    let phone = Phone::open(&sim, "discord-phone", Chat::Discord(DISCORD_OWNER)).await;
+    steer_from_the_phone(&sim, &phone).await;
+    drop(phone);
 
     // A screenshot (the real Playwright MCP and Chromium) arrives as an attachment.
     // The deployment asks first: the owner allows each browser call with its button.

@@ -101,13 +101,15 @@ impl Outlet<'_> {
         }
     }
 
-    /// Whether a question's choices show as buttons; otherwise they are numbered replies.
+    /// Whether a question's choices always show as buttons; otherwise its text numbers them,
+    /// and a reply with a number answers (WhatsApp, whose quick replies depend on the account).
     pub fn has_buttons(&self) -> bool {
         matches!(self, Outlet::Telegram(_) | Outlet::Discord(..))
     }
 
-    /// The last part of a question: its text with the choices as buttons (only called where
-    /// [`Outlet::has_buttons`]; elsewhere the numbered choices are part of the text).
+    /// The last part of a question: its text with the choices as buttons. On WhatsApp the
+    /// text ends with the numbered choices; they give way to quick replies where the account
+    /// has them ([`crate::quick_replies`]), and stay where it has not.
     pub async fn send_question(
         &self,
         app: &App,
@@ -122,7 +124,19 @@ impl Outlet<'_> {
             Outlet::Discord(_, discord) => {
                 discord::send_with_buttons(discord, address, text, question).await
             }
-            Outlet::Whatsapp(_) => self.send_text(app, address, text).await,
+            Outlet::Whatsapp(config) => {
+                let numbered = format!("\n\n{}", crate::questions::numbered(&question.choices));
+                let body = text.strip_suffix(&numbered).unwrap_or(text);
+                let to = Conversation::id(Channel::Whatsapp, address);
+                let sent = app
+                    .quick_replies
+                    .send(&app.http, config, &to, body, question)
+                    .await?;
+                if sent {
+                    return Ok(());
+                }
+                self.send_text(app, address, text).await
+            }
         }
     }
 

@@ -16,6 +16,9 @@ pub struct TwilioConfig {
     /// `whatsapp:+14155238886`.
     pub from: String,
     pub api_base: String,
+    /// Twilio's Content API (`TWILIO_CONTENT_API_BASE`, `https://content.twilio.com`), where
+    /// a question's quick-reply template lives.
+    pub content_api_base: String,
     /// Hosts inbound media may redirect to: Twilio's CDN and its S3 bucket by default, plus
     /// `TWILIO_MEDIA_HOSTS` (the sim adds its own).
     pub media_hosts: Vec<String>,
@@ -191,6 +194,11 @@ fn twilio<F: Fn(&str) -> Option<String>>(
                     env.get("TWILIO_API_BASE")
                         .unwrap_or("https://api.twilio.com".into()),
                 )?;
+                let content_api_base = http_url(
+                    "TWILIO_CONTENT_API_BASE",
+                    env.get("TWILIO_CONTENT_API_BASE")
+                        .unwrap_or("https://content.twilio.com".into()),
+                )?;
                 let mut media_hosts: Vec<String> = crate::twilio::MEDIA_HOSTS
                     .iter()
                     .map(|h| h.to_string())
@@ -207,6 +215,7 @@ fn twilio<F: Fn(&str) -> Option<String>>(
                     auth_token,
                     from: format!("whatsapp:{digits}"),
                     api_base,
+                    content_api_base,
                     media_hosts,
                 })
             }

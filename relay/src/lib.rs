@@ -10,7 +10,9 @@
 //! - [`journal`]: the SQLite inbox and outbox; nothing accepted is lost.
 //! - [`forward`]: inbox → vm, with the "Waking up…" notice and a deadline.
 //! - [`outbox`]: outbox → channels, split to each channel's limit, with retries.
-//! - [`twilio`], [`telegram`], [`discord`]: each channel's formats, checks and APIs.
+//! - [`twilio`], [`telegram`], [`discord`]: each channel's formats, checks and APIs;
+//!   [`quick_replies`]: a question's buttons on WhatsApp (Twilio's Content API).
+//! - [`questions`], [`status`]: the agent's questions and its jobs' status lines.
 //! - [`split`], [`media`]: long replies and outgoing images.
 //! - [`pairing`]: the one-time code that makes its first sender the owner.
 //! - [`unregister`]: `relay unregister-webhook`, which teardown runs in the machine.
@@ -24,6 +26,7 @@ pub mod media;
 pub mod outbox;
 pub mod pairing;
 pub mod questions;
+pub mod quick_replies;
 pub mod routes;
 pub mod split;
 pub mod status;
@@ -73,6 +76,8 @@ pub struct App {
     pub pairing_answers: pairing::Throttle,
     /// The status lines of running jobs.
     pub status: status::StatusLines,
+    /// WhatsApp's quick-reply templates, once found or made.
+    pub quick_replies: quick_replies::QuickReplies,
 }
 
 /// What became of an inbound message handed to [`App::admit`].
@@ -248,6 +253,7 @@ pub async fn run(
         discord,
         status: Default::default(),
         pairing_answers: pairing::Throttle::default(),
+        quick_replies: Default::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

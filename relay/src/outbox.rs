@@ -103,7 +103,7 @@ async fn send(app: &App, message: OutboundMessage) {
     for (index, part) in parts.iter().enumerate().skip(sent) {
         let result = match (part, &message.question) {
             // The buttons go with the question's last part, where a reader ends up.
-            (Part::Text(text), Some(question)) if index == last && outlet.has_buttons() => {
+            (Part::Text(text), Some(question)) if index == last => {
                 outlet.send_question(app, address, text, question).await
             }
             (Part::Text(text), _) => outlet.send_text(app, address, text).await,

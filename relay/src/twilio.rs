@@ -94,6 +94,8 @@ pub struct Inbound {
     pub body: String,
     /// (URL, content type) of each attached media item.
     pub media: Vec<(String, String)>,
+    /// The id of the quick reply tapped, when the message is a tap (`ButtonPayload`).
+    pub button_payload: Option<String>,
 }
 
 /// Reads an inbound form; `None` when it is not a message (no `MessageSid` or `From`).
@@ -125,6 +127,7 @@ pub fn parse_inbound(params: &[(String, String)]) -> Option<Inbound> {
         from,
         body: get("Body").unwrap_or_default(),
         media,
+        button_payload: get("ButtonPayload").filter(|p| !p.is_empty()),
     })
 }
 
@@ -136,17 +139,29 @@ pub async fn send(
     body: &str,
     media_urls: &[String],
 ) -> Result<(), SendError> {
-    let url = format!(
-        "{}/2010-04-01/Accounts/{}/Messages.json",
-        config.api_base, config.account_sid
-    );
-    let mut form: Vec<(&str, &str)> = vec![("From", &config.from), ("To", to)];
+    let mut form: Vec<(&str, &str)> = vec![("To", to)];
     if !body.is_empty() {
         form.push(("Body", body));
     }
     for media in media_urls {
         form.push(("MediaUrl", media));
     }
+    send_form(http, config, &form).await
+}
+
+/// Sends one WhatsApp message from the configured number, given the rest of its form (`To`,
+/// and `Body`, `MediaUrl` or `ContentSid`).
+pub async fn send_form(
+    http: &reqwest::Client,
+    config: &TwilioConfig,
+    fields: &[(&str, &str)],
+) -> Result<(), SendError> {
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/Messages.json",
+        config.api_base, config.account_sid
+    );
+    let mut form: Vec<(&str, &str)> = vec![("From", &config.from)];
+    form.extend_from_slice(fields);
     let response = http
         .post(url)
         .basic_auth(&config.account_sid, Some(&config.auth_token))

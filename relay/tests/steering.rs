@@ -1,7 +1,8 @@
 //! Steering through the relay, with the sim's fake Telegram and Twilio playing the owner's
-//! phone and a stand-in vm: the agent's questions (buttons on Telegram, numbered replies on
-//! WhatsApp, and every way a choice must change nothing: a stranger's tap, a forged or
-//! replayed one, a second one), and status lines kept within each channel's limits.
+//! phone and a stand-in vm: the agent's questions (buttons on Telegram, quick replies or
+//! numbered replies on WhatsApp, and every way a choice must change nothing: a stranger's
+//! tap, a forged or replayed one, a second one), and status lines kept within each channel's
+//! limits.
 
 use contract::protocol::{Callback, CallbackKind, Decision, Question, Status, VmMessage};
 use serde_json::{Value, json};
@@ -14,6 +15,23 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn ask(relay: &RunningRelay, conversation: &str, id: &str, text: &str) {
+    ask_with(
+        relay,
+        conversation,
+        id,
+        text,
+        &[Decision::Allow, Decision::AlwaysAllow, Decision::Deny],
+    )
+    .await;
+}
+
+async fn ask_with(
+    relay: &RunningRelay,
+    conversation: &str,
+    id: &str,
+    text: &str,
+    choices: &[Decision],
+) {
     let question = Callback {
         id: format!("question:{id}"),
         conversation: conversation.into(),
@@ -22,7 +40,7 @@ async fn ask(relay: &RunningRelay, conversation: &str, id: &str, text: &str) {
         images: vec![],
         question: Some(Question {
             id: id.into(),
-            choices: vec![Decision::Allow, Decision::AlwaysAllow, Decision::Deny],
+            choices: choices.to_vec(),
         }),
         status: None,
     };
@@ -165,10 +183,153 @@ async fn a_telegram_question_is_answered_by_its_owner_s_tap_once() {
     assert_eq!(answers(&vm).len(), 1, "one answer, once");
 }
 
+/// The owner taps a quick reply under the bot's WhatsApp message `message_id`; `payload`
+/// overrides the button's id (a forgery).
+async fn quick_reply(
+    sim: &sim::SimHandle,
+    webhook: &str,
+    message_id: u64,
+    label: &str,
+    payload: Option<&str>,
+) -> Value {
+    whatsapp_user_sends(
+        sim,
+        webhook,
+        OWNER_WA,
+        "",
+        json!({"tap": {"message_id": message_id, "label": label, "payload": payload}}),
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_whatsapp_question_is_answered_with_a_number() {
+async fn a_whatsapp_question_comes_with_quick_replies_and_a_tap_answers_it() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
+    let (vm, vm_url) = FakeVm::start().await;
+    let env = base_env(&sim, &vm_url, &dir.path().join("relay"));
+    let relay = RunningRelay::start(env.clone()).await;
+    let webhook = format!("{}/webhook/twilio", relay.url);
+    let question = "The agent asks to open https://example.com.";
+    ask(&relay, OWNER_WA, "q3abc", question).await;
+    let sent = eventually("the question", WAIT, async || {
+        sim.sim.channels.twilio_sent().into_iter().next()
+    })
+    .await;
+    // The buttons replace the numbers; the template is made once, in the owner's account.
+    assert_eq!(sent.text, question);
+    let labels: Vec<&str> = sent.buttons.iter().map(|b| b.text.as_str()).collect();
+    assert_eq!(labels, ["Allow", "Always allow", "Deny"]);
+    assert_eq!(sent.buttons[2].data, "q:q3abc:d");
+    assert_eq!(sim.sim.content.templates(sim::SIM_TWILIO_SID).len(), 1);
+
+    // A forged id names no question of this conversation: nothing changes, and it is said.
+    quick_reply(&sim, &webhook, sent.message_id, "Allow", Some("q:nope:a")).await;
+    eventually("the forgery refused", WAIT, async || {
+        sim.sim
+            .channels
+            .twilio_sent()
+            .into_iter()
+            .find(|s| s.text == relay::questions::NOT_OURS)
+    })
+    .await;
+    assert!(answers(&vm).is_empty());
+
+    let tapped = quick_reply(&sim, &webhook, sent.message_id, "Deny", None).await;
+    assert_eq!(tapped["webhook_status"], 200);
+    let answered = eventually("the answer at the vm", WAIT, async || {
+        answers(&vm).first().cloned()
+    })
+    .await;
+    assert_eq!(answered.answer.unwrap().decision, Decision::Deny);
+    // The buttons stay on WhatsApp: a second tap is told the question was answered.
+    quick_reply(&sim, &webhook, sent.message_id, "Allow", None).await;
+    eventually("the second tap told", WAIT, async || {
+        sim.sim
+            .channels
+            .twilio_sent()
+            .into_iter()
+            .find(|s| s.text == "Already answered: Denied.")
+    })
+    .await;
+    assert_eq!(answers(&vm).len(), 1, "one answer, once");
+
+    // After a restart the relay finds its templates by name; other choices get their own.
+    relay.shut_down().await;
+    let relay = RunningRelay::start(env).await;
+    ask(&relay, OWNER_WA, "q4abc", question).await;
+    ask_with(
+        &relay,
+        OWNER_WA,
+        "q5abc",
+        question,
+        &[Decision::Allow, Decision::Deny],
+    )
+    .await;
+    let asked = eventually("both questions", WAIT, async || {
+        let asked: Vec<_> = sim
+            .sim
+            .channels
+            .twilio_sent()
+            .into_iter()
+            .filter(|s| !s.buttons.is_empty())
+            .collect();
+        (asked.len() == 3).then_some(asked)
+    })
+    .await;
+    assert_eq!(asked[2].buttons.len(), 2, "{asked:?}");
+    assert_eq!(sim.sim.content.templates(sim::SIM_TWILIO_SID).len(), 2);
+
+    // The owner deletes the templates in the Console: the next question goes numbered, and
+    // the one after has its buttons again, from a template made anew.
+    let http = reqwest::Client::new();
+    for sid in sim.sim.content.templates(sim::SIM_TWILIO_SID) {
+        let deleted = http
+            .delete(format!(
+                "{}/twilio-content/v1/Content/{sid}",
+                sim.base_url()
+            ))
+            .basic_auth(sim::SIM_TWILIO_SID, Some(sim::SIM_TWILIO_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+    }
+    ask(&relay, OWNER_WA, "q6abc", question).await;
+    let numbered = eventually("the numbered question", WAIT, async || {
+        sim.sim.channels.twilio_sent().into_iter().find(|s| {
+            s.text
+                .ends_with("Reply 1 to allow, 2 to always allow, 3 to deny.")
+        })
+    })
+    .await;
+    assert!(numbered.buttons.is_empty());
+    ask(&relay, OWNER_WA, "q7abc", question).await;
+    eventually("buttons again", WAIT, async || {
+        let asked = sim
+            .sim
+            .channels
+            .twilio_sent()
+            .into_iter()
+            .filter(|s| !s.buttons.is_empty())
+            .count();
+        (asked == 4).then_some(())
+    })
+    .await;
+    assert_eq!(sim.sim.content.templates(sim::SIM_TWILIO_SID).len(), 1);
+}
+
+#[tokio::test]
+async fn a_whatsapp_question_is_answered_with_a_number_where_quick_replies_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(dir.path()).await;
+    // The account's Content API refuses (a restricted API key, say): numbers instead.
+    sim.set_faults(vec![sim::faults::FaultRule::fail(
+        "GET",
+        "/twilio-content/v1/Content",
+        1,
+        403,
+    )]);
     let (vm, vm_url) = FakeVm::start().await;
     let relay = RunningRelay::start(base_env(&sim, &vm_url, &dir.path().join("relay"))).await;
     let webhook = format!("{}/webhook/twilio", relay.url);

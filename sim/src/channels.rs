@@ -5,15 +5,19 @@
 //!   sendMessage (with inline keyboards), editMessageText, answerCallbackQuery, sendChatAction,
 //!   sendPhoto, getFile; `/telegram/file/bot<token>/<path>`.
 //!   Answers CORS like the real one (the page checks a bot token from the browser).
-//! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic), `/twilio/media/<id>`
+//! - `/twilio/2010-04-01/Accounts/<sid>/Messages.json` (HTTP Basic; a `ContentSid` message
+//!   is made from a [`crate::content`] template, quick replies and all), `/twilio/media/<id>`
 //!   (HTTP Basic, redirecting to `/twilio-cdn/<id>` on another host name).
 //! - `/anthropic/v1/models` (`x-api-key`), with CORS for the page's key check.
 //! - `POST /sim/telegram/send`, `POST /sim/twilio/send`: a user sends a message; the fake
 //!   delivers it to the registered webhook (Telegram, with the secret) or to the given URL
-//!   (Twilio, signed as Twilio signs). `GET /sim/{telegram,twilio}/sent`: what the bot sent,
-//!   Telegram's with each message's inline buttons and how often it was edited.
+//!   (Twilio, signed as Twilio signs; with `tap`, a tap on a quick reply). `GET
+//!   /sim/{telegram,twilio}/sent`: what the bot sent, with each message's buttons and how
+//!   often it was edited.
 //! - `POST /sim/telegram/tap`: a user taps a button under a bot message (`callback_query`),
-//!   which waits for the bot's `answerCallbackQuery`; `editMessageText` edits a sent message.
+//!   which waits for the bot's `answerCallbackQuery`; `GET /sim/telegram/tap/<query id>`:
+//!   what the bot answered (the notice Telegram shows the tapper); `editMessageText` edits a
+//!   sent message.
 //! - `GET /sim/chat`: a phone-like chat page over those controls, for the demo.
 
 use crate::Sim;
@@ -47,9 +51,11 @@ pub struct Sent {
     pub text: String,
     /// Twilio media URLs, or the uploaded file's size for a Telegram photo.
     pub media: Vec<String>,
-    /// Telegram's `message_id` (0 where the channel has none).
+    /// The message's id: Telegram's `message_id`, Discord's snowflake; for WhatsApp the
+    /// number in its `SM…` SID (0 where a message has none).
     pub message_id: u64,
-    /// An inline keyboard's buttons, in order (Telegram), until an edit removes them.
+    /// Its buttons, in order: Telegram's inline keyboard (until an edit removes it),
+    /// Discord's components, WhatsApp's quick replies.
     pub buttons: Vec<Button>,
     /// How many times the message was edited (`editMessageText`).
     pub edits: u32,
@@ -129,6 +135,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/chat", get(|| async { axum::response::Html(include_str!("chat.html")) }))
         .route("/sim/telegram/send", post(user_sends_telegram))
         .route("/sim/telegram/tap", post(user_taps_telegram))
+        .route("/sim/telegram/tap/{query_id}", get(|State(sim): State<Arc<Sim>>, Path(query_id): Path<String>| async move { axum::Json(json!({"answer": sim.channels.tap_answer(&query_id)})) }))
         .route("/sim/files/{index}", get(kept_file))
         .route("/sim/telegram/sent", get(|State(sim): State<Arc<Sim>>| async move { axum::Json(sim.channels.telegram_sent()) }))
         .route("/sim/twilio/send", post(user_sends_whatsapp))
@@ -536,13 +543,7 @@ async fn kept_file(State(sim): State<Arc<Sim>>, Path(index): Path<usize>) -> Res
     let Some(bytes) = sim.channels.files.lock().unwrap().get(index).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let content_type = if bytes.starts_with(b"\x89PNG") {
-        "image/png"
-    } else if bytes.starts_with(&[0xff, 0xd8]) {
-        "image/jpeg"
-    } else {
-        "text/plain; charset=utf-8"
-    };
+    let content_type = image_type(&bytes).unwrap_or("text/plain; charset=utf-8");
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -551,6 +552,17 @@ async fn kept_file(State(sim): State<Arc<Sim>>, Path(index): Path<usize>) -> Res
         bytes,
     )
         .into_response()
+}
+
+/// The image type of an upload, from its first bytes; `None` for anything else (a document).
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8]) {
+        Some("image/jpeg")
+    } else {
+        None
+    }
 }
 
 /// A user writes to the bot: the update goes to the bot's webhook with its secret.
@@ -588,6 +600,10 @@ struct TelegramTap {
     message_id: u64,
     /// The button, by its label ("Allow").
     label: String,
+    /// `callback_data` to send instead of the button's: what a client showing an old copy of
+    /// the message (its buttons since removed) or a forger sends. Telegram passes any data
+    /// of at most 64 bytes on (Bot API, `InlineKeyboardButton.callback_data`).
+    data: Option<String>,
 }
 
 /// A user taps a button under one of the bot's messages: a `callback_query` update (Bot API,
@@ -615,10 +631,19 @@ async fn user_taps_telegram(
         state.tap_answers.insert(query_id.clone(), None);
         (message, query_id)
     };
-    let Some(button) = message.buttons.iter().find(|b| b.text == tap.label) else {
-        return (StatusCode::NOT_FOUND, "the message has no such button").into_response();
+    let data = match (
+        tap.data,
+        message.buttons.iter().find(|b| b.text == tap.label),
+    ) {
+        (Some(data), _) if data.len() <= 64 => data,
+        (Some(_), _) => {
+            return (StatusCode::BAD_REQUEST, "callback_data is 1-64 bytes").into_response();
+        }
+        (None, Some(button)) => button.data.clone(),
+        (None, None) => {
+            return (StatusCode::NOT_FOUND, "the message has no such button").into_response();
+        }
     };
-    let data = button.data.clone();
     let response = deliver_update(&sim, &token, "callback_query", |update_id| {
         json!({"update_id": update_id, "callback_query": {
             "id": query_id,
@@ -726,7 +751,7 @@ fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
 }
 
 /// `Authorization: Basic` → the account SID if the pair is one the sim knows.
-fn twilio_account(sim: &Sim, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn twilio_account(sim: &Sim, headers: &HeaderMap) -> Option<String> {
     use base64::Engine;
     let value = headers
         .get(header::AUTHORIZATION)?
@@ -757,14 +782,37 @@ async fn twilio_send(
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let get = |name: &str| {
+    let field = |name: &str| {
         params
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
-            .unwrap_or_default()
     };
-    let (to, from, text) = (get("To"), get("From"), get("Body"));
+    let get = |name: &str| field(name).unwrap_or_default();
+    let (to, from, mut text) = (get("To"), get("From"), get("Body"));
+    // A message made from a Content template (quick replies): its body and buttons.
+    let mut buttons = vec![];
+    match (field("ContentSid"), field("ContentVariables")) {
+        (Some(content), variables) => {
+            match crate::content::render(&sim, &sid, &content, variables.as_deref()) {
+                Ok(rendered) => {
+                    text = rendered.text;
+                    buttons = rendered.buttons;
+                }
+                Err((code, message)) => {
+                    return twilio_error(StatusCode::BAD_REQUEST, code, message);
+                }
+            }
+        }
+        (None, Some(_)) => {
+            return twilio_error(
+                StatusCode::BAD_REQUEST,
+                21654,
+                "ContentSid Required when ContentVariables are given",
+            );
+        }
+        (None, None) => {}
+    }
     let media: Vec<String> = params
         .iter()
         .filter(|(n, _)| n == "MediaUrl")
@@ -793,14 +841,17 @@ async fn twilio_send(
     // others are dropped without an error.
     let media: Vec<String> = media.into_iter().take(1).collect();
     let mut state = sim.channels.state.lock().unwrap();
+    state.next_message_id += 1;
+    let message_id = state.next_message_id;
     state.twilio_sent.push(Sent {
         to: to.clone(),
         kind: if media.is_empty() { "message" } else { "photo" }.into(),
         text,
         media,
+        message_id,
+        buttons,
         ..Default::default()
     });
-    state.next_message_id += 1;
     (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032x}", state.next_message_id), "status": "queued", "to": to}))).into_response()
 }
 
@@ -872,6 +923,19 @@ struct WhatsappUserMessage {
     media_url: Option<String>,
     /// Which account signs; the first configured one when absent.
     account_sid: Option<String>,
+    /// A tap on a quick reply instead of typed text: the bot's message (its number in what
+    /// the sim recorded, `message_id`) and the button's label.
+    #[serde(default)]
+    tap: Option<QuickReplyTap>,
+}
+
+#[derive(Deserialize)]
+struct QuickReplyTap {
+    message_id: u64,
+    label: String,
+    /// The id to send instead of the button's (what a forger would send).
+    #[serde(default)]
+    payload: Option<String>,
 }
 
 /// A user writes on WhatsApp: Twilio posts the signed form to the webhook URL.
@@ -886,10 +950,37 @@ async fn user_sends_whatsapp(
     let Some((sid, token)) = account.cloned() else {
         return (StatusCode::BAD_REQUEST, "unknown Twilio account").into_response();
     };
-    let message_sid = {
+    let (message_sid, tapped) = {
         let mut state = sim.channels.state.lock().unwrap();
+        // A quick reply is tapped under one of the bot's messages to this user.
+        let tapped = match &message.tap {
+            None => None,
+            Some(tap) => {
+                let Some(sent) = state
+                    .twilio_sent
+                    .iter()
+                    .find(|s| s.to == message.from && s.message_id == tap.message_id)
+                else {
+                    return (StatusCode::NOT_FOUND, "no such message to that user").into_response();
+                };
+                let Some(button) = sent.buttons.iter().find(|b| b.text == tap.label) else {
+                    return (StatusCode::NOT_FOUND, "the message has no such button")
+                        .into_response();
+                };
+                let payload = tap.payload.clone().unwrap_or(button.data.clone());
+                Some((
+                    button.text.clone(),
+                    payload,
+                    format!("SM{:032x}", sent.message_id),
+                ))
+            }
+        };
         state.next_message_id += 1;
-        format!("SM{:032x}", state.next_message_id)
+        (format!("SM{:032x}", state.next_message_id), tapped)
+    };
+    let body = match &tapped {
+        Some((label, _, _)) => label.clone(),
+        None => message.body,
     };
     let mut params: Vec<(String, String)> = vec![
         ("MessageSid".into(), message_sid.clone()),
@@ -897,7 +988,7 @@ async fn user_sends_whatsapp(
         ("AccountSid".into(), sid),
         ("From".into(), message.from.clone()),
         ("To".into(), message.to),
-        ("Body".into(), message.body),
+        ("Body".into(), body),
         (
             "NumMedia".into(),
             if message.image { "1" } else { "0" }.into(),
@@ -908,6 +999,17 @@ async fn user_sends_whatsapp(
             message.from.trim_start_matches("whatsapp:+").into(),
         ),
     ];
+    // A quick reply tapped arrives as a message whose body is the button's text, with the
+    // button's id as `ButtonPayload` and the message it was under (Twilio's webhook request,
+    // WhatsApp parameters; docs/channels.md).
+    if let Some((label, payload, replied_to)) = tapped {
+        params.extend([
+            ("MessageType".into(), "button".into()),
+            ("ButtonText".into(), label),
+            ("ButtonPayload".into(), payload),
+            ("OriginalRepliedMessageSid".into(), replied_to),
+        ]);
+    }
     if message.image {
         let size = message
             .image_bytes

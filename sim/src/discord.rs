@@ -481,6 +481,35 @@ fn injected(sim: &Sim, path: &str) -> Option<Response> {
     }
 }
 
+/// A Message object as Discord's API and Gateway give it (Discord, "Message Object": the
+/// fields that are always present), for the DMs, clicks and answers the sim makes.
+fn message_object(
+    id: &str,
+    channel_id: &str,
+    content: &str,
+    author: Value,
+    attachments: Value,
+) -> Value {
+    json!({
+        "id": id, "channel_id": channel_id, "content": content,
+        "author": author,
+        "attachments": attachments, "embeds": [], "mentions": [], "mention_roles": [],
+        "mention_everyone": false, "pinned": false, "tts": false, "type": 0,
+        "timestamp": "2026-11-24T06:00:00.000000+00:00", "edited_timestamp": null,
+        "components": [],
+    })
+}
+
+/// The bot of `token` as a message's author.
+fn bot_author(token: &str) -> Value {
+    json!({"id": bot_user_id(token).unwrap_or_default(), "username": "textslash-sim-bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true})
+}
+
+/// The user `id` as a message's author.
+fn user_author(id: &str) -> Value {
+    json!({"id": id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null})
+}
+
 /// The per-route bucket headers Discord sends with every answer (Discord, "Rate Limits":
 /// `X-RateLimit-Limit`, `-Remaining`, `-Reset`, `-Reset-After`, `-Bucket`).
 fn rate_limit_headers(response: &mut Response, remaining: u64, reset_after: u64) {
@@ -515,9 +544,10 @@ async fn create_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorised(&sim, &headers) {
-        return refused;
-    }
+    let token = match authorised(&sim, &headers) {
+        Ok(token) => token,
+        Err(refused) => return refused,
+    };
     if let Some(answer) = injected(
         &sim,
         &format!("/discord/api/v10/channels/{channel_id}/messages"),
@@ -592,7 +622,11 @@ async fn create_message(
         for file in &files {
             state.sent.push(Sent {
                 to: to.clone(),
-                kind: "photo".into(),
+                kind: match crate::channels::image_type(file) {
+                    Some(_) => "photo",
+                    None => "document",
+                }
+                .into(),
                 text: content.clone(),
                 media: vec![file.len().to_string()],
                 file: Some(sim.channels.keep_file(file.clone())),
@@ -600,9 +634,14 @@ async fn create_message(
             });
         }
     }
-    let mut response =
-        axum::Json(json!({"id": id, "channel_id": channel_id, "content": content, "type": 0}))
-            .into_response();
+    let mut response = axum::Json(message_object(
+        &id,
+        &channel_id,
+        &content,
+        bot_author(&token),
+        json!([]),
+    ))
+    .into_response();
     rate_limit_headers(&mut response, 4, 1);
     response
 }
@@ -624,11 +663,22 @@ fn component_buttons(components: &Value) -> Vec<crate::channels::Button> {
         .collect()
 }
 
+fn number_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| serde::de::Error::custom("a message id: a number or a string of digits"))
+}
+
 #[derive(Deserialize)]
 struct UserClick {
     /// Who clicks: the DM's user.
     from_id: String,
-    /// The bot's message with the button.
+    /// The bot's message with the button: a number, or a string as a browser must send a
+    /// snowflake (larger than a JavaScript number holds exactly).
+    #[serde(deserialize_with = "number_or_string")]
     message_id: u64,
     /// The button, by its label.
     label: String,
@@ -683,15 +733,9 @@ async fn user_clicks(
         "authorizing_integration_owners": {"0": "0"}, "context": 1, "entitlements": [],
         "app_permissions": "0",
         "channel": {"id": channel_id, "type": 1}, "channel_id": channel_id,
-        "user": {"id": click.from_id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null},
+        "user": user_author(&click.from_id),
         "data": {"custom_id": custom_id, "component_type": 2},
-        "message": {
-            "id": message.message_id.to_string(), "channel_id": channel_id, "content": message.text,
-            "author": {"id": bot, "username": "textslash-sim-bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true},
-            "attachments": [], "embeds": [], "mentions": [], "mention_roles": [],
-            "mention_everyone": false, "pinned": false, "tts": false, "type": 0,
-            "timestamp": "2026-11-24T06:00:00.000000+00:00",
-        },
+        "message": message_object(&message.message_id.to_string(), &channel_id, &message.text, bot_author(&token), json!([])),
     });
     state.interactions.insert(
         interaction_id.clone(),
@@ -783,9 +827,10 @@ async fn edit_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorised(&sim, &headers) {
-        return refused;
-    }
+    let token = match authorised(&sim, &headers) {
+        Ok(token) => token,
+        Err(refused) => return refused,
+    };
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
         return discord_error(
             StatusCode::BAD_REQUEST,
@@ -812,10 +857,15 @@ async fn edit_message(
     };
     sent.text = content.clone();
     sent.edits += 1;
-    let mut response = axum::Json(
-        json!({"id": message_id, "channel_id": channel_id, "content": content, "type": 0}),
-    )
-    .into_response();
+    let mut edited = message_object(
+        &message_id,
+        &channel_id,
+        &content,
+        bot_author(&token),
+        json!([]),
+    );
+    edited["edited_timestamp"] = json!("2026-11-24T06:00:01.000000+00:00");
+    let mut response = axum::Json(edited).into_response();
     rate_limit_headers(&mut response, 4, 1);
     response
 }
@@ -977,15 +1027,15 @@ async fn user_sends_dm(
     let author = if dm.unreadable {
         json!(42)
     } else {
-        json!({"id": dm.from_id, "username": "sim-user", "discriminator": "0", "global_name": "Sim User", "avatar": null})
+        user_author(&dm.from_id)
     };
-    let message = json!({
-        "id": message_id, "channel_id": channel_id, "content": dm.text,
-        "author": author,
-        "attachments": attachments, "embeds": [], "mentions": [], "mention_roles": [],
-        "mention_everyone": false, "pinned": false, "tts": false, "type": 0,
-        "timestamp": "2026-11-24T06:00:00.000000+00:00",
-    });
+    let message = message_object(
+        &message_id,
+        &channel_id,
+        &dm.text,
+        author,
+        json!(attachments),
+    );
     Discord::dispatch(&mut state, &session_id, "MESSAGE_CREATE", message);
     axum::Json(json!({"message_id": message_id, "channel_id": channel_id, "delivered_live": live}))
         .into_response()

@@ -9,6 +9,8 @@
 //! - `/telegram/…`, `/twilio/…`, `/anthropic/…`: fake channel and model APIs ([`model`] is
 //!   the Messages API the real Claude Code CLI runs against), and
 //!   `/sim/telegram/…`, `/sim/twilio/…` to play the user ([`channels`]);
+//! - `/twilio-content/…`: Twilio's Content API, the templates of WhatsApp quick replies
+//!   ([`content`]);
 //! - `/discord/…`: a fake Discord Gateway (websocket) and REST API, `/sim/discord/…` to play
 //!   the user and to force reconnects ([`discord`]);
 //! - `/sim/…`: control for tests: app URLs, a state dump, fault injection.
@@ -31,6 +33,7 @@
 
 pub mod api;
 pub mod channels;
+pub mod content;
 pub mod discord;
 pub mod echo;
 pub mod faults;
@@ -177,6 +180,7 @@ pub struct Sim {
     /// The Machines API's rate limit buckets ([`quirks::FlyQuirks::rate_limit`]).
     pub rate_limiter: quirks::RateLimiter,
     pub channels: channels::Channels,
+    pub content: content::Content,
     pub discord: discord::Discord,
     /// The fake Messages API's record of requests.
     pub model: model::Model,
@@ -252,6 +256,7 @@ pub async fn start_with_extra_routes(
         faults: faults::Faults::default(),
         rate_limiter: quirks::RateLimiter::default(),
         channels: channels::Channels::default(),
+        content: content::Content::default(),
         discord: discord::Discord::default(),
         model: model::Model::default(),
         http: reqwest::Client::builder()
@@ -262,6 +267,7 @@ pub async fn start_with_extra_routes(
     let app = api::router(sim.clone())
         .merge(proxy::router(sim.clone()))
         .merge(channels::router(sim.clone()))
+        .merge(content::router(sim.clone()))
         .merge(discord::router(sim.clone()))
         .merge(model::router(sim.clone()))
         .merge(extra);

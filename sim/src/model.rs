@@ -158,6 +158,43 @@ fn script(prompt: &str, step: usize, last_result: &str, sim_base: &str) -> Turn 
     // As in the permission captures (`vm/tests/fixtures/claude-code-2.1.330/permission-stdio-*`):
     // one command that leaves a trace of each run, then what the tool answered. A program run
     // through `sh -c`, so Claude Code cannot tell it is only a write in the workspace.
+    // A job with two tool calls, so its status line changes while it runs: a search (which
+    // runs freely) and then the command above (which asks first).
+    if asked.contains("look first") {
+        return match step {
+            0 => call("Glob", json!({"pattern": "*"})),
+            1 => call(
+                "Bash",
+                json!({"command": "sh -c 'echo ran >> ran.txt'", "description": "Note a run"}),
+            ),
+            _ => say(format!("Tool said: {last_result}")),
+        };
+    }
+    // A two-minute job (`cargo bench -p vm`'s status lines): a second-long command, over and
+    // over, until the job has run 120 s. Each command echoes the job's start (the sim's clock
+    // at its first call), so the next turn knows it from the tool's answer.
+    if asked.contains("keep busy") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let said: Value = serde_json::from_str(last_result).unwrap_or_default();
+        let started: Option<u64> = said["content"].as_str().and_then(|c| c.trim().parse().ok());
+        return match (step, started) {
+            (0, _) => call(
+                "Bash",
+                json!({"command": format!("echo {now}"), "description": "Start the clock"}),
+            ),
+            (_, Some(started)) if now.saturating_sub(started) < 120 => call(
+                "Bash",
+                json!({"command": format!("sleep 1; echo {started}"), "description": "Wait a second"}),
+            ),
+            (_, Some(_)) => say("I kept busy."),
+            (_, None) => say(format!(
+                "I could not keep busy: the tool said {last_result}"
+            )),
+        };
+    }
     if asked.contains("run a command") {
         return match step {
             0 => call(
@@ -428,5 +465,27 @@ mod tests {
             )
         );
         assert_eq!(script("hi", 0, "", ""), say("You said: hi"));
+    }
+
+    #[test]
+    fn keep_busy_runs_a_command_a_second_until_two_minutes_have_passed() {
+        let is_sleep = |turn: Turn| matches!(turn, Turn::Say(b) if matches!(&b[0], Block::Tool { input, .. } if input["command"].as_str().unwrap().starts_with("sleep 1; echo ")));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let answered = |started: u64| {
+            json!({"content": format!("{started}\n"), "is_error": false}).to_string()
+        };
+        assert!(is_sleep(script("keep busy", 1, &answered(now - 5), "")));
+        assert_eq!(
+            script("keep busy", 9, &answered(now - 121), ""),
+            say("I kept busy.")
+        );
+        let refused =
+            json!({"content": "This command requires approval", "is_error": true}).to_string();
+        assert!(
+            matches!(script("keep busy", 2, &refused, ""), Turn::Say(b) if matches!(&b[0], Block::Text(t) if t.starts_with("I could not keep busy")))
+        );
     }
 }

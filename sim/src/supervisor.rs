@@ -193,6 +193,10 @@ fn prepare(sim: &Arc<Sim>, app_name: &str, id: &str) -> Result<Launch, String> {
             format!("{}/twilio", sim.base_url),
         );
         env.insert(
+            "TWILIO_CONTENT_API_BASE".to_string(),
+            format!("{}/twilio-content", sim.base_url),
+        );
+        env.insert(
             "DISCORD_API_BASE".to_string(),
             format!("{}/discord", sim.base_url),
         );

@@ -2,7 +2,9 @@
 //! per-message overhead (request to reply minus the agent's own run time) with the demo agent;
 //! then, when the Claude Code CLI is installed (`CLAUDE_BIN`, or `claude` on PATH), message to
 //! model latency for a conversation's first (cold) and next (warm) message, and the RSS of the
-//! vm with its agents with one and three warm conversations, against the sim's Messages API.
+//! vm with its agents with one and three warm conversations, against the sim's Messages API;
+//! then steering through the real relay: a tap on Allow to the command running, and what
+//! each channel shows of a long job's status line.
 
 use std::time::{Duration, Instant};
 
@@ -91,7 +93,7 @@ async fn main() {
         .unwrap()
         .to_path_buf();
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "vm"])
+        .args(["build", "--release", "--quiet", "-p", "vm", "-p", "relay"])
         .current_dir(&workspace)
         .status()
         .unwrap();
@@ -183,7 +185,7 @@ async fn main() {
     match claude_bin() {
         Some(claude) => {
             real_claude(&bin, &claude).await;
-            approval_latency(&bin, &claude).await;
+            steering(&bin, &claude).await;
         }
         None => {
             println!("Claude Code: not installed (CLAUDE_BIN unset, no claude on PATH); skipped")
@@ -334,69 +336,278 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
     );
 }
 
-/// An owner's Allow reaching the vm, to the command it allows running, with a warm agent
-/// (Claude Code waiting on its stdio permission prompt). The relay's part before this, journal
-/// and forward, is `cargo bench -p relay`'s ack latency.
-async fn approval_latency(bin: &std::path::Path, claude: &std::path::Path) {
-    let (_sim, data, mut vm, url, mut callbacks) =
-        vm_with_claude(bin, claude, &[("APPROVAL_MODE", "ask".as_ref())]).await;
+/// Waits (at most 5 minutes) until `done`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The owners of the steering bench, one per channel.
+const TELEGRAM_OWNER: i64 = 100;
+const WHATSAPP_OWNER: &str = "whatsapp:+15550000100";
+const DISCORD_OWNER: &str = "80351110224678912";
+
+/// Steering as the owner lives it, through the real relay (release) on the sim's Telegram,
+/// WhatsApp and Discord in front of the release vm running Claude Code in `ask` mode:
+/// - a tap on Allow reaching the relay, to the command it allows running, with a warm agent;
+/// - what each channel shows of a busy job's status line that runs two minutes (a command a
+///   second, in three conversations at once), as it really happens: the vm's updates, the
+///   relay's rules, the sim's channels counting messages and edits.
+async fn steering(bin: &std::path::Path, claude: &std::path::Path) {
+    let data = tempfile::tempdir().unwrap();
+    let sim = sim::start(
+        sim::SimConfig::new(data.path().join("sim")),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let relay_url = format!("http://127.0.0.1:{}", free_port());
+    let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
+    let (mut vm, vm_url, _) = start_vm(
+        bin,
+        &format!("{relay_url}/callback"),
+        &data.path().join("vm"),
+        &[
+            ("AGENT_CMD", claude.as_os_str()),
+            ("ANTHROPIC_API_KEY", sim::SIM_ANTHROPIC_KEY.as_ref()),
+            ("ANTHROPIC_BASE_URL", &base_url),
+            ("APPROVAL_MODE", "ask".as_ref()),
+        ],
+    )
+    .await;
+    let sim_url = sim.base_url().to_string();
+    let mut relay = std::process::Command::new(bin.join("relay"))
+        .env("PORT", relay_url.rsplit(':').next().unwrap())
+        .env("PUBLIC_URL", &relay_url)
+        .env("VM_URL", &vm_url)
+        .env("VM_TOKEN", "bench")
+        .env("DATA_DIR", data.path().join("relay"))
+        .env("RUST_LOG", "error")
+        .env(
+            "ALLOWED_SENDERS",
+            format!("telegram:{TELEGRAM_OWNER},{WHATSAPP_OWNER},discord:{DISCORD_OWNER}"),
+        )
+        .env("TELEGRAM_BOT_TOKEN", sim::SIM_TELEGRAM_BOT)
+        .env("TELEGRAM_WEBHOOK_SECRET", "bench-secret")
+        .env("TELEGRAM_API_BASE", format!("{sim_url}/telegram"))
+        .env("TWILIO_ACCOUNT_SID", sim::SIM_TWILIO_SID)
+        .env("TWILIO_AUTH_TOKEN", sim::SIM_TWILIO_TOKEN)
+        .env("TWILIO_WHATSAPP_NUMBER", "+14155238886")
+        .env("TWILIO_API_BASE", format!("{sim_url}/twilio"))
+        .env(
+            "TWILIO_CONTENT_API_BASE",
+            format!("{sim_url}/twilio-content"),
+        )
+        .env("DISCORD_BOT_TOKEN", sim::SIM_DISCORD_BOT)
+        .env("DISCORD_API_BASE", format!("{sim_url}/discord"))
+        .env(
+            "DISCORD_GATEWAY_URL",
+            format!("{}/discord/gateway", sim_url.replace("http://", "ws://")),
+        )
+        .spawn()
+        .unwrap();
     let http = reqwest::Client::new();
-    let post = async |message: serde_json::Value| {
-        let status = http
-            .post(format!("{url}/messages"))
-            .bearer_auth("bench")
-            .json(&message)
+    let waiting = Instant::now();
+    while sim
+        .sim
+        .channels
+        .telegram_webhook(sim::SIM_TELEGRAM_BOT)
+        .is_none()
+        || !sim.sim.discord.connected(sim::SIM_DISCORD_BOT)
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the relay never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let user = async |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let response = http
+            .post(format!("{sim_url}{path}"))
+            .json(&body)
             .send()
             .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 202);
-    };
-    let mut next = async || -> serde_json::Value {
-        let (_, body) = tokio::time::timeout(Duration::from_secs(60), callbacks.recv())
-            .await
-            .expect("a callback within 60 s")
             .unwrap();
-        serde_json::from_str(&body).unwrap()
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap_or_default()
     };
-    let chat = "telegram:100";
-    let ran = data.path().join("vm/workspaces/telegram_100/ran.txt");
+    let telegram = async |text: &str| {
+        user(
+            "/sim/telegram/send",
+            serde_json::json!({"from_id": TELEGRAM_OWNER, "text": text}),
+        )
+        .await;
+    };
+    let telegram_sent = || sim.sim.channels.telegram_sent();
+
+    // 1. A warm agent, then "please run a command" five times: each asks, the owner taps Allow.
+    telegram("hi").await;
+    until("the first reply", || {
+        telegram_sent()
+            .iter()
+            .any(|s| s.text.contains("You said: hi"))
+    })
+    .await;
+    let ran = data
+        .path()
+        .join(format!("vm/workspaces/telegram_{TELEGRAM_OWNER}/ran.txt"));
     let runs = || {
         std::fs::read_to_string(&ran)
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    // The conversation's agent starts and stays warm.
-    post(serde_json::json!({"id": "warm", "conversation": chat, "sender": chat, "text": "hi"}))
-        .await;
-    next().await;
     let mut latencies = Vec::new();
     for i in 0..5 {
-        post(serde_json::json!({"id": format!("ask{i}"), "conversation": chat, "sender": chat, "text": "please run a command"})).await;
-        let question = next().await;
-        assert_eq!(question["kind"], "question", "{question}");
-        let id = question["question"]["id"].as_str().unwrap().to_string();
-        let answer = serde_json::json!({"id": format!("answer:{id}"), "conversation": chat, "sender": chat, "text": "Allow", "answer": {"question": id, "decision": "allow"}});
+        let replies = |sent: &[sim::channels::Sent]| {
+            sent.iter()
+                .filter(|s| s.text.starts_with("Tool said:"))
+                .count()
+        };
+        telegram("please run a command").await;
+        let questions = || -> Vec<sim::channels::Sent> {
+            telegram_sent()
+                .into_iter()
+                .filter(|s| s.text.starts_with("The agent asks"))
+                .collect()
+        };
+        until("the question", || questions().len() > i).await;
+        let question = questions().remove(i);
         let tapped = Instant::now();
-        post(answer).await;
-        while runs() < i + 1 {
-            assert!(
-                tapped.elapsed() < Duration::from_secs(30),
-                "the command never ran"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        user(
+            "/sim/telegram/tap",
+            serde_json::json!({"from_id": TELEGRAM_OWNER, "message_id": question.message_id, "label": "Allow"}),
+        )
+        .await;
+        until("the command", || runs() > i).await;
         latencies.push(tapped.elapsed());
-        let reply = next().await;
-        assert_eq!(reply["kind"], "message", "{reply}");
+        until("the reply", || replies(&telegram_sent()) > i).await;
     }
+
+    // 2. The same long job in a conversation on each channel at once, without questions.
+    telegram("/mode auto").await;
+    let whatsapp = async |text: &str| {
+        user(
+            "/sim/twilio/send",
+            serde_json::json!({"url": format!("{relay_url}/webhook/twilio"), "from": WHATSAPP_OWNER, "to": "whatsapp:+14155238886", "body": text}),
+        )
+        .await;
+    };
+    let discord = async |text: &str| {
+        user(
+            "/sim/discord/dm",
+            serde_json::json!({"from_id": DISCORD_OWNER, "text": text}),
+        )
+        .await;
+    };
+    whatsapp("/mode auto").await;
+    discord("/mode auto").await;
+    let auto = |sent: Vec<sim::channels::Sent>| {
+        sent.iter()
+            .any(|s| s.text.contains("auto: the agent uses every tool"))
+    };
+    until("auto mode everywhere", || {
+        auto(telegram_sent())
+            && auto(sim.sim.channels.twilio_sent())
+            && auto(sim.sim.discord.sent())
+    })
+    .await;
+    let started = Instant::now();
+    telegram("keep busy").await;
+    whatsapp("keep busy").await;
+    discord("keep busy").await;
+    let finished = |sent: Vec<sim::channels::Sent>| {
+        sent.iter().any(|s| {
+            s.text.starts_with("I kept busy") || s.text.starts_with("I could not keep busy")
+        })
+    };
+    until("three long jobs", || {
+        finished(telegram_sent())
+            && finished(sim.sim.channels.twilio_sent())
+            && finished(sim.sim.discord.sent())
+    })
+    .await;
+    let lasted = started.elapsed();
+    for sent in [
+        telegram_sent(),
+        sim.sim.channels.twilio_sent(),
+        sim.sim.discord.sent(),
+    ] {
+        let failed = sent
+            .iter()
+            .find(|s| s.text.starts_with("I could not keep busy"));
+        assert!(failed.is_none(), "{failed:?}");
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
     let _ = vm.kill();
     let _ = vm.wait();
+
+    // The long job's status line: where messages are edited, the one that ends as its
+    // summary ("Done in 2:03 · 58 tool calls · $…", the only one with so many calls); on
+    // WhatsApp, each "Running `sleep 1; …` · m:ss" sent.
+    let tool_calls = |text: &str| -> u32 {
+        text.split(" · ")
+            .nth(1)
+            .and_then(|calls| calls.split(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let shown = |sent: Vec<sim::channels::Sent>| -> (usize, u32, u32) {
+        let lines: Vec<_> = sent
+            .iter()
+            .filter(|s| {
+                (s.text.starts_with("Done in") && tool_calls(&s.text) > 10)
+                    || s.text.starts_with("Running `sleep 1;")
+            })
+            .collect();
+        let calls = lines.iter().map(|l| tool_calls(&l.text)).max().unwrap_or(0);
+        (lines.len(), lines.iter().map(|l| l.edits).sum(), calls)
+    };
+    let (telegram_messages, telegram_edits, calls) = shown(telegram_sent());
+    let (discord_messages, discord_edits, _) = shown(sim.sim.discord.sent());
+    let (whatsapp_messages, _, _) = shown(sim.sim.channels.twilio_sent());
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let max = *latencies.iter().max().unwrap();
+    println!("steering, through the real relay on the sim's channels:");
     println!(
-        "  an owner's Allow reaching the vm to the command running, warm agent, median of 5: {:.0} ms (max {:.0} ms)",
+        "  a tap on Allow reaching the relay to the command running, warm agent, median of 5: {:.0} ms (max {:.0} ms)",
         ms(median(latencies)),
         ms(max)
+    );
+    // The job's own length, from its summary ("Done in 2:01 · …"): the three ran at once, but
+    // the vm may hold one back until another ends.
+    let job_secs = telegram_sent()
+        .iter()
+        .filter(|s| tool_calls(&s.text) == calls)
+        .find_map(|s| {
+            let clock = s.text.strip_prefix("Done in ")?.split(' ').next()?;
+            let (minutes, seconds) = clock.split_once(':')?;
+            Some(minutes.parse::<f64>().ok()? * 60.0 + seconds.parse::<f64>().ok()?)
+        })
+        .unwrap_or(lasted.as_secs_f64());
+    let per_second = |edits: u32| f64::from(edits) / job_secs;
+    println!(
+        "  status line of a {job_secs:.0} s job with {calls} tool calls (three conversations at once, all done in {:.0} s): Telegram {telegram_messages} message(s) + {telegram_edits} edits ({:.2}/s), Discord {discord_messages} message(s) + {discord_edits} edits ({:.2}/s), WhatsApp {whatsapp_messages} message(s)",
+        lasted.as_secs_f64(),
+        per_second(telegram_edits),
+        per_second(discord_edits),
     );
 }

@@ -61,6 +61,15 @@ impl Changes {
         self.files == 0
     }
 
+    /// What tells two states of the workspace apart: the diff's length and its SipHash (std's
+    /// `DefaultHasher`, stable within one build, so a new vm version may repeat a summary once).
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.text.hash(&mut hasher);
+        format!("{}:{:016x}", self.text.len(), hasher.finish())
+    }
+
     /// "3 files changed, +120 −14".
     pub fn summary(&self) -> String {
         format!(

@@ -165,24 +165,21 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
 }
 
 /// "\n\n3 files changed, +120 −14 (/diff shows them)" when this job changed the workspace's
-/// files (its changes summary moved), else nothing.
+/// files (the changes differ from those the conversation's last job left, as the store
+/// remembers them across the vm's sleeps), else nothing.
 async fn changed_files(vm: &Vm, conversation: &str, workspace: &std::path::Path) -> String {
     let changes = diff::changes(&vm.config, workspace).await;
-    let summary = if changes.is_empty() {
-        String::new()
-    } else {
-        changes.summary()
-    };
     let before = vm
-        .last_changes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(conversation.to_string(), summary.clone())
-        .unwrap_or_default();
-    if summary.is_empty() || summary == before {
+        .store
+        .swap_changes(conversation, &changes.fingerprint())
+        .unwrap_or_else(|error| {
+            tracing::warn!("could not keep the workspace's changes: {error}");
+            None
+        });
+    if changes.is_empty() || before.as_deref() == Some(changes.fingerprint().as_str()) {
         return String::new();
     }
-    format!("\n\n{summary} (/diff shows them)")
+    format!("\n\n{} (/diff shows them)", changes.summary())
 }
 
 /// A conversation's workspace: `DATA_DIR/workspaces/<conversation, made a folder name>`.

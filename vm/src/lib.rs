@@ -61,9 +61,6 @@ pub struct Vm {
     pub accepting: AtomicBool,
     /// Questions whose agent process waits for the answer.
     pub approvals: approvals::Waiting,
-    /// Each conversation's changes summary after its last job, to tell when a job changed
-    /// files.
-    pub last_changes: Mutex<HashMap<String, String>>,
 }
 
 impl Vm {
@@ -126,7 +123,6 @@ pub async fn run(
         agents: agents::Agents::new(warm_agents),
         accepting: AtomicBool::new(true),
         approvals: Default::default(),
-        last_changes: Default::default(),
     });
     // A question asked before a restart has no process waiting: its answer resumes instead.
     vm.store

@@ -146,6 +146,7 @@ CREATE TABLE IF NOT EXISTS grants (
     input        TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS modes (conversation TEXT PRIMARY KEY, mode TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (conversation TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS callbacks (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      TEXT NOT NULL UNIQUE,
@@ -475,6 +476,29 @@ impl Store {
             params![conversation, mode],
         )?;
         Ok(())
+    }
+
+    /// Keeps the fingerprint of the conversation's workspace changes as a job left them;
+    /// returns the one the job before left.
+    pub fn swap_changes(
+        &self,
+        conversation: &str,
+        fingerprint: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let db = self.db();
+        let before = db
+            .query_row(
+                "SELECT fingerprint FROM changes WHERE conversation = ?1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?;
+        db.execute(
+            "INSERT INTO changes (conversation, fingerprint) VALUES (?1, ?2)
+             ON CONFLICT (conversation) DO UPDATE SET fingerprint = excluded.fingerprint",
+            params![conversation, fingerprint],
+        )?;
+        Ok(before)
     }
 
     pub fn add_spend(&self, usd: f64) -> Result<(), StoreError> {

@@ -601,7 +601,7 @@ async fn in_ask_mode_edits_in_the_workspace_run_without_asking() {
 #[tokio::test]
 #[ignore = "needs the Claude Code CLI; cargo xtask test installs and runs it"]
 async fn a_job_that_changed_files_says_so_and_diff_sends_the_changes() {
-    let world = World::start(&[]).await;
+    let mut world = World::start(&[]).await;
     let chat = "telegram:15";
     let workspace = world.workspace_of(chat);
     // A repository the user cloned earlier, with one committed file.
@@ -627,17 +627,24 @@ async fn a_job_that_changed_files_says_so_and_diff_sends_the_changes() {
         reply.text,
         "I wrote hello.txt.\n\n1 file changed, +1 −0 (/diff shows them)"
     );
-    // A job that changes nothing says nothing of files.
+    // A job that changes nothing says nothing of files, also after the machine slept (the
+    // vm restarts on the same volume).
     world.send("w2", chat, "hello").await;
     assert_eq!(
         world.relay.reply(chat, 2, LONG).await.text,
+        "You said: hello"
+    );
+    world.restart_vm().await;
+    world.send("w2b", chat, "hello").await;
+    assert_eq!(
+        world.relay.reply(chat, 3, LONG).await.text,
         "You said: hello"
     );
 
     // The repository's file changes too (as the agent's edit would).
     std::fs::write(repo.join("a.txt"), "two\n").unwrap();
     world.send("d1", chat, "/diff").await;
-    let diff = world.relay.reply(chat, 3, LONG).await;
+    let diff = world.relay.reply(chat, 4, LONG).await;
     assert_eq!(diff.text, "2 files changed, +2 −1");
     assert_eq!(diff.images.len(), 1);
     assert_eq!(diff.images[0].content_type, "text/x-diff");
@@ -660,11 +667,11 @@ async fn a_job_that_changed_files_says_so_and_diff_sends_the_changes() {
 
     // After /new the baseline is the workspace as it then is.
     world.send("n1", chat, "/new").await;
-    world.relay.reply(chat, 4, LONG).await;
-    world.send("w3", chat, "hello again").await;
     world.relay.reply(chat, 5, LONG).await;
+    world.send("w3", chat, "hello again").await;
+    world.relay.reply(chat, 6, LONG).await;
     world.send("d2", chat, "/diff").await;
-    let after = world.relay.reply(chat, 6, LONG).await;
+    let after = world.relay.reply(chat, 7, LONG).await;
     assert_eq!(
         after.text, "1 file changed, +1 −1",
         "only the repository's change is left"

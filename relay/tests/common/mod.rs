@@ -172,6 +172,10 @@ pub fn base_env(
             "TWILIO_API_BASE".into(),
             format!("{}/twilio", sim.base_url()),
         ),
+        (
+            "TWILIO_CONTENT_API_BASE".into(),
+            format!("{}/twilio-content", sim.base_url()),
+        ),
         // The sim's Twilio CDN is this port under `localhost`.
         ("TWILIO_MEDIA_HOSTS".into(), "localhost".into()),
     ]);
