@@ -69,6 +69,22 @@ pub enum Error {
     NoCapacity { region: String },
 
     #[error(
+        "The image `{image}` cannot be pulled: its registry wants a login, so the package is \
+         private. Make the package public in GitHub → Packages (the package → Package settings \
+         → Change visibility → Public), or use the default images. The deploy stopped before \
+         this machine; retry once the image can be pulled and it resumes where it stopped."
+    )]
+    ImagePrivate { image: String },
+
+    #[error(
+        "The image `{image}` does not exist in its registry. Check that it was built and pushed \
+         (the images workflow in GitHub → Actions), or use the default images. The deploy \
+         stopped before this machine; retry once the image is there and it resumes where it \
+         stopped."
+    )]
+    ImageMissing { image: String },
+
+    #[error(
         "Fly is rate-limiting requests. Wait a minute and retry; the deploy resumes where it stopped."
     )]
     RateLimited,

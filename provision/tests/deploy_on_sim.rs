@@ -256,6 +256,47 @@ async fn errors_tell_the_user_what_to_do() {
 }
 
 #[tokio::test]
+async fn a_private_image_is_named_and_stops_the_deploy() {
+    // A fork whose image packages are still private (GHCR's default for a new package).
+    let h =
+        Harness::start_with(|config| config.images.private = vec!["ghcr.io/fork/".into()]).await;
+    let fly = h.client("sim-token");
+    let mut spec = h.spec("fork");
+    spec.images = Images {
+        relay: "ghcr.io/fork/textslash-relay:0.1.0".into(),
+        vm: "ghcr.io/fork/textslash-vm:0.1.0".into(),
+    };
+    let (result, events) = deploy(&fly, &spec).await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        Error::ImagePrivate {
+            image: "ghcr.io/fork/textslash-vm:0.1.0".into()
+        }
+    );
+    let said = error.to_string();
+    assert!(
+        said.contains("Make the package public in GitHub → Packages")
+            && said.contains("or use the default images"),
+        "{said}"
+    );
+    assert!(!said.contains("token"), "never blame the token: {said}");
+    assert_eq!(events.last().unwrap().step, StepId::VmMachine);
+    let dump = h.dump().await;
+    for app in dump["apps"].as_array().unwrap() {
+        assert_eq!(
+            app["machines"],
+            serde_json::json!([]),
+            "nothing more: {app}"
+        );
+    }
+
+    // With the images made public (here: the default ones), a retry completes.
+    spec.images = h.spec("fork").images;
+    deploy(&fly, &spec).await.0.unwrap();
+}
+
+#[tokio::test]
 async fn status_update_stop_start_and_teardown() {
     let h = Harness::start().await;
     let fly = h.client("sim-token");

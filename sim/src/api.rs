@@ -573,10 +573,10 @@ async fn create_machine(
     if image.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "config.image is required"));
     }
-    if sim.config.images.program_for(&image).is_none() {
+    if let Some((status, message)) = sim.config.images.refusal(&image) {
         return Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("sim: no local program for image {image}; map one with --image"),
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &message,
         ));
     }
     let id = sim.world.new_id(14);
@@ -706,10 +706,10 @@ async fn update_machine(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    if sim.config.images.program_for(&image).is_none() {
+    if let Some((status, message)) = sim.config.images.refusal(&image) {
         return Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("sim: no local program for image {image}; map one with --image"),
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &message,
         ));
     }
     with_app(&sim, &app, |a| {

@@ -76,6 +76,9 @@ pub enum Program {
 pub struct ImageMap {
     /// `(substring of the image reference, program)`, first match wins.
     pub rules: Vec<(String, Program)>,
+    /// Substrings of image references whose registry wants a login (a GitHub package left
+    /// private, GHCR's default): Fly cannot pull them.
+    pub private: Vec<String>,
 }
 
 impl ImageMap {
@@ -84,6 +87,26 @@ impl ImageMap {
             .iter()
             .find(|(needle, _)| image.contains(needle.as_str()))
             .map(|(_, p)| p.clone())
+    }
+
+    /// Why a machine with `image` cannot be created, as the Machines API answers it. A
+    /// private image: Fly pulls anonymously, and the create fails with the registry's
+    /// "failed to get manifest <image>: unauthorized" (docs/fly-machines-api.md §11).
+    pub fn refusal(&self, image: &str) -> Option<(u16, String)> {
+        if self
+            .private
+            .iter()
+            .any(|needle| image.contains(needle.as_str()))
+        {
+            return Some((422, format!("failed to get manifest {image}: unauthorized")));
+        }
+        if self.program_for(image).is_none() {
+            return Some((
+                400,
+                format!("sim: no local program for image {image}; map one with --image"),
+            ));
+        }
+        None
     }
 }
 

@@ -363,7 +363,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             "create the machine",
         )
         .await
-        .map_err(|e| capacity_error(e, &region))
+        .map_err(|e| machine_error(e, &region, &request.config.image))
     }
 
     /// Creates a machine from a config document (one Fly returned, edited), so fields textslash
@@ -390,7 +390,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             "create the machine",
         )
         .await
-        .map_err(|e| capacity_error(e, region))
+        .map_err(|e| machine_error(e, region, config["image"].as_str().unwrap_or_default()))
     }
 
     /// Takes a running machine out of the proxy's routing (SPEC `Machines_cordon`); setting
@@ -450,7 +450,7 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
             "update the machine",
         )
         .await
-        .map_err(|e| capacity_error(e, region))
+        .map_err(|e| machine_error(e, region, config["image"].as_str().unwrap_or_default()))
     }
 
     pub async fn start_machine(&self, app: &str, id: &str) -> Result<(), Error> {
@@ -750,8 +750,9 @@ impl<T: Transport, C: Clock> FlyClient<T, C> {
     }
 }
 
-/// Names the region in a capacity error, which Fly reports without it.
-fn capacity_error(error: Error, region: &str) -> Error {
+/// Names the region in a capacity error and the image in an image error, which Fly reports
+/// without them (or not where a sentence can use them).
+fn machine_error(error: Error, region: &str, image: &str) -> Error {
     match error {
         Error::NoCapacity { .. } => Error::NoCapacity {
             region: region.into(),
@@ -761,8 +762,36 @@ fn capacity_error(error: Error, region: &str) -> Error {
                 region: region.into(),
             }
         }
+        Error::ImagePrivate { .. } => Error::ImagePrivate {
+            image: image.into(),
+        },
+        Error::ImageMissing { .. } => Error::ImageMissing {
+            image: image.into(),
+        },
         other => other,
     }
+}
+
+/// What an image the machine could not be given is, from Fly's message: the registry refused
+/// an anonymous pull ("failed to get manifest <image>: unauthorized", `denied`, `forbidden`),
+/// or has no such tag ("manifest unknown", "not found") (docs/fly-machines-api.md §11, row 20).
+/// Read whatever the HTTP status, so a 401 about the image is never taken for the token.
+fn image_error(message: &str) -> Option<Error> {
+    let message = message.to_ascii_lowercase();
+    if !message.contains("manifest") {
+        return None;
+    }
+    let image = String::new();
+    if ["unauthorized", "denied", "forbidden"]
+        .iter()
+        .any(|word| message.contains(word))
+    {
+        return Some(Error::ImagePrivate { image });
+    }
+    if message.contains("manifest unknown") || message.contains("not found") {
+        return Some(Error::ImageMissing { image });
+    }
+    None
 }
 
 /// `https://relay.fly.dev/x` → `relay.fly.dev`.
@@ -804,6 +833,12 @@ fn error_from_response(status: u16, body: &str, action: &str, path: &str, accept
     if status == 422 && name_taken {
         // The name is in the request's body, not its path: the caller fills it in.
         return Error::NameTaken { app: String::new() };
+    }
+    // Likewise the image: the caller fills it in.
+    if (400..500).contains(&status)
+        && let Some(image) = image_error(&message)
+    {
+        return image;
     }
     match status {
         401 if accepted => Error::Unauthorized {
@@ -874,6 +909,63 @@ mod tests {
             ),
             Error::NoCapacity { .. }
         ));
+        // An image Fly cannot pull is the image's fault, whatever the status: never the token's.
+        for (status, message) in [
+            (
+                422,
+                "failed to get manifest ghcr.io/fork/textslash-vm:0.1.0: unauthorized",
+            ),
+            (
+                401,
+                "failed to get manifest ghcr.io/fork/x:1: UNAUTHORIZED: authentication required",
+            ),
+            (
+                403,
+                "failed to get manifest docker.io/x/y:1: denied: requested access to the resource is denied",
+            ),
+        ] {
+            let body = serde_json::json!({"error": message}).to_string();
+            assert_eq!(
+                error_from_response(
+                    status,
+                    &body,
+                    "create the machine",
+                    "/v1/apps/a/machines",
+                    true
+                ),
+                Error::ImagePrivate {
+                    image: String::new()
+                },
+                "{status} {message}"
+            );
+        }
+        let missing =
+            serde_json::json!({"error": "failed to get manifest ghcr.io/o/x:9: manifest unknown"})
+                .to_string();
+        assert_eq!(
+            error_from_response(
+                422,
+                &missing,
+                "create the machine",
+                "/v1/apps/a/machines",
+                true
+            ),
+            Error::ImageMissing {
+                image: String::new()
+            }
+        );
+        assert_eq!(
+            machine_error(
+                Error::ImagePrivate {
+                    image: String::new()
+                },
+                "ams",
+                "ghcr.io/o/x:1"
+            ),
+            Error::ImagePrivate {
+                image: "ghcr.io/o/x:1".into()
+            }
+        );
     }
 
     /// fly-go `IsNameTakenError`: the status code decides when there is one, the legacy text
