@@ -15,7 +15,9 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Create (or resume creating) a deployment.
+    /// Create (or resume creating) a deployment. As `setup` on a terminal, it asks for what
+    /// is missing.
+    #[command(visible_alias = "setup")]
     Deploy(DeployArgs),
     /// Print what `deploy` would create, touching nothing.
     Plan(DeployArgs),

@@ -84,16 +84,26 @@ fn apps(target: &Target) -> (String, String, String) {
 /// The spec from flags and environment. With `for_real` off (the plan), missing credentials
 /// become placeholders instead of prompts.
 fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
-    let secret = |var: &str, what: &str| -> Result<Secret, Failure> {
+    let checked_secret = |var: &str,
+                          what: &str,
+                          check: fn(&Secret) -> Result<(), Error>|
+     -> Result<Secret, Failure> {
         if for_real {
-            secrets::required(var, what)
+            secrets::checked(var, what, check)
         } else {
             Ok(secrets::optional(var).unwrap_or_else(|| Secret::new("unset")))
         }
     };
+    let secret = |var: &str, what: &str| -> Result<Secret, Failure> {
+        checked_secret(var, what, |_| Ok(()))
+    };
     let channel = match args.channel {
         ChannelArg::Telegram => Channel::Telegram {
-            bot_token: secret("TELEGRAM_BOT_TOKEN", "Telegram bot token")?,
+            bot_token: checked_secret(
+                "TELEGRAM_BOT_TOKEN",
+                "Telegram bot token",
+                provision::spec::validate_telegram_token,
+            )?,
         },
         ChannelArg::Whatsapp => Channel::WhatsappTwilio {
             account_sid: secret("TWILIO_ACCOUNT_SID", "Twilio Account SID")?,
@@ -105,7 +115,11 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
             })?,
         },
         ChannelArg::Discord => Channel::Discord {
-            bot_token: secret("DISCORD_BOT_TOKEN", "Discord bot token")?,
+            bot_token: checked_secret(
+                "DISCORD_BOT_TOKEN",
+                "Discord bot token",
+                provision::spec::validate_discord_token,
+            )?,
         },
     };
     let mut spec = DeploymentSpec::new(

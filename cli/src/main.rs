@@ -9,8 +9,10 @@ mod commands;
 mod render;
 mod secrets;
 mod serve;
+mod setup;
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// A failure, and which exit code it earns.
@@ -22,18 +24,33 @@ pub enum Failure {
 }
 
 fn main() -> ExitCode {
-    let args = args::Cli::parse();
+    let terminal = std::io::stdin().is_terminal();
+    let argv = match setup::complete(
+        std::env::args_os().collect(),
+        terminal,
+        &mut setup::Terminal,
+    ) {
+        Ok(argv) => argv,
+        Err(failure) => return exit(failure),
+    };
+    let args = args::Cli::parse_from(argv);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
+        Err(failure) => exit(failure),
+    }
+}
+
+fn exit(failure: Failure) -> ExitCode {
+    match failure {
+        Failure::Usage(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Failed(message)) => {
+        Failure::Failed(message) => {
             eprintln!("error: {message}");
             ExitCode::from(1)
         }

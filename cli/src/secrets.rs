@@ -6,14 +6,31 @@ use std::io::IsTerminal;
 
 /// The variable's value; on a terminal, asks for it without echo when it is not set.
 pub fn required(variable: &str, what: &str) -> Result<Secret, Failure> {
+    checked(variable, what, |_| Ok(()))
+}
+
+/// As [`required`]; a value typed at the prompt that `check` refuses is named (never shown)
+/// and asked for again. A value from the environment is checked with the rest of the spec.
+pub fn checked(
+    variable: &str,
+    what: &str,
+    check: impl Fn(&Secret) -> Result<(), provision::Error>,
+) -> Result<Secret, Failure> {
     if let Some(value) = optional(variable) {
         return Ok(value);
     }
     if std::io::stdin().is_terminal() {
-        let value = rpassword::prompt_password(format!("{what} ({variable}): "))
-            .map_err(|e| Failure::Usage(format!("could not read {variable}: {e}")))?;
-        if !value.trim().is_empty() {
-            return Ok(Secret::new(value));
+        for _ in 0..5 {
+            let value = rpassword::prompt_password(format!("{what} ({variable}): "))
+                .map_err(|e| Failure::Usage(format!("could not read {variable}: {e}")))?;
+            if value.trim().is_empty() {
+                break;
+            }
+            let value = Secret::new(value.trim());
+            match check(&value) {
+                Ok(()) => return Ok(value),
+                Err(refused) => eprintln!("  {refused}"),
+            }
         }
     }
     Err(Failure::Usage(format!(
