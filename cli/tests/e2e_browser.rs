@@ -528,6 +528,27 @@ async fn sim_state(sim: &sim::SimHandle) -> Value {
 }
 
 /// Steps 1, 2 and 4 of the wizard (token, names, key) around the channel step `channel`.
+/// The choices (each named by its input) read as one column of equal controls at the phone's
+/// width: each one's label as wide as the others, at the same left edge, below the one before.
+async fn assert_one_column(browser: &Browser, inputs: &[&str]) {
+    browser.find(inputs[0]).await;
+    let boxes = browser
+        .eval(
+            "return arguments[0].map(css => { const r = document.querySelector(css).closest('label').getBoundingClientRect(); return [r.left, r.width, r.top, r.bottom]; })",
+            json!([inputs]),
+        )
+        .await;
+    let boxes: Vec<Vec<f64>> = serde_json::from_value(boxes).unwrap();
+    for pair in boxes.windows(2) {
+        let (above, below) = (&pair[0], &pair[1]);
+        assert!(
+            (above[0] - below[0]).abs() < 1.0 && (above[1] - below[1]).abs() < 1.0,
+            "not one column of equal controls: {boxes:?}"
+        );
+        assert!(below[2] >= above[3], "not one below the other: {boxes:?}");
+    }
+}
+
 async fn fill_wizard(
     browser: &Browser,
     world: &World,
@@ -555,6 +576,11 @@ async fn fill_wizard(
     browser.select("#region", "iad").await;
     browser.shot(&format!("{prefix}-2-names")).await;
     browser.click("#next").await;
+    assert_one_column(
+        browser,
+        &["#channel-telegram", "#channel-whatsapp", "#channel-discord"],
+    )
+    .await;
     channel(browser).await;
     browser.shot(&format!("{prefix}-3-channel")).await;
     browser.click("#next").await;
