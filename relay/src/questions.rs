@@ -1,9 +1,10 @@
 //! The agent's questions on the relay's side. The vm sends one as a callback
 //! ([`contract::protocol::Question`]); the outbox sends it with its choices: buttons where the
-//! channel has them (Telegram's inline keyboard, Discord's message components), numbered
-//! replies where it has not (WhatsApp). An owner's choice, a tap or a number, is checked here and journaled
-//! into the inbox as a message carrying the answer, so it wakes the vm and survives a restart
-//! of either side like any message.
+//! channel has them (Telegram's inline keyboard, Discord's message components, WhatsApp's
+//! quick replies: [`crate::quick_replies`]), and on WhatsApp numbered replies too. An owner's
+//! choice, a tap or a number, is checked here and journaled into the inbox as a message
+//! carrying the answer, so it wakes the vm and survives a restart of either side like any
+//! message.
 //!
 //! A choice changes nothing, and its maker is told why, when it is not an owner's, when the
 //! question is not this conversation's (a forged or stale token), when the choice was not
