@@ -109,6 +109,24 @@ pub struct DeployArgs {
     /// a conversation later.
     #[arg(long, value_enum, default_value_t = ApprovalsArg::Ask)]
     pub approvals: ApprovalsArg,
+    /// Check the Telegram bot token and the Anthropic key with Telegram and Anthropic before
+    /// creating anything, as the page does (`setup` does).
+    #[arg(long)]
+    pub check_credentials: bool,
+    /// Telegram's Bot API, for that check.
+    #[arg(
+        long,
+        default_value = "https://api.telegram.org",
+        env = "TEXTSLASH_TELEGRAM_API"
+    )]
+    pub telegram_api: String,
+    /// Anthropic's API, for that check.
+    #[arg(
+        long,
+        default_value = "https://api.anthropic.com",
+        env = "TEXTSLASH_ANTHROPIC_API"
+    )]
+    pub anthropic_api: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

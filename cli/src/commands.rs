@@ -162,6 +162,11 @@ fn spec(args: &DeployArgs, for_real: bool) -> Result<DeploymentSpec, Failure> {
 async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let spec = spec(&args, true)?;
     spec.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+    let bot_name = if args.check_credentials {
+        check_credentials(&args, &spec).await?
+    } else {
+        None
+    };
     let fly = client(&args.target)?;
     let renderer = Renderer::new(args.target.json);
     // The pairing code is this run's only if this run set the secrets (a resumed run finds
@@ -188,18 +193,40 @@ async fn deploy(args: DeployArgs) -> Result<(), Failure> {
             deployment.relay_app, deployment.vm_app, deployment.region, deployment.relay_url
         );
         let pairing = spec.pairing.as_ref().filter(|_| secrets_set_now.get());
-        text.push_str(&next_steps(&spec, &deployment, pairing));
+        text.push_str(&next_steps(&spec, &deployment, pairing, bot_name.as_deref()));
         text
     });
     Ok(())
 }
 
+/// The bot token (Telegram) and the Anthropic key tried with their services before anything
+/// is created, as the page does (`provision::checks`); the bot's `@name` when there is one.
+async fn check_credentials(
+    args: &DeployArgs,
+    spec: &DeploymentSpec,
+) -> Result<Option<String>, Failure> {
+    let http = ReqwestTransport::new();
+    let bot_name = match &spec.channel {
+        Channel::Telegram { bot_token } => Some(
+            provision::checks::telegram_bot(&http, &args.telegram_api, bot_token)
+                .await
+                .map_err(Failure::Usage)?,
+        ),
+        _ => None,
+    };
+    provision::checks::anthropic_key(&http, &args.anthropic_api, &spec.anthropic_api_key)
+        .await
+        .map_err(Failure::Usage)?;
+    Ok(bot_name)
+}
+
 /// What the user does next on their channel, and how they pair their phone (when this run
-/// set the pairing code).
+/// set the pairing code): with the bot's name (when it was checked), Telegram's pairing link.
 fn next_steps(
     spec: &DeploymentSpec,
     deployment: &provision::Deployment,
     pairing: Option<&provision::spec::Pairing>,
+    bot_name: Option<&str>,
 ) -> String {
     let webhook = &deployment.webhook_url;
     let mut text = match &spec.channel {
@@ -220,6 +247,12 @@ fn next_steps(
     };
     let code = pairing.code.expose();
     text.push_str(&match &spec.channel {
+        Channel::Telegram { .. } if let Some(bot) = bot_name => format!(
+            "Pair your phone: open\n  {}\nand tap Start. The first sender of this code becomes the owner; it works once, for an hour.\n",
+            pairing.link(&provision::spec::PairingTarget::Telegram {
+                bot_username: bot.to_string()
+            })
+        ),
         Channel::Telegram { .. } => format!(
             "Pair your phone: open your bot in Telegram and send\n  /start {code}\n(or open https://t.me/<your bot>?start={code}). The first sender of this code becomes the owner; it works once, for an hour.\n"
         ),

@@ -2,8 +2,10 @@
 //! promises. What `deploy` takes as flags and was not given (the name, the region, the channel,
 //! WhatsApp's number, whether the agent asks first) is asked for in the page wizard's order,
 //! with the same checks (`provision::spec`); a wrong answer is named and asked again. The
-//! secrets are asked for afterwards, hidden, as `deploy` asks for them (`secrets`). Off a
-//! terminal, or with `--help`, `setup` is `deploy` and nothing is asked.
+//! secrets are asked for afterwards, hidden, as `deploy` asks for them (`secrets`), and the
+//! bot token and the Anthropic key are tried with their services before anything is created
+//! (`--check-credentials`, `provision::checks`), as the page tries them. Off a terminal, or
+//! with `--help`, `setup` is `deploy` and nothing is asked.
 
 use crate::Failure;
 use std::ffi::OsString;
@@ -129,6 +131,10 @@ pub fn complete(
     ask.say(
         "Now the secrets (hidden as you type or paste; set them in the environment to skip these).",
     );
+    // As the page does: the bot token and the key are tried before anything is created.
+    if !given("--check-credentials") {
+        added.push("--check-credentials".into());
+    }
     args.extend(added.into_iter().map(OsString::from));
     Ok(args)
 }
@@ -226,7 +232,8 @@ mod tests {
                 "--whatsapp-number",
                 "+14155238886",
                 "--approvals",
-                "auto"
+                "auto",
+                "--check-credentials"
             ]
         );
         assert!(
@@ -265,7 +272,8 @@ mod tests {
                 "--region",
                 "ams",
                 "--approvals",
-                "ask"
+                "ask",
+                "--check-credentials"
             ]
         );
         assert!(!shown.contains("Name for this deployment"), "{shown}");

@@ -152,12 +152,13 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn start(command: &str) -> Terminal {
+    fn start(command: &str, env: &[(&str, &str)]) -> Terminal {
         let mut script = tokio::process::Command::new("script")
             .args(["-q", "-f", "-e", "-c", command, "/dev/null"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TERM", "dumb")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -235,12 +236,21 @@ impl Terminal {
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_on_a_terminal_asks_hides_the_secrets_and_deploys() {
     let (sim, _dir) = sim().await;
-    let mut terminal = Terminal::start(&format!(
-        "{} setup --api-url {} --app-url {}",
-        env!("CARGO_BIN_EXE_textslash"),
-        sim.base_url(),
-        sim.app_url_template()
-    ));
+    let telegram_api = format!("{}/telegram", sim.base_url());
+    let anthropic_api = format!("{}/anthropic", sim.base_url());
+    let mut terminal = Terminal::start(
+        &format!(
+            "{} setup --api-url {} --app-url {}",
+            env!("CARGO_BIN_EXE_textslash"),
+            sim.base_url(),
+            sim.app_url_template()
+        ),
+        &[
+            // Where setup checks the bot token and the key: the sim's Telegram and Anthropic.
+            ("TEXTSLASH_TELEGRAM_API", &telegram_api),
+            ("TEXTSLASH_ANTHROPIC_API", &anthropic_api),
+        ],
+    );
     let mut at = terminal.shows("Name for this deployment", 0).await;
     // A wrong answer is named and asked again.
     terminal.type_line("My Agent").await;
@@ -273,14 +283,17 @@ async fn setup_on_a_terminal_asks_hides_the_secrets_and_deploys() {
         .shows("Anthropic API key (ANTHROPIC_API_KEY): ", at)
         .await;
     terminal.waits_for_a_hidden_answer().await;
-    terminal.type_line("sk-ant-typed-at-the-prompt").await;
+    terminal.type_line(sim::SIM_ANTHROPIC_KEY).await;
     at = terminal.shows("Fly org token (FLY_API_TOKEN): ", at).await;
     terminal.waits_for_a_hidden_answer().await;
     terminal.type_line("sim-token").await;
     at = terminal
         .shows("Deployed tty-relay and tty-vm in iad.", at)
         .await;
-    terminal.shows("/start ", at).await;
+    // The pairing link names the bot Telegram said the token is.
+    terminal
+        .shows("https://t.me/textslash_sim_bot?start=", at)
+        .await;
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), terminal.script.wait())
         .await
         .unwrap()
@@ -295,13 +308,61 @@ async fn setup_on_a_terminal_asks_hides_the_secrets_and_deploys() {
     for secret in [
         "not-a-bot-token",
         sim::SIM_TELEGRAM_BOT,
-        "sk-ant-typed-at-the-prompt",
+        sim::SIM_ANTHROPIC_KEY,
         "sim-token",
     ] {
         assert!(!screen.contains(secret), "{secret} was echoed:\n{screen}");
     }
     let state = dump(&sim).await;
     assert_eq!(state["apps"].as_array().unwrap().len(), 2, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_checked_first_create_nothing_when_refused() {
+    let (sim, _dir) = sim().await;
+    let telegram_api = format!("{}/telegram", sim.base_url());
+    let anthropic_api = format!("{}/anthropic", sim.base_url());
+    let check = |bot: &'static str, key: &'static str| {
+        [
+            ("FLY_API_TOKEN", "sim-token"),
+            ("TELEGRAM_BOT_TOKEN", bot),
+            ("ANTHROPIC_API_KEY", key),
+        ]
+    };
+    let args = [
+        "deploy",
+        "--prefix",
+        "chk",
+        "--check-credentials",
+        "--telegram-api",
+        &telegram_api,
+        "--anthropic-api",
+        &anthropic_api,
+    ];
+    for (env, said) in [
+        (
+            check(
+                "123456:AAnotTheSimBotButWellFormed_000000000",
+                sim::SIM_ANTHROPIC_KEY,
+            ),
+            "Telegram did not accept that bot token",
+        ),
+        (
+            check(sim::SIM_TELEGRAM_BOT, "sk-ant-not-this-one"),
+            "Anthropic did not accept that key",
+        ),
+    ] {
+        let refused = textslash(&sim, &args, &env).await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(!stderr.contains("sk-ant-not-this-one") && !stderr.contains("AAnotTheSimBot"));
+        assert_eq!(
+            dump(&sim).await["apps"],
+            serde_json::json!([]),
+            "nothing created"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,8 @@
 //!   browser and native builds each bring their own (`native` feature: reqwest + tokio).
 //! - [`fly`]: the typed Machines API client (wire types named exactly as Fly's OpenAPI
 //!   document, retries, rate spacing) and its [`fly::auth`] header rules.
+//! - [`checks`]: a bot token and an Anthropic key checked before deploying (the page's
+//!   channel and key steps, `textslash setup`).
 //! - [`token`]: whether a pasted token can deploy (shared by the page's token step and the
 //!   deploy's first step), never calling a working token bad.
 //! - [`spec`]: what the user asked for ([`DeploymentSpec`]) and its validation.
@@ -20,6 +22,7 @@
 //! - [`cost`]: the monthly estimate shown before deploying.
 //! - [`error`]: one error type whose messages tell the user what to do.
 
+pub mod checks;
 pub mod cost;
 pub mod error;
 pub mod fly;

@@ -26,8 +26,9 @@ impl Method {
     }
 }
 
-/// One request. `headers` may carry the Authorization header: a transport must never log it,
-/// and `Debug` shows `<redacted>` in its place, so a `{:?}` cannot leak the Fly token.
+/// One request. `headers` may carry the Authorization header (or Anthropic's `x-api-key`), and
+/// a Telegram Bot API URL carries the bot token in its path: a transport must never log them,
+/// and `Debug` shows `<redacted>` in their place, so a `{:?}` cannot leak a credential.
 #[derive(Clone)]
 pub struct HttpRequest {
     pub method: Method,
@@ -43,7 +44,9 @@ impl std::fmt::Debug for HttpRequest {
             .headers
             .iter()
             .map(|(name, value)| {
-                let shown = if name.eq_ignore_ascii_case("authorization") {
+                let shown = if name.eq_ignore_ascii_case("authorization")
+                    || name.eq_ignore_ascii_case("x-api-key")
+                {
                     "<redacted>"
                 } else {
                     value.as_str()
@@ -51,9 +54,17 @@ impl std::fmt::Debug for HttpRequest {
                 (name.as_str(), shown)
             })
             .collect();
+        // `…/bot<token>/getMe` → `…/bot<redacted>/getMe`.
+        let url = match self.url.split_once("/bot") {
+            Some((before, rest)) => {
+                let after = rest.find('/').map_or("", |end| &rest[end..]);
+                format!("{before}/bot<redacted>{after}")
+            }
+            None => self.url.clone(),
+        };
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url)
+            .field("url", &url)
             .field("headers", &headers)
             .field("body", &self.body.as_ref().map(|b| b.len()))
             .finish()
@@ -122,5 +133,22 @@ mod tests {
         assert!(!shown.contains("fm2_secret"), "{shown}");
         assert!(!shown.contains("sk-ant-secret"), "{shown}");
         assert!(shown.contains("<redacted>") && shown.contains("/v1/apps/a/secrets"));
+
+        // The credential checks: a bot token in the path, an Anthropic key in a header.
+        let request = HttpRequest {
+            method: Method::Get,
+            url: "https://api.telegram.org/bot123:AAsecret/getMe".into(),
+            headers: vec![("x-api-key".into(), "sk-ant-secret".into())],
+            body: None,
+        };
+        let shown = format!("{request:?}");
+        assert!(
+            !shown.contains("AAsecret") && !shown.contains("sk-ant-secret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://api.telegram.org/bot<redacted>/getMe"),
+            "{shown}"
+        );
     }
 }

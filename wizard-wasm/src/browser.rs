@@ -63,7 +63,7 @@ impl Transport for BrowserTransport {
     }
 }
 
-async fn fetch(request: HttpRequest) -> Result<HttpResponse, TransportError> {
+pub(crate) async fn fetch(request: HttpRequest) -> Result<HttpResponse, TransportError> {
     {
         use gloo_net::http::{Method as M, RequestBuilder};
         let method = match request.method {
