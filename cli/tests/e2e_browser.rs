@@ -852,19 +852,10 @@ async fn steer_from_the_phone(world: &World, phone: &Phone) {
 
     // A stranger's tap on Telegram is refused, and the command still waits.
     if let Chat::Telegram(owner) = phone.chat {
-        let tap: Value = http
-            .post(format!("{}/sim/telegram/tap", world.base_url()))
-            .json(&json!({"from_id": 999, "chat_id": owner, "message_id": question.message_id, "label": "Allow"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let query = tap["query_id"].as_str().unwrap().to_string();
-        let told = eventually("the stranger told", Duration::from_secs(10), async || {
-            world.sim.channels.tap_answer(&query)
-        })
+        let told = sim::testing::telegram_tap(
+            world,
+            json!({"from_id": 999, "chat_id": owner, "message_id": question.message_id, "label": "Allow"}),
+        )
         .await;
         assert_eq!(told, relay::questions::NOT_AN_OWNER);
         assert!(ran().is_empty(), "a stranger's tap ran the command");
@@ -919,19 +910,10 @@ async fn steer_from_the_phone(world: &World, phone: &Phone) {
     let again = "Already answered: Allowed.";
     match phone.chat {
         Chat::Telegram(owner) => {
-            let tap: Value = http
-                .post(format!("{}/sim/telegram/tap", world.base_url()))
-                .json(&json!({"from_id": owner, "message_id": question.message_id, "label": "Allow", "data": choice}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let query = tap["query_id"].as_str().unwrap().to_string();
-            let told = eventually("the replay told", Duration::from_secs(10), async || {
-                world.sim.channels.tap_answer(&query)
-            })
+            let told = sim::testing::telegram_tap(
+                world,
+                json!({"from_id": owner, "message_id": question.message_id, "label": "Allow", "data": choice}),
+            )
             .await;
             assert_eq!(told, again);
         }

@@ -124,6 +124,28 @@ impl App {
         }
     }
 
+    /// What became of an owner's choice carried by `message` (a number, or a WhatsApp quick
+    /// reply; Telegram and Discord answer a tap in their own way): a refusal is told in a
+    /// message, except to a stranger, who hears nothing, as strangers never do.
+    pub(crate) async fn settle(
+        &self,
+        message: &journal::InboundMessage,
+        choice: questions::Choice,
+    ) -> Admission {
+        match choice {
+            questions::Choice::Taken(_) => Admission::Answered,
+            questions::Choice::Refused(why) if why == questions::NOT_AN_OWNER => {
+                Admission::Stranger
+            }
+            questions::Choice::Refused(why) => {
+                self.tell(message, format!("refused:{}", message.id), &why)
+                    .await;
+                Admission::Answered
+            }
+            questions::Choice::Unsaved => Admission::Unsaved,
+        }
+    }
+
     /// The one way into the inbox, for every channel: allowlist (or pairing), then journal,
     /// then wake the forwarder. Everything but `Unsaved` may be acknowledged to the channel.
     pub async fn admit(&self, message: journal::InboundMessage) -> Admission {
@@ -147,15 +169,7 @@ impl App {
             && numbered
             && let Some(choice) = self.numbered_reply(&message).await
         {
-            return match choice {
-                questions::Choice::Taken(_) => Admission::Answered,
-                questions::Choice::Refused(why) => {
-                    self.tell(&message, format!("refused:{}", message.id), &why)
-                        .await;
-                    Admission::Answered
-                }
-                questions::Choice::Unsaved => Admission::Unsaved,
-            };
+            return self.settle(&message, choice).await;
         }
         if !allowed {
             if let Some(pairing) = self.try_pairing(&message).await {

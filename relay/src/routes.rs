@@ -125,11 +125,7 @@ async fn twilio_webhook(
             "not a message: MessageSid and From are required",
         );
     };
-    if let Some(token) = &inbound.button_payload
-        && let Some((question, decision)) = parse_choice_token(token)
-    {
-        return whatsapp_tap(&app, &inbound, question, decision).await;
-    }
+    let tapped = inbound.button_payload.clone();
     let message = InboundMessage {
         id: Conversation::id(Channel::Whatsapp, &inbound.message_sid),
         conversation: inbound.from.clone(),
@@ -142,38 +138,17 @@ async fn twilio_webhook(
             .collect(),
         answer: None,
     };
-    take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend).await
-}
-
-/// A tap on a question's quick reply (WhatsApp): checked and journaled like a numbered
-/// reply. A refusal is told in a message, as for a numbered reply; a stranger hears nothing,
-/// as strangers never do.
-async fn whatsapp_tap(
-    app: &App,
-    inbound: &twilio::Inbound,
-    question: &str,
-    decision: contract::protocol::Decision,
-) -> Response {
-    match app
-        .choose(&inbound.from, &inbound.from, question, decision)
-        .await
-    {
-        Choice::Taken(_) => twiml_ok(),
-        Choice::Unsaved => twilio_tell_sender_to_resend(),
-        Choice::Refused(why) if why == questions::NOT_AN_OWNER => twiml_ok(),
-        Choice::Refused(why) => {
-            let tap = InboundMessage {
-                id: Conversation::id(Channel::Whatsapp, &inbound.message_sid),
-                conversation: inbound.from.clone(),
-                sender: inbound.from.clone(),
-                text: String::new(),
-                media: vec![],
-                answer: None,
-            };
-            app.tell(&tap, format!("refused:{}", tap.id), &why).await;
-            twiml_ok()
-        }
+    // A tapped quick reply answers the question it was under, checked like a Telegram tap.
+    if let Some((question, decision)) = tapped.as_deref().and_then(parse_choice_token) {
+        let choice = app
+            .choose(&message.sender, &message.conversation, question, decision)
+            .await;
+        return match app.settle(&message, choice).await {
+            Admission::Unsaved => twilio_tell_sender_to_resend(),
+            _ => twiml_ok(),
+        };
     }
+    take_in(&app, message, twiml_ok, twilio_tell_sender_to_resend).await
 }
 
 /// A tap on a question's button: checked and journaled ([`crate::questions`]), then the

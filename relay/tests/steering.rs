@@ -47,24 +47,12 @@ async fn ask_with(
     assert_eq!(post_callback(relay, &question).await, 200);
 }
 
-/// A tap through the sim's control; the sim's report (`query_id`, `webhook_status`).
-async fn tap(sim: &sim::SimHandle, from: i64, message_id: u64, label: &str) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}/sim/telegram/tap", sim.base_url()))
-        .json(&json!({"from_id": from, "chat_id": OWNER, "message_id": message_id, "label": label}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
-}
-
-/// What the relay told the tapper (`answerCallbackQuery`).
-async fn told(sim: &sim::SimHandle, tapped: &Value) -> String {
-    let id = tapped["query_id"].as_str().unwrap().to_string();
-    eventually("the tap answered", WAIT, async || {
-        sim.sim.channels.tap_answer(&id)
-    })
+/// `from` taps `label` under the owner's message; what the relay told them.
+async fn tap(sim: &sim::SimHandle, from: i64, message_id: u64, label: &str) -> String {
+    sim::testing::telegram_tap(
+        sim,
+        json!({"from_id": from, "chat_id": OWNER, "message_id": message_id, "label": label}),
+    )
     .await
 }
 
@@ -111,8 +99,10 @@ async fn a_telegram_question_is_answered_by_its_owner_s_tap_once() {
     );
 
     // Someone else in the chat taps: only an owner can answer.
-    let stranger = tap(&sim, 999, message.message_id, "Allow").await;
-    assert_eq!(told(&sim, &stranger).await, relay::questions::NOT_AN_OWNER);
+    assert_eq!(
+        tap(&sim, 999, message.message_id, "Allow").await,
+        relay::questions::NOT_AN_OWNER
+    );
 
     // A forged tap, posted raw: a question that is not this chat's.
     let forged = |data: &str, update_id: i64| {
@@ -138,8 +128,10 @@ async fn a_telegram_question_is_answered_by_its_owner_s_tap_once() {
     );
 
     // The owner taps Allow: the answer reaches the vm, the question says so, buttons go.
-    let owner = tap(&sim, OWNER, message.message_id, "Allow").await;
-    assert_eq!(told(&sim, &owner).await, "Allowed");
+    assert_eq!(
+        tap(&sim, OWNER, message.message_id, "Allow").await,
+        "Allowed"
+    );
     let answered = eventually("the answer at the vm", WAIT, async || {
         answers(&vm).first().cloned()
     })

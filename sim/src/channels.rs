@@ -745,7 +745,8 @@ async fn deliver_update(
     }
 }
 
-fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
+/// Twilio's REST error answer (the Messages API's and the Content API's alike).
+pub(crate) fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
     let body = json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status.as_u16()});
     (status, axum::Json(body)).into_response()
 }

@@ -18,7 +18,7 @@
 //! is closed to it.
 
 use crate::Sim;
-use crate::channels::Button;
+use crate::channels::{Button, twilio_error as error};
 use crate::faults::Verdict;
 use axum::Router;
 use axum::body::Bytes;
@@ -155,11 +155,6 @@ async fn delete_template(
         );
     }
     StatusCode::NO_CONTENT.into_response()
-}
-
-fn error(status: StatusCode, code: u32, message: &str) -> Response {
-    let body = json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status.as_u16()});
-    (status, axum::Json(body)).into_response()
 }
 
 /// The account of a request, or Twilio's 401; an injected fault first.

@@ -500,6 +500,13 @@ fn message_object(
     })
 }
 
+/// The bot a control names, or the sim's first.
+fn bot_or_first(sim: &Sim, named: Option<String>) -> String {
+    named
+        .or_else(|| sim.config.discord_bots.first().cloned())
+        .unwrap_or_default()
+}
+
 /// The bot of `token` as a message's author.
 fn bot_author(token: &str) -> Value {
     json!({"id": bot_user_id(token).unwrap_or_default(), "username": "textslash-sim-bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true})
@@ -696,10 +703,7 @@ async fn user_clicks(
     State(sim): State<Arc<Sim>>,
     axum::Json(click): axum::Json<UserClick>,
 ) -> Response {
-    let token = click
-        .bot_token
-        .or_else(|| sim.config.discord_bots.first().cloned())
-        .unwrap_or_default();
+    let token = bot_or_first(&sim, click.bot_token);
     let mut state = sim.discord.state.lock().unwrap();
     let to = format!("discord:{}", click.from_id);
     let Some(message) = state
@@ -979,10 +983,7 @@ async fn user_sends_dm(
     State(sim): State<Arc<Sim>>,
     axum::Json(dm): axum::Json<UserDm>,
 ) -> Response {
-    let token = dm
-        .bot_token
-        .or_else(|| sim.config.discord_bots.first().cloned())
-        .unwrap_or_default();
+    let token = bot_or_first(&sim, dm.bot_token);
     let mut state = sim.discord.state.lock().unwrap();
     let channel_id = Discord::dm_channel(&mut state, &dm.from_id);
     let message_id = Discord::next_snowflake(&mut state);
@@ -1048,10 +1049,7 @@ struct BotChoice {
 }
 
 fn push_to_bot(sim: &Sim, choice: BotChoice, push: Push, forget_session: bool) -> Response {
-    let token = choice
-        .bot_token
-        .or_else(|| sim.config.discord_bots.first().cloned())
-        .unwrap_or_default();
+    let token = bot_or_first(sim, choice.bot_token);
     let mut state = sim.discord.state.lock().unwrap();
     let Some((session_id, sender)) = state.live.get(&token).cloned() else {
         return (StatusCode::CONFLICT, "the bot is not connected").into_response();

@@ -87,6 +87,16 @@ fn say(text: impl Into<String>) -> Turn {
     Turn::Say(vec![Block::Text(text.into())])
 }
 
+/// As in the permission captures (`vm/tests/fixtures/claude-code-2.1.330/permission-stdio-*`):
+/// one command that leaves a trace of each run. A program run through `sh -c`, so Claude Code
+/// cannot tell it is only a write in the workspace, and asks.
+fn note_a_run() -> Turn {
+    call(
+        "Bash",
+        json!({"command": "sh -c 'echo ran >> ran.txt'", "description": "Note a run"}),
+    )
+}
+
 fn call(name: &str, input: Value) -> Turn {
     Turn::Say(vec![Block::Tool {
         name: name.into(),
@@ -163,10 +173,7 @@ fn script(prompt: &str, step: usize, last_result: &str, sim_base: &str) -> Turn 
     if asked.contains("look first") {
         return match step {
             0 => call("Glob", json!({"pattern": "*"})),
-            1 => call(
-                "Bash",
-                json!({"command": "sh -c 'echo ran >> ran.txt'", "description": "Note a run"}),
-            ),
+            1 => note_a_run(),
             _ => say(format!("Tool said: {last_result}")),
         };
     }
@@ -197,10 +204,7 @@ fn script(prompt: &str, step: usize, last_result: &str, sim_base: &str) -> Turn 
     }
     if asked.contains("run a command") {
         return match step {
-            0 => call(
-                "Bash",
-                json!({"command": "sh -c 'echo ran >> ran.txt'", "description": "Note a run"}),
-            ),
+            0 => note_a_run(),
             _ => say(format!("Tool said: {last_result}")),
         };
     }

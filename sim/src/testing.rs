@@ -23,3 +23,22 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A Telegram user taps a button through the sim's control (`POST /sim/telegram/tap` with
+/// `tap`: `from_id`, `message_id`, `label`, and `chat_id` or a stale `data` where wanted);
+/// what the bot told the tapper, once it answered the callback query.
+pub async fn telegram_tap(sim: &crate::SimHandle, tap: serde_json::Value) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/sim/telegram/tap", sim.base_url()))
+        .json(&tap)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let tapped: serde_json::Value = response.json().await.unwrap();
+    let query = tapped["query_id"].as_str().unwrap().to_string();
+    eventually("the tap answered", Duration::from_secs(10), async || {
+        sim.sim.channels.tap_answer(&query)
+    })
+    .await
+}

@@ -336,7 +336,8 @@ async fn real_claude(bin: &std::path::Path, claude: &std::path::Path) {
     );
 }
 
-/// Waits (at most 5 minutes) until `done`.
+/// Waits (at most 5 minutes) until `done`, asking every millisecond: the waits it ends are
+/// what the bench times (`sim::testing::eventually` asks every 25 ms, too coarse here).
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {

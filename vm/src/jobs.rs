@@ -169,14 +169,15 @@ async fn run_job(vm: &Vm, job: Job, cancel: oneshot::Receiver<()>) -> JobState {
 /// remembers them across the vm's sleeps), else nothing.
 async fn changed_files(vm: &Vm, conversation: &str, workspace: &std::path::Path) -> String {
     let changes = diff::changes(&vm.config, workspace).await;
+    let fingerprint = changes.fingerprint();
     let before = vm
         .store
-        .swap_changes(conversation, &changes.fingerprint())
+        .swap_changes(conversation, &fingerprint)
         .unwrap_or_else(|error| {
             tracing::warn!("could not keep the workspace's changes: {error}");
             None
         });
-    if changes.is_empty() || before.as_deref() == Some(changes.fingerprint().as_str()) {
+    if changes.is_empty() || before == Some(fingerprint) {
         return String::new();
     }
     format!("\n\n{} (/diff shows them)", changes.summary())
