@@ -23,7 +23,8 @@ pub enum Command {
     Plan(DeployArgs),
     /// Show the live state of a deployment.
     Status(Target),
-    /// Move both machines to new images, keeping the vm's volume.
+    /// Move both machines to this version's images (or the ones named), keeping the vm's
+    /// volume, and say from which version to which.
     Update(UpdateArgs),
     /// Start the vm machine.
     Start(Target),
@@ -139,10 +140,13 @@ pub enum ApprovalsArg {
 pub struct UpdateArgs {
     #[command(flatten)]
     pub target: Target,
-    #[arg(long)]
-    pub relay_image: String,
-    #[arg(long)]
-    pub vm_image: String,
+    /// The relay's image (default: this version's). Named images may be older than the
+    /// deployment's; without them an update never moves it back.
+    #[arg(long, env = "TEXTSLASH_RELAY_IMAGE")]
+    pub relay_image: Option<String>,
+    /// The agent machine's image (default: this version's).
+    #[arg(long, env = "TEXTSLASH_VM_IMAGE")]
+    pub vm_image: Option<String>,
 }
 
 #[derive(Args, Clone)]

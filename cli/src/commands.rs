@@ -10,7 +10,7 @@ use crate::render::Renderer;
 use crate::secrets;
 use provision::native::{ReqwestTransport, TokioClock};
 use provision::spec::{Channel, DeploymentSpec, Images, Secret};
-use provision::{Error, Event, FlyClient, machines, ops, plan};
+use provision::{Error, Event, FlyClient, machines, ops, plan, version};
 use std::io::{BufRead, IsTerminal, Write};
 
 type Client = FlyClient<ReqwestTransport, TokioClock>;
@@ -321,10 +321,10 @@ async fn status(target: Target) -> Result<(), Failure> {
             text.push_str(&format!("{}:\n", app.name));
             for m in &app.machines {
                 text.push_str(&format!(
-                    "  machine {} {}, image {}\n",
+                    "  machine {} {}, {}\n",
                     m.id,
                     m.summary(),
-                    m.image.as_deref().unwrap_or("?"),
+                    m.image_shown(),
                 ));
             }
             for v in &app.volumes {
@@ -341,6 +341,11 @@ async fn status(target: Target) -> Result<(), Failure> {
         if status.shares_org_network() {
             text.push_str(&format!("\n{}", ops::SHARED_NETWORK));
         }
+        if status.relay.exists || status.vm.exists {
+            let update = format!("run `textslash update --prefix {}`", target.prefix);
+            let standing = status.standing(&Images::default());
+            text.push_str(&format!("\n{}", standing.sentence(&update)));
+        }
         text
     });
     Ok(())
@@ -349,22 +354,27 @@ async fn status(target: Target) -> Result<(), Failure> {
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let fly = client(&args.target)?;
     let (relay, vm, relay_url) = apps(&args.target);
+    // Images named on the command line are the user's choice, even an older version's.
+    let named = args.relay_image.is_some() || args.vm_image.is_some();
+    let defaults = Images::default();
     let images = Images {
-        relay: args.relay_image,
-        vm: args.vm_image,
+        relay: args.relay_image.unwrap_or(defaults.relay),
+        vm: args.vm_image.unwrap_or(defaults.vm),
     };
     let renderer = Renderer::new(args.target.json);
-    let changed = ops::update(&fly, &relay, &vm, &relay_url, &images, &|e: &Event| {
-        renderer.event(e)
-    })
+    let changed = ops::update(
+        &fly,
+        &relay,
+        &vm,
+        &relay_url,
+        &images,
+        named,
+        &|e: &Event| renderer.event(e),
+    )
     .await
     .map_err(failed)?;
-    renderer.result(&serde_json::json!({ "updated_machines": changed }), || {
-        if changed.is_empty() {
-            "Already on those images.".into()
-        } else {
-            format!("Updated machines: {}", changed.join(", "))
-        }
+    renderer.result(&serde_json::json!({ "updated": changed }), || {
+        version::describe_update(&changed, &images)
     });
     Ok(())
 }

@@ -3,24 +3,11 @@
 mod common;
 
 use serde_json::Value;
-use sim::{Program, SimConfig, SimHandle};
+use sim::SimHandle;
 use std::process::Output;
 
-/// The real relay (teardown runs its `unregister-webhook` in the machine); an echo vm.
 async fn sim() -> (SimHandle, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SimConfig::new(dir.path().to_path_buf());
-    let (relay, _, _) = common::machine_binaries();
-    config.images.rules = vec![
-        ("relay".into(), Program::Path(relay)),
-        ("vm".into(), Program::Echo),
-    ];
-    (
-        sim::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap(),
-        dir,
-    )
+    common::terminal::sim().await
 }
 
 async fn textslash(sim: &SimHandle, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -142,179 +129,10 @@ async fn deploy_status_teardown_from_a_terminal() {
     );
 }
 
-/// A terminal for `textslash`: util-linux `script` runs it on a pseudo-terminal and passes
-/// what the test types to it, and what it shows back.
-struct Terminal {
-    script: tokio::process::Child,
-    typed: tokio::process::ChildStdin,
-    shown: tokio::process::ChildStdout,
-    screen: String,
-}
-
-impl Terminal {
-    fn start(command: &str, env: &[(&str, &str)]) -> Terminal {
-        let mut script = tokio::process::Command::new("script")
-            .args(["-q", "-f", "-e", "-c", command, "/dev/null"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TERM", "dumb")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("util-linux script");
-        Terminal {
-            typed: script.stdin.take().unwrap(),
-            shown: script.stdout.take().unwrap(),
-            script,
-            screen: String::new(),
-        }
-    }
-
-    /// Reads the screen until `needle` shows after `from`; where it ends.
-    async fn shows(&mut self, needle: &str, from: usize) -> usize {
-        use tokio::io::AsyncReadExt;
-        let wait = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Some(at) = self.screen[from..].find(needle) {
-                return from + at + needle.len();
-            }
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout_at(wait, self.shown.read(&mut chunk))
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("the terminal never showed {needle:?}:\n{}", self.screen)
-                })
-                .unwrap();
-            assert!(
-                read > 0,
-                "the terminal closed before {needle:?}:\n{}",
-                self.screen
-            );
-            self.screen
-                .push_str(&String::from_utf8_lossy(&chunk[..read]));
-        }
-    }
-
-    async fn type_line(&mut self, line: &str) {
-        use tokio::io::AsyncWriteExt;
-        self.typed
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        self.typed.flush().await.unwrap();
-    }
-
-    /// Waits until `textslash` reads the terminal itself (`/dev/tty`, not its stdin: what a
-    /// hidden prompt does once echo is off), seen in its `/proc/<pid>/syscall`: read(2) on a
-    /// descriptor other than 0.
-    async fn waits_for_a_hidden_answer(&self) {
-        let script = self.script.id().unwrap();
-        common::eventually(
-            "a hidden prompt reading the terminal",
-            std::time::Duration::from_secs(30),
-            async || {
-                // `script` runs it through a shell, which may or may not exec it.
-                let mut pid = script.to_string();
-                let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm"));
-                while comm(&pid).ok()?.trim() != "textslash" {
-                    let children =
-                        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-                    pid = children.split_whitespace().next()?.to_string();
-                }
-                let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-                let mut fields = syscall.split_whitespace();
-                let (number, fd) = (fields.next()?, fields.next()?);
-                (number == "0" && fd != "0x0").then_some(())
-            },
-        )
-        .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_on_a_terminal_asks_hides_the_secrets_and_deploys() {
     let (sim, _dir) = sim().await;
-    let telegram_api = format!("{}/telegram", sim.base_url());
-    let anthropic_api = format!("{}/anthropic", sim.base_url());
-    let mut terminal = Terminal::start(
-        &format!(
-            "{} setup --api-url {} --app-url {}",
-            env!("CARGO_BIN_EXE_textslash"),
-            sim.base_url(),
-            sim.app_url_template()
-        ),
-        &[
-            // Where setup checks the bot token and the key: the sim's Telegram and Anthropic.
-            ("TEXTSLASH_TELEGRAM_API", &telegram_api),
-            ("TEXTSLASH_ANTHROPIC_API", &anthropic_api),
-        ],
-    );
-    let mut at = terminal.shows("Name for this deployment", 0).await;
-    // A wrong answer is named and asked again.
-    terminal.type_line("My Agent").await;
-    at = terminal.shows("only lowercase letters", at).await;
-    at = terminal.shows("Name for this deployment", at).await;
-    terminal.type_line("tty").await;
-    at = terminal.shows("Fly region [iad]", at).await;
-    terminal.type_line("").await;
-    at = terminal
-        .shows("telegram, whatsapp or discord? [telegram]", at)
-        .await;
-    terminal.type_line("telegram").await;
-    at = terminal.shows("[Y/n]", at).await;
-    terminal.type_line("").await;
-    // The secrets: typed once the terminal stopped echoing; a malformed token asked again.
-    at = terminal
-        .shows("Telegram bot token (TELEGRAM_BOT_TOKEN): ", at)
-        .await;
-    terminal.waits_for_a_hidden_answer().await;
-    terminal.type_line("not-a-bot-token").await;
-    at = terminal
-        .shows("paste the whole token @BotFather gave you", at)
-        .await;
-    at = terminal
-        .shows("Telegram bot token (TELEGRAM_BOT_TOKEN): ", at)
-        .await;
-    terminal.waits_for_a_hidden_answer().await;
-    terminal.type_line(sim::SIM_TELEGRAM_BOT).await;
-    at = terminal
-        .shows("Anthropic API key (ANTHROPIC_API_KEY): ", at)
-        .await;
-    terminal.waits_for_a_hidden_answer().await;
-    terminal.type_line(sim::SIM_ANTHROPIC_KEY).await;
-    at = terminal.shows("Fly org token (FLY_API_TOKEN): ", at).await;
-    terminal.waits_for_a_hidden_answer().await;
-    terminal.type_line("sim-token").await;
-    at = terminal
-        .shows("Deployed tty-relay and tty-vm in iad.", at)
-        .await;
-    // The pairing link names the bot Telegram said the token is.
-    terminal
-        .shows("https://t.me/textslash_sim_bot?start=", at)
-        .await;
-    let status = tokio::time::timeout(std::time::Duration::from_secs(30), terminal.script.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{}", terminal.screen);
-    let screen = terminal.screen.clone();
-    // What a person typed in the open shows; no secret ever does.
-    assert!(
-        screen.contains("My Agent") && screen.contains("tty"),
-        "{screen}"
-    );
-    for secret in [
-        "not-a-bot-token",
-        sim::SIM_TELEGRAM_BOT,
-        sim::SIM_ANTHROPIC_KEY,
-        "sim-token",
-    ] {
-        assert!(!screen.contains(secret), "{secret} was echoed:\n{screen}");
-    }
-    let state = dump(&sim).await;
-    assert_eq!(state["apps"].as_array().unwrap().len(), 2, "{state}");
+    common::terminal::setup_deploys(&sim, env!("CARGO_BIN_EXE_textslash"), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -550,4 +368,114 @@ async fn a_discord_deploy_prints_the_invite_link_connects_and_tears_down_clean()
         async || (!sim.sim.discord.connected(sim::SIM_DISCORD_BOT)).then_some(()),
     )
     .await;
+}
+
+/// One version for the CLI and the images it deploys: `--version` says it, `status` says what
+/// a deployment runs against it, `update` goes to it and says from what to what, and never
+/// moves a deployment back unless images are named.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_goes_to_this_version_and_says_from_what_to_what() {
+    let this = provision::version::VERSION;
+    let version = textslash_bare(&["--version"]);
+    assert_eq!(version, format!("textslash {this}\n"));
+
+    let (sim, _dir) = sim().await;
+    let image = |role: &str, version: &str| format!("ghcr.io/textslash/textslash-{role}:{version}");
+    let older = "0.0.1-old";
+    let deploy = textslash(
+        &sim,
+        &[
+            "deploy",
+            "--prefix",
+            "ver",
+            "--allow",
+            "telegram:42",
+            "--relay-image",
+            &image("relay", older),
+            "--vm-image",
+            &image("vm", older),
+        ],
+        &TELEGRAM,
+    )
+    .await;
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let run = async |args: &[&str]| {
+        let out = textslash(&sim, args, &TELEGRAM).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    let (_, status) = run(&["status", "--prefix", "ver"]).await;
+    assert!(
+        status.contains(&format!("textslash {older} ({})", image("vm", older)))
+            && status.contains(&format!(
+                "Runs textslash {older}; {this} is available: run `textslash update --prefix ver` to move it to {this}."
+            )),
+        "{status}"
+    );
+    let (code, updated) = run(&["update", "--prefix", "ver"]).await;
+    assert_eq!(code, Some(0), "{updated}");
+    assert!(
+        updated.contains(&format!(
+            "Updated the agent machine from {older} to {this} and the relay from {older} to {this}."
+        )),
+        "{updated}"
+    );
+    let (_, status) = run(&["status", "--prefix", "ver"]).await;
+    assert!(
+        status.contains(&format!("Runs textslash {this}, the newest here.")),
+        "{status}"
+    );
+    let (_, again) = run(&["update", "--prefix", "ver"]).await;
+    assert!(
+        again.contains(&format!(
+            "Nothing to update: both machines already run textslash {this}."
+        )),
+        "{again}"
+    );
+
+    // Moved ahead on purpose (images named), a plain update from this CLI refuses to go back.
+    let newer = "99.0.0";
+    let (code, ahead) = run(&[
+        "update",
+        "--prefix",
+        "ver",
+        "--relay-image",
+        &image("relay", newer),
+        "--vm-image",
+        &image("vm", newer),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{ahead}");
+    let (code, refused) = run(&["update", "--prefix", "ver"]).await;
+    assert_eq!(code, Some(1), "{refused}");
+    assert!(
+        refused.contains(&format!(
+            "This deployment runs textslash {newer}, newer than this one ({this}), so an update from here would move it back."
+        )),
+        "{refused}"
+    );
+    let (_, status) = run(&["status", "--prefix", "ver", "--json"]).await;
+    assert!(
+        status.contains(&format!("\"image\":\"{}\"", image("vm", newer))),
+        "nothing moved back: {status}"
+    );
+    let (code, _) = run(&["teardown", "--prefix", "ver", "--yes"]).await;
+    assert_eq!(code, Some(0));
+}
+
+/// The binary with no sim and nothing in its environment.
+fn textslash_bare(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_textslash"))
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -4,7 +4,7 @@
 //! midway, and tears everything down from the page.
 //!
 //! Needs the page built and chromedriver installed, so `cargo xtask test` runs it after the
-//! page build (`cargo test -p cli --test e2e_browser -- --ignored`). Screenshots of each screen
+//! page build (`cargo test -p textslash --test e2e_browser -- --ignored`). Screenshots of each screen
 //! go to `screenshots/` (git ignores it).
 
 mod common;
@@ -694,6 +694,18 @@ async fn tear_down_from_page(browser: &Browser, world: &World, prefix: &str) -> 
     assert!(
         status.contains("Agent:") && !status.contains("app not found"),
         "{status}"
+    );
+    // Each machine's version, and the deployment's against this page's (one version).
+    let version = env!("CARGO_PKG_VERSION");
+    let shown = browser
+        .wait_for_text(
+            &format!("Runs textslash {version}, the newest here."),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        shown.contains(&format!("textslash {version} (ghcr.io/")),
+        "{shown}"
     );
     browser.type_into("#confirm-prefix", prefix).await;
     browser.shot(&format!("{prefix}-9-teardown")).await;

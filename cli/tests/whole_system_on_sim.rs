@@ -528,7 +528,7 @@ async fn update_moves_an_old_relay_onto_a_volume_and_loses_nothing() {
     .await;
     assert_eq!(answered("held by an old relay").await, 1, "answered once");
     assert!(
-        update("2", "vm:2").contains("Already on those images"),
+        update("2", "vm:2").contains("Nothing to update: both machines already run those images."),
         "a second update has nothing left to move"
     );
     run(&["teardown", "--prefix", "old", "--yes"]);

@@ -124,6 +124,11 @@ pub enum Error {
     )]
     NotFound { what: String },
 
+    #[error(
+        "This deployment runs textslash {deployed}, newer than this one ({offered}), so an update from here would move it back. Update it from textslash {deployed} or newer."
+    )]
+    WouldGoBack { deployed: String, offered: String },
+
     #[error("Timed out waiting for {what}. Retry; the deploy resumes where it stopped.")]
     Timeout { what: String },
 

@@ -20,6 +20,8 @@
 //! - [`ops`]: status, update, stop/start and teardown of an existing [`Deployment`];
 //!   [`relay_move`]: update's move of an old relay onto its journal volume.
 //! - [`cost`]: the monthly estimate shown before deploying.
+//! - [`version`]: the one version of the CLI, page and images; what a deployment runs
+//!   against what is on offer, and what an update changed.
 //! - [`error`]: one error type whose messages tell the user what to do.
 
 pub mod checks;
@@ -36,6 +38,7 @@ pub mod relay_move;
 pub mod spec;
 pub mod token;
 pub mod transport;
+pub mod version;
 
 pub use error::Error;
 pub use fly::FlyClient;

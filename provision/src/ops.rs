@@ -9,6 +9,7 @@ use crate::plan::{Event, Progress, StepId, StepState, app_contents, fetch_health
 use crate::relay_move;
 use crate::spec::Images;
 use crate::transport::{Clock, Transport};
+use crate::version::{self, Change};
 use serde::{Deserialize, Serialize};
 
 /// One app's live state.
@@ -34,6 +35,18 @@ pub struct MachineStatus {
 }
 
 impl MachineStatus {
+    /// `textslash 0.2.0 (ghcr.io/…:0.2.0@sha256:…)`, or the image alone when its tag is no
+    /// version.
+    pub fn image_shown(&self) -> String {
+        match self.image.as_deref() {
+            None => "image unknown".into(),
+            Some(image) => match version::of_image(image) {
+                Some(v) => format!("textslash {v} ({image})"),
+                None => format!("image {image}"),
+            },
+        }
+    }
+
     /// `started (alive passing)`. A stopped machine's checks fail by definition, so they are
     /// left out; a sleeping agent machine is normal and the summary says so.
     pub fn summary(&self) -> String {
@@ -80,6 +93,21 @@ pub struct Status {
 }
 
 impl Status {
+    /// The deployment's version against the images on offer (see [`version::standing`]).
+    pub fn standing(&self, offered: &Images) -> version::Standing {
+        fn image(app: &AppStatus, role: Role) -> Option<&str> {
+            app.machines
+                .iter()
+                .find(|m| m.role.as_deref() == Some(role.as_str()))
+                .and_then(|m| m.image.as_deref())
+        }
+        version::standing(
+            image(&self.relay, Role::Relay),
+            image(&self.vm, Role::Vm),
+            offered,
+        )
+    }
+
     /// Whether the agent shares the org's default private network.
     pub fn shares_org_network(&self) -> bool {
         self.vm.network.as_deref() == Some("default")
@@ -164,21 +192,41 @@ async fn app_status<T: Transport, C: Clock>(
 /// Moves both machines to new images, keeping everything else (the vm keeps its volume). A
 /// relay from before the journal volume is moved onto one ([`crate::relay_move`]); the vm goes
 /// first, since that move waits for the old relay to pass its messages to the vm. Returns the
-/// ids of the machines that changed or were made.
+/// machines that changed or were made, each with its image before and after.
+///
+/// Images older than the ones the deployment runs are refused ([`Error::WouldGoBack`]) unless
+/// `back_allowed` (the CLI's explicit `--relay-image`/`--vm-image`): a page or CLI of an
+/// older version must not quietly undo an update made from a newer one.
 pub async fn update<T: Transport, C: Clock>(
     fly: &FlyClient<T, C>,
     relay_app: &str,
     vm_app: &str,
     relay_url: &str,
     images: &Images,
+    back_allowed: bool,
     progress: &dyn Progress,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<Change>, Error> {
+    let (relay_machines, vm_machines) =
+        futures::future::try_join(fly.list_machines(relay_app), fly.list_machines(vm_app)).await?;
+    let image_of = |machines: &[Machine], role| {
+        find_machine(machines, role).and_then(|m| m.config.as_ref().map(|c| c.image.clone()))
+    };
+    if let version::Standing::Ahead { deployed, offered } = version::standing(
+        image_of(&relay_machines, Role::Relay).as_deref(),
+        image_of(&vm_machines, Role::Vm).as_deref(),
+        images,
+    ) && !back_allowed
+    {
+        return Err(Error::WouldGoBack {
+            deployed: deployed.to_string(),
+            offered: offered.to_string(),
+        });
+    }
     let mut changed = Vec::new();
-    for (app, role, image) in [
-        (vm_app, Role::Vm, &images.vm),
-        (relay_app, Role::Relay, &images.relay),
+    for (app, role, image, machines) in [
+        (vm_app, Role::Vm, &images.vm, vm_machines),
+        (relay_app, Role::Relay, &images.relay, relay_machines),
     ] {
-        let machines = fly.list_machines(app).await?;
         // A relay without the volume left by an interrupted move is the one to finish with.
         let old_relay = machines.iter().find(|m| {
             m.is_live()
@@ -192,12 +240,19 @@ pub async fn update<T: Transport, C: Clock>(
                 what: format!("the {} machine of {app}", role.as_str()),
             })?;
         if role == Role::Relay && !relay_move::has_journal_volume(machine) {
+            let from = machine.config.as_ref().map(|c| c.image.clone());
             let moved =
                 relay_move::move_onto_volume(fly, app, machine, image, relay_url, progress).await?;
-            changed.push(moved);
+            changed.push(Change {
+                role: role.as_str().into(),
+                machine: moved,
+                from,
+                to: image.clone(),
+            });
             continue;
         }
-        if machine.config.as_ref().is_some_and(|c| &c.image == image) {
+        let from = machine.config.as_ref().map(|c| c.image.clone());
+        if from.as_ref() == Some(image) {
             continue;
         }
         // An update replaces the whole config: edit the document Fly returned, so fields
@@ -207,7 +262,12 @@ pub async fn update<T: Transport, C: Clock>(
         let region = machine.region.clone().unwrap_or_default();
         fly.update_machine(app, &machine.id, &region, &config)
             .await?;
-        changed.push(machine.id.clone());
+        changed.push(Change {
+            role: role.as_str().into(),
+            machine: machine.id.clone(),
+            from,
+            to: image.clone(),
+        });
     }
     Ok(changed)
 }

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{Harness, deploy, only_the_webhook_is_left};
-use provision::ops;
 use provision::spec::Images;
 use provision::{Error, Event, StepId, StepState};
+use provision::{ops, version};
 use sim::faults::FaultRule;
 use std::time::Duration;
 
@@ -300,7 +300,13 @@ async fn a_private_image_is_named_and_stops_the_deploy() {
 async fn status_update_stop_start_and_teardown() {
     let h = Harness::start().await;
     let fly = h.client("sim-token");
-    let d = deploy(&fly, &h.spec("ops")).await.0.unwrap();
+    let versioned = |version: &str| Images {
+        relay: format!("test/relay:{version}"),
+        vm: format!("test/vm:{version}@sha256:0"),
+    };
+    let mut spec = h.spec("ops");
+    spec.images = versioned("0.1.0");
+    let d = deploy(&fly, &spec).await.0.unwrap();
 
     let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
         .await
@@ -331,25 +337,46 @@ async fn status_update_stop_start_and_teardown() {
         .await
         .unwrap();
 
-    let images = Images {
-        relay: "test/relay:2".into(),
-        vm: "test/vm:2".into(),
-    };
-    let changed = ops::update(
-        &fly,
-        &d.relay_app,
-        &d.vm_app,
-        &d.relay_url,
-        &images,
-        &|_: &Event| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(changed.len(), 2);
     let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
         .await
         .unwrap();
-    assert_eq!(status.vm.machines[0].image.as_deref(), Some("test/vm:2"));
+    let newer = versioned("0.2.0");
+    assert_eq!(
+        status.standing(&newer).sentence("tap Update"),
+        "Runs textslash 0.1.0; 0.2.0 is available: tap Update to move it to 0.2.0."
+    );
+    let update = |images: Images, back_allowed: bool| {
+        let fly = &fly;
+        let d = &d;
+        async move {
+            ops::update(
+                fly,
+                &d.relay_app,
+                &d.vm_app,
+                &d.relay_url,
+                &images,
+                back_allowed,
+                &|_: &Event| {},
+            )
+            .await
+        }
+    };
+    let changed = update(newer.clone(), false).await.unwrap();
+    assert_eq!(
+        version::describe_update(&changed, &newer),
+        "Updated the agent machine from 0.1.0 to 0.2.0 and the relay from 0.1.0 to 0.2.0."
+    );
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
+    assert_eq!(
+        status.vm.machines[0].image.as_deref(),
+        Some(newer.vm.as_str())
+    );
+    assert_eq!(
+        status.standing(&newer),
+        version::Standing::Current(version::Version::parse("0.2.0").unwrap())
+    );
     let kept = fly
         .machine_config_document(&d.vm_app, &d.vm_machine_id)
         .await
@@ -358,19 +385,30 @@ async fn status_update_stop_start_and_teardown() {
     assert_eq!(kept["mounts"][0]["volume"], d.volume_id.as_str());
     assert_eq!(status.vm.volumes[0].id, d.volume_id, "the volume is kept");
     assert!(
-        ops::update(
-            &fly,
-            &d.relay_app,
-            &d.vm_app,
-            &d.relay_url,
-            &images,
-            &|_: &Event| {}
-        )
-        .await
-        .unwrap()
-        .is_empty(),
+        update(newer.clone(), false).await.unwrap().is_empty(),
         "same images: nothing to do"
     );
+
+    // A page or CLI of an older version does not move it back, and changes nothing.
+    let older = versioned("0.1.0");
+    let refused = update(older.clone(), false).await.unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "This deployment runs textslash 0.2.0, newer than this one (0.1.0), so an update from here would move it back. Update it from textslash 0.2.0 or newer."
+    );
+    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+        .await
+        .unwrap();
+    assert_eq!(
+        status.vm.machines[0].image.as_deref(),
+        Some(newer.vm.as_str())
+    );
+    assert_eq!(
+        status.relay.machines[0].image.as_deref(),
+        Some(newer.relay.as_str())
+    );
+    // Named on purpose (the CLI's --vm-image), it may.
+    assert_eq!(update(older, true).await.unwrap().len(), 2);
 
     let leftovers = ops::teardown(&fly, &[&d.relay_app, &d.vm_app], &|_: &Event| {})
         .await

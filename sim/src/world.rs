@@ -78,6 +78,31 @@ pub struct Machine {
     pub cordoned: bool,
 }
 
+/// The image a machine was given, split as Fly's `ImageRef` splits it while `config.image`
+/// keeps the words given (the Machines API docs' example machine: `"image":
+/// "flyio/fastify-functions"` answered with `"registry": "registry-1.docker.io", "repository":
+/// "flyio/fastify-functions", "tag": "latest"`). The digest is the one the pull resolved;
+/// the sim pulls nothing, so it makes one from the name.
+fn image_ref(image: &str) -> Value {
+    let (named, digest) = match image.split_once('@') {
+        Some((named, digest)) => (named, digest.to_string()),
+        None => (image, format!("sha256:{:064x}", image.len())),
+    };
+    let (registry, path) = match named.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            (host, rest.to_string())
+        }
+        Some(_) => ("registry-1.docker.io", named.to_string()),
+        None => ("registry-1.docker.io", format!("library/{named}")),
+    };
+    let last = path.rfind('/').map_or(0, |i| i + 1);
+    let (repository, tag) = match path[last..].split_once(':') {
+        Some((_, tag)) => (&path[..last + path[last..].find(':').unwrap_or(0)], tag),
+        None => (path.as_str(), "latest"),
+    };
+    json!({"registry": registry, "repository": repository, "tag": tag, "digest": digest, "labels": {}})
+}
+
 impl Machine {
     /// The machine as Fly answers it: the config in Fly's response form ([`config_as_fly_answers`]),
     /// and `null` for empty lists, as Fly's Go encoder writes them.
@@ -90,7 +115,7 @@ impl Machine {
             "instance_id": self.instance_id,
             "private_ip": "fdaa:0:1:a7b:1::2",
             "config": config_as_fly_answers(&self.config),
-            "image_ref": {"registry": "sim", "repository": self.config.get("image"), "tag": "latest", "digest": "sha256:0", "labels": {}},
+            "image_ref": image_ref(self.config.get("image").and_then(Value::as_str).unwrap_or_default()),
             "checks": if self.checks.is_empty() { Value::Null } else { json!(self.checks) },
             "events": self.events,
             "host_status": "ok",
@@ -313,5 +338,28 @@ mod tests {
     fn dates_are_civil() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
         assert_eq!(super::civil_from_days(20_779), (2026, 11, 22));
+    }
+
+    #[test]
+    fn an_image_ref_splits_the_name_as_fly_does() {
+        let r = super::image_ref("flyio/fastify-functions");
+        assert_eq!(
+            (&r["registry"], &r["repository"], &r["tag"]),
+            (
+                &"registry-1.docker.io".into(),
+                &"flyio/fastify-functions".into(),
+                &"latest".into()
+            )
+        );
+        let r = super::image_ref("ghcr.io/textslash/textslash-vm:0.2.0@sha256:ab");
+        assert_eq!(r["registry"], "ghcr.io");
+        assert_eq!(r["repository"], "textslash/textslash-vm");
+        assert_eq!(r["tag"], "0.2.0");
+        assert_eq!(r["digest"], "sha256:ab");
+        let r = super::image_ref("localhost:5000/vm:1");
+        assert_eq!(
+            (&r["registry"], &r["repository"], &r["tag"]),
+            (&"localhost:5000".into(), &"vm".into(), &"1".into())
+        );
     }
 }

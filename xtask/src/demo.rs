@@ -18,9 +18,17 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let mut timings = Timings::default();
     tools::ensure_page_tools(root, &mut timings)?;
     tools::ensure_agent_tools(root, &mut timings)?;
-    cmd::run(
-        Command::new("cargo").args(["build", "-p", "sim", "-p", "relay", "-p", "vm", "-p", "cli"]),
-    )?;
+    cmd::run(Command::new("cargo").args([
+        "build",
+        "-p",
+        "sim",
+        "-p",
+        "relay",
+        "-p",
+        "vm",
+        "-p",
+        "textslash",
+    ]))?;
     let base = format!("http://127.0.0.1:{PORT}");
     let config = serde_json::json!({
         "api_base": base,

@@ -6,29 +6,34 @@
 //! - `cargo xtask demo`: the whole system on this machine (the sim plays Fly, Telegram, Twilio).
 //! - `cargo xtask dist`: the page's release build into `dist/` with a size report.
 //! - `cargo xtask page-load`: that, then the time until the page works on a slow phone.
+//! - `cargo xtask npm`: the npm packages that carry the `textslash` binary.
 //!
 //! # Layout
 //! - [`build_cache`]: where `test` keeps build outputs between clones.
 //! - [`cmd`]: running programs, timing steps, counting test results.
 //! - [`tools`]: idempotent installs of the toolchain pieces.
 //! - [`dist`]: trunk build, the Content-Security-Policy, sizes.
+//! - [`npm`]: the launcher package and one package per platform, packed.
 //! - [`test`] and [`demo`]: the two commands.
 
 mod build_cache;
 mod cmd;
 mod demo;
 mod dist;
+mod npm;
 mod test;
 mod tools;
 
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask <test|demo|dist|musl|install>
+const USAGE: &str = "usage: cargo xtask <test|demo|dist|page-load|npm|musl|install>
 
   test     install missing tools, then fmt, clippy, all tests, page build, browser tests
   demo     build everything and run the whole system locally on the sim
   dist     release build of the page into dist/ and a size report
   page-load  the page's sizes, then how soon it works on a slow phone (Chromium, loopback)
+  npm      pack the npm packages (--binary <target>=<path>..., --out <dir>; default: this
+           machine's static release build into target/npm) and print their sizes
   musl     build the relay as a static musl binary (what its image ships) and print its size
   install  only install the missing tools";
 
@@ -41,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test::run(&root),
         Some("demo") => demo::run(&root),
         Some("page-load") => test::page_load(&root),
+        Some("npm") => npm::run(&root, &args[1..]),
         Some("dist") => {
             tools::ensure_page_tools(&root, &mut cmd::Timings::default())?;
             dist::build(&root, None)?;

@@ -6,6 +6,8 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+pub mod terminal;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -25,23 +27,7 @@ pub fn workspace() -> PathBuf {
 /// the same set, `build_cache::forget_the_package_cargo_ran`).
 pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
     let workspace = workspace();
-    let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let set_for_this_package = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .contains(&name.as_ref());
-        if set_for_this_package {
-            cargo.env_remove(name.as_ref());
-        }
-    }
+    let mut cargo = cargo();
     let status = cargo
         .args([
             "test",
@@ -63,6 +49,30 @@ pub fn machine_binaries() -> (PathBuf, PathBuf, PathBuf) {
         target.join("vm"),
         target.join("textslash-demo-agent"),
     )
+}
+
+/// `cargo` in the workspace, without the variables cargo set for this test's own package
+/// (see [`machine_binaries`]).
+pub fn cargo() -> std::process::Command {
+    let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_this_package = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_for_this_package {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    cargo.current_dir(workspace());
+    cargo
 }
 
 /// The real Claude Code CLI the vm machines run: `CLAUDE_BIN` (which `cargo xtask test`

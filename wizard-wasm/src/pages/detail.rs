@@ -1,5 +1,6 @@
 //! One deployment: its status (machines, checks, volume, relay health), start/stop the vm,
-//! update to the images in `config.json`, and tear down after typing the prefix.
+//! its version against this page's, update to the images in `config.json` (saying from what
+//! to what), and tear down after typing the prefix.
 
 use crate::browser::fly_client;
 use crate::config::Config;
@@ -87,7 +88,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
             <button class="button" id="refresh" disabled=move || busy.get() on:click=move |_| act(Action::Refresh)>"Check status"</button>
             <button class="button" id="stop-vm" disabled=move || busy.get() on:click=move |_| act(Action::Stop)>"Stop agent"</button>
             <button class="button" id="start-vm" disabled=move || busy.get() on:click=move |_| act(Action::Start)>"Start agent"</button>
-            <button class="button" id="update" disabled=move || busy.get() on:click=move |_| act(Action::Update)>"Update images"</button>
+            <button class="button" id="update" disabled=move || busy.get() on:click=move |_| act(Action::Update)>"Update"</button>
         </div>
         <ErrorLine error=error/>
         <Show when=move || note.get().is_some()>
@@ -96,7 +97,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
         <div id="status">{move || status.get().map(|s| view! {
             <ul class="review">
                 {[("Relay", s.relay.clone()), ("Agent", s.vm.clone())].into_iter().map(|(label, app)| {
-                    let machines = app.machines.iter().map(|m| format!("{} {}", m.id, m.summary())).collect::<Vec<_>>().join("; ");
+                    let machines = app.machines.iter().map(|m| format!("{} {}, {}", m.id, m.summary(), m.image_shown())).collect::<Vec<_>>().join("; ");
                     view! { <li><strong>{label}</strong>{format!(": {}", if app.exists { if machines.is_empty() { "no machine".to_string() } else { machines } } else { "app not found".into() })}</li> }
                 }).collect_view()}
                 <li><strong>"Relay health"</strong>{format!(": {}", match &s.relay_health {
@@ -105,6 +106,9 @@ pub fn Detail(prefix: String) -> impl IntoView {
                     Err(e) => e.clone(),
                 })}</li>
                 {s.shares_org_network().then(|| view! { <li class="warning" id="shared-network">{provision::ops::SHARED_NETWORK}</li> })}
+                {(s.relay.exists || s.vm.exists).then(|| view! {
+                    <li id="version">{s.standing(&config.get_value().images).sentence("tap Update")}</li>
+                })}
             </ul>
         })}</div>
         <h2>"Tear down"</h2>
@@ -143,15 +147,12 @@ async fn perform<T: provision::transport::Transport, C: provision::transport::Cl
         Action::Start => provision::ops::set_vm_running(fly, vm, true)
             .await
             .map(|_| Some("The agent machine is starting.".into())),
-        Action::Update => provision::ops::update(fly, relay, vm, relay_url, images, progress)
-            .await
-            .map(|changed| {
-                Some(if changed.is_empty() {
-                    "Already on the newest images.".into()
-                } else {
-                    format!("Updated: {}", changed.join(", "))
-                })
-            }),
+        // The page only offers its own images, so it never moves a deployment back.
+        Action::Update => {
+            provision::ops::update(fly, relay, vm, relay_url, images, false, progress)
+                .await
+                .map(|changed| Some(provision::version::describe_update(&changed, images)))
+        }
         Action::Teardown => provision::ops::teardown(fly, &[relay, vm], progress)
             .await
             .map(|left| Some(teardown_note(&left))),

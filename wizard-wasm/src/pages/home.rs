@@ -69,6 +69,8 @@ pub fn Home() -> impl IntoView {
         <Show when=move || message.get().is_some()>
             <p class="muted">{move || message.get().unwrap_or_default()}</p>
         </Show>
+        // The version of this page, and of the images it deploys.
+        <p class="muted" id="page-version">{concat!("textslash ", env!("CARGO_PKG_VERSION"))}</p>
     }
 }
 
