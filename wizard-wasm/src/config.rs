@@ -39,8 +39,20 @@ impl Config {
         serde_json::from_str(text).unwrap_or_default()
     }
 
-    /// Fetches `config.json` next to the page.
+    /// `config.json` next to the page: the copy `index.html` started fetching as the page
+    /// opened (`textslashConfig`, so the rest of the page does not wait another round trip
+    /// for it), or a fetch of its own.
     pub async fn load() -> Config {
+        use wasm_bindgen::{JsCast, JsValue};
+        let early = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("textslashConfig"))
+            .ok()
+            .and_then(|started| started.dyn_into::<js_sys::Promise>().ok());
+        if let Some(started) = early {
+            let text = wasm_bindgen_futures::JsFuture::from(started).await;
+            if let Some(text) = text.ok().and_then(|text: JsValue| text.as_string()) {
+                return Config::from_json(&text);
+            }
+        }
         match gloo_net::http::Request::get("config.json").send().await {
             Ok(response) if response.ok() => {
                 Config::from_json(&response.text().await.unwrap_or_default())

@@ -2,6 +2,8 @@
 //! user's own Fly.io account, straight from the browser.
 //!
 //! # Layout
+//! - [`front`]: the page's first part, the home screen alone; the rest ([`App`]) is fetched
+//!   behind it and takes over (`src/main.rs`, `src/bin/rest.rs`).
 //! - [`route`]: hash routing (`#/`, `#/new/<step>`, `#/d/<prefix>`).
 //! - [`config`]: `config.json` beside the page (API base, app URL, images).
 //! - [`browser`]: `provision`'s transport and clock for the browser.
@@ -15,6 +17,7 @@
 pub mod browser;
 pub mod checks;
 pub mod config;
+pub mod front;
 pub mod pages;
 pub mod route;
 pub mod storage;
@@ -35,7 +38,7 @@ pub fn register_service_worker() {
 
 /// Moves focus to the new screen's heading, so keyboard and screen-reader users start each
 /// screen at its top instead of wherever the last screen's button was.
-fn focus_heading() {
+pub fn focus_heading() {
     let heading = document()
         .query_selector("main h1")
         .ok()
@@ -45,26 +48,6 @@ fn focus_heading() {
         // -1: focusable from code, but not a stop when tabbing.
         let _ = heading.set_attribute("tabindex", "-1");
         let _ = heading.focus();
-    }
-}
-
-/// "You are offline" while the browser says so.
-#[component]
-fn OfflineNotice() -> impl IntoView {
-    let online = RwSignal::new(window().navigator().on_line());
-    for (event, value) in [("online", true), ("offline", false)] {
-        let handler = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || online.set(value));
-        let _ = window().add_event_listener_with_callback(
-            event,
-            wasm_bindgen::JsCast::unchecked_ref(handler.as_ref()),
-        );
-        // The page lives as long as its listeners.
-        handler.forget();
-    }
-    view! {
-        <Show when=move || !online.get()>
-            <p class="warning offline" role="status">"You are offline. The page works, but deploying and checking your apps need the network."</p>
-        </Show>
     }
 }
 
@@ -88,7 +71,8 @@ pub fn App() -> impl IntoView {
     // for one fetch, and several KB less wasm.
     let config = RwSignal::new(None::<config::Config>);
     leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
-    provide_context(wizard::Wizard::new());
+    let wizard = wizard::Wizard::new();
+    provide_context(wizard);
     Effect::new(move |previous: Option<Route>| {
         let current = route.get();
         if previous.is_some_and(|previous| previous != current) {
@@ -98,10 +82,8 @@ pub fn App() -> impl IntoView {
         current
     });
     view! {
-        <header class="bar">
-            <a class="brand" href="#/">"textslash"</a>
-        </header>
-        <OfflineNotice/>
+        <front::Header/>
+        <front::OfflineNotice/>
         <ForwardingNotice/>
         <main>
             {move || match config.get() {
@@ -109,7 +91,7 @@ pub fn App() -> impl IntoView {
                 Some(config) => {
                     provide_context(config);
                     match route.get() {
-                        Route::Home => pages::home::Home().into_any(),
+                        Route::Home => view! { <pages::home::Home on_new=Callback::new(move |()| wizard.reset())/> }.into_any(),
                         Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),
                         // 7 was Done's own screen; a bookmark of it lands on the deploy screen.
                         Route::New(_) => pages::deploy::DeployStep().into_any(),

@@ -134,6 +134,7 @@ impl Wizard {
     }
 
     /// Starts a new deployment from scratch (keeps the Fly token).
+    /// ([`forget_draft`] does the same before a `Wizard` exists.)
     pub fn reset(&self) {
         self.draft.set(Draft {
             channel: "telegram".into(),
@@ -328,4 +329,12 @@ fn new_pairing_code() -> String {
 /// The deployments list, as a signal the screens share.
 pub fn remembered() -> Vec<provision::Deployment> {
     storage::deployments(&LocalStorage)
+}
+
+/// Forgets the saved draft and pairing code, so the next [`Wizard::new`] starts a new
+/// deployment from scratch: what [`Wizard::reset`] does, for the page's first part, which has
+/// no wizard yet.
+pub fn forget_draft() {
+    LocalStorage.remove(DRAFT_KEY);
+    SessionStorage.remove(PAIRING_KEY);
 }

@@ -92,7 +92,7 @@ fn key(root: &Path) -> anyhow::Result<String> {
 }
 
 /// FNV-1a, 64-bit: stable across Rust releases (std's hasher is not promised to be).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in parts.iter().flat_map(|part| part.iter()) {
         hash ^= u64::from(*byte);

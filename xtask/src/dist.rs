@@ -1,6 +1,8 @@
-//! The page's release build: trunk into `dist/`, then the Content-Security-Policy completed
-//! from what trunk wrote (the hash of its loader script) and from `config.json` (the origins
-//! the page may call), then a size report.
+//! The page's release build: trunk into `dist/` (the first part, `wizard-wasm/src/main.rs`),
+//! the rest of the page beside it (`src/bin/rest.rs`, through cargo, wasm-bindgen and wasm-opt
+//! as trunk runs them, named in index.html for the first part to fetch), then the
+//! Content-Security-Policy completed from what trunk wrote (the hashes of the inline scripts)
+//! and from `config.json` (the origins the page may call), then a size report.
 
 use crate::cmd;
 use crate::tools;
@@ -22,6 +24,7 @@ pub fn build(root: &Path, config: Option<&serde_json::Value>) -> anyhow::Result<
             .env_remove("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER"),
     )?;
     let dist = root.join("dist");
+    build_rest(root, &dist)?;
     if let Some(config) = config {
         std::fs::write(
             dist.join("config.json"),
@@ -35,6 +38,76 @@ pub fn build(root: &Path, config: Option<&serde_json::Value>) -> anyhow::Result<
     let index = dist.join("index.html");
     let html = std::fs::read_to_string(&index)?;
     std::fs::write(&index, page_csp::complete_csp(&html, &config)?)?;
+    Ok(())
+}
+
+/// The rest of the page: the `rest` binary built for the web as trunk builds the first part
+/// (the same profile, wasm-bindgen `--target=web`, wasm-opt with index.html's parameters),
+/// written to `dist/` under content-hashed names that `index.html` then names in two meta tags.
+fn build_rest(root: &Path, dist: &Path) -> anyhow::Result<()> {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    const PROFILE: &str = "wasm-release";
+    let path = tools::path_with_tools(root);
+    cmd::run(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--offline",
+                "--locked",
+                "-p",
+                "wizard-wasm",
+                "--bin",
+                "rest",
+            ])
+            .args(["--target", TARGET, "--profile", PROFILE])
+            .env_remove("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER"),
+    )?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let staging = target_dir.join("rest-bindgen");
+    let _ = std::fs::remove_dir_all(&staging);
+    cmd::run(
+        Command::new("wasm-bindgen")
+            .args(["--target=web", "--out-name=rest", "--no-typescript"])
+            .arg(format!("--out-dir={}", staging.display()))
+            .arg(target_dir.join(TARGET).join(PROFILE).join("rest.wasm"))
+            .env("PATH", &path),
+    )?;
+    anyhow::ensure!(
+        !staging.join("snippets").exists(),
+        "the rest of the page has wasm-bindgen snippets; copy them into dist/ too"
+    );
+    let html = std::fs::read_to_string(root.join("index.html"))?;
+    let opt_params = html
+        .split("data-wasm-opt-params=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("index.html names no data-wasm-opt-params")?;
+    cmd::run(
+        Command::new("wasm-opt")
+            .arg(format!(
+                "--output={}",
+                staging.join("rest_opt.wasm").display()
+            ))
+            .arg("-Oz")
+            .arg(staging.join("rest_bg.wasm"))
+            .args(opt_params.split_whitespace())
+            .env("PATH", &path),
+    )?;
+    let js = std::fs::read(staging.join("rest.js"))?;
+    let wasm = std::fs::read(staging.join("rest_opt.wasm"))?;
+    let hash = format!("{:016x}", crate::build_cache::fnv1a(&[&js, &wasm]));
+    let (js_name, wasm_name) = (format!("rest-{hash}.js"), format!("rest-{hash}_bg.wasm"));
+    std::fs::write(dist.join(&js_name), js)?;
+    std::fs::write(dist.join(&wasm_name), wasm)?;
+    let index = dist.join("index.html");
+    let page = std::fs::read_to_string(&index)?;
+    let named = format!(
+        "<meta name=\"textslash-rest\" content=\"{js_name}\"><meta name=\"textslash-rest-wasm\" content=\"{wasm_name}\"></head>"
+    );
+    anyhow::ensure!(page.contains("</head>"), "dist/index.html has no </head>");
+    std::fs::write(&index, page.replacen("</head>", &named, 1))?;
     Ok(())
 }
 

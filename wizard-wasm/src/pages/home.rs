@@ -1,14 +1,20 @@
 //! The home screen: the deployments remembered on this device, each with its relay's live
-//! health, plus export and import of that list.
+//! health, plus export and import of that list. It is the whole of the page's first part
+//! ([`crate::front`]), so it needs nothing of the wizard, the deploy or the Fly client.
 
 use crate::storage::{self, LocalStorage};
-use crate::wizard::Wizard;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
+/// `on_new` starts a new deployment (the whole app resets its wizard). In the first part alone,
+/// `rest_loading` is set instead: the tap is kept until the rest of the page has arrived, and
+/// the control says it is loading.
 #[component]
-pub fn Home() -> impl IntoView {
+pub fn Home(
+    #[prop(optional)] on_new: Option<Callback<()>>,
+    #[prop(optional)] rest_loading: Option<RwSignal<bool>>,
+) -> impl IntoView {
     let deployments = RwSignal::new(storage::deployments(&LocalStorage));
     let message = RwSignal::new(None::<String>);
     let export = move |_| {
@@ -52,7 +58,16 @@ pub fn Home() -> impl IntoView {
             deployments.set(storage::deployments(&LocalStorage));
         });
     };
-    let wizard = expect_context::<Wizard>();
+    let waiting = move || rest_loading.is_some_and(|loading| loading.get());
+    let start_new = move |ev: leptos::ev::MouseEvent| match (rest_loading, on_new) {
+        (Some(loading), _) => {
+            ev.prevent_default();
+            crate::wizard::forget_draft();
+            loading.set(true);
+        }
+        (None, Some(on_new)) => on_new.run(()),
+        (None, None) => {}
+    };
     view! {
         <h1>"Your deployments"</h1>
         <Show when=move || deployments.get().is_empty()>
@@ -61,7 +76,10 @@ pub fn Home() -> impl IntoView {
         <ul class="cards" id="deployments">
             {move || deployments.get().into_iter().map(|d| view! { <DeploymentCard deployment=d/> }).collect_view()}
         </ul>
-        <a class="button primary" id="new-deployment" href="#/new/1" on:click=move |_| wizard.reset()>"New deployment"</a>
+        <a class="button primary" id="new-deployment" href="#/new/1" on:click=start_new
+            aria-busy=move || waiting().then_some("true")>
+            {move || if waiting() { "Loading the wizard…" } else { "New deployment" }}
+        </a>
         <div class="actions">
             <button class="button small" id="export" on:click=export>"Export"</button>
             <label class="button small">"Import" <input type="file" accept="application/json,.json" class="hidden" on:change=import/></label>
@@ -79,12 +97,17 @@ fn DeploymentCard(deployment: provision::Deployment) -> impl IntoView {
     let health = RwSignal::new("checking…".to_string());
     let url = format!("{}/health", deployment.relay_url);
     spawn_local(async move {
-        let text = match gloo_net::http::Request::get(&url).send().await {
+        // Plain fetch rather than gloo-net: this screen is the page's first part, kept small.
+        let answer = wasm_bindgen_futures::JsFuture::from(window().fetch_with_str(&url))
+            .await
+            .ok()
+            .and_then(|r| r.dyn_into::<web_sys::Response>().ok());
+        let text = match answer {
             // The relay reports itself only; the agent's state is on the detail screen, read
             // from Fly (asking the relay must never wake the agent).
-            Ok(r) if r.ok() => "relay up".to_string(),
-            Ok(r) => format!("relay answered {}", r.status()),
-            Err(_) => "relay unreachable".into(),
+            Some(r) if r.ok() => "relay up".to_string(),
+            Some(r) => format!("relay answered {}", r.status()),
+            None => "relay unreachable".into(),
         };
         health.set(text);
     });
