@@ -197,7 +197,7 @@ const FIGURES: [&str; 2] = ["screenshots/onboarding.txt", PAGE_LOAD_FIGURES];
 
 /// The end-to-end test that times the page's load; it runs alone, so nothing else competes
 /// for the CPU while it measures.
-const PAGE_LOAD_TEST: &str = "the_page_load_figure_on_a_slow_phone";
+const PAGE_LOAD_TEST: &str = "page_load::the_page_load_figure_on_a_slow_phone";
 
 /// End-to-end tests run side by side. Each has its own sim, page host, chromedriver and
 /// machines (own ports and data folders), and most of its time is spent waiting on them (cold
