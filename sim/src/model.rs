@@ -140,7 +140,9 @@ fn conversation_state(messages: &[Value]) -> (String, usize, String) {
                 .join("\n"),
             _ => String::new(),
         };
-        json!({"is_error": result["is_error"].as_bool().unwrap_or(false), "content": content})
+        // Keys in sorted order: the same text whichever map serde_json is built with (a test
+        // dependency, thirtyfour, turns on its `preserve_order` for the whole test build).
+        json!({"content": content, "is_error": result["is_error"].as_bool().unwrap_or(false)})
             .to_string()
     };
     let mut prompt = String::new();
