@@ -68,6 +68,14 @@ async fn the_page_load_figure_on_a_slow_phone() {
                 json!([]),
             )
             .await;
+        // The tap came before the rest of the page: the control said it was loading.
+        assert_eq!(
+            browser
+                .eval("return window.__loadingShown ?? false", json!([]))
+                .await,
+            json!(true),
+            "New deployment did not show that it was loading"
+        );
         // The step works: the field takes the token.
         browser.type_into("#fly-token", "fo1_probe").await;
         runs.push([
@@ -104,7 +112,8 @@ async fn the_page_load_figure_on_a_slow_phone() {
 
 /// Runs in the page before its own scripts (through DevTools, so the page's CSP does not
 /// apply): notes when the home screen's New deployment control enters the document, taps it
-/// at once, and notes when the wizard's first field is there.
+/// at once, notes that the control then says it is loading, and when the wizard's first
+/// field is there.
 const LOAD_PROBE: &str = r#"
 new MutationObserver((_, observer) => {
   const control = document.getElementById("new-deployment");
@@ -112,11 +121,14 @@ new MutationObserver((_, observer) => {
     window.__homeMs = performance.now();
     control.click();
   }
+  if (control && control.getAttribute("aria-busy") === "true" && control.textContent.includes("Loading")) {
+    window.__loadingShown = true;
+  }
   if (window.__homeMs !== undefined && document.getElementById("fly-token")) {
     window.__wizardMs = performance.now();
     observer.disconnect();
   }
-}).observe(document, { childList: true, subtree: true });
+}).observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
 "#;
 
 /// `name.gz` beside each file, as a CDN would send it to a browser that accepts gzip.
