@@ -307,10 +307,13 @@ async fn status_update_stop_start_and_teardown() {
     let mut spec = h.spec("ops");
     spec.images = versioned("0.1.0");
     let d = deploy(&fly, &spec).await.0.unwrap();
+    let status_now = async || {
+        ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
+            .await
+            .unwrap()
+    };
 
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     assert_eq!(status.relay_health.as_ref().unwrap()["version"], "echo");
     assert!(
         !status.shares_org_network(),
@@ -321,9 +324,7 @@ async fn status_update_stop_start_and_teardown() {
     assert_eq!(status.vm.volumes.len(), 1);
 
     ops::set_vm_running(&fly, &d.vm_app, false).await.unwrap();
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     assert_eq!(status.vm.machines[0].state, "stopped");
     ops::set_vm_running(&fly, &d.vm_app, true).await.unwrap();
 
@@ -337,9 +338,7 @@ async fn status_update_stop_start_and_teardown() {
         .await
         .unwrap();
 
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     let newer = versioned("0.2.0");
     assert_eq!(
         status.standing(&newer).sentence("tap Update"),
@@ -366,9 +365,7 @@ async fn status_update_stop_start_and_teardown() {
         version::describe_update(&changed, &newer),
         "Updated the agent machine from 0.1.0 to 0.2.0 and the relay from 0.1.0 to 0.2.0."
     );
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     assert_eq!(
         status.vm.machines[0].image.as_deref(),
         Some(newer.vm.as_str())
@@ -396,9 +393,7 @@ async fn status_update_stop_start_and_teardown() {
         refused.to_string(),
         "This deployment runs textslash 0.2.0, newer than this one (0.1.0), so an update from here would move it back. Update it from textslash 0.2.0 or newer."
     );
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     assert_eq!(
         status.vm.machines[0].image.as_deref(),
         Some(newer.vm.as_str())
@@ -415,9 +410,7 @@ async fn status_update_stop_start_and_teardown() {
         .unwrap();
     only_the_webhook_is_left(&leftovers);
     assert_eq!(h.dump().await["apps"], serde_json::json!([]));
-    let status = ops::status(&fly, &d.relay_app, &d.vm_app, &d.relay_url)
-        .await
-        .unwrap();
+    let status = status_now().await;
     assert!(!status.relay.exists && !status.vm.exists);
 }
 
