@@ -14,8 +14,8 @@
 mod common;
 
 use common::{
-    Owner, allow_until, claude_bin, discord_user_sends, eventually, machine_action,
-    machine_binaries, telegram_user_sends, vm_state, workspace,
+    Owner, allow_until, claude_bin, discord_user_sends, eventually, eventually_showing,
+    machine_action, machine_binaries, telegram_user_sends, vm_state, workspace,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -12,10 +12,11 @@ use std::process::{Command, Output};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// This machine's Rust target, as far as the packaging needs it (npm's os and cpu).
-fn this_target() -> String {
+/// The target a release builds for this machine (dist-workspace.toml), which install.sh
+/// picks from `uname` and under which this build's binary is packed here.
+fn release_target() -> String {
     let os = match std::env::consts::OS {
-        "linux" => "unknown-linux-gnu",
+        "linux" => "unknown-linux-musl",
         "macos" => "apple-darwin",
         other => panic!("no install test for {other}"),
     };
@@ -28,7 +29,7 @@ fn packed(out: &Path) -> Vec<PathBuf> {
         .args(["run", "--quiet", "-p", "xtask", "--", "npm", "--binary"])
         .arg(format!(
             "{}={}",
-            this_target(),
+            release_target(),
             env!("CARGO_BIN_EXE_textslash")
         ))
         .arg("--out")
@@ -222,25 +223,11 @@ fn release(folder: &Path, version: &str, target: &str, tamper: bool) {
     .unwrap();
 }
 
-/// What the installer picks on this machine (it asks `uname`).
-fn installer_target() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86_64",
-        "aarch64" => "aarch64",
-        other => panic!("no installer test for {other}"),
-    };
-    match std::env::consts::OS {
-        "linux" => format!("{arch}-unknown-linux-musl"),
-        "macos" => format!("{arch}-apple-darwin"),
-        other => panic!("no installer test for {other}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_sh_installs_a_release_it_checked() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("releases");
-    let target = installer_target();
+    let target = release_target();
     release(&folder, VERSION, &target, false);
     release(&folder, "9.9.9", &target, true);
     std::fs::copy(

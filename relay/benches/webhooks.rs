@@ -27,14 +27,6 @@ const CONNECTIONS: usize = 16;
 /// Webhooks of each open-loop round (5 s at 200/s).
 const OPEN_LOOP: usize = 1000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -305,7 +297,7 @@ async fn drain_forward_backlog(http: &reqwest::Client, relay: &Server) -> (u64, 
 /// The relay binary cargo built for this bench (the bench profile: release settings).
 fn start_relay(vm_url: &str) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = sim::testing::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let child = Command::new("taskset")
         .args(["-c", "0"])
@@ -351,7 +343,7 @@ fn start_peer(workspace: &Path, target: &Path) -> Result<Server, String> {
         }
     }
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = sim::testing::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let child = Command::new("taskset")
         .args(["-c", "0", "node", "server.js"])

@@ -560,18 +560,10 @@ async fn a_killed_relay_loses_nothing_and_delivers_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     // Reserve a port for the vm, which is down for now.
-    let vm_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let vm_port = sim::testing::free_port();
     let vm_url = format!("http://127.0.0.1:{vm_port}");
     let data_dir = dir.path().join("relay");
-    let relay_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let relay_port = sim::testing::free_port();
     let spawn = || {
         let mut env = base_env(&sim, &vm_url, &data_dir);
         env.insert("PORT".into(), relay_port.to_string());
@@ -900,11 +892,7 @@ async fn strangers_are_logged_by_a_keyed_hash_never_by_number() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path()).await;
     let (_vm, vm_url) = FakeVm::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sim::testing::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut env = base_env(&sim, &vm_url, &dir.path().join("relay"));
     env.insert("PORT".into(), port.to_string());

@@ -346,7 +346,8 @@ pub fn stop(sim: &Sim, app: &str, id: &str) {
     });
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A port free on loopback now, for a process that binds it itself.
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -9,19 +9,47 @@ use std::time::{Duration, Instant};
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    eventually_showing(
+        what,
+        timeout,
+        Duration::from_millis(25),
+        check,
+        async || String::new(),
+    )
+    .await
+}
+
+/// [`eventually`], asking `every` so often (a browser's page is dearer to ask than a
+/// recorded request), and naming in the failure what was there instead: `describe` runs once,
+/// when the wait has timed out (the page's text, the messages that did arrive).
+pub async fn eventually_showing<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
     mut check: impl AsyncFnMut() -> Option<T>,
+    describe: impl AsyncFnOnce() -> String,
 ) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        if started.elapsed() >= timeout {
+            let seen = describe().await;
+            if seen.is_empty() {
+                panic!("timed out after {timeout:?} waiting for {what}");
+            }
+            panic!("timed out after {timeout:?} waiting for {what}; instead: {seen}");
+        }
+        tokio::time::sleep(every).await;
     }
+}
+
+/// A port free on loopback now, for a process a test starts (it binds it itself).
+pub fn free_port() -> u16 {
+    crate::supervisor::free_port().expect("a free loopback port")
 }
 
 /// A Telegram user taps a button through the sim's control (`POST /sim/telegram/tap` with

@@ -78,11 +78,13 @@ pub struct Machine {
     pub cordoned: bool,
 }
 
-/// The image a machine was given, split as Fly's `ImageRef` splits it while `config.image`
-/// keeps the words given (the Machines API docs' example machine: `"image":
-/// "flyio/fastify-functions"` answered with `"registry": "registry-1.docker.io", "repository":
-/// "flyio/fastify-functions", "tag": "latest"`). The digest is the one the pull resolved;
-/// the sim pulls nothing, so it makes one from the name.
+/// The image a machine was given, split as Fly's `image_ref` splits it while `config.image`
+/// keeps the words given. fly-go reads the split form (`machine_types.go`: `MachineImageRef`
+/// with `registry`, `repository`, `tag`, `digest`, `labels`; `FullImageRef()` joins
+/// `registry/repository:tag@digest`, which flyctl shows); the Machines API docs' example
+/// machine answers `"image": "flyio/fastify-functions"` with `"registry":
+/// "registry-1.docker.io", "repository": "flyio/fastify-functions", "tag": "latest"`. The
+/// digest is the one the pull resolved; the sim pulls nothing, so it makes one from the name.
 fn image_ref(image: &str) -> Value {
     let (named, digest) = match image.split_once('@') {
         Some((named, digest)) => (named, digest.to_string()),

@@ -50,11 +50,7 @@ async fn start_vm(
     data_dir: &std::path::Path,
     env: &[(&str, &std::ffi::OsStr)],
 ) -> (std::process::Child, String, Duration) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sim::testing::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let child = std::process::Command::new(bin.join("vm"))
@@ -349,15 +345,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A port free on loopback now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The owners of the steering bench, one per channel.
 const TELEGRAM_OWNER: i64 = 100;
 const WHATSAPP_OWNER: &str = "whatsapp:+15550000100";
@@ -377,7 +364,7 @@ async fn steering(bin: &std::path::Path, claude: &std::path::Path) {
     )
     .await
     .unwrap();
-    let relay_url = format!("http://127.0.0.1:{}", free_port());
+    let relay_url = format!("http://127.0.0.1:{}", sim::testing::free_port());
     let base_url = std::ffi::OsString::from(format!("{}/anthropic", sim.base_url()));
     let (mut vm, vm_url, _) = start_vm(
         bin,

@@ -38,7 +38,7 @@ pub fn register_service_worker() {
 
 /// Moves focus to the new screen's heading, so keyboard and screen-reader users start each
 /// screen at its top instead of wherever the last screen's button was.
-pub fn focus_heading() {
+fn focus_heading() {
     let heading = document()
         .query_selector("main h1")
         .ok()
@@ -63,6 +63,27 @@ fn ForwardingNotice() -> impl IntoView {
     }
 }
 
+/// Given by the page's first part when it hands the page over ([`front`]) with focus in it:
+/// the id of the control that had it (`-` for one without an id). Once the first screen is
+/// drawn, focus goes back to that control, or to the screen's heading where it is gone.
+#[derive(Clone)]
+pub struct HandedOver {
+    pub focused: String,
+}
+
+/// Focus on the control `id`, or on the screen's heading where there is none.
+fn focus_again(id: &str) {
+    let control = document()
+        .get_element_by_id(id)
+        .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok());
+    match control {
+        Some(control) => {
+            let _ = control.focus();
+        }
+        None => focus_heading(),
+    }
+}
+
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
@@ -71,6 +92,17 @@ pub fn App() -> impl IntoView {
     // for one fetch, and several KB less wasm.
     let config = RwSignal::new(None::<config::Config>);
     leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
+    if let Some(HandedOver { focused }) = use_context::<HandedOver>() {
+        // The screen is drawn once config.json is here; until then there is nothing to focus.
+        Effect::new(move |done: Option<bool>| {
+            if done == Some(true) || config.with(Option::is_none) {
+                return done.unwrap_or(false);
+            }
+            let focused = focused.clone();
+            request_animation_frame(move || focus_again(&focused));
+            true
+        });
+    }
     let wizard = wizard::Wizard::new();
     provide_context(wizard);
     Effect::new(move |previous: Option<Route>| {

@@ -213,15 +213,20 @@ pub fn pack(root: &Path, binaries: &[Binary], out: &Path) -> anyhow::Result<Vec<
 
 /// `npm pack` of one package folder into `out`; the tarball's path.
 fn npm_pack(package: &Path, out: &Path) -> anyhow::Result<PathBuf> {
-    let listing = cmd::output(
-        Command::new("npm")
-            .args(["pack", "--json", "--pack-destination"])
-            .arg(out)
-            .arg(package)
-            .env("npm_config_update_notifier", "false"),
-    )
-    .with_context(|| format!("npm pack {}", package.display()))?;
-    let listing: Value = serde_json::from_str(&listing).context("npm pack --json")?;
+    let packed = Command::new("npm")
+        .args(["pack", "--json", "--pack-destination"])
+        .arg(out)
+        .arg(package)
+        .env("npm_config_update_notifier", "false")
+        .output()
+        .context("running npm (is Node.js installed?)")?;
+    anyhow::ensure!(
+        packed.status.success(),
+        "npm pack {} failed: {}",
+        package.display(),
+        String::from_utf8_lossy(&packed.stderr).trim()
+    );
+    let listing: Value = serde_json::from_slice(&packed.stdout).context("npm pack --json")?;
     let file = listing[0]["filename"]
         .as_str()
         .context("npm pack named no tarball")?;

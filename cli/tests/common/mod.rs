@@ -154,7 +154,7 @@ pub fn textslash_serve(page: &Path, api: &str) -> Served {
 }
 
 #[allow(unused_imports)] // each test file uses its own subset
-pub use sim::testing::eventually;
+pub use sim::testing::{eventually, eventually_showing};
 
 /// `app`'s machines, as the sim's Machines API lists them.
 pub async fn machines(sim: &sim::SimHandle, app: &str) -> Value {

@@ -32,11 +32,7 @@ pub struct Effort {
 
 impl Browser {
     pub async fn start(name: &str) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = sim::testing::free_port();
         let chromedriver = std::process::Command::new(
             std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into()),
         )
@@ -122,25 +118,34 @@ impl Browser {
 
     /// Waits until `css` matches an element that is enabled, and returns it.
     pub async fn find(&self, css: &str) -> WebElement {
-        let started = Instant::now();
-        loop {
-            let ready = self
-                .eval(
-                    "const e = document.querySelector(arguments[0]); return !!e && !e.disabled;",
-                    json!([css]),
-                )
-                .await;
-            if ready == json!(true)
-                && let Ok(element) = self.driver().find(By::Css(css)).await
-            {
-                return element;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let text = self.eval("return document.body.innerText", json!([])).await;
-                panic!("no enabled {css} on the page; it shows: {text}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually_showing(
+            &format!("an enabled {css}"),
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            async || {
+                let ready = self
+                    .eval(
+                        "const e = document.querySelector(arguments[0]); return !!e && !e.disabled;",
+                        json!([css]),
+                    )
+                    .await;
+                if ready != json!(true) {
+                    return None;
+                }
+                self.driver().find(By::Css(css)).await.ok()
+            },
+            async || self.page_text().await,
+        )
+        .await
+    }
+
+    /// What the page shows, as a person reads it.
+    pub async fn page_text(&self) -> String {
+        self.eval("return document.body.innerText", json!([]))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn effort(&self) -> Effort {
@@ -202,23 +207,14 @@ impl Browser {
 
     /// Waits until the page's text contains `needle`; returns the text.
     pub async fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let text = self
-                .eval("return document.body.innerText", json!([]))
-                .await
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "the page never showed {needle:?}; it shows:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_showing(
+            &format!("the page to show {needle:?}"),
+            timeout,
+            Duration::from_millis(100),
+            async || Some(self.page_text().await).filter(|text| text.contains(needle)),
+            async || self.page_text().await,
+        )
+        .await
     }
 
     pub async fn shot(&self, name: &str) {
@@ -251,18 +247,14 @@ impl Browser {
 
     /// Waits until focus is on `expected` (a new screen moves it to its heading once drawn).
     pub async fn wait_for_focus(&self, expected: &str) {
-        let started = Instant::now();
-        loop {
-            let focused = self.focused().await;
-            if focused == expected {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "focus should be on {expected}, it is on {focused}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually_showing(
+            &format!("focus on {expected}"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            async || (self.focused().await == expected).then_some(()),
+            async || format!("focus is on {}", self.focused().await),
+        )
+        .await
     }
 
     /// Presses Tab once per entry of `order`, checking focus lands on each in turn.

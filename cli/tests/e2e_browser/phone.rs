@@ -238,18 +238,22 @@ pub async fn steer_from_the_phone(world: &World, phone: &Phone) {
         // WhatsApp takes no documents: the diff's start comes as text. Under a full test run
         // it can take longer than the other channels' (each message a signed webhook); what
         // had arrived is named if it never does.
-        let started = Instant::now();
-        loop {
-            let texts: Vec<String> = received().into_iter().map(|s| s.text).collect();
-            if let Some(diff) = texts.iter().find(|t| t.lines().any(|line| line == "+ran")) {
-                break diff.clone();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no diff after 60 s; the phone had: {texts:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_showing(
+            "the diff",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            async || {
+                received()
+                    .into_iter()
+                    .find(|s| s.text.lines().any(|line| line == "+ran"))
+                    .map(|s| s.text)
+            },
+            async || {
+                let texts: Vec<String> = received().into_iter().map(|s| s.text).collect();
+                format!("the phone had {texts:#?}")
+            },
+        )
+        .await
     };
     assert!(diff.contains("ran.txt"), "{diff}");
     assert_eq!(diff.lines().filter(|l| *l == "+ran").count(), 1, "{diff}");
