@@ -9,7 +9,7 @@
 //!
 //! One file per world the tests run in (`e2e_browser/`): the browser and what it drives
 //! (`browser`, `wizard`, `phone`), the sim they deploy to (`world`), and the tests, by what
-//! they prove (`channels`, `keyboard`, `offline`, `forwarder`, `page_load`).
+//! they prove (`channels`, `first_part`, `keyboard`, `offline`, `forwarder`, `page_load`).
 
 mod common;
 
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 mod browser;
 #[path = "e2e_browser/channels.rs"]
 mod channels;
+#[path = "e2e_browser/first_part.rs"]
+mod first_part;
 #[path = "e2e_browser/forwarder.rs"]
 mod forwarder;
 #[path = "e2e_browser/keyboard.rs"]

@@ -1,6 +1,7 @@
 //! The page's Content-Security-Policy. Static hosts cannot set headers, so the policy is a
 //! `<meta>` tag in `index.html`, completed after the build from two things: the hash of every
-//! inline script (trunk's loader; no nonce is possible on a static host) and the origins of
+//! inline script and style (the first part of the page is inline; no nonce is possible on a
+//! static host) and the origins of
 //! the endpoints named in `config.json`, so `connect-src` allows exactly what the page calls.
 //!
 //! `cargo xtask dist` writes it at build time; the end-to-end tests use it to serve the built
@@ -20,30 +21,17 @@ pub enum CspError {
     Url(String),
 }
 
-/// Adds to the page's CSP the hash of every inline script (trunk's loader) and the origins
-/// of the endpoints in `config` (API base, app URLs, Telegram and Anthropic APIs).
+/// Adds to the page's CSP the hash of every inline script and style (the page's first part is
+/// carried inline: see `xtask/src/dist.rs`) and the origins of the endpoints in `config` (API
+/// base, app URLs, Telegram and Anthropic APIs). Data blocks (`<script type="application/…">`)
+/// are not run, so not hashed.
 pub fn complete_csp(html: &str, config: &serde_json::Value) -> Result<String, CspError> {
-    let mut hashes = Vec::new();
-    let mut rest = html;
-    while let Some(start) = rest.find("<script") {
-        let after_tag = &rest[start..];
-        let open_end = after_tag
-            .find('>')
-            .ok_or(CspError::Html("an unclosed <script> tag"))?
-            + 1;
-        let close = after_tag
-            .find("</script>")
-            .ok_or(CspError::Html("a <script> without </script>"))?;
-        let body = &after_tag[open_end..close];
-        if !after_tag[..open_end].contains(" src=") {
-            let digest = Sha256::digest(body.as_bytes());
-            hashes.push(format!(
-                "'sha256-{}'",
-                base64::engine::general_purpose::STANDARD.encode(digest)
-            ));
-        }
-        rest = &after_tag[close..];
-    }
+    let script_hashes = inline_hashes(html, "script", |open_tag| {
+        // Scripts the browser runs: not loaded from a file, not a data block.
+        !open_tag.contains(" src=")
+            && ["", "module", "text/javascript"].contains(&attribute(open_tag, "type"))
+    })?;
+    let style_hashes = inline_hashes(html, "style", |_| true)?;
     let mut origins = Vec::new();
     for key in ENDPOINT_KEYS {
         if let Some(url) = config.get(key).and_then(|v| v.as_str()) {
@@ -69,9 +57,11 @@ pub fn complete_csp(html: &str, config: &serde_json::Value) -> Result<String, Cs
         .map(|directive| {
             let name = directive.split_whitespace().next().unwrap_or_default();
             match name {
-                "script-src" => {
-                    format!("script-src 'self' 'wasm-unsafe-eval' {}", hashes.join(" "))
-                }
+                "script-src" => format!(
+                    "script-src 'self' 'wasm-unsafe-eval' {}",
+                    script_hashes.join(" ")
+                ),
+                "style-src" => format!("style-src 'self' {}", style_hashes.join(" ")),
                 "connect-src" => format!("connect-src 'self' {}", origins.join(" ")),
                 _ => directive.to_string(),
             }
@@ -83,6 +73,42 @@ pub fn complete_csp(html: &str, config: &serde_json::Value) -> Result<String, Cs
         directives.join("; ").trim(),
         &html[content_end..]
     ))
+}
+
+/// The CSP hash of the body of every `<tag>` element whose opening tag `counts`.
+fn inline_hashes(
+    html: &str,
+    tag: &str,
+    counts: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, CspError> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find(&open) {
+        let element = &rest[start..];
+        let open_end = element.find('>').ok_or(CspError::Html("an unclosed tag"))? + 1;
+        let close_at = element
+            .find(&close)
+            .ok_or(CspError::Html("an element without its closing tag"))?;
+        if counts(&element[..open_end]) {
+            let digest = Sha256::digest(&element.as_bytes()[open_end..close_at]);
+            hashes.push(format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+        rest = &element[close_at..];
+    }
+    Ok(hashes)
+}
+
+/// The value of `name="…"` in an opening tag; empty when it has none.
+fn attribute<'t>(open_tag: &'t str, name: &str) -> &'t str {
+    open_tag
+        .split(&format!(" {name}=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
 }
 
 /// `https://x.fly.dev/path` → `https://x.fly.dev`; keeps a `*.` host wildcard.
@@ -120,5 +146,28 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("default-src 'self'"));
+    }
+
+    #[test]
+    fn inline_styles_are_hashed_and_data_blocks_are_not() {
+        let html = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self'; style-src 'self'"><style>main{margin:0}</style><script type="application/gzip">H4sIAAAA</script><script type="module">start()</script>"#;
+        let out = complete_csp(html, &serde_json::json!({})).unwrap();
+        let directive = |name: &str| {
+            out.split(';')
+                .map(str::trim)
+                .find(|d| d.starts_with(name))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            directive("script-src").matches("'sha256-").count(),
+            1,
+            "only the module script: {out}"
+        );
+        assert_eq!(
+            directive("style-src").matches("'sha256-").count(),
+            1,
+            "the inline style: {out}"
+        );
     }
 }

@@ -36,6 +36,18 @@ pub fn register_service_worker() {
     }
 }
 
+/// On every move to another screen (not the first), focus goes to its heading.
+fn focus_heading_on_new_screen(route: ReadSignal<Route>) {
+    Effect::new(move |previous: Option<Route>| {
+        let current = route.get();
+        if previous.is_some_and(|previous| previous != current) {
+            // After the new screen is in the DOM.
+            request_animation_frame(focus_heading);
+        }
+        current
+    });
+}
+
 /// Moves focus to the new screen's heading, so keyboard and screen-reader users start each
 /// screen at its top instead of wherever the last screen's button was.
 fn focus_heading() {
@@ -63,14 +75,6 @@ fn ForwardingNotice() -> impl IntoView {
     }
 }
 
-/// Given by the page's first part when it hands the page over ([`front`]) with focus in it:
-/// the id of the control that had it (`-` for one without an id). Once the first screen is
-/// drawn, focus goes back to that control, or to the screen's heading where it is gone.
-#[derive(Clone)]
-pub struct HandedOver {
-    pub focused: String,
-}
-
 /// Focus on the control `id`, or on the screen's heading where there is none.
 fn focus_again(id: &str) {
     let control = document()
@@ -92,7 +96,13 @@ pub fn App() -> impl IntoView {
     // for one fetch, and several KB less wasm.
     let config = RwSignal::new(None::<config::Config>);
     leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
-    if let Some(HandedOver { focused }) = use_context::<HandedOver>() {
+    // Handed over by the page's first part with focus in it: once the first screen is drawn,
+    // focus goes back to the control of the same id, or to the screen's heading where it is
+    // gone.
+    if let Some(focused) =
+        front::take_handed_over(|handover| Some(std::mem::take(&mut handover.focused)))
+            .filter(|focused| !focused.is_empty())
+    {
         // The screen is drawn once config.json is here; until then there is nothing to focus.
         Effect::new(move |done: Option<bool>| {
             if done == Some(true) || config.with(Option::is_none) {
@@ -105,14 +115,7 @@ pub fn App() -> impl IntoView {
     }
     let wizard = wizard::Wizard::new();
     provide_context(wizard);
-    Effect::new(move |previous: Option<Route>| {
-        let current = route.get();
-        if previous.is_some_and(|previous| previous != current) {
-            // After the new screen is in the DOM.
-            request_animation_frame(focus_heading);
-        }
-        current
-    });
+    focus_heading_on_new_screen(route);
     view! {
         <front::Header/>
         <front::OfflineNotice/>
@@ -123,7 +126,10 @@ pub fn App() -> impl IntoView {
                 Some(config) => {
                     provide_context(config);
                     match route.get() {
-                        Route::Home => view! { <pages::home::Home on_new=Callback::new(move |()| wizard.reset())/> }.into_any(),
+                        Route::Home => view! {
+                            <pages::home::Home on_new=Callback::new(move |()| wizard.reset())
+                                on_import=Callback::new(|text: String| Some(storage::import(&storage::LocalStorage, &text)))/>
+                        }.into_any(),
                         Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),
                         // 7 was Done's own screen; a bookmark of it lands on the deploy screen.
                         Route::New(_) => pages::deploy::DeployStep().into_any(),

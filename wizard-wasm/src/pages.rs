@@ -4,3 +4,4 @@ pub mod deploy;
 pub mod detail;
 pub mod home;
 pub mod new;
+pub mod token;

@@ -1,5 +1,6 @@
 //! Small pieces the screens share: a labelled field, a copy button, the step header.
 
+use crate::route::{Route, navigate};
 use leptos::prelude::*;
 
 /// A labelled text input bound to `value`. `secret` hides what is typed, with a Show button
@@ -75,5 +76,35 @@ pub fn ErrorLine(error: RwSignal<Option<String>>) -> impl IntoView {
         <Show when=move || error.get().is_some()>
             <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
         </Show>
+    }
+}
+
+/// Moves on to the step after `step`.
+pub fn next(step: u8) {
+    navigate(&Route::New(step + 1));
+}
+
+/// Runs `forget` whenever `value` changes after the screen was drawn: a check's result
+/// belongs to the value that was checked (Next runs the check again for a new one).
+pub fn forget_when_changed(value: RwSignal<String>, forget: impl Fn() + 'static) {
+    Effect::new(move |previous: Option<String>| {
+        let now = value.get();
+        if previous.is_some_and(|p| p != now) {
+            forget();
+        }
+        now
+    });
+}
+
+/// Back and Next; Next runs `check` and moves on only if it says yes.
+#[component]
+pub fn Nav(step: u8, #[prop(into)] ready: Signal<bool>, on_next: Callback<()>) -> impl IntoView {
+    view! {
+        <div class="nav">
+            <a class="button" id="back" href=if step == 1 { "#/".to_string() } else { format!("#/new/{}", step - 1) }>"Back"</a>
+            <button class="button primary" id="next" disabled=move || !ready.get() on:click=move |_| on_next.run(())>
+                "Next"
+            </button>
+        </div>
     }
 }

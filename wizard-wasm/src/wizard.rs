@@ -3,9 +3,8 @@
 //! so a reload (even mid-deploy) comes back to where the user was.
 
 use crate::config::Config;
-use crate::storage::{
-    self, DRAFT_KEY, KeyValue, LocalStorage, PAIRING_KEY, SessionStorage, TOKEN_KEY,
-};
+use crate::pages::token::FlyToken;
+use crate::storage::{self, DRAFT_KEY, KeyValue, LocalStorage, PAIRING_KEY, SessionStorage};
 use leptos::prelude::*;
 use provision::fly::Guest;
 use provision::spec::{self, Secret, normalise_phone};
@@ -56,16 +55,14 @@ pub struct Draft {
 #[derive(Clone, Copy)]
 pub struct Wizard {
     pub draft: RwSignal<Draft>,
-    pub fly_token: RwSignal<String>,
-    pub remember_token: RwSignal<bool>,
+    pub fly: FlyToken,
     pub telegram_token: RwSignal<String>,
     pub twilio_sid: RwSignal<String>,
     pub twilio_token: RwSignal<String>,
     pub discord_token: RwSignal<String>,
     pub anthropic_key: RwSignal<String>,
     pub github_token: RwSignal<String>,
-    /// Results of the checks: the org, the bot's name, whether the key works.
-    pub org: RwSignal<Option<String>>,
+    /// Results of the checks: the bot's name, whether the key works (the org is in `fly`).
     pub bot_name: RwSignal<Option<String>>,
     pub key_checked: RwSignal<bool>,
     /// A deploy is running in this tab.
@@ -97,18 +94,20 @@ impl Wizard {
                 SessionStorage.set(PAIRING_KEY, &code);
                 code
             });
-        let remembered = LocalStorage.get(TOKEN_KEY);
+        let fly = FlyToken::remembered();
+        // Typed in the page's first part, before this part had arrived.
+        if let Some(token) = crate::front::take_handed_over(|handover| handover.fly_token.take()) {
+            fly.token.set(token);
+        }
         let wizard = Wizard {
             draft: RwSignal::new(draft),
-            remember_token: RwSignal::new(remembered.is_some()),
-            fly_token: RwSignal::new(remembered.unwrap_or_default()),
+            fly,
             telegram_token: RwSignal::new(String::new()),
             twilio_sid: RwSignal::new(String::new()),
             twilio_token: RwSignal::new(String::new()),
             discord_token: RwSignal::new(String::new()),
             anthropic_key: RwSignal::new(String::new()),
             github_token: RwSignal::new(String::new()),
-            org: RwSignal::new(None),
             bot_name: RwSignal::new(None),
             key_checked: RwSignal::new(false),
             deploying: RwSignal::new(false),
@@ -122,15 +121,6 @@ impl Wizard {
             SessionStorage.set(PAIRING_KEY, &draft.pairing_code);
         });
         wizard
-    }
-
-    /// Stores or forgets the Fly token on this device, as the user chose.
-    pub fn apply_token_choice(&self) {
-        if self.remember_token.get_untracked() {
-            LocalStorage.set(TOKEN_KEY, self.fly_token.get_untracked().trim());
-        } else {
-            LocalStorage.remove(TOKEN_KEY);
-        }
     }
 
     /// Starts a new deployment from scratch (keeps the Fly token).
@@ -264,7 +254,7 @@ impl Wizard {
             self.channel(&draft),
             Secret::new(self.anthropic_key.get_untracked()),
         );
-        spec.org = self.org.get_untracked();
+        spec.org = self.fly.org.get_untracked();
         spec.allowed_senders = Self::allowed_senders(&draft);
         // An owner given by id needs no pairing: a code nobody uses would only be a way in.
         spec.pairing = spec.allowed_senders.is_empty().then(|| spec::Pairing {

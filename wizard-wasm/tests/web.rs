@@ -157,3 +157,76 @@ fn the_pairing_code_never_lands_in_local_storage() {
         );
     });
 }
+
+/// The home screen reads the list with the browser's JSON parser, not serde_json: it must see
+/// what `remember` (serde) wrote, and the export must import back as the same deployments.
+#[wasm_bindgen_test]
+fn the_home_list_and_the_export_read_what_remember_wrote() {
+    LocalStorage.remove(DEPLOYMENTS_KEY);
+    assert!(storage::bookmarks(&LocalStorage).is_empty());
+    assert_eq!(storage::export(&LocalStorage), "[]");
+    let deployment = |prefix: &str, region: &str| provision::Deployment {
+        prefix: prefix.into(),
+        region: region.into(),
+        relay_app: format!("{prefix}-relay"),
+        vm_app: format!("{prefix}-vm"),
+        relay_url: format!("https://{prefix}-relay.fly.dev"),
+        ..Default::default()
+    };
+    storage::remember(&LocalStorage, &deployment("older", "ams"));
+    storage::remember(&LocalStorage, &deployment("newer", "fra"));
+    assert_eq!(
+        storage::bookmarks(&LocalStorage),
+        [
+            storage::Bookmark {
+                prefix: "newer".into(),
+                region: "fra".into(),
+                relay_url: "https://newer-relay.fly.dev".into(),
+            },
+            storage::Bookmark {
+                prefix: "older".into(),
+                region: "ams".into(),
+                relay_url: "https://older-relay.fly.dev".into(),
+            },
+        ]
+    );
+    let exported = storage::export(&LocalStorage);
+    assert!(exported.contains("\n  {"), "indented: {exported}");
+    let elsewhere = storage::MemoryStore::default();
+    assert_eq!(storage::import(&elsewhere, &exported), Ok(2));
+    assert_eq!(
+        storage::deployments(&elsewhere),
+        storage::deployments(&LocalStorage)
+    );
+    // Whatever else is stored there lists nothing, and exports an empty list.
+    for stored in ["{", "{}", "[1, null, {\"region\": \"ams\"}]"] {
+        LocalStorage.set(DEPLOYMENTS_KEY, stored);
+        assert!(storage::bookmarks(&LocalStorage).is_empty(), "{stored}");
+    }
+    LocalStorage.set(DEPLOYMENTS_KEY, "{");
+    assert_eq!(storage::export(&LocalStorage), "[]");
+    LocalStorage.remove(DEPLOYMENTS_KEY);
+}
+
+/// What the page's first part hands the rest crosses as one JavaScript object.
+#[wasm_bindgen_test]
+fn a_handover_reads_back_as_it_was_written() {
+    use wizard_wasm::front::Handover;
+    let full = Handover {
+        focused: "next".into(),
+        fly_token: Some("FlyV1 typed".into()),
+        check_token: Some(true),
+        import: Some("[]".into()),
+    };
+    assert_eq!(Handover::from_js(&full.to_js()), full);
+    let bare = Handover::default();
+    assert_eq!(Handover::from_js(&bare.to_js()), bare);
+    // Anything else (nothing, or the wrong types) hands over nothing.
+    assert_eq!(
+        Handover::from_js(&wasm_bindgen::JsValue::NULL),
+        Handover::default()
+    );
+    let odd =
+        js_sys::JSON::parse(r#"{"focused": 3, "fly_token": false, "check_token": "yes"}"#).unwrap();
+    assert_eq!(Handover::from_js(&odd), Handover::default());
+}

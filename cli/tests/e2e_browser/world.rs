@@ -14,6 +14,9 @@ pub enum Host {
     Forwarding,
     /// A static host, with the sim's API refusing browsers: the page can only say where to go.
     StaticRefused,
+    /// A static host that holds back the rest of the page (`rest-*` files) until
+    /// [`World::release_rest`]: the page's first part alone, as on a slow link.
+    RestHeld,
 }
 
 /// The sim (Fly, channels) on `127.0.0.1:A` and the built page on `localhost:B`, with a
@@ -24,6 +27,8 @@ pub struct World {
     pub page: String,
     pub _page_host: PageHost,
     pub _page_dir: tempfile::TempDir,
+    /// Open (`true`) unless the host is [`Host::RestHeld`].
+    rest_gate: tokio::sync::watch::Sender<bool>,
 }
 
 /// Dropping it stops the page's server.
@@ -64,15 +69,16 @@ impl World {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let static_origin = format!("http://localhost:{}", listener.local_addr().unwrap().port());
         config.cors = match host {
-            Host::Static => sim::Cors::Only(vec![static_origin.clone()]),
+            Host::Static | Host::RestHeld => sim::Cors::Only(vec![static_origin.clone()]),
             Host::Forwarding | Host::StaticRefused => sim::Cors::Refuse,
         };
         let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let page_dir = page_for(sim.base_url());
+        let (rest_gate, rest_open) = tokio::sync::watch::channel(host != Host::RestHeld);
         let (page, page_host) = match host {
-            Host::Static | Host::StaticRefused => {
+            Host::Static | Host::StaticRefused | Host::RestHeld => {
                 drop(listener);
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let listener = tokio::net::TcpListener::bind(
@@ -81,8 +87,19 @@ impl World {
                 .await
                 .unwrap();
                 let files = tower_http::services::ServeDir::new(page_dir.path());
+                let hold_rest = axum::middleware::from_fn(
+                    move |request: axum::extract::Request, next: axum::middleware::Next| {
+                        let mut rest_open = rest_open.clone();
+                        async move {
+                            if request.uri().path().starts_with("/rest-") {
+                                let _ = rest_open.wait_for(|open| *open).await;
+                            }
+                            next.run(request).await
+                        }
+                    },
+                );
                 tokio::spawn(async move {
-                    let app = axum::Router::new().fallback_service(files);
+                    let app = axum::Router::new().fallback_service(files).layer(hold_rest);
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = rx.await;
@@ -104,7 +121,13 @@ impl World {
             page,
             _page_host: page_host,
             _page_dir: page_dir,
+            rest_gate,
         }
+    }
+
+    /// Lets the rest of the page through ([`Host::RestHeld`]).
+    pub fn release_rest(&self) {
+        self.rest_gate.send_replace(true);
     }
 }
 

@@ -1,22 +1,21 @@
 //! The rest of the page: the whole app (the wizard, deploy, the detail screen, teardown and
 //! the Fly client). `cargo xtask dist` builds it beside the first part (`src/main.rs`), which
-//! fetches it once the home screen is up and calls [`take_over`].
+//! fetches it once its first screen is up and calls [`take_over`].
 
-use wasm_bindgen::prelude::wasm_bindgen;
+use leptos::prelude::{StoredValue, provide_context};
+use wasm_bindgen::{JsValue, prelude::wasm_bindgen};
+use wizard_wasm::front::{HandedOver, Handover};
 
 fn main() {}
 
-/// Mounts the whole app, at the current route; the first part has unmounted itself.
-/// `focused` is the id of the element that had focus there (`-` for one without an id, empty
-/// for none): see [`wizard_wasm::HandedOver`].
+/// Mounts the whole app, at the current route; the first part has unmounted itself and hands
+/// over what the user did there ([`Handover`]: the token typed, a check or an import that
+/// waited, where the focus was).
 #[wasm_bindgen]
-pub fn take_over(focused: String) {
+pub fn take_over(handover: JsValue) {
+    let handover = Handover::from_js(&handover);
     leptos::mount::mount_to_body(move || {
-        if !focused.is_empty() {
-            leptos::prelude::provide_context(wizard_wasm::HandedOver {
-                focused: focused.clone(),
-            });
-        }
+        provide_context(HandedOver(StoredValue::new(handover.clone())));
         wizard_wasm::App()
     });
 }

@@ -34,7 +34,7 @@ pub fn start_deploy(wizard: Wizard, config: Config) {
         .draft
         .update(|d| d.deploy_started_ms = Some(js_sys::Date::now() as u64));
     spawn_local(async move {
-        let fly = fly_client(&config, &wizard.fly_token.get_untracked());
+        let fly = fly_client(&config, &wizard.fly.token.get_untracked());
         let progress = move |event: &Event| wizard.draft.update(|d| d.events.push(event.clone()));
         match provision::plan::deploy(&fly, &spec, &progress).await {
             Ok(deployment) => {
@@ -79,7 +79,7 @@ pub fn DeployStep() -> impl IntoView {
     let torn_down = RwSignal::new(None::<String>);
     let teardown = move |_| {
         let draft = wizard.draft.get_untracked();
-        let fly = fly_client(&config.get_value(), &wizard.fly_token.get_untracked());
+        let fly = fly_client(&config.get_value(), &wizard.fly.token.get_untracked());
         wizard.deploying.set(true);
         spawn_local(async move {
             let apps = [

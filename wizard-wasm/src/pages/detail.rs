@@ -35,7 +35,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
         move |action: Action| {
             let deployment = stored.get_value();
             let config = config.get_value();
-            let token = wizard.fly_token.get_untracked();
+            let token = wizard.fly.token.get_untracked();
             if token.trim().is_empty() {
                 error.set(Some("Enter your Fly token first.".into()));
                 return;
@@ -72,7 +72,7 @@ pub fn Detail(prefix: String) -> impl IntoView {
             });
         }
     };
-    if !wizard.fly_token.get_untracked().trim().is_empty() {
+    if !wizard.fly.token.get_untracked().trim().is_empty() {
         act(Action::Refresh);
     }
     let title = deployment.prefix.clone();
@@ -81,8 +81,8 @@ pub fn Detail(prefix: String) -> impl IntoView {
         <h1>{title}</h1>
         <p class="muted">{format!("{} · {} and {}", deployment.region, deployment.relay_app, deployment.vm_app)}</p>
         {(!deployment.webhook_url.is_empty()).then(|| view! { <p>"Webhook URL: " <code>{deployment.webhook_url.clone()}</code></p> })}
-        <Show when=move || wizard.fly_token.get().trim().is_empty()>
-            <Field label="Fly token (to manage this deployment)" value=wizard.fly_token secret=true id="detail-token"/>
+        <Show when=move || wizard.fly.token.get().trim().is_empty()>
+            <Field label="Fly token (to manage this deployment)" value=wizard.fly.token secret=true id="detail-token"/>
         </Show>
         <div class="actions">
             <button class="button" id="refresh" disabled=move || busy.get() on:click=move |_| act(Action::Refresh)>"Check status"</button>

@@ -1,22 +1,35 @@
 //! The home screen: the deployments remembered on this device, each with its relay's live
-//! health, plus export and import of that list. It is the whole of the page's first part
-//! ([`crate::front`]), so it needs nothing of the wizard, the deploy or the Fly client.
+//! health, plus export and import of that list. It is in the page's first part
+//! ([`crate::front`]), so it needs nothing of the wizard, the deploy, the Fly client or
+//! serde_json: what starts a deployment and what imports a file are given to it.
 
 use crate::storage::{self, LocalStorage};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
-/// `on_new` starts a new deployment (the whole app resets its wizard). In the first part alone,
-/// `rest_loading` is set instead: the tap is kept until the rest of the page has arrived, and
-/// the control says it is loading.
+/// `on_new` starts a new deployment (forgets the last draft) as New deployment opens the
+/// wizard. `on_import` merges an export file's text in and says how many deployments it held,
+/// or keeps it (`None`) for the rest of the page, which imports it once it has taken over.
 #[component]
 pub fn Home(
-    #[prop(optional)] on_new: Option<Callback<()>>,
-    #[prop(optional)] rest_loading: Option<RwSignal<bool>>,
+    on_new: Callback<()>,
+    on_import: Callback<String, Option<Result<usize, String>>>,
 ) -> impl IntoView {
-    let deployments = RwSignal::new(storage::deployments(&LocalStorage));
+    let deployments = RwSignal::new(storage::bookmarks(&LocalStorage));
     let message = RwSignal::new(None::<String>);
+    let import_text = move |text: String| {
+        message.set(Some(match on_import.run(text) {
+            Some(Ok(n)) => format!("Imported {n} deployment(s)."),
+            Some(Err(e)) => e,
+            None => "Importing once the page has loaded…".into(),
+        }));
+        deployments.set(storage::bookmarks(&LocalStorage));
+    };
+    // A file chosen in the page's first part, before the rest had arrived.
+    if let Some(text) = crate::front::take_handed_over(|handover| handover.import.take()) {
+        import_text(text);
+    }
     let export = move |_| {
         let text = storage::export(&LocalStorage);
         let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(&text));
@@ -51,22 +64,8 @@ pub fn Home(
                 .ok()
                 .and_then(|v| v.as_string())
                 .unwrap_or_default();
-            match storage::import(&LocalStorage, &text) {
-                Ok(n) => message.set(Some(format!("Imported {n} deployment(s)."))),
-                Err(e) => message.set(Some(e)),
-            }
-            deployments.set(storage::deployments(&LocalStorage));
+            import_text(text);
         });
-    };
-    let waiting = move || rest_loading.is_some_and(|loading| loading.get());
-    let start_new = move |ev: leptos::ev::MouseEvent| match (rest_loading, on_new) {
-        (Some(loading), _) => {
-            ev.prevent_default();
-            crate::wizard::forget_draft();
-            loading.set(true);
-        }
-        (None, Some(on_new)) => on_new.run(()),
-        (None, None) => {}
     };
     view! {
         <h1>"Your deployments"</h1>
@@ -76,10 +75,7 @@ pub fn Home(
         <ul class="cards" id="deployments">
             {move || deployments.get().into_iter().map(|d| view! { <DeploymentCard deployment=d/> }).collect_view()}
         </ul>
-        <a class="button primary" id="new-deployment" href="#/new/1" on:click=start_new
-            aria-busy=move || waiting().then_some("true")>
-            {move || if waiting() { "Loading the wizard…" } else { "New deployment" }}
-        </a>
+        <a class="button primary" id="new-deployment" href="#/new/1" on:click=move |_| on_new.run(())>"New deployment"</a>
         <div class="actions">
             <button class="button small" id="export" on:click=export>"Export"</button>
             <label class="button small">"Import" <input type="file" accept="application/json,.json" class="hidden" on:change=import/></label>
@@ -93,7 +89,7 @@ pub fn Home(
 }
 
 #[component]
-fn DeploymentCard(deployment: provision::Deployment) -> impl IntoView {
+fn DeploymentCard(deployment: storage::Bookmark) -> impl IntoView {
     let health = RwSignal::new("checking…".to_string());
     let url = format!("{}/health", deployment.relay_url);
     spawn_local(async move {

@@ -4,8 +4,9 @@
 use crate::browser::fly_client;
 use crate::checks;
 use crate::config::Config;
+use crate::pages::token::{TokenCheck, TokenForm};
 use crate::route::{Route, navigate};
-use crate::ui::{CopyButton, ErrorLine, Field, StepHeader};
+use crate::ui::{ErrorLine, Field, Nav, StepHeader, forget_when_changed, next};
 use crate::wizard::Wizard;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -23,127 +24,44 @@ pub fn NewStep(step: u8) -> impl IntoView {
     }
 }
 
-fn next(step: u8) {
-    navigate(&Route::New(step + 1));
-}
-
-/// Runs `forget` whenever `value` changes after the screen was drawn: a check's result
-/// belongs to the value that was checked (Next runs the check again for a new one).
-fn forget_when_changed(value: RwSignal<String>, forget: impl Fn() + 'static) {
-    Effect::new(move |previous: Option<String>| {
-        let now = value.get();
-        if previous.is_some_and(|p| p != now) {
-            forget();
-        }
-        now
-    });
-}
-
-/// Back and Next; Next runs `check` and moves on only if it says yes.
-#[component]
-fn Nav(step: u8, #[prop(into)] ready: Signal<bool>, on_next: Callback<()>) -> impl IntoView {
-    view! {
-        <div class="nav">
-            <a class="button" id="back" href=if step == 1 { "#/".to_string() } else { format!("#/new/{}", step - 1) }>"Back"</a>
-            <button class="button primary" id="next" disabled=move || !ready.get() on:click=move |_| on_next.run(())>
-                "Next"
-            </button>
-        </div>
-    }
-}
-
+/// Step 1 in the whole app: the token is checked with Fly.
 #[component]
 fn TokenStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
     let config = StoredValue::new(expect_context::<Config>());
-    let error = RwSignal::new(None::<String>);
-    let checking = RwSignal::new(false);
-    let personal = RwSignal::new(false);
-    let note = RwSignal::new(None::<&'static str>);
-    forget_when_changed(wizard.fly_token, move || wizard.org.set(None));
-    let forwarding = crate::browser::forwarding();
-    let location = window().location();
-    let host = location.host().unwrap_or_default();
-    let shared_origin =
-        crate::storage::origin_is_shared(&host, &location.pathname().unwrap_or_default());
-    let shared_warning = StoredValue::new(format!(
-        "Other pages at {host} can read what this page stores, a remembered token included. Do not remember it here unless you trust every page there, or host this page at an address of its own."
-    ));
-    let command = Signal::derive(|| "fly tokens create org --expiry 720h".to_string());
-    // Check runs on its own button or on Next (which moves on when it passes): one tap less.
-    let check = move |and_next: bool| {
-        let token = wizard.fly_token.get_untracked();
-        if token.trim().is_empty() {
-            error.set(Some("Paste your Fly token first.".into()));
-            return;
-        }
-        checking.set(true);
-        error.set(None);
+    let fly = wizard.fly;
+    let state = TokenCheck::new();
+    let check = Callback::new(move |and_next: bool| {
+        let token = fly.token.get_untracked();
+        state.checking.set(true);
         let api = config.get_value();
         spawn_local(async move {
             match provision::token::check(&fly_client(&api, &token)).await {
                 Ok(checked) => {
                     let org = checked.org.unwrap_or_else(|| "personal".into());
-                    personal.set(checked.kind == provision::fly::TokenKind::Personal);
-                    note.set(checked.note);
-                    wizard.org.set(Some(org));
-                    wizard.apply_token_choice();
+                    state
+                        .personal
+                        .set(checked.kind == provision::fly::TokenKind::Personal);
+                    state.note.set(checked.note);
+                    fly.org.set(Some(org));
+                    fly.apply_choice();
                     if and_next {
                         next(1);
                     }
                 }
                 Err(e) => {
-                    wizard.org.set(None);
-                    error.set(Some(e.to_string()));
+                    fly.org.set(None);
+                    state.error.set(Some(e.to_string()));
                 }
             }
-            checking.set(false);
+            state.checking.set(false);
         });
-    };
-    view! {
-        <StepHeader step=1 title="Your Fly.io token"/>
-        <p>"textslash runs on your own Fly.io account. It needs a token that may create apps in one organization:"</p>
-        <ol class="howto">
-            <li>"Sign in to Fly.io and open your organization's " <a href="https://fly.io/dashboard/personal/tokens" id="fly-tokens" rel="noopener noreferrer" target="_blank">"Tokens page"</a> " (Dashboard → your organization → Tokens)."</li>
-            <li>"Create an " <strong>"org token"</strong> ", not a deploy token: a deploy token manages one app, and textslash makes two. An expiry of 30 days is plenty; make a new one whenever you need it."</li>
-            <li>"Copy the whole value (it starts with FlyV1) and paste it here."</li>
-        </ol>
-        <details>
-            <summary>"At a computer with flyctl?"</summary>
-            <p class="command"><code>"fly tokens create org --expiry 720h"</code> <CopyButton text=command id="copy-command"/></p>
-        </details>
-        <p class="muted">{move || if forwarding.get() {
-            "The token goes from this page to Fly's API through the server this page came from, which passes it on without keeping it. It is sent nowhere else."
-        } else {
-            "The token goes from this page straight to Fly's API. It is never sent anywhere else."
-        }}</p>
-        <Field label="Fly token" value=wizard.fly_token secret=true id="fly-token" placeholder="FlyV1 fm2_…"/>
-        <label class="check">
-            <input type="checkbox" id="remember-token" bind:checked=wizard.remember_token on:change=move |_| wizard.apply_token_choice()/>
-            " Remember my Fly token on this device"
-        </label>
-        <Show when=move || wizard.remember_token.get()>
-            <p class="warning">"Anyone who can use this browser can then manage your Fly apps. Untick to remove it."</p>
-            <Show when=move || shared_origin>
-                <p class="warning" id="shared-origin">{move || shared_warning.get_value()}</p>
-            </Show>
-        </Show>
-        <button class="button" id="check-token" on:click=move |_| check(false) disabled=move || checking.get()>
-            {move || if checking.get() { "Checking…" } else { "Check token" }}
-        </button>
-        <Show when=move || wizard.org.get().is_some()>
-            <p class="ok" id="token-ok">{move || format!("✓ Token works for the org “{}”.", wizard.org.get().unwrap_or_default())}</p>
-        </Show>
-        <Show when=move || wizard.org.get().is_some() && note.get().is_some()>
-            <p class="muted" id="token-note">{move || note.get().unwrap_or_default()}</p>
-        </Show>
-        <Show when=move || wizard.org.get().is_some() && personal.get()>
-            <p class="warning" id="token-personal">"This is your personal token: it can manage every organization you are in and it expires soon. It works, but an org token is safer."</p>
-        </Show>
-        <ErrorLine error=error/>
-        <Nav step=1 ready=Signal::derive(move || !wizard.fly_token.get().trim().is_empty() && !checking.get())
-            on_next=Callback::new(move |_| if wizard.org.get_untracked().is_some() { next(1) } else { check(true) })/>
+    });
+    // A check tapped in the page's first part, before this part had arrived.
+    if let Some(and_next) = crate::front::take_handed_over(|handover| handover.check_token.take()) {
+        check.run(and_next);
     }
+    view! { <TokenForm fly=fly check=state on_check=check/> }
 }
 
 #[component]
@@ -173,7 +91,7 @@ fn NamesStep() -> impl IntoView {
     });
     {
         let api = config.get_value();
-        let token = wizard.fly_token.get_untracked();
+        let token = wizard.fly.token.get_untracked();
         spawn_local(async move {
             let list = region_choices(&api, &token).await;
             if region.get_untracked().is_empty() {
@@ -190,7 +108,7 @@ fn NamesStep() -> impl IntoView {
         }
         error.set(None);
         let api = config.get_value();
-        let token = wizard.fly_token.get_untracked();
+        let token = wizard.fly.token.get_untracked();
         spawn_local(async move {
             match name_availability(&api, &token, &draft.prefix).await {
                 Ok(note) => {
