@@ -7,6 +7,12 @@
 //! own fingerprints then take care of the workspace's sources). Only the newest key is kept;
 //! older ones are removed so the cache does not grow with every lock change.
 //!
+//! Cargo reuses a workspace crate built in another checkout when the sources here are older
+//! than that build (a working tree after CI built a clone of it in the same cache), and such a
+//! build keeps the other checkout's paths (`env!("CARGO_MANIFEST_DIR")`, which tests read
+//! files by). So the cache notes which checkout built it, and another one first cleans the
+//! workspace's own crates (the dependencies stay).
+//!
 //! `CARGO_TARGET_DIR`, when set, wins: the cache is only a default.
 
 use anyhow::Context;
@@ -25,7 +31,20 @@ pub fn use_for_this_run(root: &Path) -> anyhow::Result<PathBuf> {
             let cache = cache_root().context("no HOME to keep the build cache in")?;
             let key = key(root)?;
             prune_other_keys(&cache, &key);
-            cache.join(format!("target-{key}"))
+            let target = cache.join(format!("target-{key}"));
+            if built_by_another_checkout(&target, root) {
+                cmd::run(
+                    Command::new("cargo")
+                        .args(["clean", "--workspace"])
+                        .env("CARGO_TARGET_DIR", &target),
+                )?;
+            }
+            std::fs::create_dir_all(&target)?;
+            std::fs::write(
+                target.join(CHECKOUT_FILE),
+                root.to_string_lossy().as_bytes(),
+            )?;
+            target
         }
     };
     // SAFETY: called at the start of `main`'s command, before xtask starts any thread, so no
@@ -71,6 +90,15 @@ fn is_package_variable(name: &str) -> bool {
             "CARGO_RUSTC_CURRENT_DIR",
         ]
         .contains(&name)
+}
+
+/// Beside the build outputs: the checkout they were last built for.
+const CHECKOUT_FILE: &str = "textslash-checkout";
+
+/// Whether `target` was last built for a checkout other than `root`.
+fn built_by_another_checkout(target: &Path, root: &Path) -> bool {
+    std::fs::read(target.join(CHECKOUT_FILE))
+        .is_ok_and(|built_for| built_for != root.to_string_lossy().as_bytes())
 }
 
 /// `$TEXTSLASH_BUILD_CACHE`, else `$XDG_CACHE_HOME/textslash`, else `~/.cache/textslash`.
@@ -132,7 +160,7 @@ mod tests {
 
     #[test]
     fn other_keys_are_pruned_and_the_current_one_kept() {
-        let cache = tempfile_dir();
+        let cache = tempfile_dir("prune");
         for name in ["target-aaaa", "target-bbbb", "notes"] {
             std::fs::create_dir_all(cache.join(name)).unwrap();
         }
@@ -146,10 +174,27 @@ mod tests {
         std::fs::remove_dir_all(&cache).unwrap();
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-cache-test-{}", std::process::id()));
+    /// A fresh folder for one test (tests run in parallel threads of one process).
+    fn tempfile_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn another_checkout_is_noticed() {
+        let target = tempfile_dir("checkout");
+        assert!(
+            !built_by_another_checkout(&target, Path::new("/work/main")),
+            "a new cache"
+        );
+        std::fs::write(target.join(CHECKOUT_FILE), "/work/main").unwrap();
+        assert!(!built_by_another_checkout(&target, Path::new("/work/main")));
+        assert!(built_by_another_checkout(
+            &target,
+            Path::new("/check/work/main")
+        ));
+        std::fs::remove_dir_all(&target).unwrap();
     }
 }
