@@ -8,6 +8,7 @@ use crate::args::{
 };
 use crate::render::Renderer;
 use crate::secrets;
+use provision::cost::dollars;
 use provision::native::{ReqwestTransport, TokioClock};
 use provision::spec::{Channel, DeploymentSpec, Images, Secret};
 use provision::{Error, Event, FlyClient, machines, ops, plan, version};
@@ -297,8 +298,8 @@ fn show_plan(args: DeployArgs) -> Result<(), Failure> {
             spec.vm_app(), spec.vm_guest.cpus, spec.vm_guest.memory_mb, spec.volume_gb, vm_secrets.join(", "),
         ));
         text.push_str(&format!(
-            "\n  Estimated cost: ${:.2}/month (relay ${:.2}, vm ${:.2} at {} h/day, stopped vm ${:.2}, volume ${:.2}).",
-            estimate.total, estimate.relay, estimate.vm_running, estimate.vm_hours_per_day, estimate.vm_stopped, estimate.volume
+            "\n  Estimated cost: ${}/month (relay ${}, vm ${} at {} h/day, stopped vm ${}, volume ${}).",
+            dollars(estimate.total), dollars(estimate.relay), dollars(estimate.vm_running), estimate.vm_hours_per_day, dollars(estimate.vm_stopped), dollars(estimate.volume)
         ));
         text
     });

@@ -8,6 +8,31 @@
 use crate::spec::DeploymentSpec;
 use serde::{Deserialize, Serialize};
 
+/// `3.3216` → `3.32`: dollars to the cent, as the page and the CLI show a cost. Whole cents
+/// by integer arithmetic rather than `{:.2}`, which would pull float formatting (about 10 KB)
+/// into the page's wasm.
+pub fn dollars(usd: f64) -> String {
+    let (sign, cents) = cents(usd);
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+/// `10`, `12.5`, `12.25`: dollars as a person types an amount (the daily cap), and as the vm
+/// reads `MAX_DAILY_USD`: no trailing zeros.
+pub fn dollars_typed(usd: f64) -> String {
+    let (sign, cents) = cents(usd);
+    match cents % 100 {
+        0 => format!("{sign}{}", cents / 100),
+        c if c % 10 == 0 => format!("{sign}{}.{}", cents / 100, c / 10),
+        c => format!("{sign}{}.{c:02}", cents / 100),
+    }
+}
+
+/// The sign and the whole cents of an amount, rounded.
+fn cents(usd: f64) -> (&'static str, u64) {
+    let cents = (usd * 100.0).round();
+    (if cents < 0.0 { "-" } else { "" }, cents.abs() as u64)
+}
+
 /// One shared vCPU for 30 days of running.
 pub const SHARED_CPU_PER_MONTH: f64 = 0.695;
 /// One performance vCPU for 30 days of running (Fly's calculator).
@@ -61,6 +86,21 @@ pub fn estimate(spec: &DeploymentSpec, vm_hours_per_day: f64) -> Estimate {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dollars_are_written_to_the_cent_and_as_typed() {
+        use super::{dollars, dollars_typed};
+        assert_eq!(dollars(3.3216), "3.32");
+        assert_eq!(dollars(10.0), "10.00");
+        assert_eq!(dollars(0.695), "0.70");
+        assert_eq!(dollars(-1.5), "-1.50");
+        assert_eq!(dollars_typed(10.0), "10");
+        assert_eq!(dollars_typed(12.5), "12.5");
+        assert_eq!(dollars_typed(12.25), "12.25");
+        assert_eq!(dollars_typed(0.0), "0");
+        assert_eq!(dollars_typed(-0.001), "0");
+        assert_eq!(dollars_typed(-1.5), "-1.5");
+    }
+
     use super::*;
     use crate::spec::tests::telegram_spec;
 

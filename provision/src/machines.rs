@@ -200,7 +200,7 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
     ]);
     // Not a secret: the cap is a setting, and Fly shows env to whoever can read the app.
     if let Some(cap) = spec.max_daily_usd {
-        env.insert("MAX_DAILY_USD".into(), format_usd(cap));
+        env.insert("MAX_DAILY_USD".into(), crate::cost::dollars_typed(cap));
     }
     env.insert("APPROVAL_MODE".into(), spec.approvals.as_str().into());
     MachineConfig {
@@ -230,12 +230,6 @@ pub fn vm_config(spec: &DeploymentSpec, volume_id: &str) -> MachineConfig {
         }),
         metadata: metadata(Role::Vm),
     }
-}
-
-/// `10`, `12.5`: dollars as the vm reads them, without trailing zeros.
-fn format_usd(usd: f64) -> String {
-    let text = format!("{usd:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 pub fn machine_request(

@@ -298,17 +298,7 @@ fn ask_first() -> bool {
 }
 
 fn default_daily_cap() -> String {
-    dollars_text(spec::DEFAULT_MAX_DAILY_USD)
-}
-
-/// `10` or `12.5`, as a person types an amount.
-fn dollars_text(usd: f64) -> String {
-    let cents = (usd * 100.0).round() as i64;
-    match cents % 100 {
-        0 => format!("{}", cents / 100),
-        c if c % 10 == 0 => format!("{}.{}", cents / 100, c / 10),
-        c => format!("{}.{c:02}", cents / 100),
-    }
+    provision::cost::dollars_typed(spec::DEFAULT_MAX_DAILY_USD)
 }
 
 /// A fresh pairing code for a new draft.

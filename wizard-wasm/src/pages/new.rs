@@ -10,6 +10,7 @@ use crate::ui::{ErrorLine, Field, Nav, StepHeader, forget_when_changed, next};
 use crate::wizard::Wizard;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use provision::cost::dollars;
 use provision::fly::AppName;
 
 /// Steps 1 to 5, by number.
@@ -409,12 +410,6 @@ fn KeyStep() -> impl IntoView {
     }
 }
 
-/// `3.3216` → `3.32`, without pulling float formatting into the wasm (about 11 KB).
-fn dollars(amount: f64) -> String {
-    let cents = (amount * 100.0).round() as i64;
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
-
 #[component]
 fn ReviewStep() -> impl IntoView {
     let wizard = expect_context::<Wizard>();
@@ -439,7 +434,7 @@ fn ReviewStep() -> impl IntoView {
                     format!("Allowed to chat: {}, and whoever pairs first on the last screen", spec.allowed_senders.join(", "))
                 }}</li>
                 <li id="review-cap">{match spec.max_daily_usd {
-                    Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", dollars(cap)),
+                    Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", provision::cost::dollars_typed(cap)),
                     None => "Spend on your Anthropic key: no daily cap".to_string(),
                 }}</li>
                 <li id="review-approvals">{match spec.approvals {
