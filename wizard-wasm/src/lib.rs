@@ -2,8 +2,8 @@
 //! user's own Fly.io account, straight from the browser.
 //!
 //! # Layout
-//! - [`front`]: the page's first part, the home screen alone; the rest ([`App`]) is fetched
-//!   behind it and takes over (`src/main.rs`, `src/bin/rest.rs`).
+//! - [`front`]: the page's first part, the home screen and the wizard's first step; the rest
+//!   ([`App`]) is fetched behind it and takes over (`src/main.rs`, `src/bin/rest.rs`).
 //! - [`route`]: hash routing (`#/`, `#/new/<step>`, `#/d/<prefix>`).
 //! - [`config`]: `config.json` beside the page (API base, app URL, images).
 //! - [`browser`]: `provision`'s transport and clock for the browser.
