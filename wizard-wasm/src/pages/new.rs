@@ -434,7 +434,7 @@ fn ReviewStep() -> impl IntoView {
                     format!("Allowed to chat: {}, and whoever pairs first on the last screen", spec.allowed_senders.join(", "))
                 }}</li>
                 <li id="review-cap">{match spec.max_daily_usd {
-                    Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", provision::cost::dollars_typed(cap)),
+                    Some(cap) => format!("Spend on your Anthropic key: at most ${} a day (UTC)", dollars(cap)),
                     None => "Spend on your Anthropic key: no daily cap".to_string(),
                 }}</li>
                 <li id="review-approvals">{match spec.approvals {
