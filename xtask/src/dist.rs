@@ -112,7 +112,11 @@ fn inline_first_part(dist: &Path) -> anyhow::Result<()> {
         ),
     );
     std::fs::write(&index, html)?;
+    // The size report lists files; these are now inside index.html.
+    println!("the first part, inside index.html (raw / gzip -9):");
     for file in [glue_file, wasm_file, style_file] {
+        let bytes = std::fs::read(dist.join(&file))?;
+        println!("  {file:<42} {:>10} {:>10}", bytes.len(), gzip_len(&bytes)?);
         std::fs::remove_file(dist.join(file))?;
     }
     Ok(())
