@@ -1,12 +1,14 @@
 //! The page's first part: the home screen (the remembered deployments and New deployment)
-//! and the wizard's first step, small enough to arrive quickly on a slow phone. `src/main.rs` mounts it, then
-//! fetches the rest of the page ([`crate::App`], built as `src/bin/rest.rs`) and hands the
-//! page over to it: this part unmounts and the rest mounts at the same route.
+//! and the wizard's first step, small enough to arrive quickly on a slow phone (index.html
+//! carries it inline: `xtask/src/dist.rs`). `src/main.rs` mounts it, then fetches the rest of
+//! the page ([`crate::App`], built as `src/bin/rest.rs`) and hands the page over to it with
+//! what was done here ([`Handover`]): this part unmounts and the rest mounts at the same
+//! route.
 //!
 //! Loading the rest goes through `textslashLoadRest`, a few lines of JavaScript in
 //! `index.html` (a dynamic `import()` of the file its `<meta name="textslash-rest">` names),
-//! so the Content-Security-Policy stays as strict: same-origin scripts and that inline
-//! script's hash only.
+//! so the Content-Security-Policy stays as strict: same-origin scripts and the hashes of the
+//! page's own inline scripts only.
 
 use crate::pages::home::Home;
 use crate::pages::token::{FlyToken, TokenCheck, TokenForm};
