@@ -4,9 +4,11 @@
 const CACHE = "textslash-page-v1";
 
 // The first visit's files are fetched before this worker controls the page, so they never pass
-// through its fetch handler: install fetches the page itself and keeps every file it names.
+// through its fetch handler: install fetches the page itself and keeps every file its tags name
+// (in href, src or content attributes: not names inside its inline scripts, such as the
+// wasm-bindgen glue's default file name, which is no file here).
 const ALWAYS = ["./", "config.json", "manifest.webmanifest", "icon.svg"];
-const NAMED_FILE = /["']([^"'\s<>]+\.(?:js|wasm|css|svg|webmanifest|json))["']/g;
+const NAMED_FILE = /(?:href|src|content)=["']([^"'\s<>]+\.(?:js|wasm|css|svg|webmanifest|json))["']/g;
 
 async function precache() {
   const cache = await caches.open(CACHE);

@@ -12,7 +12,7 @@
 
 use crate::pages::home::Home;
 use crate::pages::token::{FlyToken, TokenCheck, TokenForm};
-use crate::route::{self, Route};
+use crate::route::Route;
 use leptos::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -85,12 +85,11 @@ impl Default for Carried {
     }
 }
 
-/// What the first part shows: the home screen, the wizard's first step (a tap on New
-/// deployment never waits for the rest), or, for a deep link to another screen, that it is
+/// What the first part shows at `route`: the home screen, the wizard's first step (a tap on
+/// New deployment never waits for the rest), or, for a deep link to another screen, that it is
 /// loading.
 #[component]
-pub fn Front(carried: Carried) -> impl IntoView {
-    let route = route::use_route();
+pub fn Front(carried: Carried, route: ReadSignal<Route>) -> impl IntoView {
     crate::focus_heading_on_new_screen(route);
     view! {
         <Header/>
@@ -98,7 +97,7 @@ pub fn Front(carried: Carried) -> impl IntoView {
         <main>
             {move || match route.get() {
                 Route::Home => view! {
-                    <Home on_new=Callback::new(|()| crate::wizard::forget_draft())
+                    <Home on_new=Callback::new(|()| crate::wizard::forget_draft()) check_health=false
                         on_import=Callback::new(move |text| {
                             carried.import.set(Some(text));
                             None
@@ -127,8 +126,9 @@ fn FirstStep(carried: Carried) -> impl IntoView {
     view! { <TokenForm fly=carried.fly check=check on_check=keep/> }
 }
 
-/// What the first part hands the rest with the page ([`Carried::handover`]).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What the first part hands the rest with the page ([`Carried::handover`]). No `Debug`: it
+/// holds the Fly token.
+#[derive(Clone, Default, PartialEq)]
 pub struct Handover {
     /// The id of the control that had focus (`-` for one without an id); empty for none.
     pub focused: String,
@@ -198,11 +198,10 @@ fn focused_control() -> String {
         .unwrap_or_default()
 }
 
-/// Waits until the rest may take the page over: at once, unless step 1 is showing (its field
-/// may be mid-typing, and keys pressed while the page changes hands would be lost); then until
-/// a check is tapped there or another screen is chosen.
-pub async fn free_to_hand_over(carried: Carried) {
-    let route = route::use_route();
+/// Waits until the rest may take the page over: at once, unless step 1 is showing at `route`
+/// (its field may be mid-typing, and keys pressed while the page changes hands would be lost);
+/// then until a check is tapped there or another screen is chosen.
+pub async fn free_to_hand_over(carried: Carried, route: ReadSignal<Route>) {
     let (free, now_free) = futures::channel::oneshot::channel();
     let mut free = Some(free);
     Effect::new(move |_| {

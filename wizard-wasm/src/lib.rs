@@ -127,7 +127,7 @@ pub fn App() -> impl IntoView {
                     provide_context(config);
                     match route.get() {
                         Route::Home => view! {
-                            <pages::home::Home on_new=Callback::new(move |()| wizard.reset())
+                            <pages::home::Home on_new=Callback::new(move |()| wizard.reset()) check_health=true
                                 on_import=Callback::new(|text: String| Some(storage::import(&storage::LocalStorage, &text)))/>
                         }.into_any(),
                         Route::New(step @ 1..=5) => view! { <pages::new::NewStep step=step/> }.into_any(),

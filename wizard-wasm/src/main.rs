@@ -11,8 +11,9 @@ fn main() {
     #[cfg(debug_assertions)]
     console_error_panic_hook::set_once();
     let carried = front::Carried::new();
+    let route = wizard_wasm::route::use_route();
     let first = leptos::mount::mount_to(document().body().expect("a body"), move || {
-        view! { <front::Front carried=carried/> }
+        view! { <front::Front carried=carried route=route/> }
     });
     leptos::task::spawn_local(async move {
         // Once the first screen is in the document: the rest is fetched right behind it.
@@ -22,7 +23,7 @@ fn main() {
             .and_then(|rest| front::take_over(&rest));
         match take_over {
             Ok(take_over) => {
-                front::free_to_hand_over(carried).await;
+                front::free_to_hand_over(carried, route).await;
                 // Taken before this part's elements go: the focus among them.
                 let handover = carried.handover();
                 drop(first);

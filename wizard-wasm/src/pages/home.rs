@@ -11,10 +11,14 @@ use wasm_bindgen::JsCast;
 /// `on_new` starts a new deployment (forgets the last draft) as New deployment opens the
 /// wizard. `on_import` merges an export file's text in and says how many deployments it held,
 /// or keeps it (`None`) for the rest of the page, which imports it once it has taken over.
+/// `check_health` asks each relay how it is: the whole app does; the first part leaves it to
+/// the rest, which takes over moments later (asking twice would only compete with the rest's
+/// download on a slow link).
 #[component]
 pub fn Home(
     on_new: Callback<()>,
     on_import: Callback<String, Option<Result<usize, String>>>,
+    check_health: bool,
 ) -> impl IntoView {
     let deployments = RwSignal::new(storage::bookmarks(&LocalStorage));
     let message = RwSignal::new(None::<String>);
@@ -73,7 +77,7 @@ pub fn Home(
             <p class="muted">"No deployments on this device yet."</p>
         </Show>
         <ul class="cards" id="deployments">
-            {move || deployments.get().into_iter().map(|d| view! { <DeploymentCard deployment=d/> }).collect_view()}
+            {move || deployments.get().into_iter().map(|d| view! { <DeploymentCard deployment=d check_health=check_health/> }).collect_view()}
         </ul>
         <a class="button primary" id="new-deployment" href="#/new/1" on:click=move |_| on_new.run(())>"New deployment"</a>
         <div class="actions">
@@ -89,24 +93,26 @@ pub fn Home(
 }
 
 #[component]
-fn DeploymentCard(deployment: storage::Bookmark) -> impl IntoView {
+fn DeploymentCard(deployment: storage::Bookmark, check_health: bool) -> impl IntoView {
     let health = RwSignal::new("checking…".to_string());
     let url = format!("{}/health", deployment.relay_url);
-    spawn_local(async move {
-        // Plain fetch rather than gloo-net: this screen is the page's first part, kept small.
-        let answer = wasm_bindgen_futures::JsFuture::from(window().fetch_with_str(&url))
-            .await
-            .ok()
-            .and_then(|r| r.dyn_into::<web_sys::Response>().ok());
-        let text = match answer {
-            // The relay reports itself only; the agent's state is on the detail screen, read
-            // from Fly (asking the relay must never wake the agent).
-            Some(r) if r.ok() => "relay up".to_string(),
-            Some(r) => format!("relay answered {}", r.status()),
-            None => "relay unreachable".into(),
-        };
-        health.set(text);
-    });
+    if check_health {
+        spawn_local(async move {
+            // Plain fetch rather than gloo-net: this component is in the page's first part too.
+            let answer = wasm_bindgen_futures::JsFuture::from(window().fetch_with_str(&url))
+                .await
+                .ok()
+                .and_then(|r| r.dyn_into::<web_sys::Response>().ok());
+            let text = match answer {
+                // The relay reports itself only; the agent's state is on the detail screen, read
+                // from Fly (asking the relay must never wake the agent).
+                Some(r) if r.ok() => "relay up".to_string(),
+                Some(r) => format!("relay answered {}", r.status()),
+                None => "relay unreachable".into(),
+            };
+            health.set(text);
+        });
+    }
     view! {
         <li class="card">
             <a href=format!("#/d/{}", deployment.prefix)>
