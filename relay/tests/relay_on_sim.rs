@@ -661,6 +661,16 @@ async fn a_message_that_could_not_be_saved_is_retried_or_the_sender_is_told() {
             .contains("<Message>Sorry, your message could not be saved"),
         "{answer}"
     );
+    // …which Twilio sends to the sender, as a message on the phone.
+    let told: Vec<_> = sim
+        .sim
+        .channels
+        .twilio_sent()
+        .into_iter()
+        .filter(|s| s.to == OWNER_WA)
+        .map(|s| s.text)
+        .collect();
+    assert_eq!(told, [relay::PLEASE_RESEND]);
 
     // Telegram repeats a webhook that failed: it arrives once the journal works again.
     assert_eq!(

@@ -1044,6 +1044,22 @@ async fn user_sends_whatsapp(
         Ok(response) => {
             let status = response.status();
             let twiml = response.text().await.unwrap_or_default();
+            // "If no 'to' attribute is provided, Twilio sends the message as a reply to the
+            // current sender" (TwiML <Message>, https://www.twilio.com/docs/messaging/twiml/message).
+            if status.is_success() {
+                let mut state = sim.channels.state.lock().unwrap();
+                for text in twiml_replies(&twiml) {
+                    state.next_message_id += 1;
+                    let message_id = state.next_message_id;
+                    state.twilio_sent.push(Sent {
+                        to: message.from.clone(),
+                        kind: "message".into(),
+                        text,
+                        message_id,
+                        ..Default::default()
+                    });
+                }
+            }
             axum::Json(json!({
                 "message_sid": message_sid,
                 "webhook_status": status.as_u16(),
@@ -1058,6 +1074,50 @@ async fn user_sends_whatsapp(
         )
             .into_response(),
     }
+}
+
+/// The texts of a TwiML answer's `<Message>` verbs, written either way Twilio's docs show:
+/// `<Message>Hi</Message>` or `<Message><Body>Hi</Body></Message>`
+/// (https://www.twilio.com/docs/messaging/twiml). `<Response/>` has none.
+fn twiml_replies(twiml: &str) -> Vec<String> {
+    let mut replies = vec![];
+    let mut rest = twiml;
+    while let Some(start) = rest.find("<Message") {
+        let after_name = &rest[start + "<Message".len()..];
+        // `<Messages>` or the like is another element.
+        if !after_name.starts_with(['>', ' ', '/', '\t', '\n', '\r']) {
+            rest = after_name;
+            continue;
+        }
+        let Some(open_end) = after_name.find('>') else {
+            break;
+        };
+        if after_name[..open_end].ends_with('/') {
+            rest = &after_name[open_end + 1..];
+            continue;
+        }
+        let inner = &after_name[open_end + 1..];
+        let Some(close) = inner.find("</Message>") else {
+            break;
+        };
+        let content = &inner[..close];
+        let body = match (content.find("<Body>"), content.find("</Body>")) {
+            (Some(open), Some(end)) if open < end => &content[open + "<Body>".len()..end],
+            _ => content,
+        };
+        replies.push(unescape_xml(body.trim()));
+        rest = &inner[close + "</Message>".len()..];
+    }
+    replies
+}
+
+/// XML's five predefined entities (numeric references are not needed by any relay's TwiML).
+fn unescape_xml(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 async fn anthropic_models(
@@ -1130,5 +1190,25 @@ mod tests {
             ),
             "RSOYDt4T1cUTdK1PDd93/VVr8B8="
         );
+    }
+
+    #[test]
+    fn a_twiml_answer_s_messages_are_read_both_ways_twilio_writes_them() {
+        use super::twiml_replies;
+        assert!(twiml_replies("<?xml version=\"1.0\"?><Response/>").is_empty());
+        assert!(twiml_replies("<Response></Response>").is_empty());
+        assert!(twiml_replies("<Response><Message/></Response>").is_empty());
+        assert_eq!(
+            twiml_replies("<Response><Message>Send it again &amp; soon</Message></Response>"),
+            ["Send it again & soon"]
+        );
+        assert_eq!(
+            twiml_replies(
+                "<Response>\n  <Message action=\"/x\"><Body>Hello &lt;World&gt;!</Body></Message>\n  <Message>Two</Message></Response>"
+            ),
+            ["Hello <World>!", "Two"]
+        );
+        assert!(twiml_replies("<Response><Messages>no</Messages></Response>").is_empty());
+        assert!(twiml_replies("<Response><Message>cut short").is_empty());
     }
 }

@@ -141,7 +141,8 @@ impl Browser {
 
     /// What the page shows, as a person reads it.
     pub async fn page_text(&self) -> String {
-        self.eval("return document.body.innerText", json!([]))
+        // While a document is still being parsed it may have no body yet.
+        self.eval("return document.body?.innerText ?? ''", json!([]))
             .await
             .as_str()
             .unwrap_or_default()

@@ -43,6 +43,16 @@ impl Phone {
         self.browser.click("#composer button").await;
     }
 
+    /// Where the Send button is on the screen.
+    pub async fn composer_at(&self) -> Value {
+        self.browser
+            .eval(
+                "const r = document.querySelector('#composer button').getBoundingClientRect(); return [r.x, r.y];",
+                json!([]),
+            )
+            .await
+    }
+
     /// Taps the button `label` under the agent's open question.
     pub async fn tap(&self, label: &str) {
         self.browser
@@ -74,6 +84,7 @@ pub async fn steer_from_the_phone(world: &World, phone: &Phone) {
     let http = reqwest::Client::new();
     let received = || phone.received(world);
     let edits = !matches!(phone.chat, Chat::WhatsApp { .. });
+    let composer_at = phone.composer_at().await;
     phone.send("look first, then run a command").await;
     let question = eventually("the question", Duration::from_secs(90), async || {
         received()
@@ -250,7 +261,14 @@ pub async fn steer_from_the_phone(world: &World, phone: &Phone) {
             },
             async || {
                 let texts: Vec<String> = received().into_iter().map(|s| s.text).collect();
-                format!("the phone had {texts:#?}")
+                let shown = phone.browser.page_text().await;
+                let unsent = phone
+                    .browser
+                    .eval("return document.querySelector('#text').value", json!([]))
+                    .await;
+                format!(
+                    "the phone had {texts:#?}; it showed:\n{shown}\n(its composer holds {unsent})"
+                )
             },
         )
         .await
@@ -258,5 +276,10 @@ pub async fn steer_from_the_phone(world: &World, phone: &Phone) {
     assert!(diff.contains("ran.txt"), "{diff}");
     assert_eq!(diff.lines().filter(|l| *l == "+ran").count(), 1, "{diff}");
     assert_eq!(ran().len(), 1, "one reply: the command ran once");
+    assert_eq!(
+        phone.composer_at().await,
+        composer_at,
+        "Send moved as messages arrived (a tap can then miss it)"
+    );
     phone.browser.shot("steer-3-diff").await;
 }
