@@ -96,16 +96,18 @@ pub fn App() -> impl IntoView {
     // for one fetch, and several KB less wasm.
     let config = RwSignal::new(None::<config::Config>);
     leptos::task::spawn_local(async move { config.set(Some(config::Config::load().await)) });
-    // Handed over by the page's first part with focus in it: once the first screen is drawn,
-    // focus goes back to the control of the same id, or to the screen's heading where it is
-    // gone.
+    // Handed over by the page's first part with focus in it: focus goes back to the control
+    // of the same id as soon as it is drawn (the header's at once), or to the screen's heading
+    // where it is gone.
     if let Some(focused) =
         front::take_handed_over(|handover| Some(std::mem::take(&mut handover.focused)))
             .filter(|focused| !focused.is_empty())
     {
-        // The screen is drawn once config.json is here; until then there is nothing to focus.
+        // The screen is drawn once config.json is here; the header before it.
         Effect::new(move |done: Option<bool>| {
-            if done == Some(true) || config.with(Option::is_none) {
+            let drawn =
+                config.with(Option::is_some) || document().get_element_by_id(&focused).is_some();
+            if done == Some(true) || !drawn {
                 return done.unwrap_or(false);
             }
             let focused = focused.clone();
