@@ -94,6 +94,17 @@ struct ChannelState {
     tap_answers: HashMap<String, Option<String>>,
 }
 
+impl ChannelState {
+    /// Keeps a message Twilio sent to a WhatsApp user (through the REST API or a TwiML
+    /// answer), numbered like every message; its number.
+    fn twilio_sends(&mut self, sent: Sent) -> u64 {
+        self.next_message_id += 1;
+        let message_id = self.next_message_id;
+        self.twilio_sent.push(Sent { message_id, ..sent });
+        message_id
+    }
+}
+
 impl Channels {
     /// Keeps an uploaded file for the chat page; the path it is served at.
     pub fn keep_file(&self, bytes: Vec<u8>) -> String {
@@ -841,19 +852,19 @@ async fn twilio_send(
     // The API takes up to ten MediaUrl, but a WhatsApp message carries only the first; the
     // others are dropped without an error.
     let media: Vec<String> = media.into_iter().take(1).collect();
-    let mut state = sim.channels.state.lock().unwrap();
-    state.next_message_id += 1;
-    let message_id = state.next_message_id;
-    state.twilio_sent.push(Sent {
+    let message_id = sim.channels.state.lock().unwrap().twilio_sends(Sent {
         to: to.clone(),
         kind: if media.is_empty() { "message" } else { "photo" }.into(),
         text,
         media,
-        message_id,
         buttons,
         ..Default::default()
     });
-    (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032x}", state.next_message_id), "status": "queued", "to": to}))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"sid": format!("SM{message_id:032x}"), "status": "queued", "to": to})),
+    )
+        .into_response()
 }
 
 /// Twilio's media URL answers with a redirect to its CDN on another host (`mms.twiliocdn.com`
@@ -1049,13 +1060,10 @@ async fn user_sends_whatsapp(
             if status.is_success() {
                 let mut state = sim.channels.state.lock().unwrap();
                 for text in twiml_replies(&twiml) {
-                    state.next_message_id += 1;
-                    let message_id = state.next_message_id;
-                    state.twilio_sent.push(Sent {
+                    state.twilio_sends(Sent {
                         to: message.from.clone(),
                         kind: "message".into(),
                         text,
-                        message_id,
                         ..Default::default()
                     });
                 }
